@@ -1,0 +1,29 @@
+# pushdock: `make run` sets everything up and serves; `make test` sets up and runs the whole suite.
+SHELL := /bin/bash
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup run test test-fast lint bench clean
+
+setup:
+	./scripts/setup.sh
+
+run: setup
+	$(VENV)/bin/pushdock serve
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
+
+test-fast: setup
+	$(VENV)/bin/pytest -q tests/unit
+
+lint:
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(VENV)/bin/python bench/push_to_live.py
+	$(VENV)/bin/python bench/apps_list.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,183 @@
+"""The deploy chain, in one readable function per entry point.
+
+receive (export the pushed tree) -> builder-detect -> build -> release -> scheduler-deploy -> post-deploy.
+Every stage fires its triggers through the bus. Callers hold the app's lock.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+from builders.base import BuildRequest
+from builders.detect import detect_builder
+from hooks.source import export_tree, read_procfile
+from pushdock.errors import DeployFailed, PushdockError
+from pushdock.progress import NULL, Progress
+from pushdock.state import Release
+
+if TYPE_CHECKING:
+    from pushdock.context import Context
+
+DEFAULT_PORT = 5000
+
+
+def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch: str) -> Release:
+    """Build commit `sha` of `app` and deploy it as a new release with zero downtime."""
+    state, bus = ctx.state, ctx.bus
+    started = time.time()
+    build_dir = Path(tempfile.mkdtemp(prefix=f"pushdock-build-{app}-"))
+    with logger.contextualize(app=app, sha=sha[:12]):
+        try:
+            progress.step(f"Deploying {app} ({sha[:7]}, branch {branch})")
+            export_tree(state.repo_path(app), sha, build_dir)
+            bus.call("post_extract", ctx=ctx, app=app, build_dir=str(build_dir), sha=sha)
+
+            env = state.get_env(app)
+            forced = bus.first("builder_detect", ctx=ctx, app=app, build_dir=str(build_dir))
+            forced = forced or state.get("builder", app, "selected")
+            name, reason = detect_builder(build_dir, env, forced, bus.registry("builders"))
+            progress.step(f"Building with the {name} builder ({reason})")
+            builder = bus.lookup("builders", name)
+
+            number = state.next_release_number(app)
+            image = f"pushdock/{app}:v{number}"
+            bus.call("pre_build", ctx=ctx, app=app, builder=name, build_dir=str(build_dir))
+            result = builder.build(ctx, BuildRequest(app, build_dir, image, env), progress)
+            bus.call("post_build", ctx=ctx, app=app, builder=name, image=result.image)
+
+            processes = {**result.processes, **read_procfile(build_dir)}
+            if not processes:
+                raise DeployFailed("nothing to run: add a Procfile or give the image a CMD")
+            release = Release(
+                app=app, number=number, image=result.image, env=env, processes=processes,
+                formation=_formation(state.get_formation(app), processes), sha=sha,
+                who=ctx.identity.name, why=f"deploy {sha[:7]}",
+                web_port=_web_port(env, result.web_port),
+            )
+            current = _deploy_release(ctx, release, progress)
+            ctx.event("deploy", app=app, started=started, release=current.name, sha=sha)
+            return current
+        except PushdockError as e:
+            ctx.event("deploy", app=app, started=started, result="failed", sha=sha, reason=str(e))
+            raise
+        finally:
+            shutil.rmtree(build_dir, ignore_errors=True)
+
+
+def new_release(
+    ctx: Context,
+    app: str,
+    *,
+    why: str,
+    env: dict[str, str] | None = None,
+    formation: dict[str, int] | None = None,
+    progress: Progress = NULL,
+) -> Release | None:
+    """A config or scale change: the current image with new env/formation as release vN+1.
+
+    The new env/formation is stored only once the release serves (a failed deploy changes nothing).
+    Returns None when the app was never deployed (the change is then stored for its first deploy).
+    """
+    state = ctx.state
+    current = state.current_release(app)
+    if current is None:
+        if env is not None:
+            state.set_env(app, env)
+        if formation is not None:
+            state.set_formation(app, formation)
+        return None
+    env = state.get_env(app) if env is None else env
+    wanted = state.get_formation(app) if formation is None else formation
+    release = current.with_(
+        number=state.next_release_number(app), env=env, who=ctx.identity.name, why=why,
+        formation=_formation(wanted, current.processes), web_port=_web_port(env, current.web_port),
+        created=time.time(), status="pending",
+    )
+    return _deploy_release(ctx, release, progress)
+
+
+def restart(ctx: Context, app: str, progress: Progress = NULL) -> Release | None:
+    """Fresh containers of the current release, swapped in with zero downtime."""
+    current = ctx.state.current_release(app)
+    if current is None:
+        return None
+    ctx.state.delete("ps", app, "stopped")
+    _run_scheduler(ctx, current, progress)
+    return current
+
+
+def stop(ctx: Context, app: str) -> None:
+    """Stop every process of the app; its domains answer 503 until `ps:start`."""
+    ctx.state.set("ps", app, "stopped", "1")
+    ctx.proxy().apply(ctx, app, ctx.domains(app), [])
+    ctx.scheduler(app).stop(ctx, app)
+
+
+def reconcile_all(ctx: Context, progress: Progress = NULL) -> list[str]:
+    """At `serve` start: make what runs match each app's current release; report what was fixed."""
+    messages: list[str] = []
+    for app in ctx.state.list_apps():
+        current = ctx.state.current_release(app)
+        if current is None or ctx.state.get("ps", app, "stopped"):
+            continue
+        try:
+            with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
+                messages += [f"{app}: {m}" for m in
+                             ctx.scheduler(app).reconcile(ctx, current, _route(ctx, app), progress)]
+        except PushdockError as e:
+            messages.append(f"{app}: reconcile failed: {e}")
+    return messages
+
+
+# -- the shared tail of every deploy -----------------------------------------------------------------
+def _deploy_release(ctx: Context, release: Release, progress: Progress) -> Release:
+    state, bus = ctx.state, ctx.bus
+    state.save_release(release)
+    try:
+        bus.call("pre_release", ctx=ctx, app=release.app, release=release.number, image=release.image)
+        _run_scheduler(ctx, release, progress)
+    except PushdockError:
+        state.save_release(release.with_(status="failed"))
+        raise
+    current = state.promote_release(release)
+    state.set_env(release.app, release.env)
+    state.set_formation(release.app, release.formation)
+    state.delete("ps", release.app, "stopped")
+    bus.call("post_deploy", ctx=ctx, app=release.app, release=release.number, image=release.image)
+    port = "" if ctx.settings.proxy_port == 80 else f":{ctx.settings.proxy_port}"
+    progress.step(f"Released {release.name}: http://{ctx.domains(release.app)[0]}{port}")
+    return current
+
+
+def _run_scheduler(ctx: Context, release: Release, progress: Progress) -> None:
+    ctx.bus.call("pre_deploy", ctx=ctx, app=release.app, release=release.number, image=release.image)
+    ctx.scheduler(release.app).deploy(ctx, release, _route(ctx, release.app), progress)
+
+
+def _route(ctx: Context, app: str):  # type: ignore[no-untyped-def]
+    proxy = ctx.proxy()
+    return lambda upstreams: proxy.apply(ctx, app, ctx.domains(app), upstreams)
+
+
+def _formation(stored: dict[str, int] | None, processes: dict[str, str]) -> dict[str, int]:
+    """Keep stored counts of known types; new types start at 1 for web (and release-less apps), else 0."""
+    stored = stored or {}
+    formation = {}
+    for name in processes:
+        if name == "release":
+            continue
+        formation[name] = stored.get(name, 1 if name == "web" else 0)
+    return formation
+
+
+def _web_port(env: dict[str, str], exposed: int | None) -> int:
+    raw = env.get("PORT")
+    if raw and raw.isdigit():
+        return int(raw)
+    return exposed or DEFAULT_PORT

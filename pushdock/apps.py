@@ -1,0 +1,48 @@
+"""App lifecycle services used by commands and by the git server (first push creates the app)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pushdock.errors import Forbidden
+from pushdock.state import validate_app_name
+
+if TYPE_CHECKING:
+    from pushdock.context import Context
+
+
+def authorize(ctx: Context, app: str, *, admin: bool = False) -> None:
+    """Raise Forbidden unless the caller may act on `app` (or is an admin, when `admin`)."""
+    who = ctx.identity
+    if admin and who.role != "admin":
+        raise Forbidden(f"{who.name} ({who.role}) may not run this command: admin only")
+    if not who.may_use(app):
+        raise Forbidden(f"{who.name} ({who.role}) has no access to app {app}")
+
+
+def create_app(ctx: Context, app: str) -> None:
+    validate_app_name(app)
+    ctx.state.create_app(app)
+    ctx.bus.call("post_create", ctx=ctx, app=app)
+
+
+def destroy_app(ctx: Context, app: str) -> None:
+    ctx.state.require_app(app)
+    with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
+        ctx.bus.call("pre_delete", ctx=ctx, app=app)
+        ctx.state.destroy_app(app)
+    ctx.bus.call("post_delete", ctx=ctx, app=app)
+
+
+def rename_app(ctx: Context, old: str, new: str) -> None:
+    """Rename by redeploying under the new name, then retiring the old routes and containers."""
+    validate_app_name(new)
+    ctx.state.require_app(old)
+    from hooks import pipeline
+
+    with ctx.state.app_lock(old, timeout=ctx.settings.lock_timeout):
+        ctx.bus.call("pre_delete", ctx=ctx, app=old)
+        ctx.state.rename_app(old, new)
+    ctx.bus.call("post_app_rename", ctx=ctx, old_app=old, new_app=new)
+    with ctx.state.app_lock(new, timeout=ctx.settings.lock_timeout):
+        pipeline.restart(ctx, new)

@@ -1,0 +1,110 @@
+"""The trigger bus: the only place hooks are fired.
+
+Python plugins implement `hooks.specs` through pluggy (entry-point group `pushdock`, built-ins
+included); executable scripts in DATA_DIR/plugins/<plugin>/<trigger-name> implement them in any
+language, as Dokku's plugn does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from loguru import logger
+
+from hooks import specs
+from pushdock import proc
+from pushdock.errors import HookFailed, NotFound, PushdockError
+
+ENTRY_POINT_GROUP = "pushdock"
+
+
+def script_name(trigger: str) -> str:
+    return trigger.replace("_", "-")
+
+
+class Bus:
+    """A fresh plugin manager plus the script plugins of one data dir."""
+
+    def __init__(self, plugins_dir: Path, *, extra_plugins: tuple[object, ...] = (), entry_points: bool = True):
+        self.plugins_dir = plugins_dir
+        self.pm = pluggy.PluginManager("pushdock")
+        self.pm.add_hookspecs(specs)
+        if entry_points:
+            self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        for p in extra_plugins:
+            self.pm.register(p)
+        self.pm.check_pending()
+        self._registries: dict[str, dict[str, Any]] = {}
+
+    # -- firing -----------------------------------------------------------------------------------
+    def call(self, trigger: str, **kwargs: Any) -> list[Any]:
+        """Fire a trigger: every Python implementation, then every script; results in that order."""
+        hook = getattr(self.pm.hook, trigger)
+        try:
+            result = hook(**kwargs)
+        except PushdockError:
+            raise
+        except Exception as e:
+            logger.exception("trigger failed", trigger=trigger)
+            raise HookFailed(f"trigger {script_name(trigger)} failed: {type(e).__name__}: {e}") from e
+        results = result if isinstance(result, list) else ([] if result is None else [result])
+        if trigger not in specs.PYTHON_ONLY:
+            results += self._run_scripts(trigger, kwargs)
+        return results
+
+    def first(self, trigger: str, **kwargs: Any) -> Any:
+        """Fire a firstresult trigger: the first non-empty answer, Python plugins before scripts."""
+        answer = getattr(self.pm.hook, trigger)(**kwargs)
+        if answer not in (None, ""):
+            return answer
+        for out in self._run_scripts(trigger, kwargs):
+            if out:
+                return out
+        return None
+
+    def _run_scripts(self, trigger: str, kwargs: dict[str, Any]) -> list[str]:
+        name = script_name(trigger)
+        try:
+            plugins = sorted(os.listdir(self.plugins_dir))
+        except FileNotFoundError:
+            return []
+        order = list(getattr(self.pm.hook, trigger).spec.argnames)
+        argv_tail = [_as_arg(kwargs[a]) for a in order if a in kwargs and a != "ctx"]
+        outputs = []
+        for plugin in plugins:
+            script = self.plugins_dir / plugin / name
+            if not (script.is_file() and os.access(script, os.X_OK)):
+                continue
+            res = proc.run([str(script), *argv_tail], check=False, timeout=600)
+            if res.returncode != 0:
+                last = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
+                raise HookFailed(f"trigger {name} of plugin {plugin} failed: {last}")
+            outputs.append(res.stdout.strip())
+        return outputs
+
+    # -- registries -------------------------------------------------------------------------------
+    def registry(self, kind: str) -> dict[str, Any]:
+        """{name: implementation} for `builders`, `schedulers` or `proxies`."""
+        if kind not in self._registries:
+            merged: dict[str, Any] = {}
+            for part in getattr(self.pm.hook, f"register_{kind}")():
+                merged.update(part or {})
+            self._registries[kind] = merged
+        return self._registries[kind]
+
+    def lookup(self, kind: str, name: str) -> Any:
+        reg = self.registry(kind)
+        try:
+            return reg[name]
+        except KeyError:
+            known = ", ".join(sorted(reg)) or "none"
+            raise NotFound(f"unknown {kind[:-1]} {name!r} (known: {known})") from None
+
+
+def _as_arg(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)

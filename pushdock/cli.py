@@ -1,0 +1,159 @@
+"""The command registry shared by the host CLI and the SSH door, and the edge that renders errors."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from typing import Any, TextIO
+
+import click
+
+from pushdock.errors import PushdockError
+
+CORE_COMMAND_MODULES = ("apps", "config", "ps", "logs", "events", "core")
+
+
+class Registry(click.Group):
+    """Resolves Dokku-style `plugin:verb` as well as `plugin verb`; bare `releases` runs its default."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        head = args[0] if args else ""
+        if ":" in head:
+            group, _, verb = head.partition(":")
+            args = [group, verb, *args[1:]]
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is None or cmd.hidden:
+                continue
+            if isinstance(cmd, click.Group):
+                for sub in cmd.list_commands(ctx):
+                    subcmd = cmd.get_command(ctx, sub)
+                    if subcmd is not None:
+                        rows.append((f"{name}:{sub}", subcmd.get_short_help_str(70)))
+            else:
+                rows.append((name, cmd.get_short_help_str(70)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+class Verbs(click.Group):
+    """A command group (`apps`) whose bare invocation runs its `default_verb` (e.g. `releases APP`)."""
+
+    default_verb: str | None = None
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if self.default_verb and (not args or args[0] not in self.commands):
+            args = [self.default_verb, *args]
+        return super().resolve_command(ctx, args)
+
+
+def build_cli(plugins: Any) -> click.Group:
+    """The click app: core command modules, then every plugin's `register_commands`."""
+    import importlib
+
+    @click.group(cls=Registry, context_settings={"help_option_names": ["-h", "--help"]})
+    def cli() -> None:
+        """pushdock: git push to deploy. Run `pushdock help` for the commands."""
+
+    for mod in CORE_COMMAND_MODULES:
+        importlib.import_module(f"pushdock.commands.{mod}").register(cli)
+    plugins.pm.hook.register_commands(cli=cli)
+    return cli
+
+
+def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
+    """Run one command as the host CLI does; render errors as one `error:` line; return the exit status."""
+    import time
+
+    from loguru import logger
+
+    started = time.time()
+    app = _app_arg(argv)
+    action = argv[0] if argv else "help"
+    try:
+        cli = build_cli(ctx.bus)
+        with _redirect(out, err):
+            cli.main(args=argv or ["help"], prog_name="pushdock", obj=ctx, standalone_mode=False)
+        rc = 0
+    except click.exceptions.Exit as e:
+        rc = e.exit_code
+    except click.exceptions.Abort:
+        err.write("error: aborted\n")
+        rc = 1
+    except click.ClickException as e:
+        err.write(f"error: {e.format_message()}\n")
+        rc = e.exit_code
+    except PushdockError as e:
+        err.write(f"error: {e.message}\n")
+        if e.hint:
+            err.write(f"hint: {e.hint}\n")
+        rc = e.exit_code
+    except BrokenPipeError:
+        rc = 1
+    except Exception:
+        incident = uuid.uuid4().hex[:8]
+        logger.exception("internal error", incident=incident, command=action)
+        err.write(f"error: internal error {incident} (details in the server log)\n")
+        rc = 70
+    out.flush()
+    if action not in ("help", "version", "events") and not action.endswith(("list", "report", "show", "get")):
+        try:
+            ctx.event(action, app=app, result="ok" if rc == 0 else f"exit {rc}", started=started)
+        except OSError:
+            pass
+    return rc
+
+
+def _app_arg(argv: list[str]) -> str | None:
+    from pushdock.state import APP_NAME
+
+    positional = [a for a in argv[1:] if not a.startswith("-")]
+    return positional[0] if positional and APP_NAME.match(positional[0]) else None
+
+
+class _redirect:
+    """Point click.echo's default streams at the door's streams for the duration of a command."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out, self.err = out, err
+
+    def __enter__(self) -> None:
+        self.saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = self.out, self.err
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout, sys.stderr = self.saved
+
+
+def main() -> None:
+    """Entry point of the `pushdock` console script (the host door: root is admin)."""
+    import getpass
+
+    from pushdock.context import Context
+    from pushdock.log import configure
+    from pushdock.settings import Settings
+    from pushdock.state import Identity
+
+    settings = Settings()
+    serving = sys.argv[1:2] == ["serve"]
+    logfile = settings.data_dir / "logs" / "pushdock.log"
+    try:
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        logfile = None  # type: ignore[assignment]
+    configure(settings.log_level, logfile, stderr=serving)
+    who = getpass.getuser()
+    ctx = Context(settings=settings, identity=Identity(name=who, role="admin", door="cli"))
+    sys.exit(dispatch(sys.argv[1:], ctx, sys.stdout, sys.stderr))
+
+
+if __name__ == "__main__":
+    main()

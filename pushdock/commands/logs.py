@@ -1,0 +1,33 @@
+"""logs APP [-t] [-n N] [-p PROCESS]"""
+
+from __future__ import annotations
+
+import click
+
+from pushdock.apps import authorize
+from pushdock.context import Context
+
+
+@click.command("logs")
+@click.argument("app")
+@click.option("-t", "--tail", "follow", is_flag=True, help="Follow: keep streaming new lines.")
+@click.option("-n", "--num", "num", type=click.IntRange(0, 100_000), default=100, show_default=True,
+              help="How many lines to show first.")
+@click.option("-p", "--ps", "process", default=None, help="Only this process type.")
+@click.pass_obj
+def logs(ctx: Context, app: str, follow: bool, num: int, process: str | None) -> None:
+    """Show (and with -t follow) the output of an app's containers."""
+    authorize(ctx, app)
+    ctx.state.require_app(app)
+    lines = ctx.scheduler(app).logs(ctx, app, follow=follow, tail=num, process=process)
+    try:
+        for line in lines:
+            click.echo(f"{app} {line}")
+    finally:
+        close = getattr(lines, "close", None)
+        if close:
+            close()
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(logs)

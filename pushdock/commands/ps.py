@@ -1,0 +1,134 @@
+"""ps:report|restart|stop|start|scale|rebuild — the app's processes."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from hooks import pipeline
+from pushdock.apps import authorize
+from pushdock.commands import echo_progress, format_option, group, print_table
+from pushdock.context import Context
+from pushdock.errors import NotFound, UsageError
+
+SCALE_ARG = re.compile(r"^([a-z][a-z0-9_-]{0,29})=(\d{1,3})$")
+MAX_SCALE = 50
+
+
+@group("ps", "Manage an app's processes.", default_verb="report")
+def ps() -> None:
+    pass
+
+
+def _app(ctx: Context, app: str) -> str:
+    authorize(ctx, app)
+    return ctx.state.require_app(app)
+
+
+@ps.command("report")
+@click.argument("app")
+@format_option
+@click.pass_obj
+def report(ctx: Context, app: str, fmt: str) -> None:
+    """Show each container: process, release, state, restarts, address."""
+    _app(ctx, app)
+    current = ctx.state.current_release(app)
+    rows = [
+        {"process": f"{i.process}.{i.index}", "release": f"v{i.release}", "state": i.state,
+         "restarts": i.restarts, "address": str(i.upstream or ""), "container": i.name}
+        for i in sorted(ctx.scheduler(app).instances(ctx, app), key=lambda i: (i.process, i.index))
+    ]
+    if fmt == "text":
+        stopped = bool(ctx.state.get("ps", app, "stopped"))
+        click.echo(f"=====> {app} processes (release {current.name if current else 'none'}"
+                   f"{', stopped' if stopped else ''})")
+        if current:
+            click.echo("       formation: " + " ".join(f"{k}={v}" for k, v in current.formation.items()))
+        if any(r["restarts"] and r["state"] != "running" for r in rows):
+            click.echo("       warning: a container is crash-looping (see `logs`)")
+    print_table(rows, ["process", "release", "state", "restarts", "address", "container"], fmt)
+
+
+@ps.command("restart")
+@click.argument("app")
+@click.pass_obj
+def restart(ctx: Context, app: str) -> None:
+    """Replace every container with a fresh one, with zero downtime."""
+    _app(ctx, app)
+    with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
+        if pipeline.restart(ctx, app, echo_progress()) is None:
+            raise NotFound(f"{app} has not been deployed yet")
+
+
+@ps.command("start")
+@click.argument("app")
+@click.pass_obj
+def start(ctx: Context, app: str) -> None:
+    """Start a stopped app."""
+    restart.callback(app)  # type: ignore[misc]  # same work: fresh containers of the current release
+
+
+@ps.command("stop")
+@click.argument("app")
+@click.pass_obj
+def stop(ctx: Context, app: str) -> None:
+    """Stop every container; the app's domains answer 503 until `ps:start`."""
+    _app(ctx, app)
+    with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
+        pipeline.stop(ctx, app)
+    click.echo(f"-----> Stopped {app}")
+
+
+@ps.command("scale")
+@click.argument("app")
+@click.argument("pairs", nargs=-1)
+@click.pass_obj
+def scale(ctx: Context, app: str, pairs: tuple[str, ...]) -> None:
+    """Set process counts (`web=2 worker=1`) as a new release; no pairs shows the formation."""
+    _app(ctx, app)
+    current = ctx.state.current_release(app)
+    formation = dict(current.formation if current else (ctx.state.get_formation(app) or {}))
+    if not pairs:
+        for k, v in formation.items():
+            click.echo(f"{k}={v}")
+        return
+    changes = parse_scale(pairs)
+    if current is not None:
+        unknown = sorted(set(changes) - set(current.processes))
+        if unknown:
+            raise UsageError(f"unknown process type {unknown[0]!r} (known: {', '.join(sorted(formation))})")
+    with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
+        why = "ps:scale " + " ".join(f"{k}={v}" for k, v in changes.items())
+        pipeline.new_release(ctx, app, why=why, formation=formation | changes, progress=echo_progress())
+
+
+def parse_scale(pairs: tuple[str, ...]) -> dict[str, int]:
+    out = {}
+    for pair in pairs:
+        m = SCALE_ARG.match(pair)
+        if not m:
+            raise UsageError(f"expected TYPE=COUNT with COUNT from 0 to {MAX_SCALE}, got {pair[:40]!r}")
+        count = int(m.group(2))
+        if count > MAX_SCALE:
+            raise UsageError(f"{m.group(1)}={count} is above the limit of {MAX_SCALE}")
+        out[m.group(1)] = count
+    return out
+
+
+@ps.command("rebuild")
+@click.argument("app")
+@click.pass_obj
+def rebuild(ctx: Context, app: str) -> None:
+    """Build the deployed commit again and deploy it as a new release."""
+    _app(ctx, app)
+    current = ctx.state.current_release(app)
+    if current is None or not current.sha:
+        raise NotFound(f"{app} has no deployed commit to rebuild")
+    with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
+        branch = ctx.state.get("git", app, "deploy-branch") or "main"
+        pipeline.deploy_push(ctx, app, current.sha, echo_progress(), branch=branch)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(ps)

@@ -1,0 +1,55 @@
+"""The per-entry-point context handed down to commands, the pipeline and plugins."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from pushdock.state import Identity, State
+
+if TYPE_CHECKING:
+    from pushdock.bus import Bus
+    from pushdock.settings import Settings
+
+
+@dataclass
+class Context:
+    settings: Settings
+    identity: Identity = field(default_factory=lambda: Identity(name="root", role="admin", door="cli"))
+    bus_override: Bus | None = None
+
+    @cached_property
+    def state(self) -> State:
+        return State(self.settings.data_dir)
+
+    @cached_property
+    def bus(self) -> Bus:
+        if self.bus_override is not None:
+            return self.bus_override
+        from pushdock.bus import Bus
+
+        return Bus(self.state.path("plugins"))
+
+    # -- selected implementations (registry lookups by name, never if/elif over kinds) ------------
+    def scheduler(self, app: str | None = None) -> Any:
+        name = (app and self.state.get("scheduler", app, "selected")) or self.settings.scheduler
+        return self.bus.lookup("schedulers", name)
+
+    def proxy(self) -> Any:
+        name = self.state.get("proxy", "--global", "selected") or self.settings.proxy
+        return self.bus.lookup("proxies", name)
+
+    def domains(self, app: str) -> list[str]:
+        extra = self.state.get_json("domains", app, "list", [])
+        return [f"{app}.{self.settings.domain}", *extra]
+
+    def event(self, action: str, *, app: str | None = None, result: str = "ok", started: float | None = None,
+              **extra: Any) -> None:
+        """Append an audit event (who, door, app, action, result, duration); never values of secrets."""
+        ev = {"time": time.time(), "who": self.identity.name, "door": self.identity.door,
+              "app": app, "action": action, "result": result, **extra}
+        if started is not None:
+            ev["duration"] = round(time.time() - started, 3)
+        self.state.append_event(ev)

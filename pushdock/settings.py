@@ -1,0 +1,41 @@
+"""Settings from the environment (prefix PUSHDOCK_), built once per entry point and passed down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/pushdock")
+    return Path.home() / ".local" / "share" / "pushdock"
+
+
+class Settings(BaseSettings):
+    """Every knob pushdock reads from its environment; documented in docs/settings.md."""
+
+    model_config = SettingsConfigDict(env_prefix="PUSHDOCK_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    ssh_host: str = "0.0.0.0"
+    ssh_port: int = 2222
+    http_host: str = "0.0.0.0"
+    http_port: int = 8000
+    proxy: str = "nginx"
+    proxy_port: int = 80
+    domain: str = "localhost"
+    scheduler: str = "docker-local"
+    stack_image: str = "pushdock/stack:bookworm"
+    log_level: str = "INFO"
+    # How long a web container may take to answer its readiness check.
+    ready_timeout: float = 60.0
+    # Grace period between SIGTERM and SIGKILL when old containers retire.
+    stop_timeout: int = 10
+    # How long a push waits for another deploy of the same app before giving up.
+    lock_timeout: float = 600.0
+    # Largest pack a single push may send (bytes); 0 means unlimited.
+    max_push_bytes: int = 512 * 1024 * 1024

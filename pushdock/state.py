@@ -1,0 +1,356 @@
+"""All state under DATA_DIR: apps, properties, releases, keys, events, locks.
+
+Only this module builds paths under the data dir. Writes are temp file -> fsync -> os.replace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pushdock.errors import Conflict, NotFound, PushdockError, UsageError
+
+APP_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PROCESS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,29}$")
+GLOBAL = "--global"
+
+
+def validate_app_name(name: str) -> str:
+    """Return `name` if it is a lowercase DNS label of 1-63 chars, else raise UsageError."""
+    if not isinstance(name, str) or not APP_NAME.match(name):
+        shown = name if len(name) <= 70 else name[:67] + "..."
+        raise UsageError(
+            f"invalid app name {shown!r}: use 1-63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+def validate_env_key(key: str) -> str:
+    if not ENV_KEY.match(key):
+        raise UsageError(f"invalid config key {key!r}: use letters, digits and '_', not starting with a digit")
+    return key
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    """Write `data` to `path` so readers see the old or the new content, never a mix."""
+    if isinstance(data, str):
+        data = data.encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if e.errno == errno.ENOSPC:
+            raise PushdockError(f"no space left on the data disk writing {path.name}") from e
+        raise
+
+
+@dataclass(frozen=True)
+class Release:
+    """A numbered, immutable snapshot: what ran (image), with what (env), how many (formation)."""
+
+    app: str
+    number: int
+    image: str
+    env: dict[str, str]
+    processes: dict[str, str]
+    formation: dict[str, int]
+    sha: str = ""
+    who: str = ""
+    why: str = ""
+    created: float = field(default_factory=time.time)
+    status: str = "pending"  # pending | current | superseded | failed
+    web_port: int = 5000
+
+    @property
+    def name(self) -> str:
+        return f"v{self.number}"
+
+    def with_(self, **changes: Any) -> Release:
+        data = asdict(self) | changes
+        return Release(**data)
+
+
+@dataclass(frozen=True)
+class SshKey:
+    name: str
+    key: str  # "ssh-ed25519 AAAA..." (type and base64 only)
+    fingerprint: str
+    role: str = "admin"
+    apps: tuple[str, ...] = ()
+    added: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling, through which door."""
+
+    name: str
+    role: str = "admin"
+    apps: tuple[str, ...] = ()
+    door: str = "cli"
+
+    def may_use(self, app: str) -> bool:
+        return self.role == "admin" or app in self.apps
+
+
+class State:
+    """Typed access to everything pushdock keeps on disk."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = Path(data_dir)
+
+    # -- layout -------------------------------------------------------------------------------
+    @property
+    def repos_dir(self) -> Path:
+        return self.root / "repos"
+
+    def repo_path(self, app: str) -> Path:
+        return self.repos_dir / f"{validate_app_name(app)}.git"
+
+    def path(self, *parts: str) -> Path:
+        """A path for a component's own files (nginx config, keys, logs) under the data dir."""
+        return self.root.joinpath(*parts)
+
+    def _prop_path(self, plugin: str, app: str, prop: str) -> Path:
+        if app != GLOBAL:
+            validate_app_name(app)
+        return self.root / "data" / plugin / app / prop
+
+    # -- properties -----------------------------------------------------------------------------
+    def get(self, plugin: str, app: str, prop: str, default: str | None = None) -> str | None:
+        try:
+            return self._prop_path(plugin, app, prop).read_text()
+        except FileNotFoundError:
+            return default
+
+    def set(self, plugin: str, app: str, prop: str, value: str) -> None:
+        atomic_write(self._prop_path(plugin, app, prop), value)
+
+    def delete(self, plugin: str, app: str, prop: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._prop_path(plugin, app, prop).unlink()
+
+    def get_json(self, plugin: str, app: str, prop: str, default: Any = None) -> Any:
+        raw = self.get(plugin, app, prop)
+        return default if raw is None else json.loads(raw)
+
+    def set_json(self, plugin: str, app: str, prop: str, value: Any) -> None:
+        self.set(plugin, app, prop, json.dumps(value, indent=1, sort_keys=True))
+
+    # -- locks ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def app_lock(
+        self, app: str, *, timeout: float = 600.0, on_wait: Callable[[], None] | None = None
+    ) -> Iterator[None]:
+        """Hold the app's flock (shared by pushes, webhooks and admin commands)."""
+        path = self.root / "locks" / f"{validate_app_name(app)}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait:
+                    on_wait()
+                deadline = time.monotonic() + timeout
+                while True:
+                    try:
+                        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise Conflict(
+                                f"app {app} is busy with another deploy (waited {timeout:.0f}s)"
+                            ) from None
+                        time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    # -- apps -----------------------------------------------------------------------------------
+    def app_exists(self, app: str) -> bool:
+        return self.repo_path(app).is_dir()
+
+    def require_app(self, app: str) -> str:
+        if not self.app_exists(app):
+            raise NotFound(f"app {app} does not exist")
+        return app
+
+    def list_apps(self) -> list[str]:
+        try:
+            names = os.listdir(self.repos_dir)
+        except FileNotFoundError:
+            return []
+        return sorted(n[:-4] for n in names if n.endswith(".git") and APP_NAME.match(n[:-4]))
+
+    def create_app(self, app: str) -> None:
+        """Create the bare repo of a new app (Conflict if it exists)."""
+        from dulwich.repo import Repo
+
+        path = self.repo_path(app)
+        if path.exists():
+            raise Conflict(f"app {app} already exists")
+        self.repos_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{app}.", dir=self.repos_dir))
+        try:
+            repo = Repo.init_bare(str(tmp))
+            repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
+            repo.close()
+            os.rename(tmp, path)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if path.exists():
+                raise Conflict(f"app {app} already exists") from e
+            raise
+        self.set("apps", app, "created", str(time.time()))
+
+    def destroy_app(self, app: str) -> None:
+        """Remove every file of the app; the repo last, so a crash leaves a destroyable app."""
+        for d in (self.root / "data").glob(f"*/{validate_app_name(app)}"):
+            shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(self.root / "logs" / app, ignore_errors=True)
+        path = self.repo_path(app)
+        if path.exists():
+            trash = self.repos_dir / f".trash-{app}-{os.getpid()}"
+            os.rename(path, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / "locks" / f"{app}.lock").unlink()
+
+    def rename_app(self, old: str, new: str) -> None:
+        if self.app_exists(new):
+            raise Conflict(f"app {new} already exists")
+        self.require_app(old)
+        for d in (self.root / "data").glob(f"*/{validate_app_name(old)}"):
+            os.rename(d, d.parent / validate_app_name(new))
+        logs = self.root / "logs" / old
+        if logs.exists():
+            os.rename(logs, self.root / "logs" / new)
+        os.rename(self.repo_path(old), self.repo_path(new))
+        for r in self.list_releases(new):
+            self._write_release(r.with_(app=new))
+
+    # -- env ------------------------------------------------------------------------------------
+    def get_env(self, app: str) -> dict[str, str]:
+        env = self.get_json("config", app, "env", {})
+        return dict(env)
+
+    def set_env(self, app: str, env: dict[str, str]) -> None:
+        self.set_json("config", app, "env", env)
+        os.chmod(self._prop_path("config", app, "env"), 0o600)
+
+    # -- releases -------------------------------------------------------------------------------
+    def _release_path(self, app: str, number: int) -> Path:
+        return self._prop_path("releases", app, f"v{number}.json")
+
+    def _write_release(self, r: Release) -> None:
+        atomic_write(self._release_path(r.app, r.number), json.dumps(asdict(r), indent=1), mode=0o600)
+
+    def list_releases(self, app: str) -> list[Release]:
+        d = self._prop_path("releases", app, "x").parent
+        out = []
+        for p in d.glob("v*.json"):
+            out.append(Release(**json.loads(p.read_text())))
+        return sorted(out, key=lambda r: r.number)
+
+    def get_release(self, app: str, number: int) -> Release:
+        try:
+            return Release(**json.loads(self._release_path(app, number).read_text()))
+        except FileNotFoundError:
+            raise NotFound(f"app {app} has no release v{number}") from None
+
+    def current_release(self, app: str) -> Release | None:
+        raw = self.get("releases", app, "current")
+        return None if raw is None else self.get_release(app, int(raw))
+
+    def next_release_number(self, app: str) -> int:
+        releases = self.list_releases(app)
+        return releases[-1].number + 1 if releases else 1
+
+    def save_release(self, r: Release) -> None:
+        """Record a release (any status); making it current is `promote_release`."""
+        self._write_release(r)
+
+    def promote_release(self, r: Release) -> Release:
+        """Mark `r` as what runs now; the previous current one becomes superseded."""
+        prev = self.current_release(r.app)
+        current = r.with_(status="current")
+        self._write_release(current)
+        self.set("releases", r.app, "current", str(r.number))
+        if prev is not None and prev.number != r.number:
+            self._write_release(prev.with_(status="superseded"))
+        return current
+
+    # -- formation (desired scale) ----------------------------------------------------------------
+    def get_formation(self, app: str) -> dict[str, int] | None:
+        return self.get_json("ps", app, "formation")
+
+    def set_formation(self, app: str, formation: dict[str, int]) -> None:
+        self.set_json("ps", app, "formation", formation)
+
+    # -- ssh keys -------------------------------------------------------------------------------
+    def _keys_path(self) -> Path:
+        return self._prop_path("ssh-keys", GLOBAL, "keys.json")
+
+    def list_keys(self) -> list[SshKey]:
+        try:
+            raw = json.loads(self._keys_path().read_text())
+        except FileNotFoundError:
+            return []
+        return [SshKey(**{**k, "apps": tuple(k.get("apps", ()))}) for k in raw]
+
+    def save_keys(self, keys: list[SshKey]) -> None:
+        atomic_write(self._keys_path(), json.dumps([asdict(k) for k in keys], indent=1), mode=0o600)
+
+    @contextlib.contextmanager
+    def global_lock(self, name: str) -> Iterator[None]:
+        path = self.root / "locks" / f"{GLOBAL}-{name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    # -- events and deploy logs -------------------------------------------------------------------
+    def append_event(self, event: dict[str, Any]) -> None:
+        path = self.root / "events.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        line = (json.dumps(event, sort_keys=True) + "\n").encode()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def read_events(self, n: int = 50) -> list[dict[str, Any]]:
+        try:
+            lines = (self.root / "events.log").read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines[-n:] if line.strip()]
+
+    def deploy_log(self, app: str) -> Path:
+        return self.root / "logs" / validate_app_name(app) / "deploy.log"

@@ -1,0 +1,60 @@
+"""What a scheduler is: something that runs a release's processes with zero-downtime swaps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pushdock.context import Context
+    from pushdock.progress import Progress
+    from pushdock.routing import Upstream
+    from pushdock.state import Release
+
+# Called by the scheduler once the new web instances are ready; returns when the proxy routes only
+# to these upstreams and the old routes are drained.
+Route = Callable[[list["Upstream"]], None]
+
+
+@dataclass(frozen=True)
+class Instance:
+    app: str
+    process: str
+    index: int
+    release: int
+    id: str
+    name: str
+    state: str  # running | exited | restarting | created | ...
+    upstream: Upstream | None = None
+    restarts: int = 0
+
+
+class Scheduler(Protocol):
+    name: str
+
+    def deploy(self, ctx: Context, release: Release, route: Route, progress: Progress) -> None:
+        """Start the release beside what runs, check it, route(), then retire the old instances.
+
+        On any failure the new instances are removed, the old ones keep serving, and DeployFailed
+        is raised.
+        """
+        ...
+
+    def instances(self, ctx: Context, app: str) -> list[Instance]:
+        """Every instance of the app known to the engine (any release, any state)."""
+        ...
+
+    def stop(self, ctx: Context, app: str) -> None:
+        """Stop (and remove) every instance of the app."""
+        ...
+
+    def logs(
+        self, ctx: Context, app: str, *, follow: bool, tail: int | None, process: str | None
+    ) -> Iterator[str]:
+        """Log lines of the app's running instances, prefixed `app[process.N]:`."""
+        ...
+
+    def reconcile(self, ctx: Context, release: Release, route: Route, progress: Progress) -> list[str]:
+        """Make what runs match `release`: start what is missing, report strays. Returns messages."""
+        ...

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Idempotent set-up for pushdock on Debian 12 (as root): Debian packages when missing, a .venv with the
+# project, a Docker engine when none answers, and the local stack image when absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+command -v git >/dev/null 2>&1 || need+=(git)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v pigz >/dev/null 2>&1 || need+=(pigz)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  # Debian starts services on install; pushdock runs its own nginx, so keep the system one from
+  # grabbing port 80. Only add a policy-rc.d if the machine has none, and remove it afterwards.
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+if [ ! -x .venv/bin/pushdock ] || [ pyproject.toml -nt .venv/.installed ]; then
+  log "creating .venv"
+  [ -d .venv ] || python3 -m venv .venv
+  .venv/bin/pip install -q -e '.[dev]'
+  touch .venv/.installed
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd (log: /var/log/pushdock-dockerd.log)"
+  mkdir -p /var/log
+  nohup dockerd >/var/log/pushdock-dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/pushdock-dockerd.log"; exit 1; }
+fi
+
+if ! docker image inspect pushdock/stack:bookworm >/dev/null 2>&1; then
+  log "building the stack image pushdock/stack:bookworm"
+  .venv/bin/pushdock stack:build
+fi
+log "ready"
