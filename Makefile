@@ -23,7 +23,6 @@ lint:
 
 bench: setup
 	$(VENV)/bin/python bench/push_to_live.py
-	$(VENV)/bin/python bench/apps_list.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -41,7 +41,8 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
             env = state.get_env(app)
             forced = bus.first("builder_detect", ctx=ctx, app=app, build_dir=str(build_dir))
             forced = forced or state.get("builder", app, "selected")
-            name, reason = detect_builder(build_dir, env, forced, bus.registry("builders"))
+            name, reason = detect_builder(build_dir, env, forced, bus.registry("builders"),
+                                          dockerfile=state.get("builder-dockerfile", app, "dockerfile-path"))
             progress.step(f"Building with the {name} builder ({reason})")
             builder = bus.lookup("builders", name)
 

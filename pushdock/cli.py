@@ -47,6 +47,11 @@ class Verbs(click.Group):
 
     default_verb: str | None = None
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and self.default_verb:
+            args = [self.default_verb]
+        return super().parse_args(ctx, args)
+
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:

@@ -52,7 +52,7 @@ class Scheduler(Protocol):
     def logs(
         self, ctx: Context, app: str, *, follow: bool, tail: int | None, process: str | None
     ) -> Iterator[str]:
-        """Log lines of the app's running instances, prefixed `app[process.N]:`."""
+        """Log lines of the app's instances (exited ones too, when not following), prefixed `process.N: `."""
         ...
 
     def reconcile(self, ctx: Context, release: Release, route: Route, progress: Progress) -> list[str]:

@@ -1,0 +1,94 @@
+"""Readiness of a freshly started instance.
+
+Web: HTTP GET on the published port until two consecutive answers below 500 (a 404 is an answer:
+the app listens). A TCP connect proves nothing here: docker-proxy accepts on the published port
+before the app listens, then drops the connection (research/proxies.md §4: 7,552 x 502 in 2 s
+without this check). Other processes: still running, never restarted, after a short settle time.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pushdock.routing import Upstream
+from schedulers import docker_engine as eng
+from schedulers.docker_engine import Slot
+
+if TYPE_CHECKING:
+    from pushdock.context import Context
+
+READY_PATH = "/"
+PROBE_TIMEOUT = 2.0  # seconds per readiness request
+PROBE_INTERVAL = 0.2
+PROBE_SUCCESSES = 2  # consecutive answers < 500 before a web instance counts as ready
+WORKER_SETTLE = 1.5  # a non-web instance must still run after this long
+
+
+class NotReady(Exception):
+    """An instance failed its readiness check: `reason` is one line, `lines` its last log lines."""
+
+    def __init__(self, reason: str, lines: list[str] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.lines = lines or []
+
+
+class Aborted(Exception):
+    """Another instance of the same deploy failed first: stop checking this one."""
+
+
+@dataclass
+class Started:
+    slot: Slot
+    container: Any
+    upstream: Upstream | None
+
+
+def wait_ready(ctx: Context, s: Started, abort: threading.Event) -> None:
+    """Return when the instance is ready; raise NotReady if it exits or times out, Aborted if told."""
+    timeout = ctx.settings.ready_timeout
+    deadline = time.monotonic() + timeout
+    successes = 0
+    settle = time.monotonic() + WORKER_SETTLE
+    while True:
+        if abort.is_set():
+            raise Aborted
+        if s.upstream is not None:
+            status = _probe(s.upstream, READY_PATH, min(PROBE_TIMEOUT, max(0.1, deadline - time.monotonic())))
+            successes = successes + 1 if status is not None and status < 500 else 0
+            if successes >= PROBE_SUCCESSES:
+                return
+        s.container.reload()
+        why = eng.exit_reason(s.container)
+        if why is not None:
+            raise NotReady(f"{s.slot} {why}", eng.last_log_lines(s.container))
+        if s.upstream is None and time.monotonic() >= settle:
+            return
+        if time.monotonic() >= deadline:
+            raise NotReady(
+                f"{s.slot} did not answer HTTP within {timeout:g}s "
+                f"(it must listen on 0.0.0.0:$PORT; PORT={_container_port(s.container)})",
+                eng.last_log_lines(s.container),
+            )
+        abort.wait(PROBE_INTERVAL)
+
+
+def _probe(upstream: Upstream, path: str, timeout: float) -> int | None:
+    """HTTP status of GET path, or None when nothing answered."""
+    conn = http.client.HTTPConnection(upstream.host, upstream.port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"User-Agent": "pushdock-readiness", "Connection": "close"})
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def _container_port(container: Any) -> str:
+    exposed = (container.attrs.get("Config") or {}).get("ExposedPorts") or {}
+    return next(iter(exposed), "?/tcp").split("/")[0]

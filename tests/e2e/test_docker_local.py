@@ -1,0 +1,295 @@
+"""The docker-local scheduler against the real Docker engine.
+
+The proxy boundary is faked: `route` is a recording callable that, like the real proxy, only returns
+once traffic could flow, and here checks that every upstream it is given answers (and that the old
+release still answers at switch time: nothing old stops before the switch). The real nginx switch
+and drain are tested with the proxies. The app is tests/apps/pyweb, built once per session FROM the
+local stack image under a unique tag and removed at the end.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import docker
+import pytest
+
+from pushdock.context import Context
+from pushdock.errors import DeployFailed
+from pushdock.progress import Progress
+from pushdock.routing import Upstream
+from pushdock.settings import Settings
+from pushdock.state import Release
+from schedulers.docker_local import DockerLocalScheduler
+
+pytestmark = pytest.mark.docker
+
+APP_DIR = Path(__file__).resolve().parents[1] / "apps" / "pyweb"
+WORKER = "while true; do echo tick $DYNO; sleep 0.3; done"
+
+
+@pytest.fixture(scope="session")
+def engine() -> docker.DockerClient:
+    return docker.from_env()
+
+
+@pytest.fixture(scope="session")
+def image(engine: docker.DockerClient):
+    tag = f"pushdock-test-pyweb:{secrets.token_hex(4)}"
+    engine.images.build(path=str(APP_DIR), tag=tag, rm=True, forcerm=True)
+    yield tag
+    engine.images.remove(tag, force=True)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, engine: docker.DockerClient):
+    settings = Settings(data_dir=tmp_path / "data", ready_timeout=20, stop_timeout=3)
+    yield Context(settings=settings)
+    label = f"pushdock.data-dir={settings.data_dir.absolute()}"
+    for c in engine.containers.list(all=True, filters={"label": label}):
+        c.remove(force=True)
+
+
+@pytest.fixture
+def app() -> str:
+    return f"t{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def sched() -> DockerLocalScheduler:
+    return DockerLocalScheduler()
+
+
+class Out:
+    """A Progress that keeps its lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.progress = Progress(self.lines.append)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+class FakeRoute:
+    """The proxy boundary: records each switch and what every upstream (and the old one) answered."""
+
+    def __init__(self, still_serving: list[Upstream] | None = None) -> None:
+        self.calls: list[list[Upstream]] = []
+        self.answers: list[list[str]] = []
+        self.still_serving = still_serving or []
+        self.old_answers: list[str] = []
+
+    def __call__(self, upstreams: list[Upstream]) -> None:
+        self.calls.append(list(upstreams))
+        self.answers.append([get(u) for u in upstreams])
+        self.old_answers = [get(u) for u in self.still_serving]
+
+
+def get(u: Upstream, path: str = "/") -> str:
+    with urllib.request.urlopen(f"http://{u}{path}", timeout=3) as r:
+        assert r.status == 200
+        return r.read().decode().strip()
+
+
+def rel(app: str, number: int, image: str, *, formation: dict[str, int] | None = None,
+        processes: dict[str, str] | None = None, message: str | None = None) -> Release:
+    return Release(
+        app=app,
+        number=number,
+        image=image,
+        env={"MESSAGE": message or f"v{number}"},
+        processes=processes or {"web": ""},
+        formation=formation or {"web": 1},
+    )
+
+
+def deploy_v1(sched: DockerLocalScheduler, ctx: Context, app: str, image: str, **kw) -> Upstream:
+    route = FakeRoute()
+    sched.deploy(ctx, rel(app, 1, image, **kw), route, Out().progress)
+    return route.calls[-1][0]
+
+
+def test_deploy_v1_routes_one_upstream_that_answers(sched, ctx, app, image, engine):
+    out = Out()
+    route = FakeRoute()
+    sched.deploy(ctx, rel(app, 1, image), route, out.progress)
+
+    assert len(route.calls) == 1 and len(route.calls[0]) == 1
+    up = route.calls[0][0]
+    assert up.host == "127.0.0.1" and route.answers == [["v1"]]
+    assert "-----> Starting web (1) of v1" in out.lines
+    assert f"       web.1 ready on {up}" in out.lines
+
+    [inst] = sched.instances(ctx, app)
+    assert (inst.process, inst.index, inst.release, inst.state, inst.upstream) == ("web", 1, 1, "running", up)
+    assert re.fullmatch(rf"{app}\.web\.1\.v1\.[0-9a-f]{{4}}", inst.name)
+    attrs = engine.containers.get(inst.id).attrs
+    env = dict(e.split("=", 1) for e in attrs["Config"]["Env"])
+    assert (env["PORT"], env["DYNO"], env["PUSHDOCK_RELEASE"], env["MESSAGE"]) == ("5000", "web.1", "v1", "v1")
+    assert attrs["HostConfig"]["Init"] is True
+    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert attrs["Config"]["StopTimeout"] == 3
+    assert attrs["Config"]["Labels"]["pushdock.data-dir"] == str(ctx.settings.data_dir.absolute())
+
+
+def test_deploy_v2_web2_swaps_and_retires_v1(sched, ctx, app, image, engine):
+    old = deploy_v1(sched, ctx, app, image)
+    [v1] = sched.instances(ctx, app)
+    route = FakeRoute(still_serving=[old])
+    out = Out()
+    release = rel(app, 2, image, formation={"web": 2, "worker": 1}, processes={"web": "", "worker": WORKER})
+    sched.deploy(ctx, release, route, out.progress)
+
+    assert len(route.calls) == 1 and len(route.calls[0]) == 2
+    assert route.answers == [["v2", "v2"]]
+    assert route.old_answers == ["v1"], "v1 must serve until the switch"
+    insts = sched.instances(ctx, app)
+    assert {(i.process, i.index, i.release, i.state) for i in insts} == {
+        ("web", 1, 2, "running"), ("web", 2, 2, "running"), ("worker", 1, 2, "running")
+    }
+    assert next(i for i in insts if i.process == "worker").upstream is None
+    with pytest.raises(docker.errors.NotFound):
+        engine.containers.get(v1.id)
+    assert "-----> Stopping 1 old container" in out.lines
+
+
+def test_command_that_exits_fails_and_keeps_v1(sched, ctx, app, image):
+    up = deploy_v1(sched, ctx, app, image)
+    route = FakeRoute()
+    out = Out()
+    bad = rel(app, 2, image, processes={"web": "echo boom-from-app >&2; exit 3"})
+    t0 = time.monotonic()
+    with pytest.raises(DeployFailed, match=r"v2 did not start: web\.1 exited with status 3"):
+        sched.deploy(ctx, bad, route, out.progress)
+    assert time.monotonic() - t0 < 15
+    assert route.calls == []
+    assert "boom-from-app" in out.text
+    assert [(i.release, i.state) for i in sched.instances(ctx, app)] == [(1, "running")]
+    assert get(up) == "v1"
+
+
+def test_web_that_never_listens_times_out_and_cleans_up(sched, ctx, app, image):
+    up = deploy_v1(sched, ctx, app, image)
+    ctx.settings.ready_timeout = 3
+    t0 = time.monotonic()
+    never = rel(app, 2, image, processes={"web": "sleep 1000"})
+    expected = r"web\.1 did not answer HTTP within 3s \(it must listen on 0\.0\.0\.0:\$PORT; PORT=5000\)"
+    with pytest.raises(DeployFailed, match=expected):
+        sched.deploy(ctx, never, FakeRoute(), Out().progress)
+    assert time.monotonic() - t0 < 15
+    assert [(i.release, i.state) for i in sched.instances(ctx, app)] == [(1, "running")]
+    assert get(up) == "v1"
+
+
+def test_route_failure_removes_new_containers(sched, ctx, app, image):
+    up = deploy_v1(sched, ctx, app, image)
+
+    def broken(upstreams: list[Upstream]) -> None:
+        raise DeployFailed("nginx -t failed")
+
+    with pytest.raises(DeployFailed, match="proxy switch failed: nginx -t failed"):
+        sched.deploy(ctx, rel(app, 2, image), broken, Out().progress)
+    assert [i.release for i in sched.instances(ctx, app)] == [1]
+    assert get(up) == "v1"
+
+
+def test_instances_logs_and_stop(sched, ctx, app, image):
+    up = deploy_v1(sched, ctx, app, image, formation={"web": 1, "worker": 1},
+                   processes={"web": "", "worker": WORKER})
+    for n in range(3):
+        get(up, f"/hit-{n}")
+    time.sleep(1.0)  # a few ticks
+
+    every = list(sched.logs(ctx, app, follow=False, tail=None, process=None))
+    assert "web.1: listening on 5000 with MESSAGE=v1" in every
+    assert "worker.1: tick worker.1" in every
+    hits = [line for line in every if "/hit-" in line]
+    assert [h.split()[2] for h in hits] == ["/hit-0", "/hit-1", "/hit-2"]
+    assert every.index("web.1: listening on 5000 with MESSAGE=v1") < every.index(hits[0])
+    assert all(line.startswith("web.1: ") for line in sched.logs(ctx, app, follow=False, tail=None,
+                                                                     process="web"))
+    last2 = list(sched.logs(ctx, app, follow=False, tail=2, process="web"))
+    assert last2 == [line for line in every if line.startswith("web.1: ")][-2:]
+
+    # follow: history tail first, then live lines; closing the generator stops its readers
+    got = follow_until(sched, ctx, app, up, tail=1, marker="/live-1")
+    assert got[0] == last2[-1] and "GET /live-1" in got[-1] and len(got) == 2
+    got = follow_until(sched, ctx, app, up, tail=0, marker="/live-2")
+    assert len(got) == 1 and "GET /live-2" in got[0]
+
+    # web=0: the proxy stops routing, only the worker remains
+    route = FakeRoute()
+    sched.deploy(ctx, rel(app, 2, image, formation={"web": 0, "worker": 1}, processes={"worker": WORKER}),
+                 route, Out().progress)
+    assert route.calls == [[]]
+    assert [(i.process, i.release) for i in sched.instances(ctx, app)] == [("worker", 2)]
+
+    sched.stop(ctx, app)
+    assert sched.instances(ctx, app) == []
+
+
+def follow_until(sched, ctx, app: str, up: Upstream, *, tail: int, marker: str) -> list[str]:
+    """Follow the web logs in a thread until `marker` (requested once following) shows up, then close."""
+    got: list[str] = []
+    done = threading.Event()
+
+    def consume() -> None:
+        gen = sched.logs(ctx, app, follow=True, tail=tail, process="web")
+        for line in gen:
+            got.append(line)
+            if marker in line:
+                break
+        gen.close()
+        done.set()
+
+    threading.Thread(target=consume, daemon=True).start()
+    time.sleep(1.5)
+    get(up, marker)
+    assert done.wait(10), f"follow did not deliver the live line: {got}"
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("pushdock-logs-") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "log reader threads still running after close()"
+        time.sleep(0.1)
+    return got
+
+
+def test_reconcile_restarts_recreates_and_removes_strays(sched, ctx, app, image, engine):
+    release = rel(app, 1, image, formation={"web": 2})
+    sched.deploy(ctx, release, FakeRoute(), Out().progress)
+    web1, web2 = sched.instances(ctx, app)
+    engine.containers.get(web1.id).kill()
+    engine.containers.get(web2.id).remove(force=True)
+    labels = {"pushdock.app": app, "pushdock.process": "web", "pushdock.index": "1",
+              "pushdock.release": "9", "pushdock.data-dir": str(ctx.settings.data_dir.absolute())}
+    stray = engine.containers.run(image, ["sleep", "1000"], labels=labels, detach=True, init=True,
+                                  name=f"{app}.web.1.v9.stray")
+    foreign = engine.containers.run(image, ["sleep", "1000"], detach=True, init=True,
+                                    labels=labels | {"pushdock.data-dir": "/elsewhere"},
+                                    name=f"{app}.web.1.v9.foreign-{secrets.token_hex(2)}")
+    try:
+        assert engine.containers.get(web1.id).status == "exited"
+        route = FakeRoute()
+        messages = sched.reconcile(ctx, release, route, Out().progress)
+        assert "started web.1 of v1 (was exited)" in messages
+        assert "created web.2 of v1 (was missing)" in messages
+        assert any(m.startswith("removed stray web.1 of v9") for m in messages)
+        assert len(route.calls) == 1 and route.answers == [["v1", "v1"]]
+        insts = sched.instances(ctx, app)
+        assert {(i.index, i.release, i.state) for i in insts} == {(1, 1, "running"), (2, 1, "running")}
+        assert next(i for i in insts if i.index == 1).id == web1.id  # restarted, not replaced
+        with pytest.raises(docker.errors.NotFound):
+            stray.reload()
+        foreign.reload()  # another data dir's container: untouched
+
+        again = FakeRoute()
+        assert sched.reconcile(ctx, release, again, Out().progress) == []
+        assert sorted(again.calls[0]) == sorted(route.calls[0])
+    finally:
+        foreign.remove(force=True)

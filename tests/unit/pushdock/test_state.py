@@ -1,0 +1,92 @@
+"""State store: name validation, atomic writes, properties, releases, locks."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from pushdock.errors import Conflict, NotFound, UsageError
+from pushdock.state import Release, State, atomic_write, validate_app_name, validate_env_key
+
+
+@pytest.mark.parametrize("name", ["../x", "A B", "a" * 64, "", "-a", "a-", "a_b", "a.b", "Ab", "a/b"])
+def test_invalid_app_names_are_refused(name: str) -> None:
+    with pytest.raises(UsageError, match="invalid app name"):
+        validate_app_name(name)
+
+
+@pytest.mark.parametrize("name", ["a", "hello", "my-app-2", "a" * 63, "0app"])
+def test_valid_app_names(name: str) -> None:
+    assert validate_app_name(name) == name
+
+
+@pytest.mark.parametrize("key", ["1X", "A-B", "", "A B", "A=B"])
+def test_invalid_env_keys(key: str) -> None:
+    with pytest.raises(UsageError):
+        validate_env_key(key)
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path) -> None:
+    target = tmp_path / "d" / "f"
+    atomic_write(target, "one")
+    atomic_write(target, "two")
+    assert target.read_text() == "two"
+    assert [p.name for p in target.parent.iterdir()] == ["f"]
+
+
+def test_app_lifecycle(tmp_path) -> None:
+    st = State(tmp_path)
+    st.create_app("web")
+    assert st.list_apps() == ["web"]
+    with pytest.raises(Conflict):
+        st.create_app("web")
+    st.set("config", "web", "x", "1")
+    st.rename_app("web", "site")
+    assert st.list_apps() == ["site"]
+    assert st.get("config", "site", "x") == "1"
+    st.destroy_app("site")
+    assert st.list_apps() == []
+    with pytest.raises(NotFound):
+        st.require_app("site")
+
+
+def test_releases_promote_and_supersede(tmp_path) -> None:
+    st = State(tmp_path)
+    st.create_app("web")
+    r1 = Release(app="web", number=1, image="i:1", env={}, processes={"web": ""}, formation={"web": 1})
+    st.save_release(r1)
+    st.promote_release(r1)
+    r2 = r1.with_(number=st.next_release_number("web"))
+    assert r2.number == 2
+    st.promote_release(r2)
+    assert st.current_release("web").number == 2
+    assert [r.status for r in st.list_releases("web")] == ["superseded", "current"]
+
+
+def test_app_lock_serializes_and_times_out(tmp_path) -> None:
+    st = State(tmp_path)
+    st.create_app("web")
+    held = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with st.app_lock("web"):
+            held.set()
+            release.wait(5)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(5)
+    waited = []
+    with pytest.raises(Conflict, match="busy"):
+        with st.app_lock("web", timeout=0.3, on_wait=lambda: waited.append(1)):
+            pass
+    assert waited == [1]
+    release.set()
+    t.join()
+    start = time.monotonic()
+    with st.app_lock("web", timeout=1):
+        pass
+    assert time.monotonic() - start < 1
