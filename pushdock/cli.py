@@ -35,9 +35,9 @@ class Registry(click.Group):
                 for sub in cmd.list_commands(ctx):
                     subcmd = cmd.get_command(ctx, sub)
                     if subcmd is not None:
-                        rows.append((f"{name}:{sub}", subcmd.get_short_help_str(70)))
+                        rows.append((f"{name}:{sub}", subcmd.get_short_help_str(100)))
             else:
-                rows.append((name, cmd.get_short_help_str(70)))
+                rows.append((name, cmd.get_short_help_str(100)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

@@ -21,9 +21,9 @@ from typing import Any
 
 from pushdock.errors import Conflict, NotFound, PushdockError, UsageError
 
-APP_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-PROCESS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,29}$")
+APP_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+PROCESS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,29}\Z")
 GLOBAL = "--global"
 
 

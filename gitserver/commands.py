@@ -1,0 +1,64 @@
+"""Commands of the git server: `serve` and `ssh-keys:add|list|remove`."""
+
+from __future__ import annotations
+
+import click
+
+from pushdock.commands import format_option, group, print_table
+from pushdock.context import Context
+from pushdock.errors import Forbidden
+
+
+@click.command("serve")
+@click.pass_obj
+def serve_cmd(ctx: Context) -> None:
+    """Run the SSH and HTTP servers in the foreground (stop with SIGTERM or Ctrl-C)."""
+    if ctx.identity.door != "cli":
+        raise Forbidden("serve runs on the host only")
+    from gitserver.serve import serve
+
+    serve(ctx, on_ready=click.echo)
+
+
+@group("ssh-keys", "Manage the SSH keys that may push and run commands.", default_verb="list")
+def ssh_keys() -> None:
+    pass
+
+
+@ssh_keys.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "deployer"]), default="admin", show_default=True,
+              help="admin: every app and command; deployer: push and run commands for --apps only.")
+@click.option("--apps", default="", help="Comma-separated apps a deployer may use.")
+@click.pass_obj
+def add(ctx: Context, name: str, role: str, apps: str) -> None:
+    """Add the public key read from stdin as NAME."""
+    from gitserver import keys
+
+    text = click.get_text_stream("stdin").read()
+    allowed = tuple(a.strip() for a in apps.split(",") if a.strip())
+    record = keys.add_key(ctx, name, text, role=role, apps=allowed)
+    click.echo(f"-----> Added key {record.name} ({record.role}, {record.fingerprint})")
+
+
+@ssh_keys.command("list")
+@format_option
+@click.pass_obj
+def list_(ctx: Context, fmt: str) -> None:
+    """List the keys: name, role, apps, fingerprint."""
+    from gitserver import keys
+
+    rows = [{"name": k.name, "role": k.role, "apps": list(k.apps) if fmt == "json" else ",".join(k.apps),
+             "fingerprint": k.fingerprint} for k in keys.list_keys(ctx)]
+    print_table(rows, ["name", "role", "apps", "fingerprint"], fmt)
+
+
+@ssh_keys.command("remove")
+@click.argument("name")
+@click.pass_obj
+def remove(ctx: Context, name: str) -> None:
+    """Remove the key called NAME."""
+    from gitserver import keys
+
+    keys.remove_key(ctx, name)
+    click.echo(f"-----> Removed key {name}")

@@ -1,0 +1,168 @@
+"""The HTTP door: a threaded WSGI server and a route table (`/healthz` now; webhooks and git later).
+
+Routes are data: `(method, path regex, handler)`; a handler takes the Context and a Request and
+returns a Response. Errors become JSON `{"error": ...}` with a status code, here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socketserver
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from loguru import logger
+
+from pushdock.errors import Conflict, Forbidden, NotFound, PushdockError, UsageError
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
+
+    from pushdock.context import Context
+
+MAX_BODY = 25 * 1024 * 1024  # GitHub's payload cap
+STATUS_OF: tuple[tuple[type[PushdockError], int], ...] = (
+    (UsageError, 400), (Forbidden, 403), (NotFound, 404), (Conflict, 409),
+)
+REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+           404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+           500: "Internal Server Error"}
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    params: dict[str, str]  # named groups of the route's pattern
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
+
+
+def json_response(status: int, data: Any) -> Response:
+    return Response(status, (json.dumps(data) + "\n").encode())
+
+
+Handler = Callable[["Context", Request], Response]
+
+
+@dataclass
+class Router:
+    """A WSGI app dispatching on (method, path regex); the first matching route wins."""
+
+    ctx: Context
+    routes: list[tuple[str, re.Pattern[str], Handler]] = field(default_factory=list)
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        self.routes.append((method, re.compile(pattern), handler))
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        response = self._dispatch(environ)
+        reason = REASONS.get(response.status, "")
+        start_response(f"{response.status} {reason}".strip(), [*response.headers,
+                                                               ("Content-Length", str(len(response.body)))])
+        return [response.body]
+
+    def _dispatch(self, environ: WSGIEnvironment) -> Response:
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
+        allowed = False
+        for route_method, pattern, handler in self.routes:
+            match = pattern.fullmatch(path)
+            if match is None:
+                continue
+            if route_method != method:
+                allowed = True
+                continue
+            try:
+                return handler(self.ctx, _request(environ, method, path, match.groupdict()))
+            except PushdockError as e:
+                status = next((code for kind, code in STATUS_OF if isinstance(e, kind)), 500)
+                return json_response(status, {"error": str(e)})
+            except Exception:
+                error_id = uuid.uuid4().hex[:8]
+                logger.exception("http handler crashed", path=path, error_id=error_id)
+                return json_response(500, {"error": f"internal error {error_id}"})
+        if allowed:
+            return json_response(405, {"error": "method not allowed"})
+        return json_response(404, {"error": "not found"})
+
+
+def _request(environ: WSGIEnvironment, method: str, path: str, params: dict[str, str]) -> Request:
+    headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise UsageError("bad Content-Length") from None
+    if length > MAX_BODY:
+        raise UsageError(f"request body over {MAX_BODY} bytes")
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    return Request(method, path, headers, body, params)
+
+
+# -- routes ---------------------------------------------------------------------------------------------
+def healthz(ctx: Context, request: Request) -> Response:
+    from pushdock import __version__
+
+    return json_response(200, {"status": "ok", "version": __version__})
+
+
+def make_app(ctx: Context) -> Router:
+    """The route table of pushdock's HTTP door."""
+    router = Router(ctx)
+    router.add("GET", r"/healthz", healthz)
+    return router
+
+
+# -- server ---------------------------------------------------------------------------------------------
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow client never blocks shutdown
+    allow_reuse_address = True
+
+
+class _Handler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        logger.debug("http request", line=self.requestline, status=str(code))
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("http server message", message=format % args)
+
+
+class HttpDoor:
+    """The HTTP server of `pushdock serve`, in a background thread."""
+
+    def __init__(self, ctx: Context) -> None:
+        s = ctx.settings
+        try:
+            self.server = make_server(s.http_host, s.http_port, make_app(ctx),
+                                      server_class=_ThreadingWSGIServer, handler_class=_Handler)
+        except OSError as e:
+            raise PushdockError(f"cannot listen for http on {s.http_host}:{s.http_port}: {e.strerror or e}") from e
+        self.thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> tuple[str, int]:
+        self.thread.start()
+        return self.address
+
+    def stop(self) -> None:
+        if self.thread.is_alive():  # shutdown() waits for serve_forever: only call it if that runs
+            self.server.shutdown()
+            self.thread.join(5)
+        self.server.server_close()

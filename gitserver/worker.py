@@ -1,0 +1,137 @@
+"""One SSH command per process: `git-receive-pack` / `git-upload-pack` or an admin command.
+
+Run as `python -m gitserver.worker` with the command line in SSH_ORIGINAL_COMMAND and the caller in
+PUSHDOCK_IDENTITY (JSON: name, role, apps, door). The embedded SSH server spawns it per exec request;
+the same entry point works as an OpenSSH forced command. For git commands stdout IS the protocol:
+nothing else may be written there, so logs go to a file only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import uuid
+from typing import IO, TYPE_CHECKING, TextIO
+
+from loguru import logger
+
+from pushdock.errors import Conflict, PushdockError, UsageError
+
+if TYPE_CHECKING:
+    from pushdock.context import Context
+    from pushdock.state import Identity
+
+GIT_COMMANDS = ("git-receive-pack", "git-upload-pack")
+FATAL = 128  # what git's own server commands exit with
+
+
+def identity_from_env(raw: str | None) -> Identity:
+    """The caller, as the SSH server authenticated it."""
+    from pushdock.state import Identity
+
+    if not raw:
+        raise PushdockError("no identity: this worker must be started by `pushdock serve`")
+    try:
+        data = json.loads(raw)
+        return Identity(name=str(data["name"]), role=str(data["role"]), apps=tuple(data.get("apps", ())),
+                        door=str(data.get("door", "ssh")))
+    except (ValueError, KeyError, TypeError) as e:
+        raise PushdockError("malformed PUSHDOCK_IDENTITY") from e
+
+
+def serve_git(ctx: Context, argv: list[str], inp: IO[bytes], out: IO[bytes]) -> None:
+    """Run one git command for `ctx.identity` over inp/out; PushdockError for anything the caller may not do."""
+    from dulwich.protocol import Protocol
+    from dulwich.server import UploadPackHandler
+
+    from gitserver.backend import AppBackend, app_from_path
+    from gitserver.receive import PushdockReceivePack
+    from pushdock.apps import authorize, create_app
+
+    if len(argv) != 2:
+        raise UsageError(f"usage: {argv[0]} APP")
+    app = app_from_path(argv[1])
+    authorize(ctx, app)
+    if argv[0] == "git-receive-pack":
+        if not ctx.state.app_exists(app):  # the first push creates the app
+            try:
+                create_app(ctx, app)
+                logger.info("app created by first push", app=app, who=ctx.identity.name)
+            except Conflict:
+                pass  # a concurrent first push won the race
+        handler_cls: type = PushdockReceivePack
+    else:
+        ctx.state.require_app(app)
+        handler_cls = UploadPackHandler
+
+    def write(data: bytes) -> None:
+        out.write(data)
+        out.flush()
+
+    handler = handler_cls(AppBackend(ctx), [argv[1]], Protocol(inp.read, write))
+    try:
+        handler.handle()
+    finally:
+        handler.repo.close()
+
+
+def run(command: str, ctx: Context, stdin: IO[bytes], stdout: TextIO, stderr: TextIO) -> int:
+    """Dispatch one SSH command line; every error ends here as a message and an exit status."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as e:
+        stderr.write(f"error: cannot parse the command: {e}\n")
+        return 2
+    if argv and argv[0] in GIT_COMMANDS:
+        from dulwich.errors import HangupException, NotGitRepository
+
+        try:
+            serve_git(ctx, argv, stdin, stdout.buffer)
+            return 0
+        except (PushdockError, NotGitRepository) as e:
+            stderr.write(f"fatal: {e}\n")
+            return FATAL
+        except HangupException:
+            logger.info("client hung up", command=argv[0], who=ctx.identity.name)
+            return FATAL
+        except Exception:
+            error_id = uuid.uuid4().hex[:8]
+            logger.exception("git command crashed", command=argv[0], error_id=error_id)
+            stderr.write(f"fatal: internal error {error_id}\n")
+            return FATAL
+    from pushdock.cli import dispatch
+
+    return dispatch(argv, ctx, stdout, stderr)
+
+
+def main() -> int:
+    from pushdock import log
+    from pushdock.context import Context
+    from pushdock.settings import Settings
+
+    try:
+        settings = Settings()
+        ctx = Context(settings=settings, identity=identity_from_env(os.environ.get("PUSHDOCK_IDENTITY")))
+        log.configure(settings.log_level, logfile=ctx.state.path("logs", "pushdock.log"), stderr=False)
+    except Exception as e:  # no context, no log file: say what we can
+        sys.stderr.write(f"fatal: {e}\n")
+        return FATAL
+    try:
+        with logger.contextualize(who=ctx.identity.name, door=ctx.identity.door):
+            return run(os.environ.get("SSH_ORIGINAL_COMMAND", ""), ctx, sys.stdin.buffer, sys.stdout, sys.stderr)
+    except Exception:
+        error_id = uuid.uuid4().hex[:8]
+        logger.exception("worker crashed", error_id=error_id)
+        sys.stderr.write(f"error: internal error {error_id}\n")
+        return 1
+    finally:
+        try:
+            sys.stdout.flush()
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""The spine end to end: the real git and ssh clients push to `pushdock serve`, which builds with the real
+Docker engine and serves through its real nginx. Nothing is mocked."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.harness import Server, unique
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("spine")).start()
+    srv.add_key()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def deployed(server):
+    """One app pushed once, shared by the tests that only need something running."""
+    app = unique("hello")
+    work = server.app_repo(app)
+    res = server.push(work, app)
+    assert res.returncode == 0, res.stderr
+    return app, work, res
+
+
+def fsck(server: Server, app: str) -> None:
+    repo = server.data / "repos" / f"{app}.git"
+    cp = subprocess.run(["git", "--git-dir", str(repo), "fsck", "--strict"], capture_output=True, text=True,
+                        env=server.git_env)
+    assert cp.returncode == 0, cp.stderr + cp.stdout
+
+
+def test_first_push_creates_builds_and_serves(server, deployed) -> None:
+    app, _, res = deployed
+    assert "remote: -----> Deploying" in res.stderr
+    assert "remote: -----> Building with the dockerfile builder" in res.stderr
+    assert "* [new branch]      main -> main" in res.stderr
+    assert server.get(app) == (200, "hello from pushdock")
+    assert app in server.ssh("apps:list").stdout
+    report = server.cli("ps:report", app, "--format", "json").stdout
+    assert '"state": "running"' in report and '"release": "v1"' in report
+    fsck(server, app)
+
+
+def test_redeploy_under_load_drops_nothing(server, deployed) -> None:
+    app, work, _ = deployed
+    server.commit(work, "v2", {"body.txt": "second body\n"})
+    with server.load(app, threads=2, max_seconds=60) as load:
+        time.sleep(1.0)
+        res = server.push(work, app)
+        time.sleep(1.0)
+    assert res.returncode == 0, res.stderr
+    r = load.result
+    assert r.requests > 50, r
+    assert r.failed == 0, r.errors
+    assert r.bodies["second body"] > 0 and r.bodies["hello from pushdock"] > 0, r.bodies
+    assert server.get(app) == (200, "second body")
+
+
+def test_failing_build_rejects_push_and_keeps_serving(server, deployed) -> None:
+    app, work, _ = deployed
+    before = server.get(app)
+    old = server.git("ls-remote", server.remote(app), "refs/heads/main", cwd=work).stdout.split()[0]
+    server.commit(work, "broken", {"Dockerfile": "FROM pushdock/stack:bookworm\nRUN echo compiling; exit 3\n"})
+    res = server.push(work, app)
+    assert res.returncode != 0
+    assert "! [remote rejected] main -> main (" in res.stderr
+    assert "remote: compiling" in res.stderr  # the build output was streamed
+    assert server.get(app) == before
+    assert server.git("ls-remote", server.remote(app), "refs/heads/main", cwd=work).stdout.split()[0] == old
+    server.git("reset", "-q", "--hard", "HEAD~1", cwd=work, check=True)
+    fsck(server, app)
+
+
+def test_failing_readiness_rejects_push_and_keeps_serving(server, deployed) -> None:
+    app, work, _ = deployed
+    before = server.get(app)
+    server.commit(work, "crash", {"Procfile": "web: python3 -c 'import sys; sys.exit(\"boom at boot\")'\n"})
+    res = server.push(work, app)
+    assert res.returncode != 0
+    assert "! [remote rejected] main -> main (" in res.stderr
+    assert server.get(app) == before
+    server.git("reset", "-q", "--hard", "HEAD~1", cwd=work, check=True)
+
+
+def test_config_set_is_visible_in_the_app_and_bad_config_changes_nothing(server, deployed) -> None:
+    app, _, _ = deployed
+    out = server.ssh("config:set", app, "GREETING=hi there").stdout
+    assert "hi there" not in out
+    assert server.get(app, "/env/GREETING") == (200, "hi there")
+    rc = server.ssh("config:set", app, "1X=y", check=False)
+    assert rc.returncode != 0 and rc.stderr.startswith("error: invalid config key")
+    assert server.get(app, "/env/GREETING") == (200, "hi there")
+    # a config change that makes the app crash at boot is rolled back: old env, old containers
+    bad = server.cli("config:set", app, "FAIL_AT_BOOT=1", check=False)
+    assert bad.returncode != 0 and bad.stderr.startswith("error: ")
+    assert "FAIL_AT_BOOT" not in server.cli("config:show", app).stdout
+    assert server.get(app, "/env/GREETING") == (200, "hi there")
+
+
+def test_two_pushes_at_once_are_serialized(server) -> None:
+    app = unique("race")
+    work = server.app_repo(app)
+    assert server.push(work, app).returncode == 0
+    other = server.base / f"clone-{app}"
+    server.git("clone", "-q", server.remote(app), str(other), cwd=server.base, check=True)
+    server.commit(work, "from a", {"body.txt": "from a\n"})
+    server.commit(other, "from b", {"body.txt": "from b\n"})
+    procs = [subprocess.Popen(["git", "push", server.remote(app), "main"], cwd=w, env=server.git_env,
+                              stderr=subprocess.PIPE, text=True) for w in (work, other)]
+    results = [(p.wait(300), p.stderr.read()) for p in procs]
+    assert sorted(rc == 0 for rc, _ in results) == [False, True], results
+    loser = next(err for rc, err in results if rc != 0)
+    assert "stale info" in loser or "fetch first" in loser or "non-fast-forward" in loser, loser
+    winner_body = "from a" if results[0][0] == 0 else "from b"
+    assert server.get(app) == (200, winner_body)
+    fsck(server, app)
+
+
+def test_client_disconnect_mid_deploy_still_completes(server) -> None:
+    app = unique("gone")
+    work = server.app_repo(app, body="survives disconnect")
+    p = subprocess.Popen(["git", "push", server.remote(app), "main"], cwd=work, env=server.git_env,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert p.stderr is not None
+    for line in p.stderr:
+        if "Building with" in line:
+            break
+    import os
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    deadline = time.time() + 120
+    while time.time() < deadline and server.get(app)[0] != 200:
+        time.sleep(0.5)
+    assert server.get(app) == (200, "survives disconnect")
+    events = server.cli("events", "--format", "json").stdout
+    assert f'"app": "{app}"' in events
+    fsck(server, app)
+
+
+def test_unknown_key_and_bad_names(server, tmp_path) -> None:
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    denied = server.ssh("apps:list", key=stranger, check=False)
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    for bad in ("../x", "A B", "a" * 64):
+        res = server.ssh("apps:create", bad, check=False)
+        assert res.returncode != 0 and res.stderr.startswith("error: invalid app name"), res.stderr
+        assert res.stderr.count("\n") == 1

@@ -1,0 +1,246 @@
+"""A real `pushdock serve` in a temp data dir on free ports, driven with the real git and ssh clients."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PUSHDOCK = [sys.executable, "-m", "pushdock.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def unique(prefix: str = "app") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def http_get(port: int, host: str, path: str = "/", timeout: float = 5.0, keepalive: bool = False) -> tuple[int, str]:
+    """GET through the proxy with a Host header; a fresh connection each time unless keepalive."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host, **({} if keepalive else {"Connection": "close"})})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace").strip()
+    finally:
+        conn.close()
+
+
+@dataclass
+class LoadResult:
+    requests: int = 0
+    failed: int = 0
+    bodies: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+class Load:
+    """A bounded load loop of non-keep-alive GETs (count- and time-bounded) in background threads."""
+
+    def __init__(self, port: int, host: str, *, threads: int = 2, max_seconds: float = 120, max_requests: int = 200_000):
+        self.port, self.host = port, host
+        self.result = LoadResult()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._deadline = time.monotonic() + max_seconds
+        self._max = max_requests
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(threads)]
+
+    def _loop(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self._deadline and self.result.requests < self._max:
+            try:
+                status, body = http_get(self.port, self.host, timeout=10)
+                ok = status == 200
+                key = body if ok else f"HTTP {status}"
+            except OSError as e:
+                ok, key = False, type(e).__name__
+            with self._lock:
+                self.result.requests += 1
+                if ok:
+                    self.result.bodies[key] += 1
+                else:
+                    self.result.failed += 1
+                    self.result.errors[key] += 1
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+
+
+class Server:
+    """`pushdock serve` as a subprocess, plus helpers for the host CLI, ssh and git."""
+
+    def __init__(self, base: Path, **env: str) -> None:
+        self.base = base
+        self.data = base / "data"
+        self.home = base / "home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.ssh_port, self.http_port, self.proxy_port = free_port(), free_port(), free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "PUSHDOCK_"))}
+        self.env.update(
+            PUSHDOCK_DATA_DIR=str(self.data), PUSHDOCK_SSH_HOST="127.0.0.1", PUSHDOCK_SSH_PORT=str(self.ssh_port),
+            PUSHDOCK_HTTP_HOST="127.0.0.1", PUSHDOCK_HTTP_PORT=str(self.http_port),
+            PUSHDOCK_PROXY_PORT=str(self.proxy_port), PUSHDOCK_READY_TIMEOUT="30", PUSHDOCK_STOP_TIMEOUT="5",
+            PYTHONPATH=str(ROOT), **env,
+        )
+        self.key = base / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
+        self.git_env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+            "HOME": str(self.home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": "Tester", "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "Tester", "GIT_COMMITTER_EMAIL": "t@example.com",
+            "GIT_SSH_COMMAND": " ".join(self.ssh_argv(self.key)),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> Server:
+        self.data.mkdir(parents=True, exist_ok=True)
+        log = open(self.base / "serve.log", "ab")
+        self.proc = subprocess.Popen([*PUSHDOCK, "serve"], env=self.env, stdout=log, stderr=log, cwd=ROOT)
+        try:
+            wait_port(self.ssh_port, 30)
+            wait_port(self.proxy_port, 10)
+        except TimeoutError:
+            self.stop()
+            raise AssertionError("serve did not start:\n" + (self.base / "serve.log").read_text()[-3000:]) from None
+        return self
+
+    def stop_serve(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def stop(self) -> None:
+        """Stop serve, this data dir's nginx, and remove its containers and images."""
+        self.stop_serve()
+        pid_file = self.data / "nginx" / "nginx.pid"
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            pid = int(pid_file.read_text().strip())
+            os.kill(pid, signal.SIGQUIT)
+            for _ in range(100):
+                os.kill(pid, 0)
+                time.sleep(0.05)
+        cleanup_docker(self.data)
+
+    # -- doors ------------------------------------------------------------------------------------
+    def cli(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        cp = subprocess.run([*PUSHDOCK, *args], env=self.env, input=input, capture_output=True, text=True,
+                            cwd=ROOT, timeout=timeout)
+        if check and cp.returncode != 0:
+            raise AssertionError(f"pushdock {' '.join(args)} failed ({cp.returncode}): {cp.stderr}{cp.stdout}")
+        return cp
+
+    def ssh_argv(self, key: Path) -> list[str]:
+        return ["ssh", "-i", str(key), "-p", str(self.ssh_port), "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"]
+
+    def ssh(self, *args: str, key: Path | None = None, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        # ssh joins its arguments with spaces and the server splits them like a shell: quote them
+        argv = [*self.ssh_argv(key or self.key), "pushdock@127.0.0.1", shlex.join(args)]
+        cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=self.git_env)
+        if check and cp.returncode != 0:
+            raise AssertionError(f"ssh {' '.join(args)} failed ({cp.returncode}): {cp.stderr}{cp.stdout}")
+        return cp
+
+    def add_key(self, name: str = "tester", role: str = "admin", apps: str | None = None, key: Path | None = None) -> None:
+        pub = Path(str(key or self.key) + ".pub").read_text()
+        extra = ["--apps", apps] if apps else []
+        self.cli("ssh-keys:add", name, "--role", role, *extra, input=pub)
+
+    def remote(self, app: str) -> str:
+        return f"ssh://pushdock@127.0.0.1:{self.ssh_port}/{app}"
+
+    def git(self, *args: str, cwd: Path, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        cp = subprocess.run(["git", *args], cwd=cwd, env=self.git_env, capture_output=True, text=True, timeout=timeout)
+        if check and cp.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed: {cp.stderr}")
+        return cp
+
+    def push(self, work: Path, app: str, refspec: str = "main", *extra: str) -> subprocess.CompletedProcess[str]:
+        return self.git("push", *extra, self.remote(app), refspec, cwd=work)
+
+    def get(self, app: str, path: str = "/") -> tuple[int, str]:
+        return http_get(self.proxy_port, f"{app}.localhost", path)
+
+    def load(self, app: str, **kw: float) -> Load:
+        return Load(self.proxy_port, f"{app}.localhost", **kw)  # type: ignore[arg-type]
+
+    # -- sample apps -------------------------------------------------------------------------------
+    def app_repo(self, name: str, sample: str = "e2e-web", body: str | None = None) -> Path:
+        """A git work tree with a copy of tests/apps/<sample>, committed on main."""
+        work = self.base / f"work-{name}"
+        shutil.copytree(ROOT / "tests" / "apps" / sample, work)
+        if body is not None:
+            (work / "body.txt").write_text(body + "\n")
+        self.git("init", "-q", "-b", "main", cwd=work, check=True)
+        self.commit(work, "initial")
+        return work
+
+    def commit(self, work: Path, message: str, files: dict[str, str] | None = None) -> str:
+        for rel, content in (files or {}).items():
+            (work / rel).write_text(content)
+        self.git("add", "-A", cwd=work, check=True)
+        self.git("commit", "-qm", message, "--allow-empty", cwd=work, check=True)
+        return self.git("rev-parse", "HEAD", cwd=work, check=True).stdout.strip()
+
+
+def cleanup_docker(data_dir: Path) -> None:
+    """Remove the containers (label pushdock.data-dir) and pushdock/* images that this data dir made."""
+    try:
+        import docker
+
+        client = docker.from_env()
+    except Exception:
+        return
+    apps = set()
+    for c in client.containers.list(all=True, filters={"label": f"pushdock.data-dir={data_dir}"}):
+        apps.add(c.labels.get("pushdock.app"))
+        with contextlib.suppress(Exception):
+            c.remove(force=True)
+    repos = data_dir / "repos"
+    if repos.exists():
+        apps |= {p.name[:-4] for p in repos.iterdir() if p.name.endswith(".git")}
+    for app in filter(None, apps):
+        for img in client.images.list(name=f"pushdock/{app}"):
+            with contextlib.suppress(Exception):
+                client.images.remove(img.id, force=True)

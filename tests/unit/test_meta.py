@@ -1,0 +1,61 @@
+"""Meta-tests: every trigger is documented, every setting is documented, every command's help loads."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from hooks import specs
+from pushdock.bus import script_name
+from pushdock.cli import dispatch
+from pushdock.context import Context
+from pushdock.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+HOOKS = sorted(n for n, v in vars(specs).items() if callable(v) and hasattr(v, "pushdock_spec"))
+
+
+def test_hookspecs_found() -> None:
+    assert "post_deploy" in HOOKS and len(HOOKS) > 10
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_trigger_is_documented(hook: str) -> None:
+    assert f"`{script_name(hook)}`" in (ROOT / "docs" / "triggers.md").read_text()
+
+
+@pytest.mark.parametrize("field", sorted(Settings.model_fields))
+def test_every_setting_is_documented(field: str) -> None:
+    assert f"`PUSHDOCK_{field.upper()}`" in (ROOT / "docs" / "settings.md").read_text()
+
+
+def all_commands(ctx: Context) -> list[list[str]]:
+    out = io.StringIO()
+    assert dispatch(["help"], ctx, out, io.StringIO()) == 0
+    names = re.findall(r"^  ([a-z][a-z0-9-]*(?::[a-z0-9-]+)?)  ", out.getvalue(), re.M)
+    return [[n] for n in names]
+
+
+def test_every_command_help_loads_and_is_documented(ctx) -> None:
+    commands = all_commands(ctx)
+    assert len(commands) > 20
+    doc = (ROOT / "docs" / "commands.md").read_text()
+    for (name,) in commands:
+        out, err = io.StringIO(), io.StringIO()
+        assert dispatch([name, "--help"], ctx, out, err) == 0, (name, err.getvalue())
+        assert "Usage:" in out.getvalue()
+        assert f"`{name}" in doc, f"{name} is missing from docs/commands.md"
+
+
+def test_no_shell_true_anywhere() -> None:
+    offenders = []
+    for path in ROOT.glob("*/**/*.py"):
+        if ".venv" in path.parts or path.name == "test_meta.py":
+            continue
+        text = path.read_text()
+        if "shell=True" in text or "os.system(" in text:
+            offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
