@@ -110,3 +110,12 @@ def post_deploy(ctx: Context, app: str, release: int, image: str) -> None:
 @hookspec
 def post_config_update(ctx: Context, app: str, action: str, keys: list[str]) -> None:
     """After `config:set` / `config:unset` (action is `set` or `unset`); keys only, never values."""
+
+
+@hookspec
+def post_settings_change(ctx: Context, app: str, summary: str) -> None:
+    """After a command changed an app's settings (env, scale, domains, builder, checks...).
+
+    `summary` is the command line with secret values removed (e.g. `config:set KEY1 KEY2`). The built-in
+    git plugin commits the app's settings to refs/meta/config with it as the message.
+    """

@@ -58,6 +58,7 @@ def set_(ctx: Context, app: str, pairs: tuple[str, ...], no_restart: bool) -> No
         click.echo(f"-----> Setting config vars: {', '.join(sorted(changes))}")
         _apply(ctx, app, env, f"config:set {' '.join(sorted(changes))}", no_restart)
     ctx.bus.call("post_config_update", ctx=ctx, app=app, action="set", keys=sorted(changes))
+    ctx.bus.call("post_settings_change", ctx=ctx, app=app, summary=f"config:set {' '.join(sorted(changes))}")
 
 
 @config.command("unset")
@@ -81,6 +82,7 @@ def unset(ctx: Context, app: str, keys: tuple[str, ...], no_restart: bool) -> No
         click.echo(f"-----> Unsetting {', '.join(keys)}")
         _apply(ctx, app, env, f"config:unset {' '.join(keys)}", no_restart)
     ctx.bus.call("post_config_update", ctx=ctx, app=app, action="unset", keys=list(keys))
+    ctx.bus.call("post_settings_change", ctx=ctx, app=app, summary=f"config:unset {' '.join(keys)}")
 
 
 @config.command("get")

@@ -101,6 +101,7 @@ def scale(ctx: Context, app: str, pairs: tuple[str, ...]) -> None:
     with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
         why = "ps:scale " + " ".join(f"{k}={v}" for k, v in changes.items())
         pipeline.new_release(ctx, app, why=why, formation=formation | changes, progress=echo_progress())
+    ctx.bus.call("post_settings_change", ctx=ctx, app=app, summary=why)
 
 
 def parse_scale(pairs: tuple[str, ...]) -> dict[str, int]:
