@@ -120,6 +120,27 @@ def stop(ctx: Context, app: str) -> None:
     ctx.scheduler(app).stop(ctx, app)
 
 
+def reroute(ctx: Context, app: str) -> None:
+    """Re-apply the app's routing (domains, ports, certs changed) to the web instances of its current release."""
+    current = ctx.state.current_release(app)
+    running = [] if current is None or ctx.state.get("ps", app, "stopped") else [
+        i.upstream for i in ctx.scheduler(app).instances(ctx, app)
+        if i.release == current.number and i.process == "web" and i.state == "running" and i.upstream
+    ]
+    _route(ctx, app)(sorted(running))
+
+
+def reroute_all(ctx: Context) -> list[str]:
+    """Re-apply every app's routing (after switching proxy type); returns per-app failures."""
+    failures = []
+    for app in ctx.state.list_apps():
+        try:
+            reroute(ctx, app)
+        except PushdockError as e:
+            failures.append(f"{app}: {e}")
+    return failures
+
+
 def reconcile_all(ctx: Context, progress: Progress = NULL) -> list[str]:
     """At `serve` start: make what runs match each app's current release; report what was fixed."""
     messages: list[str] = []

@@ -55,6 +55,16 @@ class Scheduler(Protocol):
         """Log lines of the app's instances (exited ones too, when not following), prefixed `process.N: `."""
         ...
 
+    def run(self, ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
+        """A one-off container of the release's image and env, attached to this process's stdio; its exit status."""
+        ...
+
+    def run_task(self, ctx: Context, release: Release, command: str, progress: Progress, *, timeout: float,
+                 label: str) -> None:
+        """Run `command` once in a new container of the release (release phase, predeploy, postdeploy),
+        streaming its output to progress; DeployFailed on a non-zero exit or after `timeout` seconds."""
+        ...
+
     def reconcile(self, ctx: Context, release: Release, route: Route, progress: Progress) -> list[str]:
         """Make what runs match `release`: start what is missing, report strays. Returns messages."""
         ...
