@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
+
+from loguru import logger
 
 from hooks.specs import hookimpl
 
@@ -14,3 +17,20 @@ if TYPE_CHECKING:
 def pre_delete(ctx: Context, app: str) -> None:
     ctx.proxy().remove(ctx, app)
     ctx.scheduler(app).stop(ctx, app)
+
+
+@hookimpl
+def post_delete(ctx: Context, app: str) -> None:
+    """The app's release images (pushdock/APP:vN) go with it, so destroyed apps do not fill the disk."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        images = client.images.list(name=f"pushdock/{app}")
+    except docker.errors.DockerException as e:
+        logger.warning("could not list the app's images", app=app, error=str(e))
+        return
+    for image in images:
+        with contextlib.suppress(docker.errors.DockerException):
+            client.images.remove(image.id, force=True)
+    logger.info("app images removed", app=app, count=len(images))

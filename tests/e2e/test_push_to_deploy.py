@@ -156,3 +156,20 @@ def test_unknown_key_and_bad_names(server, tmp_path) -> None:
         res = server.ssh("apps:create", bad, check=False)
         assert res.returncode != 0 and res.stderr.startswith("error: invalid app name"), res.stderr
         assert res.stderr.count("\n") == 1
+
+
+def test_destroy_removes_containers_images_and_route(server) -> None:
+    import docker
+
+    app = unique("doomed")
+    work = server.app_repo(app)
+    assert server.push(work, app).returncode == 0
+    client = docker.from_env()
+    assert client.images.list(name=f"pushdock/{app}")
+    res = server.ssh("apps:destroy", app, check=False)
+    assert res.returncode != 0 and "--force" in res.stderr  # asks for confirmation first
+    server.ssh("apps:destroy", app, "--force")
+    assert client.containers.list(all=True, filters={"label": f"pushdock.app={app}"}) == []
+    assert client.images.list(name=f"pushdock/{app}") == []
+    assert server.get(app)[0] == 404
+    assert app not in server.cli("apps:list").stdout
