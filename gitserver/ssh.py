@@ -22,6 +22,7 @@ from loguru import logger
 from pydantic import SecretStr
 
 from pushdock.errors import PushdockError
+from pushdock.redact import redact_command
 from pushdock.state import atomic_write
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ class SSHDoor:
             "PUSHDOCK_IDENTITY": json.dumps({"name": who.name, "role": who.role, "apps": list(who.apps),
                                              "door": "ssh"}),
         }
-        logger.info("ssh command", who=who.name, command=command[:200])
+        logger.info("ssh command", who=who.name, command=redact_command(command)[:200])
         worker = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gitserver.worker", env=env, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

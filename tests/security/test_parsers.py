@@ -1,0 +1,129 @@
+"""Claim: parsers of user input accept or refuse with a one-line PushdockError; they never crash, and an
+accepted value cannot escape its place (a path component, an env value, a command argument)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hooks.source import parse_procfile
+from pushdock.bus import Bus
+from pushdock.cli import dispatch
+from pushdock.commands.config import parse_assignments
+from pushdock.commands.ps import parse_scale
+from pushdock.context import Context
+from pushdock.errors import PushdockError
+from pushdock.state import validate_app_name, validate_env_key
+
+text = st.text(min_size=0, max_size=80)
+
+
+@given(text)
+def test_app_names_are_safe_dns_labels(name: str) -> None:
+    try:
+        ok = validate_app_name(name)
+    except PushdockError as e:
+        assert "\n" not in str(e)
+        return
+    assert ok == name and 1 <= len(name) <= 63
+    assert "/" not in name and ".." not in name and name == name.lower() and name.strip() == name
+    assert not name.startswith("-") and not name.endswith("-")
+
+
+@given(text)
+def test_env_keys(key: str) -> None:
+    try:
+        validate_env_key(key)
+    except PushdockError:
+        return
+    assert key.isidentifier() or key.replace("_", "a").isalnum()
+    assert "=" not in key and "\n" not in key
+
+
+@given(st.lists(st.text(max_size=40), max_size=5))
+def test_assignments_keep_values_whole(pairs: list[str]) -> None:
+    try:
+        parsed = parse_assignments(tuple(pairs))
+    except PushdockError as e:
+        assert "\n" not in str(e)
+        return
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        assert parsed[key] == value or any(p.partition("=")[0] == key for p in pairs[pairs.index(pair) + 1:])
+
+
+@given(st.lists(st.text(max_size=20), max_size=4))
+def test_scale_arguments(pairs: list[str]) -> None:
+    try:
+        parsed = parse_scale(tuple(pairs))
+    except PushdockError:
+        return
+    assert all(0 <= n <= 50 for n in parsed.values())
+
+
+@given(st.text(max_size=400))
+def test_procfile_never_crashes(text_: str) -> None:
+    try:
+        procs = parse_procfile(text_)
+    except PushdockError as e:
+        assert "\n" not in str(e)
+        return
+    assert all(k and ":" not in k and "\n" not in v for k, v in procs.items())
+
+
+@pytest.fixture(scope="module")
+def admin(tmp_path_factory) -> Context:
+    from pushdock.settings import Settings
+
+    s = Settings(data_dir=tmp_path_factory.mktemp("parsers"))
+    ctx = Context(settings=s, bus_override=Bus(s.data_dir / "plugins", entry_points=False))
+    assert dispatch(["apps:create", "app"], ctx, io.StringIO(), io.StringIO()) == 0
+    return ctx
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.text(max_size=60))
+def test_env_values_round_trip_exactly(admin: Context, value: str) -> None:
+    """Newlines, quotes, `=`, `$`, NULs-free unicode: stored and exported byte for byte."""
+    if "\x00" in value:
+        return
+    err = io.StringIO()
+    assert dispatch(["config:set", "--no-restart", "app", f"K={value}"], admin, io.StringIO(), err) == 0, err.getvalue()
+    out = io.StringIO()
+    dispatch(["config:export", "app", "--format", "json"], admin, out, io.StringIO())
+    assert json.loads(out.getvalue())["K"] == value
+    out = io.StringIO()
+    dispatch(["config:export", "app", "--format", "shell"], admin, out, io.StringIO())
+    line = next(ln for ln in out.getvalue().split("\nexport ") if ln.startswith(("export K=", "K=")))
+    assert shlex.split(line.removeprefix("export "))[0] == f"K={value}" or "\n" in value
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(line=st.text(max_size=80))
+def test_ssh_command_lines_never_crash(admin: Context, line: str) -> None:
+    """What the SSH door does with a command line: shlex-split, then the registry. Always an exit code.
+    (The context has no plugins loaded, so nothing here can start a server or touch Docker.)"""
+    from gitserver.worker import run
+
+    out = io.TextIOWrapper(io.BytesIO(), write_through=True)
+    err = io.StringIO()
+    try:
+        rc = run(line, admin, io.BytesIO(b""), out, err)
+    except SystemExit as e:  # pragma: no cover - the door must never exit the process
+        pytest.fail(f"SystemExit {e.code} for {line!r}")
+    assert isinstance(rc, int)
+    if rc != 0:
+        assert "internal error" not in err.getvalue(), (line, err.getvalue())
+
+
+def test_redaction_masks_values() -> None:
+    from pushdock.redact import redact_command
+
+    assert redact_command("config:set app A=1 'B=two words'") == "config:set app 'A=***' 'B=***'"
+    assert redact_command("webhooks:set app secret hunter2") == "webhooks:set app secret '***'"
+    assert "hunter2" not in redact_command("x 'unbalanced hunter2")
