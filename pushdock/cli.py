@@ -111,7 +111,10 @@ def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
     out.flush()
     if action not in ("help", "version", "events") and not action.endswith(("list", "report", "show", "get")):
         try:
-            ctx.event(action, app=app, result="ok" if rc == 0 else f"exit {rc}", started=started)
+            from pushdock.redact import redact_argv
+
+            ctx.event(action, app=app, result="ok" if rc == 0 else f"exit {rc}", started=started,
+                      command=" ".join(redact_argv(argv))[:300])
         except OSError:
             pass
     return rc
