@@ -1,0 +1,135 @@
+"""Faults (issue 8): each one with the real server, git, Docker and nginx.
+
+- the data disk fills up during a push: rejected with a clear error, repo and state still valid;
+- two config:set and a push racing: serialized by the app lock, no lost update;
+- serve and its deploy worker SIGKILLed mid-deploy: on restart no orphan containers, no pending release,
+  the lock is free, the old release serves, and the push can be retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.harness import Server, unique
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = Server(tmp_path).start()
+    srv.add_key()
+    yield srv
+    srv.stop()
+
+
+def fsck(server: Server, app: str) -> None:
+    repo = server.data / "repos" / f"{app}.git"
+    cp = subprocess.run(["git", "--git-dir", str(repo), "fsck"], capture_output=True, text=True, env=server.git_env)
+    assert cp.returncode == 0, cp.stderr
+
+
+def test_racing_config_changes_and_push_lose_nothing(server) -> None:
+    app = unique("race")
+    work = server.app_repo(app)
+    assert server.push(work, app).returncode == 0
+    server.commit(work, "v2", {"body.txt": "raced body\n"})
+    results: dict[str, subprocess.CompletedProcess[str]] = {}
+
+    def run(name: str, fn) -> None:  # type: ignore[no-untyped-def]
+        results[name] = fn()
+
+    threads = [
+        threading.Thread(target=run, args=("a", lambda: server.ssh("config:set", app, "A=1", check=False))),
+        threading.Thread(target=run, args=("b", lambda: server.cli("config:set", app, "B=2", check=False))),
+        threading.Thread(target=run, args=("push", lambda: server.push(work, app))),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert all(r.returncode == 0 for r in results.values()), {k: r.stderr for k, r in results.items()}
+    env = json.loads(server.cli("config:export", app, "--format", "json").stdout)
+    assert env["A"] == "1" and env["B"] == "2"
+    assert server.get(app) == (200, "raced body")
+    assert server.get(app, "/env/A") == (200, "1") and server.get(app, "/env/B") == (200, "2")
+
+
+def test_full_data_disk_rejects_the_push_cleanly(tmp_path) -> None:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.fail("this test needs to mount a tmpfs (root)")
+    try:
+        srv = Server(tmp_path / "srv")
+        srv.data = mnt / "data"
+        srv.env["PUSHDOCK_DATA_DIR"] = str(srv.data)
+        srv.start()
+        try:
+            srv.add_key()
+            app = unique("full")
+            work = srv.app_repo(app)
+            (work / "big.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+            srv.commit(work, "big")
+            res = srv.push(work, app)
+            assert res.returncode != 0
+            assert "space" in res.stderr.lower() or "unpack" in res.stderr.lower(), res.stderr
+            repo = srv.data / "repos" / f"{app}.git"
+            if repo.exists():
+                fsck(srv, app)
+                assert srv.git("ls-remote", srv.remote(app), cwd=work).stdout.strip() == ""
+            # the server still works once space is back
+            subprocess.run(["git", "--git-dir", str(repo), "gc", "--prune=now", "-q"], env=srv.git_env)
+            assert srv.ssh("apps:list").returncode == 0
+        finally:
+            srv.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_kill_serve_and_worker_mid_deploy_then_recover(server) -> None:
+    app = unique("crash")
+    work = server.app_repo(app, body="old release")
+    assert server.push(work, app).returncode == 0
+    server.commit(work, "slow", {"Procfile": "web: sleep 3 && python3 -u /app/server.py\n",
+                                 "body.txt": "new release\n"})
+    p = subprocess.Popen(["git", "push", server.remote(app), "main"], cwd=work, env=server.git_env,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None
+    for line in p.stderr:
+        if "Starting web" in line:
+            break
+    # kill serve and every worker (workers run in their own sessions: find them by parentage)
+    workers = [int(x) for x in subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True,
+                                               text=True).stdout.split()]
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait()
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+    p.wait(60)
+    assert server.get(app) == (200, "old release")  # nginx outlives serve
+    server.start()
+    import docker
+
+    client = docker.from_env()
+    containers = client.containers.list(all=True, filters={"label": f"pushdock.app={app}"})
+    assert {c.labels["pushdock.release"] for c in containers} == {"1"}, [c.name for c in containers]
+    releases = json.loads(server.cli("releases", app, "--format", "json").stdout)
+    assert all(r["status"] != "pending" for r in releases), releases
+    assert server.get(app) == (200, "old release")
+    res = server.push(work, app)
+    assert res.returncode == 0, res.stderr
+    deadline = time.time() + 30
+    while time.time() < deadline and server.get(app) != (200, "new release"):
+        time.sleep(0.5)
+    assert server.get(app) == (200, "new release")
+    fsck(server, app)
