@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import click
@@ -11,10 +12,44 @@ import click
 from pushdock.errors import PushdockError
 
 CORE_COMMAND_MODULES = ("apps", "config", "ps", "logs", "events", "core")
+# Which core module defines which top-level name, so a command loads only what it needs (start-up time).
+CORE_NAMES = {"apps": "apps", "config": "config", "ps": "ps", "logs": "logs", "events": "events",
+              "version": "core", "help": "core"}
 
 
 class Registry(click.Group):
-    """Resolves Dokku-style `plugin:verb` as well as `plugin verb`; bare `releases` runs its default."""
+    """Resolves Dokku-style `plugin:verb` as well as `plugin verb`; bare `releases` runs its default.
+
+    Commands load lazily: a core name imports only its module; anything else loads the plugins.
+    """
+
+    plugins: Any = None
+    _loaded: set[str]
+
+    def _load_core(self, module: str) -> None:
+        import importlib
+
+        if module not in self._loaded:
+            self._loaded.add(module)
+            importlib.import_module(f"pushdock.commands.{module}").register(self)
+
+    def _load_all(self) -> None:
+        for module in CORE_COMMAND_MODULES:
+            self._load_core(module)
+        if "plugins" not in self._loaded and self.plugins is not None:
+            self._loaded.add("plugins")
+            self.plugins().pm.hook.register_commands(cli=self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in CORE_NAMES:
+            self._load_core(CORE_NAMES[cmd_name])
+        if cmd_name not in self.commands:
+            self._load_all()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_all()
+        return super().list_commands(ctx)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -60,17 +95,19 @@ class Verbs(click.Group):
         return super().resolve_command(ctx, args)
 
 
-def build_cli(plugins: Any) -> click.Group:
-    """The click app: core command modules, then every plugin's `register_commands`."""
-    import importlib
+def build_cli(plugins: Callable[[], Any]) -> Registry:
+    """The click app: core command modules, then every plugin's `register_commands` (both on demand).
+
+    `plugins` returns the Bus; it is called only when a plugin's command (or the full list) is needed.
+    """
 
     @click.group(cls=Registry, context_settings={"help_option_names": ["-h", "--help"]})
     def cli() -> None:
         """pushdock: git push to deploy. Run `pushdock help` for the commands."""
 
-    for mod in CORE_COMMAND_MODULES:
-        importlib.import_module(f"pushdock.commands.{mod}").register(cli)
-    plugins.pm.hook.register_commands(cli=cli)
+    assert isinstance(cli, Registry)
+    cli.plugins = plugins
+    cli._loaded = set()
     return cli
 
 
@@ -84,7 +121,7 @@ def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
     app = _app_arg(argv)
     action = argv[0] if argv else "help"
     try:
-        cli = build_cli(ctx.bus)
+        cli = build_cli(lambda: ctx.bus)
         with _redirect(out, err):
             cli.main(args=argv or ["help"], prog_name="pushdock", obj=ctx, standalone_mode=False)
         rc = 0
