@@ -7,3 +7,7 @@ by none falls back to the last entry. A forced `builder:set APP selected NAME` s
 from __future__ import annotations
 
 DETECTION_ORDER: tuple[str, ...] = ("dockerfile", "pack", "herokuish")
+
+# The shipped buildpacks (builders/buildpacks/NAME), tried in this order when nothing chooses one:
+# the first whose bin/detect accepts the app builds it (herokuish tries its buildpacks the same way).
+BUILDPACK_ORDER: tuple[str, ...] = ("python", "nodejs", "static", "procfile")

@@ -5,6 +5,8 @@ The rules (SPEC, "Deploys"), tried in DETECTION_ORDER:
 - `dockerfile`: a Dockerfile, unless `.buildpacks`, `BUILDPACK_URL` or `project.toml` exist;
 - `pack`: a `project.toml`;
 - `herokuish`: everything else (the fallback, last in the order).
+The app's buildpack list (`buildpacks:add`) and app.json's `buildpacks` count as `.buildpacks`: the builders
+plugin writes that file at post-extract (builders/herokuish.py: write_app_list), before detection runs.
 """
 
 from __future__ import annotations
@@ -120,18 +122,23 @@ def _buildpack_marker(build_dir: Path, env: Mapping[str, str]) -> str | None:
 
 
 def _dotenv_sets(path: Path, key: str) -> bool:
-    """True when the committed dotenv file gives `key` a non-empty value (as Dokku reads `.env`)."""
+    return bool(dotenv_value(path, key))
+
+
+def dotenv_value(path: Path, key: str) -> str:
+    """`key`'s value in a committed dotenv file (as Dokku reads `.env`), or "" if it has none."""
     try:
         text = path.read_text(errors="replace")
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return False
+        return ""
+    value = ""
     for raw in text.splitlines():
         line = raw.strip()
         line = line.removeprefix("export ").lstrip()
-        name, sep, value = line.partition("=")
-        if sep and name.strip() == key and value.strip().strip("'\""):
-            return True
-    return False
+        name, sep, rest = line.partition("=")
+        if sep and name.strip() == key:
+            value = rest.strip().strip("'\"").strip()
+    return value
 
 
 def _supported(names: frozenset[str]) -> str:

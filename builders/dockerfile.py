@@ -11,6 +11,7 @@ from loguru import logger
 
 from builders import properties
 from builders.base import BuildRequest, BuildResult
+from hooks.source import read_procfile
 from pushdock.errors import BuildFailed
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class DockerfileBuilder:
         return (build_dir / "Dockerfile").is_file()
 
     def build(self, ctx: Context, req: BuildRequest, progress: Progress) -> BuildResult:
+        read_procfile(req.build_dir)  # a bad Procfile fails before anything is built
         dockerfile = properties.resolve_dockerfile(
             req.build_dir, properties.get_dockerfile_path(ctx.state, req.app)
         )

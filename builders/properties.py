@@ -2,18 +2,21 @@
 
 - `builder/<app>/selected`: a forced builder name (`builder:set APP selected NAME`);
 - `builder-dockerfile/<app>/dockerfile-path`: the Dockerfile, relative to the build dir;
-- `builder-dockerfile/<app>/build-args`: JSON list of config keys passed as `--build-arg KEY=value`.
+- `builder-dockerfile/<app>/build-args`: JSON list of config keys passed as `--build-arg KEY=value`;
+- `buildpacks/<app>/list`: JSON list of the app's buildpacks (`buildpacks:add|set|remove|clear`);
+- `builder-pack/<app>/builder`, `builder-pack/--global/builder`: the CNB builder image for `pack build`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from builders import DETECTION_ORDER
 from pushdock.errors import BuildFailed, UsageError
-from pushdock.state import ENV_KEY, validate_env_key
+from pushdock.state import ENV_KEY, GLOBAL, validate_env_key
 
 if TYPE_CHECKING:
     from pushdock.state import State
@@ -24,6 +27,12 @@ SELECTED = "selected"
 DOCKERFILE_PATH = "dockerfile-path"
 BUILD_ARGS = "build-args"
 DOCKERFILE_KEYS = (DOCKERFILE_PATH, BUILD_ARGS)
+BUILDPACKS = "buildpacks"
+BUILDPACK_LIST = "list"
+PACK = "builder-pack"
+PACK_BUILDER = "builder"
+DEFAULT_PACK_BUILDER = "heroku/builder:24"
+IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
 
 
 # -- builder:set APP selected NAME ----------------------------------------------------------------
@@ -148,3 +157,106 @@ def set_dockerfile_property(state: State, app: str, key: str, value: str) -> str
 def build_args(keys: Iterable[str], env: dict[str, str]) -> dict[str, str]:
     """{key: value} for the listed keys the app's env has (missing keys are skipped)."""
     return {k: env[k] for k in keys if k in env}
+
+
+# -- buildpacks:add|set|remove|clear APP ----------------------------------------------------------
+def get_buildpacks(state: State, app: str) -> list[str]:
+    """The app's buildpack list (empty: none set); BuildFailed if the stored property is malformed."""
+    try:
+        value = state.get_json(BUILDPACKS, app, BUILDPACK_LIST, [])
+    except ValueError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BuildFailed("invalid buildpacks list", hint="reset it with `buildpacks:clear APP`")
+    return value
+
+
+def _store_buildpacks(state: State, app: str, urls: list[str]) -> list[str]:
+    if urls:
+        state.set_json(BUILDPACKS, app, BUILDPACK_LIST, urls)
+    else:
+        state.delete(BUILDPACKS, app, BUILDPACK_LIST)
+    return urls
+
+
+def _checked_url(url: str) -> str:
+    from builders.buildpack_source import parse_buildpack
+
+    return parse_buildpack(url).text
+
+
+def _index(index: int, size: int) -> int:
+    """A 1-based --index into a list of `size` (size + 1 appends)."""
+    if not 1 <= index <= size + 1:
+        raise UsageError(f"invalid --index {index}: use 1 to {size + 1}")
+    return index - 1
+
+
+def add_buildpack(state: State, app: str, url: str, index: int | None = None) -> list[str]:
+    """Insert `url` (at 1-based `index`, default last); UsageError if it is bad or already listed."""
+    urls = get_buildpacks(state, app)
+    url = _checked_url(url)
+    if url in urls:
+        raise UsageError(f"buildpack {url} is already in the list of {app}")
+    urls.insert(len(urls) if index is None else _index(index, len(urls)), url)
+    return _store_buildpacks(state, app, urls)
+
+
+def set_buildpack(state: State, app: str, url: str, index: int | None = None) -> list[str]:
+    """Replace the list with `url`, or with --index, the buildpack at that position (or append)."""
+    url = _checked_url(url)
+    if index is None:
+        return _store_buildpacks(state, app, [url])
+    urls = get_buildpacks(state, app)
+    i = _index(index, len(urls))
+    if url in urls and urls.index(url) != i:
+        raise UsageError(f"buildpack {url} is already in the list of {app}")
+    if i == len(urls):
+        urls.append(url)
+    else:
+        urls[i] = url
+    return _store_buildpacks(state, app, urls)
+
+
+def remove_buildpack(state: State, app: str, url: str | None, index: int | None = None) -> list[str]:
+    """Remove by URL or by 1-based --index; UsageError if it is not in the list."""
+    urls = get_buildpacks(state, app)
+    if (url is None) == (index is None):
+        raise UsageError("give a buildpack URL or --index N")
+    if index is not None:
+        if not 1 <= index <= len(urls):
+            raise UsageError(f"invalid --index {index}: {app} has {len(urls)} buildpack(s)")
+        del urls[index - 1]
+    elif url not in urls:
+        raise UsageError(f"buildpack {url} is not in the list of {app}")
+    else:
+        urls.remove(url)
+    return _store_buildpacks(state, app, urls)
+
+
+def clear_buildpacks(state: State, app: str) -> None:
+    state.delete(BUILDPACKS, app, BUILDPACK_LIST)
+
+
+# -- builder-pack:set [--global|APP] builder IMAGE ------------------------------------------------
+def get_pack_builder(state: State, app: str) -> tuple[str, str]:
+    """(builder image, where it comes from: app, global or default)."""
+    for scope, where in ((app, "app"), (GLOBAL, "global")):
+        value = (state.get(PACK, scope, PACK_BUILDER) or "").strip()
+        if value:
+            return value, where
+    return DEFAULT_PACK_BUILDER, "default"
+
+
+def set_pack_property(state: State, app: str, key: str, value: str) -> str | None:
+    """`builder-pack:set APP|--global builder IMAGE` (empty: unset); return what is stored."""
+    if key != PACK_BUILDER:
+        raise UsageError(f"unknown builder-pack property {key!r}: use {PACK_BUILDER}")
+    image = value.strip()
+    if not image:
+        state.delete(PACK, app, PACK_BUILDER)
+        return None
+    if not IMAGE_REF.match(image):
+        raise UsageError(f"invalid builder image {value!r}: give an image reference such as {DEFAULT_PACK_BUILDER}")
+    state.set(PACK, app, PACK_BUILDER, image)
+    return image

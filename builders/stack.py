@@ -1,7 +1,8 @@
-"""The stack image: Debian minbase + Python, made with debootstrap and `docker import`, no registry needed.
+"""The stack image: Debian minbase + Python and Node, made with debootstrap and `docker import`, no registry needed.
 
-Dockerfile apps build `FROM` it, and it carries the host's CA bundle so builds that reach PyPI through
-a TLS-inspecting proxy work unchanged.
+Dockerfile apps build `FROM` it and buildpacks compile in it. It carries the host's CA bundle so builds
+that reach PyPI or npm through a TLS-inspecting proxy work unchanged, `uv` (from PyPI, in a venv at
+/opt/uv) for fast Python installs, and the unprivileged user buildpacks run as (uid 32767, home /app).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,18 @@ if TYPE_CHECKING:
 DEFAULT_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_INCLUDE = ("python3", "python3-venv", "python3-pip", "ca-certificates", "curl")
+# uv from PyPI into its own venv in the image (the python buildpack uses it when present).
+UV_REQUIREMENT = "uv>=0.5,<1"
+UV_VENV = "/opt/uv"
+# Node: Debian's nodejs (18 in bookworm); npm from the registry (npm 10 supports node >= 18.17).
+NODE_PACKAGES = ("nodejs",)
+NPM_REQUIREMENT = "npm@10"
+CHROOT_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
+    "DEBIAN_FRONTEND": "noninteractive",
+}
+APP_USER = "herokuishuser"
+APP_UID = 32767
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 CHANGES = (
     "ENV LANG=C.UTF-8",
@@ -70,11 +83,13 @@ def build_stack_image(
     include: Sequence[str] = DEFAULT_INCLUDE,
     ca_bundle: Path = HOST_CA_BUNDLE,
     workdir: Path | None = None,
+    extras: Sequence[str] | None = None,
 ) -> StackImage:
     """Bootstrap Debian `suite` into a temp dir and import it as `image` (default: settings.stack_image).
 
-    Needs root and debootstrap. The temp dir (under `workdir`, default the system's) is removed
-    whatever happens.
+    Needs root and debootstrap. `extras` names steps of EXTRAS run after debootstrap (default: all of
+    them with the default `include`, none with a custom one).
+    The temp dir (under `workdir`, default the system's) is removed whatever happens.
     """
     image = image or ctx.settings.stack_image
     if os.geteuid() != 0:
@@ -98,7 +113,11 @@ def build_stack_image(
         if rc != 0:
             tail = errors[-1] if errors else _debootstrap_error(rootfs)
             raise BuildFailed(f"debootstrap exited {rc}" + (f": {tail}" if tail else ""))
-        _customise(rootfs, ca_bundle)
+        _install_ca_bundle(rootfs, ca_bundle)  # first: npm and pip reach their registries through it
+        _add_app_user(rootfs)
+        for extra in (EXTRAS if extras is None and tuple(include) == DEFAULT_INCLUDE else extras or ()):
+            EXTRAS[extra](rootfs, progress)
+        _customise(rootfs, ca_bundle)  # again: apt's ca-certificates trigger may have rewritten the bundle
         progress.step(f"Importing {image}")
         old_id = _image_id(api, image)
         new_id = _import(api, rootfs, image, work)
@@ -115,6 +134,14 @@ def build_stack_image(
 
 def _customise(rootfs: Path, ca_bundle: Path) -> None:
     """The host CA bundle in, apt's caches and lists out. Never write through a link in the rootfs."""
+    _install_ca_bundle(rootfs, ca_bundle)
+    for pattern in APT_LEFTOVERS:
+        for path in rootfs.glob(pattern):
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+
+
+def _install_ca_bundle(rootfs: Path, ca_bundle: Path) -> None:
     if ca_bundle.is_file():
         target = rootfs / "etc/ssl/certs/ca-certificates.crt"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -124,10 +151,70 @@ def _customise(rootfs: Path, ca_bundle: Path) -> None:
         os.chmod(target, 0o644)
     else:
         logger.warning("no host CA bundle to copy into the stack", path=str(ca_bundle))
-    for pattern in APT_LEFTOVERS:
-        for path in rootfs.glob(pattern):
-            if path.is_symlink() or path.is_file():
-                path.unlink()
+
+
+def _add_app_user(rootfs: Path) -> None:
+    """The user buildpacks and apps run as (Heroku's uid 32767, home /app), and /app, /cache owned by it."""
+    if proc.run(["chroot", str(rootfs), "getent", "passwd", APP_USER], check=False).returncode != 0:
+        proc.run(["chroot", str(rootfs), "useradd", "--uid", str(APP_UID), "--user-group", "--home-dir", "/app",
+                  "--no-create-home", "--shell", "/bin/bash", APP_USER])
+    for rel in ("app", "cache"):
+        path = rootfs / rel
+        path.mkdir(exist_ok=True)
+        os.chown(path, APP_UID, APP_UID)
+
+
+def _install_node(rootfs: Path, progress: Progress) -> None:
+    """nodejs from Debian; npm from the npm registry, bootstrapped with Debian's npm, which is then purged.
+
+    Debian's npm 9.2 drags in ~350 node-* packages (+176 MB); the registry's npm is one package (~11 MB).
+    """
+    progress.step(f"Installing {' '.join(NODE_PACKAGES)} and {NPM_REQUIREMENT}")
+    _chroot(rootfs, progress, "apt-get", "update", "-qq")
+    _chroot(rootfs, progress, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *NODE_PACKAGES, "npm")
+    _chroot(rootfs, progress, "npm", "install", "--global", "--no-fund", "--no-audit", "--no-update-notifier",
+            "--loglevel=error", NPM_REQUIREMENT)
+    _chroot(rootfs, progress, "apt-get", "purge", "-y", "-qq", "npm")
+    _chroot(rootfs, progress, "apt-get", "autoremove", "-y", "-qq", "--purge")
+    for rel in ("root/.npm", "root/.cache"):
+        shutil.rmtree(rootfs / rel, ignore_errors=True)
+
+
+def _install_uv(rootfs: Path, progress: Progress) -> None:
+    """pip-install uv into a venv in the root file system (the host CA bundle is already in place)."""
+    requirement = UV_REQUIREMENT
+    progress.step(f"Installing {requirement} into {UV_VENV}")
+    _chroot(rootfs, progress, "python3", "-m", "venv", UV_VENV)
+    _chroot(rootfs, progress, f"{UV_VENV}/bin/pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+            "--progress-bar", "off", requirement)
+    # pip and setuptools were only needed for this one install: keep the venv to uv itself
+    _chroot(rootfs, progress, f"{UV_VENV}/bin/python", "-m", "pip", "uninstall", "--yes", "--quiet", "pip",
+            "setuptools")
+    link = rootfs / "usr/local/bin/uv"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(f"{UV_VENV}/bin/uv")
+
+
+def _chroot(rootfs: Path, progress: Progress, *argv: str) -> None:
+    """Run a program inside the root file system, its output as detail lines; BuildFailed if it fails."""
+    lines: list[str] = []
+
+    def on_line(line: str) -> None:
+        if "/dev/pts mounted" in line or "delaying package configuration" in line:
+            return  # apt's noise in a chroot without a pty: harmless
+        lines.append(line)
+        progress.detail(line)
+
+    rc = proc.stream(["chroot", str(rootfs), *argv], on_line, env=CHROOT_ENV)
+    if rc != 0:
+        tail = lines[-1].strip() if lines else ""
+        raise BuildFailed(f"stack: {proc.display(argv)} exited {rc}" + (f": {tail}" if tail else ""))
+
+
+# What the stack adds after debootstrap, in this order (name: step).
+EXTRAS: dict[str, Callable[[Path, Progress], None]] = {"node": _install_node, "uv": _install_uv}
 
 
 def _import(api: Any, rootfs: Path, image: str, work: Path) -> str:

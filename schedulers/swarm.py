@@ -1,0 +1,284 @@
+"""swarm: every process type of a release is a Docker Swarm service, swapped blue/green per release.
+
+A deploy (research/proxies.md §5: 0 failed requests this way, where swarm's own start-first update
+with fixed host ports never starts and the routing mesh needs IPVS): make the image reachable by
+the nodes (swarm_images), create the release's services `{app}-{process}-v{N}` beside the old ones,
+wait until every task is placed, running and (web) answering on its published port (swarm_ready),
+route() to those tasks — it returns once the proxy switched and drained —, then remove the old
+release's services (their tasks get SIGTERM and the grace period). Any failure before the switch
+removes the new services; the old ones never stopped serving.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from pushdock.errors import DeployFailed, PushdockError
+from schedulers import docker_engine as eng
+from schedulers import swarm_engine as sw
+from schedulers import swarm_images, swarm_logs, swarm_settings
+from schedulers import swarm_nodes as sn
+from schedulers.base import Instance, Route
+from schedulers.readiness import NotReady
+from schedulers.swarm_ready import NewService, wait_ready
+
+if TYPE_CHECKING:
+    from pushdock.context import Context
+    from pushdock.progress import Progress
+    from pushdock.routing import Upstream
+    from pushdock.state import Release
+
+
+class _Say:
+    """Progress from several threads, one line at a time."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.lock = threading.Lock()
+
+    def step(self, text: str) -> None:
+        with self.lock:
+            self.progress.step(text)
+
+    def detail(self, *lines: str) -> None:
+        with self.lock:
+            for line in lines:
+                self.progress.detail(line)
+
+
+class SwarmScheduler:
+    """Runs releases as swarm services (`scheduler:set APP selected swarm`, or PUSHDOCK_SCHEDULER=swarm)."""
+
+    name = "swarm"
+
+    # -- deploy ---------------------------------------------------------------------------------
+    def deploy(self, ctx: Context, release: Release, route: Route, progress: Progress) -> None:
+        say = _Say(progress)
+        label = f"v{release.number}"
+        with logger.contextualize(app=release.app, release=release.number):
+            plan = self._plan(ctx, release, progress)
+            created: list[NewService] = []
+            try:
+                with eng.engine_errors(DeployFailed, f"{label} did not start"):
+                    for process, count in plan.wanted:
+                        service = sw.create_service(
+                            ctx, release, process, replicas=count, image=plan.placement.image,
+                            constraints=plan.placement.constraints, mesh=plan.mesh, max_per_node=plan.max_per_node,
+                        )
+                        created.append(NewService(process, service, count))
+                        say.step(f"Starting {process} ({count}) of {label} as service {service.name}")
+                    upstreams = wait_ready(ctx, release, created, plan.by_node, mesh=plan.mesh, on_ready=say.detail)
+                say.step(f"Routing to {label}" if upstreams else "No web process: removing routes")
+                _route(route, upstreams, label)
+            except NotReady as e:
+                _report(say, e)
+                _remove_now(ctx, created)
+                raise DeployFailed(f"{label} did not start: {e.reason}") from None
+            except BaseException:
+                _remove_now(ctx, created)
+                raise
+            # From here on the new release serves: problems are reported, never raised as a failure.
+            self._retire(ctx, release.app, {n.service.id for n in created}, say)
+            logger.info("release deployed", services=len(created))
+
+    def _plan(self, ctx: Context, release: Release, progress: Progress) -> _Plan:
+        """Everything checked before anything is created: swarm, formation, limits, image placement."""
+        label = f"v{release.number}"
+        try:
+            eng.container_port(release)
+            eng.check_formation(release)
+            with eng.engine_errors(DeployFailed, label):
+                sn.require_manager()
+                nodes = sn.nodes(ctx)
+                plan = _Plan(
+                    wanted=[(p, n) for p, n in sorted(release.formation.items(), key=lambda i: eng.process_order(i[0]))
+                            if n > 0],
+                    by_node={n.id: n for n in nodes},
+                    mesh=swarm_settings.routing_mesh(ctx, release.app),
+                    max_per_node=swarm_settings.max_per_node(ctx, release.app),
+                )
+                placement = swarm_images.prepare(ctx, release, nodes, progress) if plan.wanted else None
+                plan.placement = placement or swarm_images.Placement(release.image)
+                _check_limits(plan, nodes)
+        except PushdockError as e:
+            raise DeployFailed(str(e)) from e
+        return plan
+
+    def _retire(self, ctx: Context, app: str, keep: set[str], say: _Say) -> None:
+        """Remove every other service of the app and docker-local leftovers. Failures are reported."""
+        try:
+            with eng.engine_errors(doing="retiring the old release"):
+                old = [s for s in sw.app_services(ctx, app) if s.id not in keep]
+                leftovers = sw.plain_containers(ctx, app)
+                if old:
+                    say.step(f"Removing {len(old)} old service{'s' if len(old) != 1 else ''}")
+                for s, error in sw.remove_services(old):
+                    say.detail(f"{s.name} removed" if error is None else f"{s.name} not removed: {error}")
+                for c, error in sw.stop_remove_containers(leftovers, ctx.settings.stop_timeout):
+                    say.detail(f"container {c.name} stopped" if error is None
+                               else f"container {c.name} not removed: {error}")
+        except PushdockError as e:
+            logger.warning("old services not retired", error=str(e))
+            say.detail(f"old services not removed ({e}); the next reconcile removes them")
+
+    # -- stop / inspect ---------------------------------------------------------------------------
+    def stop(self, ctx: Context, app: str) -> None:
+        """Remove the app's services and wait (bounded) until their containers here are gone."""
+        with eng.engine_errors(doing=f"stopping {app}"):
+            if sn.swarm_state().get("LocalNodeState") != "active":
+                services: list[Any] = []
+            else:
+                services = sw.app_services(ctx, app)
+            failed = [(s, e) for s, e in sw.remove_services(services) if e]
+            failed += [(c, e) for c, e in sw.stop_remove_containers(sw.plain_containers(ctx, app),
+                                                                     ctx.settings.stop_timeout) if e]
+            sw.wait_containers_gone({s.id for s in services}, ctx.settings.stop_timeout + 15)
+        if failed:
+            thing, error = failed[0]
+            raise PushdockError(f"could not remove {thing.name}: {error}")
+
+    def instances(self, ctx: Context, app: str) -> list[Instance]:
+        with eng.engine_errors(doing=f"listing {app}"):
+            if sn.swarm_state().get("LocalNodeState") != "active":
+                return []
+            return sw.instances(ctx, app)
+
+    def logs(self, ctx: Context, app: str, *, follow: bool, tail: int | None, process: str | None) -> Iterator[str]:
+        return swarm_logs.lines(ctx, app, follow=follow, tail=tail, process=process)
+
+    # -- one-off ----------------------------------------------------------------------------------
+    def run(self, ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
+        from schedulers import swarm_run
+
+        return swarm_run.run(ctx, release, argv, tty=tty)
+
+    def run_task(self, ctx: Context, release: Release, command: str, progress: Progress, *, timeout: float,
+                 label: str) -> None:
+        from schedulers import swarm_run
+
+        swarm_run.run_task(ctx, release, command, progress, timeout=timeout, label=label)
+
+    # -- reconcile --------------------------------------------------------------------------------
+    def reconcile(self, ctx: Context, release: Release, route: Route, progress: Progress) -> list[str]:
+        """At `serve` start: create the release's missing services, fix replica counts, route, remove strays.
+
+        Swarm restarts failed tasks by itself; what it cannot know is which release should run and
+        where the proxy should point (host-mode ports change when a task is replaced).
+        """
+        say = _Say(progress)
+        label = f"v{release.number}"
+        messages: list[str] = []
+        with logger.contextualize(app=release.app, release=release.number), eng.engine_errors(
+            doing=f"reconciling {release.app}"
+        ):
+            plan = self._plan(ctx, release, progress)
+            everything = sw.app_services(ctx, release.app)
+            keep: list[NewService] = []
+            missing: list[tuple[str, int]] = []
+            for process, count in plan.wanted:
+                mine = [s for s in everything if sw.release_of(s) == release.number and sw.process_of(s) == process]
+                if not mine:
+                    missing.append((process, count))
+                    continue
+                service = mine[-1]  # the newest
+                if (was := sw.replicas_of(service)) != count:
+                    service.scale(count)
+                    service.reload()
+                    messages.append(f"scaled {service.name} to {count} (was {was})")
+                keep.append(NewService(process, service, count))
+            created: list[NewService] = []
+            for process, count in missing:
+                service = sw.create_service(
+                    ctx, release, process, replicas=count, image=plan.placement.image,
+                    constraints=plan.placement.constraints, mesh=plan.mesh, max_per_node=plan.max_per_node,
+                )
+                created.append(NewService(process, service, count))
+                messages.append(f"created {service.name} (was missing)")
+            if created or keep:
+                say.step(f"Checking {release.app} {label}")
+            try:
+                upstreams = wait_ready(ctx, release, keep + created, plan.by_node, mesh=plan.mesh,
+                                       on_ready=say.detail, history=True)
+            except NotReady as e:
+                _report(say, e)
+                messages.append(f"not ready: {e.reason}")
+                upstreams = _running_web(ctx, release, keep + created, plan)
+            route(upstreams)
+            kept = {n.service.id for n in keep + created}
+            for s, error in sw.remove_services([s for s in everything if s.id not in kept]):
+                messages.append(f"removed stray service {s.name}" + (f" with an error: {error}" if error else ""))
+            for c, error in sw.stop_remove_containers(sw.plain_containers(ctx, release.app), ctx.settings.stop_timeout):
+                messages.append(f"removed stray container {c.name}" + (f" with an error: {error}" if error else ""))
+        for m in messages:
+            say.detail(m)
+            logger.info("reconciled", action=m)
+        return messages
+
+
+class _Plan:
+    def __init__(self, wanted: list[tuple[str, int]], by_node: dict[str, sn.Node], mesh: bool,
+                 max_per_node: int | None) -> None:
+        self.wanted = wanted
+        self.by_node = by_node
+        self.mesh = mesh
+        self.max_per_node = max_per_node
+        self.placement = swarm_images.Placement("")
+
+
+def _check_limits(plan: _Plan, nodes: list[sn.Node]) -> None:
+    """A formation the swarm cannot place fails before anything starts, in one line."""
+    eligible = [n for n in nodes if n.schedulable and f"node.id!={n.id}" not in plan.placement.constraints]
+    if not eligible:
+        raise PushdockError("no swarm node is ready and active to run tasks (see `swarm:report`)")
+    if plan.max_per_node is None:
+        return
+    room = plan.max_per_node * len(eligible)
+    for process, count in plan.wanted:
+        if count > room:
+            raise PushdockError(
+                f"{process}={count} cannot be placed: at most {plan.max_per_node} per node on {len(eligible)} "
+                f"eligible node{'s' if len(eligible) != 1 else ''} ({room} in all); scale down, add nodes, "
+                f"or raise `scheduler:set APP max-per-node N`"
+            )
+
+
+def _running_web(ctx: Context, release: Release, services: list[NewService], plan: _Plan) -> list[Upstream]:
+    """Reconcile's fallback when a check failed: route to whatever web task runs."""
+    upstreams = []
+    web = [n.service for n in services if n.process == "web"]
+    for t in sw.tasks_of(web):
+        if sw.is_current(t) and sw.task_state(t) == "running":
+            u = sw.task_upstream(t, plan.by_node)
+            if u is not None:
+                upstreams.append(u)
+    return sorted(upstreams)
+
+
+def _route(route: Route, upstreams: list[Upstream], label: str) -> None:
+    try:
+        route(upstreams)
+    except PushdockError as e:
+        raise DeployFailed(f"{label}: proxy switch failed: {e}") from e
+    except Exception as e:
+        logger.exception("route failed")
+        raise DeployFailed(f"{label}: proxy switch failed ({type(e).__name__})") from e
+
+
+def _report(say: _Say, failure: NotReady) -> None:
+    say.detail(f"{failure.reason}; last log lines:" if failure.lines else failure.reason)
+    say.detail(*(f"  {line}" for line in failure.lines))
+
+
+def _remove_now(ctx: Context, created: list[NewService]) -> None:
+    """Remove the services of a failed start and wait (bounded) for their containers; errors are logged."""
+    if not created:
+        return
+    sw.remove_services([n.service for n in created])
+    try:
+        sw.wait_containers_gone({n.service.id for n in created}, ctx.settings.stop_timeout + 5)
+    except Exception as e:  # the original failure is what the user must see
+        logger.warning("could not wait for removed services", error=str(e))

@@ -1,0 +1,518 @@
+"""The swarm scheduler on a real single-node Docker Swarm.
+
+Swarm mode is turned on for this module only if it is off, and turned off again afterwards
+(`swarm leave --force`, then the `docker_gwbridge` network it made); every service a test creates
+is removed by label. Only one node exists here, so multi-node paths (a task on another node without
+the image, node addresses other than 127.0.0.1) are covered by unit tests on task records; the
+image stream between engines runs from this engine into itself.
+
+Direct scheduler tests fake only the proxy boundary (`route` records and checks its upstreams, as in
+test_docker_local.py); the push tests run the real `pushdock serve` with its real nginx.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import secrets
+import shutil
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import docker
+import pytest
+
+from pushdock.context import Context
+from pushdock.errors import DeployFailed
+from pushdock.progress import Progress
+from pushdock.routing import Upstream
+from pushdock.settings import Settings
+from pushdock.state import GLOBAL, Release
+from schedulers import swarm_engine as sw
+from schedulers import swarm_images
+from schedulers.swarm import SwarmScheduler
+from tests.harness import ROOT, Server, free_port, unique
+
+pytestmark = pytest.mark.docker
+
+WORKER = "while true; do echo tick $DYNO; sleep 0.3; done"
+
+
+# -- fixtures -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def engine() -> docker.DockerClient:
+    return docker.from_env()
+
+
+@pytest.fixture(scope="module")
+def swarm_mode(engine: docker.DockerClient):
+    """An active single-node swarm; left as it was found."""
+    state = engine.info()["Swarm"]["LocalNodeState"]
+    mine = state == "inactive"
+    if mine:
+        engine.swarm.init(advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{free_port()}")
+    assert engine.info()["Swarm"]["ControlAvailable"], "this engine must be a swarm manager"
+    yield
+    if mine:
+        engine.swarm.leave(force=True)
+        for _ in range(50):
+            try:
+                engine.networks.get("docker_gwbridge").remove()
+                break
+            except docker.errors.NotFound:
+                break
+            except docker.errors.APIError:  # task containers still detaching
+                time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def image(engine: docker.DockerClient, swarm_mode):
+    tag = f"pushdock-test-swarm:{secrets.token_hex(4)}"
+    engine.images.build(path=str(ROOT / "tests" / "apps" / "e2e-web"), tag=tag, rm=True, forcerm=True)
+    yield tag
+    engine.images.remove(tag, force=True)
+
+
+def remove_services(engine: docker.DockerClient, data_dir: Path) -> None:
+    for s in engine.services.list(filters={"label": f"pushdock.data-dir={data_dir.absolute()}"}):
+        with contextlib.suppress(docker.errors.NotFound):
+            s.remove()
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, engine: docker.DockerClient, swarm_mode):
+    settings = Settings(data_dir=tmp_path / "data", ready_timeout=20, stop_timeout=2)
+    yield Context(settings=settings)
+    remove_services(engine, settings.data_dir)
+
+
+@pytest.fixture
+def app() -> str:
+    return f"sw{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def sched() -> SwarmScheduler:
+    return SwarmScheduler()
+
+
+class Out:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.progress = Progress(self.lines.append)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+class FakeRoute:
+    """The proxy boundary: records each switch and what every upstream (and the old ones) answered."""
+
+    def __init__(self, still_serving: list[Upstream] | None = None) -> None:
+        self.calls: list[list[Upstream]] = []
+        self.answers: list[list[str]] = []
+        self.still_serving = still_serving or []
+        self.old_answers: list[str] = []
+
+    def __call__(self, upstreams: list[Upstream]) -> None:
+        self.calls.append(list(upstreams))
+        self.answers.append([get(u) for u in upstreams])
+        self.old_answers = [get(u) for u in self.still_serving]
+
+
+def get(u: Upstream, path: str = "/env/MESSAGE") -> str:
+    with urllib.request.urlopen(f"http://{u}{path}", timeout=3) as r:
+        assert r.status == 200
+        return r.read().decode().strip()
+
+
+def rel(app: str, number: int, image: str, *, formation: dict[str, int] | None = None,
+        processes: dict[str, str] | None = None, env: dict[str, str] | None = None) -> Release:
+    return Release(app=app, number=number, image=image, env={"MESSAGE": f"v{number}", **(env or {})},
+                   processes=processes or {"web": ""}, formation=formation or {"web": 1})
+
+
+def services_of(engine: docker.DockerClient, app: str) -> list[str]:
+    return sorted(s.name for s in engine.services.list(filters={"label": f"pushdock.app={app}"}))
+
+
+# -- the scheduler, directly ----------------------------------------------------------------------------
+def test_deploy_runs_labelled_services_and_routes_every_task(sched, ctx, app, image, engine):
+    out, route = Out(), FakeRoute()
+    release = rel(app, 1, image, formation={"web": 2, "worker": 1}, processes={"web": "", "worker": WORKER})
+    t0 = time.monotonic()
+    sched.deploy(ctx, release, route, out.progress)
+    took = time.monotonic() - t0
+
+    assert services_of(engine, app) == [f"{app}-web-v1", f"{app}-worker-v1"]
+    assert len(route.calls) == 1 and route.answers == [["v1", "v1"]]
+    assert all(u.host == "127.0.0.1" for u in route.calls[0])
+    web = engine.services.get(f"{app}-web-v1").attrs["Spec"]
+    labels = {"pushdock.app": app, "pushdock.process": "web", "pushdock.release": "1",
+              "pushdock.data-dir": str(ctx.settings.data_dir.absolute()), "pushdock.scheduler": "swarm"}
+    assert web["Labels"] == labels
+    spec = web["TaskTemplate"]["ContainerSpec"]
+    assert spec["Labels"] == labels and spec["Init"] is True and spec["StopGracePeriod"] == 2_000_000_000
+    assert web["TaskTemplate"]["RestartPolicy"]["Condition"] == "any"
+    assert web["EndpointSpec"]["Ports"] == [{"Protocol": "tcp", "TargetPort": 5000, "PublishMode": "host"}]
+    assert web["Mode"]["Replicated"]["Replicas"] == 2
+
+    insts = sched.instances(ctx, app)
+    assert sorted((i.process, i.index, i.release, i.state) for i in insts) == [
+        ("web", 1, 1, "running"), ("web", 2, 1, "running"), ("worker", 1, 1, "running")]
+    assert sorted(i.upstream for i in insts if i.process == "web") == sorted(route.calls[0])
+    container = engine.containers.list(filters={"label": [f"pushdock.app={app}", "pushdock.process=web"]})[0]
+    assert {k: container.labels[k] for k in labels} == labels
+    env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
+    assert env["PORT"] == "5000" and env["DYNO"] in ("web.1", "web.2") and env["PUSHDOCK_RELEASE"] == "v1"
+    print(f"\nswarm deploy web=2 worker=1: {took:.2f}s")
+
+
+def test_redeploy_swaps_services_and_old_serves_until_the_switch(sched, ctx, app, image, engine):
+    first = FakeRoute()
+    sched.deploy(ctx, rel(app, 1, image), first, Out().progress)
+    route, out = FakeRoute(still_serving=first.calls[0]), Out()
+    sched.deploy(ctx, rel(app, 2, image, formation={"web": 3}), route, out.progress)
+    assert route.answers == [["v2", "v2", "v2"]]
+    assert route.old_answers == ["v1"], "v1 must serve until the switch"
+    assert services_of(engine, app) == [f"{app}-web-v2"]
+    assert "-----> Removing 1 old service" in out.lines
+    # the same release again (ps:restart): a second service name, the first one retired
+    sched.deploy(ctx, rel(app, 2, image, formation={"web": 1}), FakeRoute(), Out().progress)
+    [name] = services_of(engine, app)
+    assert name.startswith(f"{app}-web-v2-") and len(name) == len(f"{app}-web-v2-") + 4
+
+
+def test_crashing_or_silent_release_keeps_the_old_one(sched, ctx, app, image, engine):
+    first = FakeRoute()
+    sched.deploy(ctx, rel(app, 1, image), first, Out().progress)
+    out = Out()
+    t0 = time.monotonic()
+    with pytest.raises(DeployFailed, match=r"^v2 did not start: web\.1 exited with status 3$"):
+        sched.deploy(ctx, rel(app, 2, image, processes={"web": "echo boom-from-app >&2; exit 3"}), FakeRoute(),
+                     out.progress)
+    assert time.monotonic() - t0 < 15
+    assert "boom-from-app" in out.text
+    assert services_of(engine, app) == [f"{app}-web-v1"] and get(first.calls[0][0]) == "v1"
+
+    ctx.settings.ready_timeout = 3
+    with pytest.raises(DeployFailed, match=r"web\.1 did not answer HTTP within 3s \(it must listen on 0\.0\.0\.0"):
+        sched.deploy(ctx, rel(app, 3, image, processes={"web": "sleep 1000"}), FakeRoute(), Out().progress)
+    assert services_of(engine, app) == [f"{app}-web-v1"] and get(first.calls[0][0]) == "v1"
+    assert [(i.release, i.state) for i in sched.instances(ctx, app)] == [(1, "running")]
+
+
+def test_bad_input_fails_in_one_line_before_anything_starts(sched, ctx, app, image, engine, request):
+    with pytest.raises(DeployFailed, match=r"^image pushdock/nope-[0-9a-f]+:v1 is not on this node's Docker engine"):
+        sched.deploy(ctx, rel(app, 1, f"pushdock/nope-{secrets.token_hex(3)}:v1"), FakeRoute(), Out().progress)
+    ctx.state.set("scheduler", GLOBAL, "max-per-node", "1")
+    with pytest.raises(DeployFailed, match=r"^web=2 cannot be placed: at most 1 per node on 1 eligible node"):
+        sched.deploy(ctx, rel(app, 1, image, formation={"web": 2}), FakeRoute(), Out().progress)
+    with pytest.raises(DeployFailed, match=r"^v1 has no process type 'worker'"):
+        sched.deploy(ctx, rel(app, 1, image, formation={"web": 1, "worker": 1}), FakeRoute(), Out().progress)
+    server = f"127.0.0.1:{free_port()}"
+    ctx.state.set("registry", GLOBAL, "server", server)
+    request.addfinalizer(lambda: _remove_image(engine, f"{server}/pushdock/{app}:v1"))
+    with pytest.raises(DeployFailed, match=r"^could not push 127\.0\.0\.1:\d+/pushdock/sw[0-9a-f]+:v1: "):
+        sched.deploy(ctx, rel(app, 1, image), FakeRoute(), Out().progress)
+    assert services_of(engine, app) == []
+
+
+def test_routing_mesh_without_ipvs_fails_with_a_hint_and_keeps_the_old(sched, ctx, app, image, engine):
+    """Where the mesh works (IPVS), the same path routes to every node at the service's mesh port."""
+    first = FakeRoute()
+    sched.deploy(ctx, rel(app, 1, image), first, Out().progress)
+    ctx.state.set("scheduler", app, "routing-mesh", "on")
+    with pytest.raises(DeployFailed, match=r"^v2 did not start: the routing mesh does not answer on port \d+ "
+                                           r"\(it needs IPVS in the kernel\): turn it off with `scheduler:set APP"):
+        sched.deploy(ctx, rel(app, 2, image), FakeRoute(), Out().progress)
+    assert services_of(engine, app) == [f"{app}-web-v1"] and get(first.calls[0][0]) == "v1"
+
+
+def test_run_attaches_stdio_and_returns_the_exit_status(ctx, app, image, engine):
+    code = (
+        "import sys; from pushdock.context import Context; from pushdock.settings import Settings; "
+        "from pushdock.state import Release; from schedulers.swarm import SwarmScheduler\n"
+        f"ctx = Context(settings=Settings(data_dir={str(ctx.settings.data_dir)!r}))\n"
+        f"r = Release(app={app!r}, number=1, image={image!r}, env={{'GREETING': 'hi'}}, processes={{}}, formation={{}})\n"
+        "sys.exit(SwarmScheduler().run(ctx, r, ['sh', '-c', 'read x; echo $GREETING $x $DYNO; echo oops >&2; exit 3'],"
+        " tty=False))\n"
+    )
+    import subprocess
+    import sys
+
+    cp = subprocess.run([sys.executable, "-c", code], input="there\n", capture_output=True, text=True, cwd=ROOT,
+                        timeout=60)
+    assert (cp.returncode, cp.stdout, cp.stderr.splitlines()[-1:]) == (3, "hi there run.1\n", ["oops"]), cp.stderr
+    assert engine.containers.list(all=True, filters={"label": f"pushdock.app={app}"}) == []
+
+
+def test_release_task_streams_output_and_fails_on_exit_status(sched, ctx, app, image, engine):
+    out = Out()
+    sched.run_task(ctx, rel(app, 1, image), "echo migrating $DYNO; echo to-stderr >&2", out.progress,
+                   timeout=30, label="release")
+    assert "       migrating release.1" in out.lines and "       to-stderr" in out.lines
+    with pytest.raises(DeployFailed, match=r"^release command failed with exit status 4$"):
+        sched.run_task(ctx, rel(app, 1, image), "exit 4", Out().progress, timeout=30, label="release")
+    with pytest.raises(DeployFailed, match=r"^predeploy command did not finish within 1s$"):
+        sched.run_task(ctx, rel(app, 1, image), "sleep 30", Out().progress, timeout=1, label="predeploy")
+    assert services_of(engine, app) == []
+
+
+def test_logs_reconcile_and_stop(sched, ctx, app, image, engine):
+    release = rel(app, 1, image, formation={"web": 1, "worker": 1}, processes={"web": "", "worker": WORKER})
+    sched.deploy(ctx, release, FakeRoute(), Out().progress)
+    time.sleep(1.0)
+    lines = list(sched.logs(ctx, app, follow=False, tail=None, process="worker"))
+    assert "worker.1: tick worker.1" in lines
+    # a crashed worker (swarm replaces it), a lost service and a stray one of an older release:
+    # reconcile restores the lost one, removes the stray, and takes the crash for history
+    engine.containers.list(filters={"label": [f"pushdock.app={app}", "pushdock.process=worker"]})[0].kill()
+    engine.services.get(f"{app}-web-v1").remove()
+    sw.create_service(ctx, rel(app, 0, image), "web", replicas=1, image=image, constraints=[], mesh=False,
+                      max_per_node=None)
+    route = FakeRoute()
+    messages = sched.reconcile(ctx, release, route, Out().progress)
+    assert messages == [f"created {app}-web-v1 (was missing)", f"removed stray service {app}-web-v0"]
+    assert services_of(engine, app) == [f"{app}-web-v1", f"{app}-worker-v1"]
+    assert route.answers == [["v1"]]
+    worker = next(i for i in sched.instances(ctx, app) if i.process == "worker")
+    assert (worker.state, worker.restarts) == ("running", 1)
+    sched.stop(ctx, app)
+    assert services_of(engine, app) == []
+    assert engine.containers.list(all=True, filters={"label": f"pushdock.app={app}"}) == []
+
+
+def test_image_streams_from_one_engine_into_another(image, engine):
+    """save | load through the SDK. Only one engine exists here: it streams into itself."""
+    swarm_images.stream_image(engine, engine, image)
+    assert engine.images.get(image).tags
+
+
+# -- images through a registry ---------------------------------------------------------------------------
+class _Registry(BaseHTTPRequestHandler):
+    """The Registry HTTP API v2 routes `docker push` and a pull by digest use, in memory."""
+
+    protocol_version = "HTTP/1.1"
+    blobs: dict[str, bytes] = {}
+    manifests: dict[str, tuple[str, bytes]] = {}
+    uploads: dict[str, bytes] = {}
+
+    def _reply(self, status: int, body: bytes = b"", **headers: str) -> None:
+        self.send_response(status)
+        self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+        for k, v in headers.items():
+            self.send_header(k.replace("_", "-"), v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/v2/":
+            return self._reply(200, b"{}")
+        if "/manifests/" in path:
+            ref = path.rsplit("/", 1)[1]
+            found = self.manifests.get(ref) or next((m for m in self.manifests.values()
+                                                     if "sha256:" + hashlib.sha256(m[1]).hexdigest() == ref), None)
+            if found is None:
+                return self._reply(404, b'{"errors": [{"code": "MANIFEST_UNKNOWN"}]}')
+            digest = "sha256:" + hashlib.sha256(found[1]).hexdigest()
+            return self._reply(200, found[1], Content_Type=found[0], Docker_Content_Digest=digest)
+        digest = path.rsplit("/", 1)[1]
+        if digest in self.blobs:
+            return self._reply(200, self.blobs[digest], Docker_Content_Digest=digest)
+        return self._reply(404, b'{"errors": [{"code": "BLOB_UNKNOWN"}]}')
+
+    do_HEAD = do_GET
+
+    def do_POST(self) -> None:
+        self._body()
+        name = urlsplit(self.path).path[len("/v2/"):].split("/blobs/")[0]
+        uid = secrets.token_hex(8)
+        self.uploads[uid] = b""
+        self._reply(202, Location=f"/v2/{name}/blobs/uploads/{uid}", Docker_Upload_UUID=uid, Range="0-0")
+
+    def do_PATCH(self) -> None:
+        path = urlsplit(self.path).path
+        uid = path.rsplit("/", 1)[1]
+        self.uploads[uid] += self._body()
+        self._reply(202, Location=path, Docker_Upload_UUID=uid, Range=f"0-{max(0, len(self.uploads[uid]) - 1)}")
+
+    def do_PUT(self) -> None:
+        url = urlsplit(self.path)
+        body = self._body()
+        if "/manifests/" in url.path:
+            self.manifests[url.path.rsplit("/", 1)[1]] = (self.headers.get("Content-Type", ""), body)
+            digest = "sha256:" + hashlib.sha256(body).hexdigest()
+            return self._reply(201, Location=url.path, Docker_Content_Digest=digest)
+        uid = url.path.rsplit("/", 1)[1]
+        digest = parse_qs(url.query)["digest"][0]
+        self.blobs[digest] = self.uploads.pop(uid) + body
+        self._reply(201, Location=f"/v2/x/blobs/{digest}", Docker_Content_Digest=digest)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def registry():
+    srv = ThreadingHTTPServer(("127.0.0.1", free_port()), _Registry)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def tiny_image(engine, tmp_path: Path, swarm_mode):
+    """FROM scratch + the host's static busybox: a 1 MB web app, so a push is quick."""
+    (tmp_path / "ctx").mkdir()
+    shutil.copy("/bin/busybox", tmp_path / "ctx" / "busybox")
+    (tmp_path / "ctx" / "Dockerfile").write_text(
+        'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+        'RUN mkdir /www && echo from-the-registry > /www/index.html\nCMD ["httpd", "-f", "-p", "5000", "-h", "/www"]\n')
+    tag = f"pushdock-test-tiny:{secrets.token_hex(4)}"
+    engine.images.build(path=str(tmp_path / "ctx"), tag=tag, rm=True, forcerm=True)
+    yield tag
+    engine.images.remove(tag, force=True)
+
+
+def test_with_a_registry_releases_are_pushed_and_services_pull_them_by_digest(sched, ctx, app, tiny_image, engine,
+                                                                               registry, request):
+    """The registry is an in-memory fake of the Registry API (none is reachable here); the engine's own push
+    talks to it. Other nodes would pull by that digest; this one has the image and need not."""
+    ctx.state.set("registry", GLOBAL, "server", registry)
+    out = Out()
+    seen: list[str] = []
+    name = f"{registry}/pushdock/{app}:v1"
+    request.addfinalizer(lambda: _remove_image(engine, name))
+    sched.deploy(ctx, rel(app, 1, tiny_image), lambda ups: seen.extend(get(u, "/") for u in ups), out.progress)
+    assert f"-----> Pushing {name}" in out.lines and seen == ["from-the-registry"]
+    image = engine.services.get(f"{app}-web-v1").attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    assert image.startswith(f"{name}@sha256:") and "v1" in _Registry.manifests
+    manifest = json.loads(_Registry.manifests["v1"][1])
+    assert "sha256:" + hashlib.sha256(_Registry.manifests["v1"][1]).hexdigest() == image.split("@")[1]
+    assert all(layer["digest"] in _Registry.blobs for layer in manifest["layers"])
+
+
+def _remove_image(engine: docker.DockerClient, name: str) -> None:
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        engine.images.remove(name, force=True)
+
+
+# -- pushes through `pushdock serve` ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, engine, swarm_mode):
+    srv = Server(tmp_path_factory.mktemp("swarm"), PUSHDOCK_SCHEDULER="swarm").start()
+    srv.add_key()
+    yield srv
+    remove_services(engine, srv.data)
+    srv.stop()
+
+
+def web_tasks(server: Server, app: str) -> list[str]:
+    rows = json.loads(server.cli("ps:report", app, "--format", "json").stdout)
+    return sorted(f"{r['process']} {r['release']} {r['state']}" for r in rows)
+
+
+def test_push_scale_redeploy_under_load_rollback_and_failed_checks(server, engine):
+    app = unique("swarm")
+    work = server.app_repo(app)
+    t0 = time.monotonic()
+    res = server.push(work, app)
+    assert res.returncode == 0, res.stderr
+    print(f"\nfirst push to live on swarm: {time.monotonic() - t0:.2f}s")
+    assert f"remote: -----> Starting web (1) of v1 as service {app}-web-v1" in res.stderr
+    assert server.get(app) == (200, "hello from pushdock")
+    first = server.git("rev-parse", "HEAD", cwd=work, check=True).stdout.strip()
+
+    t0 = time.monotonic()
+    server.cli("ps:scale", app, "web=3")
+    print(f"scale 1->3: {time.monotonic() - t0:.2f}s")
+    assert web_tasks(server, app) == ["web.1 v2 running", "web.2 v2 running", "web.3 v2 running"]
+    assert services_of(engine, app) == [f"{app}-web-v2"]
+
+    server.commit(work, "v3", {"body.txt": "second body\n"})
+    with server.load(app, threads=2, max_seconds=60) as load:
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        res = server.push(work, app)
+        took = time.monotonic() - t0
+        time.sleep(1.0)
+    assert res.returncode == 0, res.stderr
+    r = load.result
+    print(f"redeploy under load: push {took:.2f}s, {r.requests} requests, {r.failed} failed, {dict(r.bodies)}")
+    assert r.failed == 0, r.errors
+    assert r.bodies["second body"] > 0 and r.bodies["hello from pushdock"] > 0, r.bodies
+    assert services_of(engine, app) == [f"{app}-web-v3"]
+
+    if "releases:rollback" in server.cli("help").stdout:
+        server.cli("releases:rollback", app, "v2")
+    else:  # not there yet: redeploying the older commit is the same swap
+        res = server.push(work, app, f"{first}:refs/heads/main", "--force")
+        assert res.returncode == 0, res.stderr
+    assert server.get(app) == (200, "hello from pushdock")
+    assert len(web_tasks(server, app)) == 3
+
+    bad = server.cli("config:set", app, "FAIL_AT_BOOT=1", check=False)
+    assert bad.returncode != 0 and bad.stderr.startswith("error: v5 did not start: web.") and bad.stderr.count("\n") == 1
+    assert server.get(app) == (200, "hello from pushdock")
+    assert [s for s in services_of(engine, app) if "-v5" in s] == []
+
+    logs = server.cli("logs", app, "-n", "50").stdout
+    assert "web.1: GET /" in logs
+    server.cli("ps:stop", app)
+    assert services_of(engine, app) == [] and server.get(app)[0] == 503
+    server.cli("ps:start", app)
+    assert server.get(app) == (200, "hello from pushdock") and len(services_of(engine, app)) == 1
+    server.cli("apps:destroy", app, "--force")
+    assert services_of(engine, app) == []
+
+
+def test_scheduler_switch_moves_a_running_app_without_dropping_requests(server, engine):
+    app = unique("move")
+    work = server.app_repo(app)
+    server.cli("apps:create", app)
+    server.cli("scheduler:set", app, "selected", "docker-local")
+    assert server.push(work, app).returncode == 0
+    assert services_of(engine, app) == []
+    with server.load(app, threads=2, max_seconds=60) as load:
+        time.sleep(0.5)
+        out = server.cli("scheduler:set", app, "selected", "swarm").stdout
+        time.sleep(0.5)
+    assert "moved to the swarm scheduler" in out
+    assert load.result.failed == 0, load.result.errors
+    assert services_of(engine, app) == [f"{app}-web-v1"]
+    plain = [c for c in engine.containers.list(all=True, filters={"label": f"pushdock.app={app}"})
+             if "com.docker.swarm.service.id" not in c.labels]
+    assert plain == []
+    with server.load(app, threads=2, max_seconds=60) as load:
+        time.sleep(0.5)
+        server.cli("scheduler:set", app, "selected", "docker-local")
+        time.sleep(0.5)
+    assert load.result.failed == 0, load.result.errors
+    assert services_of(engine, app) == []
+    assert server.get(app) == (200, "hello from pushdock")
+    bad = server.cli("scheduler:set", app, "selected", "nomad", check=False)
+    assert bad.returncode == 2 and bad.stderr == "error: unknown scheduler 'nomad' (known: docker-local, swarm)\n"
+    server.cli("apps:destroy", app, "--force")

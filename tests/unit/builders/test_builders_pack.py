@@ -1,0 +1,65 @@
+"""The pack builder without Docker: its argv, the builder image per app and global, and a missing `pack`.
+
+The build itself (streaming, the image, relabelling) runs against tests/fakes/pack in tests/e2e/test_builders.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from builders import properties as p
+from builders.base import BuildRequest
+from builders.pack import PackBuilder, pack_argv
+from pushdock.context import Context
+from pushdock.errors import BuildFailed, UsageError
+from pushdock.progress import Progress
+from pushdock.state import GLOBAL
+
+APP = "myapp"
+
+
+def test_argv() -> None:
+    assert pack_argv("pushdock/a:v3", Path("/tmp/b"), "heroku/builder:24", ["A", "B"]) == [
+        "build", "pushdock/a:v3", "--path", "/tmp/b", "--builder", "heroku/builder:24", "--default-process", "web",
+        "--pull-policy", "if-not-present", "--env", "A", "--env", "B"]
+
+
+def test_builder_image_per_app_then_global_then_default(ctx: Context) -> None:
+    ctx.state.create_app(APP)
+    assert p.get_pack_builder(ctx.state, APP) == ("heroku/builder:24", "default")
+    assert p.set_pack_property(ctx.state, GLOBAL, "builder", "paketobuildpacks/builder-jammy-base") == (
+        "paketobuildpacks/builder-jammy-base")
+    assert p.get_pack_builder(ctx.state, APP) == ("paketobuildpacks/builder-jammy-base", "global")
+    p.set_pack_property(ctx.state, APP, "builder", "registry.example.com/b:1@sha256:abc")
+    assert p.get_pack_builder(ctx.state, APP) == ("registry.example.com/b:1@sha256:abc", "app")
+    assert p.set_pack_property(ctx.state, APP, "builder", "") is None
+    assert p.get_pack_builder(ctx.state, APP)[1] == "global"
+    with pytest.raises(UsageError, match="invalid builder image 'Bad Image'"):
+        p.set_pack_property(ctx.state, APP, "builder", "Bad Image")
+    with pytest.raises(UsageError, match="unknown builder-pack property 'stack'"):
+        p.set_pack_property(ctx.state, APP, "stack", "x")
+
+
+def test_detect(tmp_path: Path) -> None:
+    assert not PackBuilder().detect(tmp_path)
+    (tmp_path / "project.toml").write_text("")
+    assert PackBuilder().detect(tmp_path)
+
+
+def test_missing_pack_is_one_line_saying_how_to_install(ctx: Context, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    (tmp_path / "src").mkdir()
+    with pytest.raises(BuildFailed) as e:
+        PackBuilder().build(ctx, BuildRequest(APP, tmp_path / "src", "pushdock/myapp:v1"), Progress())
+    assert e.value.message == ("pack is not installed: install the pack CLI on this host's PATH: "
+                               "https://buildpacks.io/docs/for-platform-operators/how-to/integrate-ci/pack/")
+    assert "herokuish" in (e.value.hint or "")
+
+
+def test_a_bad_procfile_fails_before_pack_runs(ctx: Context, tmp_path: Path) -> None:
+    (tmp_path / "Procfile").write_text("web\n")
+    with pytest.raises(UsageError, match="Procfile line 1"):
+        PackBuilder().build(ctx, BuildRequest(APP, tmp_path, "pushdock/myapp:v1"), Progress())
