@@ -22,7 +22,8 @@ lint:
 	$(VENV)/bin/ruff check .
 
 bench: setup
-	$(VENV)/bin/python bench/push_to_live.py
+	for b in bench/push_to_live.py bench/builds.py bench/zero_downtime.py bench/proxy.py bench/swarm.py; do \
+	  [ ! -f $$b ] || $(VENV)/bin/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache

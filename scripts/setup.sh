@@ -46,5 +46,8 @@ fi
 if ! docker image inspect pushdock/stack:bookworm >/dev/null 2>&1; then
   log "building the stack image pushdock/stack:bookworm"
   .venv/bin/pushdock stack:build
+elif ! docker run --rm --network none --entrypoint /bin/sh pushdock/stack:bookworm -c 'command -v node && command -v npm && test -x /opt/uv/bin/uv' >/dev/null 2>&1; then
+  log "the stack image is from an older pushdock (no node/npm/uv): rebuilding it"
+  .venv/bin/pushdock stack:build --force
 fi
 log "ready"
