@@ -1,4 +1,4 @@
-"""Commands of the git server: `serve` and `ssh-keys:add|list|remove`."""
+"""Commands of the git server: `serve`, `ssh-keys:add|list|remove`, `tokens:add|list|remove`."""
 
 from __future__ import annotations
 
@@ -62,3 +62,50 @@ def remove(ctx: Context, name: str) -> None:
 
     keys.remove_key(ctx, name)
     click.echo(f"-----> Removed key {name}")
+
+
+@group("tokens", "Manage the tokens that may use git over HTTP (/git/APP.git).", default_verb="list")
+def tokens() -> None:
+    pass
+
+
+@tokens.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "deployer"]), default="admin", show_default=True,
+              help="admin: every app; deployer: clone and push --apps only.")
+@click.option("--apps", default="", help="Comma-separated apps a deployer may use.")
+@click.pass_obj
+def add_token(ctx: Context, name: str, role: str, apps: str) -> None:
+    """Make a token called NAME and print it (once: only its hash is kept)."""
+    from gitserver import tokens as service
+
+    allowed = tuple(a.strip() for a in apps.split(",") if a.strip())
+    record, secret = service.add_token(ctx, name, role=role, apps=allowed)
+    click.echo(f"-----> Added token {record.name} ({record.role}); it is shown only now:")
+    click.echo(secret)
+
+
+@tokens.command("list")
+@format_option
+@click.pass_obj
+def list_tokens(ctx: Context, fmt: str) -> None:
+    """List the tokens: name, role, apps (never the tokens themselves)."""
+    import time
+
+    from gitserver import tokens as service
+
+    rows = [{"name": t.name, "role": t.role, "apps": list(t.apps) if fmt == "json" else ",".join(t.apps),
+             "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(t.created))}
+            for t in service.list_tokens(ctx)]
+    print_table(rows, ["name", "role", "apps", "created"], fmt)
+
+
+@tokens.command("remove")
+@click.argument("name")
+@click.pass_obj
+def remove_token(ctx: Context, name: str) -> None:
+    """Remove the token called NAME."""
+    from gitserver import tokens as service
+
+    service.remove_token(ctx, name)
+    click.echo(f"-----> Removed token {name}")

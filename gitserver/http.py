@@ -1,7 +1,8 @@
-"""The HTTP door: a threaded WSGI server and a route table (`/healthz` now; webhooks and git later).
+"""The HTTP door: a threaded WSGI server and a route table: `/healthz`, GitHub webhooks, git over HTTP.
 
-Routes are data: `(method, path regex, handler)`; a handler takes the Context and a Request and
-returns a Response. Errors become JSON `{"error": ...}` with a status code, here and nowhere else.
+Routes are data: `(method, path regex, handler, body limit)`; a handler takes the Context and a Request and
+returns a Response. Errors become JSON `{"error": ...}` with a status code, here and nowhere else. Mounts
+hand a path prefix to a raw WSGI app that streams (git over HTTP: gitserver/smarthttp.py).
 """
 
 from __future__ import annotations
@@ -23,15 +24,25 @@ from pushdock.errors import Conflict, Forbidden, NotFound, PushdockError, UsageE
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
 
+    from gitserver.webhook_deploy import DeployQueue
     from pushdock.context import Context
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub's payload cap
+DRAIN_LIMIT = 64 * 1024 * 1024  # an oversized body is read and dropped up to this, so the client hears the 413
 STATUS_OF: tuple[tuple[type[PushdockError], int], ...] = (
     (UsageError, 400), (Forbidden, 403), (NotFound, 404), (Conflict, 409),
 )
 REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-           404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
-           500: "Internal Server Error"}
+           404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
+           413: "Payload Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error"}
+
+
+class HttpError(PushdockError):
+    """An HTTP answer other than the PushdockError family's (401, 413, 415...): status and one-line message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -55,19 +66,28 @@ def json_response(status: int, data: Any) -> Response:
 
 
 Handler = Callable[["Context", Request], Response]
+WSGIApp = Callable[["WSGIEnvironment", "StartResponse"], Iterable[bytes]]
 
 
 @dataclass
 class Router:
-    """A WSGI app dispatching on (method, path regex); the first matching route wins."""
+    """A WSGI app: mounts by path prefix first, then routes on (method, path regex); the first match wins."""
 
     ctx: Context
-    routes: list[tuple[str, re.Pattern[str], Handler]] = field(default_factory=list)
+    routes: list[tuple[str, re.Pattern[str], Handler, int]] = field(default_factory=list)
+    mounts: list[tuple[str, WSGIApp]] = field(default_factory=list)
 
-    def add(self, method: str, pattern: str, handler: Handler) -> None:
-        self.routes.append((method, re.compile(pattern), handler))
+    def add(self, method: str, pattern: str, handler: Handler, *, max_body: int = MAX_BODY) -> None:
+        self.routes.append((method, re.compile(pattern), handler, max_body))
+
+    def mount(self, prefix: str, app: WSGIApp) -> None:
+        self.mounts.append((prefix, app))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        for prefix, app in self.mounts:
+            if path.startswith(prefix):
+                return app(environ, start_response)
         response = self._dispatch(environ)
         reason = REASONS.get(response.status, "")
         start_response(f"{response.status} {reason}".strip(), [*response.headers,
@@ -77,7 +97,7 @@ class Router:
     def _dispatch(self, environ: WSGIEnvironment) -> Response:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
         allowed = False
-        for route_method, pattern, handler in self.routes:
+        for route_method, pattern, handler, max_body in self.routes:
             match = pattern.fullmatch(path)
             if match is None:
                 continue
@@ -85,7 +105,9 @@ class Router:
                 allowed = True
                 continue
             try:
-                return handler(self.ctx, _request(environ, method, path, match.groupdict()))
+                return handler(self.ctx, _request(environ, method, path, match.groupdict(), max_body))
+            except HttpError as e:
+                return json_response(e.status, {"error": str(e)})
             except PushdockError as e:
                 status = next((code for kind, code in STATUS_OF if isinstance(e, kind)), 500)
                 return json_response(status, {"error": str(e)})
@@ -98,18 +120,32 @@ class Router:
         return json_response(404, {"error": "not found"})
 
 
-def _request(environ: WSGIEnvironment, method: str, path: str, params: dict[str, str]) -> Request:
+def _request(environ: WSGIEnvironment, method: str, path: str, params: dict[str, str], max_body: int) -> Request:
     headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
     if environ.get("CONTENT_TYPE"):
         headers["content-type"] = environ["CONTENT_TYPE"]
+    if "transfer-encoding" in headers:
+        raise HttpError(411, "send the body with a Content-Length")
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         raise UsageError("bad Content-Length") from None
-    if length > MAX_BODY:
-        raise UsageError(f"request body over {MAX_BODY} bytes")
+    if length < 0:
+        raise UsageError("bad Content-Length")
+    if length > max_body:
+        _drain(environ["wsgi.input"], min(length, DRAIN_LIMIT))
+        raise HttpError(413, f"request body over {max_body} bytes")
     body = environ["wsgi.input"].read(length) if length > 0 else b""
     return Request(method, path, headers, body, params)
+
+
+def _drain(stream: Any, length: int) -> None:
+    """Read and drop `length` bytes, so a client still sending hears the answer instead of a reset."""
+    while length > 0:
+        chunk = stream.read(min(length, 65536))
+        if not chunk:
+            return
+        length -= len(chunk)
 
 
 # -- routes ---------------------------------------------------------------------------------------------
@@ -119,10 +155,18 @@ def healthz(ctx: Context, request: Request) -> Response:
     return json_response(200, {"status": "ok", "version": __version__})
 
 
-def make_app(ctx: Context) -> Router:
-    """The route table of pushdock's HTTP door."""
+def make_app(ctx: Context, queue: DeployQueue | None = None) -> Router:
+    """The route table of pushdock's HTTP door; webhook deploys go to `queue` (a new DeployQueue by default)."""
+    from gitserver.smarthttp import PREFIX, SmartHttp
+    from gitserver.webhook_deploy import DeployQueue
+    from gitserver.webhooks import MAX_BODY as WEBHOOK_MAX_BODY
+    from gitserver.webhooks import GithubWebhook
+
     router = Router(ctx)
+    router.mount(PREFIX, SmartHttp(ctx))
     router.add("GET", r"/healthz", healthz)
+    router.add("POST", r"/webhooks/github/(?P<app>[^/]+)", GithubWebhook(queue or DeployQueue(ctx)),
+               max_body=WEBHOOK_MAX_BODY)
     return router
 
 
@@ -143,14 +187,16 @@ class _Handler(WSGIRequestHandler):
 class HttpDoor:
     """The HTTP server of `pushdock serve`, in a background thread."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, queue: DeployQueue | None = None) -> None:
         s = ctx.settings
+        self.app = make_app(ctx, queue)
         try:
-            self.server = make_server(s.http_host, s.http_port, make_app(ctx),
+            self.server = make_server(s.http_host, s.http_port, self.app,
                                       server_class=_ThreadingWSGIServer, handler_class=_Handler)
         except OSError as e:
             raise PushdockError(f"cannot listen for http on {s.http_host}:{s.http_port}: {e.strerror or e}") from e
-        self.thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, name="http",
+                                       daemon=True)
 
     @property
     def address(self) -> tuple[str, int]:

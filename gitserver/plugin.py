@@ -1,4 +1,7 @@
-"""The git server as a plugin: its commands (`serve`, `ssh-keys:*`). Imports stay cheap here."""
+"""The git server as a plugin: its commands, and refs/meta/config kept in step with the settings.
+
+Imports stay cheap here: the work happens in modules imported inside the hooks.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,44 @@ from hooks.specs import hookimpl
 if TYPE_CHECKING:
     import click
 
+    from pushdock.context import Context
+
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    from gitserver.commands import serve_cmd, ssh_keys
+    from gitserver.commands import serve_cmd, ssh_keys, tokens
+    from gitserver.git_commands import git, webhooks
 
     cli.add_command(serve_cmd, name="serve")
-    cli.add_command(ssh_keys)
+    for group in (ssh_keys, tokens, git, webhooks):
+        cli.add_command(group)
+
+
+@hookimpl
+def post_settings_change(ctx: Context, app: str, summary: str) -> None:
+    """Commit the app's settings to refs/meta/config. Takes the app lock: fire this after releasing it."""
+    from gitserver import configref
+
+    configref.record(ctx, app, summary)
+
+
+@hookimpl
+def post_create(ctx: Context, app: str) -> None:
+    """An initial refs/meta/config commit, so `git fetch pushdock refs/meta/config` works from the start."""
+    from gitserver import configref
+
+    configref.record(ctx, app, f"apps:create {app}")
+
+
+@hookimpl
+def post_delete(ctx: Context, app: str) -> None:
+    from gitserver import webhooks
+
+    webhooks.forget_secrets(ctx, app)
+
+
+@hookimpl
+def post_app_rename(ctx: Context, old_app: str, new_app: str) -> None:
+    from gitserver import webhooks
+
+    webhooks.rename_secrets(ctx, old_app, new_app)

@@ -40,8 +40,11 @@ from dulwich.refs import check_ref_format
 from dulwich.server import ReceivePackHandler
 from loguru import logger
 
+from gitserver import configref
 from gitserver.backend import AppBackend, app_from_path
+from gitserver.configref import CONFIG_REF
 from gitserver.connectivity import Unconnected, check_connected
+from gitserver.settings_file import ConfigFileError
 from pushdock.errors import PushdockError
 from pushdock.progress import Progress
 
@@ -49,8 +52,10 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 BRANCH_PREFIX = b"refs/heads/"
-CONFIG_REF = b"refs/meta/config"
+# skip-deploy: store the deploy branch without deploying (refs/meta/config: apply without restarting);
+# no-restart: apply refs/meta/config without restarting (the deploy branch: store without deploying).
 PUSH_OPTIONS = frozenset({"skip-deploy", "no-restart"})
+NO_RESTART = frozenset({"skip-deploy", "no-restart"})
 STALE = "stale info: ref moved during push; fetch and retry"
 MAX_REASON = 200
 
@@ -71,6 +76,7 @@ class Command:
     new: bytes
     ref: bytes
     reason: str | None = None
+    config: configref.AppConfig | None = None  # refs/meta/config: the validated settings to apply
 
     @property
     def deleting(self) -> bool:
@@ -194,10 +200,13 @@ class PushdockReceivePack(ReceivePackHandler):
         atomic = self.has_capability(CAPABILITY_ATOMIC)
         deploy_ref = self._deploy_ref(commands)
         self._validate(commands, deploy_ref, lock_error)
+        # settings first, then code; with --atomic, the first failure stops the rest
+        if not (atomic and _fail_together(commands)):
+            self._apply_configs(commands)
         if not (atomic and _fail_together(commands)):
             self._deploy(commands, deploy_ref)
-            if not (atomic and _fail_together(commands)):
-                self._write_refs(commands, atomic)
+        if not (atomic and _fail_together(commands)):
+            self._write_refs(commands, atomic)
         self._record(commands)
         return [(b"unpack", b"ok"), *((c.ref, b"ok" if c.reason is None else one_line(c.reason)) for c in commands)]
 
@@ -259,12 +268,12 @@ class PushdockReceivePack(ReceivePackHandler):
     ) -> str | None:
         if not c.ref.startswith(b"refs/") or not check_ref_format(c.ref):
             return "funny refname"
-        if c.ref == CONFIG_REF:
-            return "refs/meta/config is not supported yet"
-        if not c.ref.startswith(BRANCH_PREFIX):
-            return "only branches can be pushed"
+        if c.ref != CONFIG_REF and not c.ref.startswith(BRANCH_PREFIX):
+            return "only branches and refs/meta/config can be pushed"
         if current != c.old:
             return STALE
+        if c.ref == CONFIG_REF:
+            return self._check_config(c, have, shallow)
         if c.deleting:
             if c.ref == deploy_ref and self.ctx.state.get("git", self.app, "deploy-branch"):
                 return f"the deploy branch {c.branch} cannot be deleted"
@@ -273,16 +282,53 @@ class PushdockReceivePack(ReceivePackHandler):
             check_connected(self.repo.object_store, [c.new], have, shallow)
         except Unconnected as e:
             return f"bad push: {e}"
-        if c.ref == deploy_ref and "skip-deploy" not in self.push_options and self.ctx.state.get(
-            "apps", self.app, "locked"
-        ):
+        if c.ref == deploy_ref and not self._restart_off() and self.ctx.state.get("apps", self.app, "locked"):
             return f"deploys of {self.app} are locked (run apps:unlock {self.app})"
         return None
+
+    def _check_config(self, c: Command, have: list[bytes], shallow: set[bytes]) -> str | None:
+        """A push to refs/meta/config: a fast-forward whose files are valid as a whole (no side effects)."""
+        if c.deleting:
+            return "refs/meta/config cannot be deleted"
+        try:
+            check_connected(self.repo.object_store, [c.new], have, shallow)
+            c.config = configref.validate_push(self.ctx, self.app, self.repo, c.old, c.new)
+        except Unconnected as e:
+            return f"bad push: {e}"
+        except ConfigFileError as e:
+            return str(e)
+        return None
+
+    def _restart_off(self) -> bool:
+        """`-o skip-deploy` or `-o no-restart` was given."""
+        return bool(NO_RESTART & {o.partition("=")[0] for o in self.push_options})
+
+    def _apply_configs(self, commands: list[Command]) -> None:
+        for c in commands:
+            if c.config is None or c.reason is not None:
+                continue
+            sha = c.new.decode()[:7]
+            progress = Progress(self._progress_line, logfile=self.ctx.state.deploy_log(self.app))
+            try:
+                changed = configref.changes(configref.from_state(self.ctx.state, self.app), c.config)
+                progress.step(f"Applying refs/meta/config ({sha}): {'; '.join(changed) or 'no changes'}")
+                configref.apply(self.ctx, self.app, self.repo, c.config, restart=not self._restart_off(),
+                                why=f"refs/meta/config {sha}", progress=progress)
+            except PushdockError as e:
+                progress.line(f" !     {e}")
+                c.reason = str(e)
+            except Exception:
+                error_id = uuid.uuid4().hex[:8]
+                logger.exception("config apply crashed", app=self.app, error_id=error_id)
+                progress.line(f" !     internal error {error_id}")
+                c.reason = f"internal error {error_id}"
+            finally:
+                progress.close()
 
     def _deploy(self, commands: list[Command], deploy_ref: bytes | None) -> None:
         target = None
         for c in commands:
-            if c.reason is not None or c.deleting:
+            if c.reason is not None or c.deleting or c.ref == CONFIG_REF:
                 continue
             if c.ref == deploy_ref:
                 target = c
@@ -291,8 +337,9 @@ class PushdockReceivePack(ReceivePackHandler):
                 self.say(f"branch {c.branch} stored, not deployed (the deploy branch is {shown})")
         if target is None:
             return
-        if "skip-deploy" in self.push_options:
-            self.say(f"-----> {target.branch} stored, deploy skipped (-o skip-deploy)")
+        if self._restart_off():
+            given = next(o for o in self.push_options if o.partition("=")[0] in NO_RESTART)
+            self.say(f"-----> {target.branch} stored, deploy skipped (-o {given})")
             return
         from hooks import pipeline
 
@@ -311,8 +358,17 @@ class PushdockReceivePack(ReceivePackHandler):
             if not self.ctx.state.get("git", self.app, "deploy-branch"):
                 self.ctx.state.set("git", self.app, "deploy-branch", target.branch)
                 self.repo.refs.set_symbolic_ref(b"HEAD", target.ref)
+                self._record_settings(f"git push: deploy branch {target.branch}")
         finally:
             progress.close()
+
+    def _record_settings(self, summary: str) -> None:
+        """Commit a setting the push itself changed to refs/meta/config (the lock is held: no re-locking)."""
+        try:
+            configref.commit_state(self.ctx, self.app, self.repo, summary)
+        except (PushdockError, OSError) as e:  # the deploy succeeded: report it, but keep the push's result
+            logger.error("settings not recorded", app=self.app, error=str(e))
+            self.say(f" !     settings not recorded in refs/meta/config: {e}")
 
     def _write_refs(self, commands: list[Command], atomic: bool) -> None:
         accepted = [c for c in commands if c.reason is None]

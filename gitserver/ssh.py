@@ -109,7 +109,7 @@ class SSHDoor:
             self._acceptor = await asyncssh.create_server(
                 lambda: _Auth(self.ctx), s.ssh_host, s.ssh_port,
                 server_host_keys=[load_host_key(self.ctx)], process_factory=self.handle, encoding=None,
-                allow_pty=False, agent_forwarding=False, x11_forwarding=False, allow_scp=False,
+                allow_pty=True, line_editor=False, agent_forwarding=False, x11_forwarding=False, allow_scp=False,
                 password_auth=False, kbdint_auth=False, login_timeout=30, keepalive_interval=30,
             )
         except OSError as e:
@@ -153,17 +153,26 @@ class SSHDoor:
                                              "door": "ssh"}),
         }
         logger.info("ssh command", who=who.name, command=redact_command(command)[:200])
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gitserver.worker", env=env, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,  # a Ctrl-C of `serve` must not kill a deploy in progress
-        )
-        assert worker.stdin and worker.stdout and worker.stderr
-        feed = asyncio.create_task(_feed(process.stdin, worker.stdin))
-        # A follower (`logs -t`) has nothing to finish: it ends when its client leaves. Anything that
-        # changes state (a push, config:set) runs to the end so its outcome is recorded.
+        argv = [sys.executable, "-m", "gitserver.worker"]
+        feed = None
+        if process.get_terminal_type() is not None:  # `ssh -t`: the worker runs on a terminal (`run APP bash`)
+            from gitserver.ssh_pty import run_on_pty
+
+            worker, pump = await run_on_pty(process, argv, env)
+            pumps: list[Any] = [pump]
+        else:
+            worker = await asyncio.create_subprocess_exec(
+                *argv, env=env, stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # a Ctrl-C of `serve` must not kill a deploy in progress
+            )
+            assert worker.stdin and worker.stdout and worker.stderr
+            feed = asyncio.create_task(_feed(process.stdin, worker.stdin))
+            pumps = [_drain(worker.stdout, process.stdout), _drain(worker.stderr, process.stderr)]
+        # A follower (`logs -t`) or a one-off session (`run`) has nothing to finish: it ends when its client
+        # leaves. Anything that changes state (a push, config:set) runs to the end so its outcome is recorded.
         hangup = asyncio.create_task(_hang_up(process, worker)) if _ends_with_client(command) else None
-        await asyncio.gather(_drain(worker.stdout, process.stdout), _drain(worker.stderr, process.stderr))
+        await asyncio.gather(*pumps)
         rc = await worker.wait()
         for task in (feed, hangup):
             if task is not None:
@@ -176,7 +185,7 @@ class SSHDoor:
 
 def _ends_with_client(command: str) -> bool:
     words = command.split()
-    return bool(words) and words[0] == "logs"
+    return bool(words) and words[0] in ("logs", "run")
 
 
 async def _hang_up(process: asyncssh.SSHServerProcess[bytes], worker: asyncio.subprocess.Process) -> None:

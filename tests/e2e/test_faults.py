@@ -85,7 +85,7 @@ def test_full_data_disk_rejects_the_push_cleanly(tmp_path) -> None:
             repo = srv.data / "repos" / f"{app}.git"
             if repo.exists():
                 fsck(srv, app)
-                assert srv.git("ls-remote", srv.remote(app), cwd=work).stdout.strip() == ""
+                assert srv.git("ls-remote", "--heads", srv.remote(app), cwd=work).stdout.strip() == ""
             # the server still works once space is back
             subprocess.run(["git", "--git-dir", str(repo), "gc", "--prune=now", "-q"], env=srv.git_env)
             assert srv.ssh("apps:list").returncode == 0

@@ -93,9 +93,9 @@ def test_unknown_push_option_rejects_every_ref(ctx: Context, app: str, daemon: s
 
 
 @pytest.mark.parametrize(("refspec", "reason"), [
-    ("main:refs/tags/v1", "only branches can be pushed"),
-    ("main:refs/meta/config", "refs/meta/config is not supported yet"),
-    ("main:refs/pull/1/head", "only branches can be pushed"),
+    ("main:refs/tags/v1", "only branches and refs/meta/config can be pushed"),
+    ("main:refs/meta/config", "unexpected file 'Procfile': refs/meta/config holds only env and pushdock.toml"),
+    ("main:refs/pull/1/head", "only branches and refs/meta/config can be pushed"),
 ])
 def test_only_branches(ctx: Context, app: str, daemon: str, work: Path, git: Any, refspec: str, reason: str) -> None:
     cp = git("push", f"{daemon}/{app}", refspec, cwd=work)
@@ -116,7 +116,7 @@ def test_deleting_the_deploy_branch_is_refused(ctx: Context, app: str, daemon: s
 def test_atomic_push_fails_together(ctx: Context, app: str, daemon: str, work: Path, git: Any) -> None:
     cp = git("push", "--atomic", f"{daemon}/{app}", "main:feature", "main:refs/tags/v1", cwd=work)
     assert cp.returncode != 0
-    assert "main -> v1 (only branches can be pushed)" in cp.stderr
+    assert "main -> v1 (only branches and refs/meta/config can be pushed)" in cp.stderr
     assert "main -> feature (atomic push failed)" in cp.stderr
     assert server_refs(ctx) == {}
 

@@ -52,7 +52,7 @@ def test_first_push_creates_the_app(settings: Settings) -> None:
     assert io_.run("git-receive-pack '/mine.git'", ctx) == 0, io_.stderr.getvalue()
     assert ctx.state.app_exists("mine")
     advertisement = io_.raw_out.getvalue()
-    assert b"capabilities^{}" in advertisement
+    assert b"refs/meta/config" in advertisement  # post-create committed the initial settings
     assert b"push-options" in advertisement
     assert b"symref=HEAD:refs/heads/main" in advertisement
 

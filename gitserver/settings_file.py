@@ -1,0 +1,218 @@
+"""The two files of `refs/meta/config`: `env` (dotenv) and `pushdock.toml` (a pydantic schema).
+
+Both are parsed strictly: anything unexpected is a `ConfigFileError` whose message is one line naming the
+file, the line or key, and what is wrong (it becomes the `ng` reason of a rejected push). Rendering is the
+inverse: `parse_*(render_*(x)) == x` for every valid `x`, so a fetched config pushes back unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import PurePosixPath
+from typing import Any
+
+from dulwich.refs import check_ref_format
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pushdock.errors import UsageError
+from pushdock.state import ENV_KEY, PROCESS_NAME
+
+ENV_FILE = "env"
+SETTINGS_FILE = "pushdock.toml"
+MAX_SCALE = 50  # as `ps:scale`
+MAX_WAIT_TO_RETIRE = 3600  # as `checks:set` (hooks/checks.py)
+MAX_STOP_TIMEOUT = 600
+MAX_DOMAINS = 100  # as `domains:*`
+LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+HOSTNAME = re.compile(rf"^(?=.{{1,253}}\Z)(?:\*\.)?(?:{LABEL}\.)*{LABEL}\Z")  # `*.example.com`: a wildcard
+PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_./:@%+,=-]+\Z")
+BUILDER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}\Z")
+
+
+class ConfigFileError(UsageError):
+    """A config file that cannot be applied; the message is one line for the pusher."""
+
+
+# -- pushdock.toml -----------------------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Checks(_Strict):
+    """`[checks]`: zero-downtime checks (`checks` properties)."""
+
+    disabled: bool = False  # old containers stop before new ones start (downtime): `checks:disable`
+    skipped: bool = False  # new containers take traffic once running, unchecked: `checks:skip`
+    wait_to_retire: int | None = Field(default=None, ge=0, le=MAX_WAIT_TO_RETIRE)  # seconds old ones keep serving
+    stop_timeout: int | None = Field(default=None, ge=0, le=MAX_STOP_TIMEOUT)  # SIGTERM -> SIGKILL grace period
+
+
+class Builder(_Strict):
+    """`[builder]`: a forced builder and the Dockerfile's path."""
+
+    selected: str | None = None  # dockerfile | herokuish | pack (or a plugin's builder); unset: detect
+    dockerfile_path: str | None = None  # relative to the repository root; unset: Dockerfile
+
+    @field_validator("selected")
+    @classmethod
+    def _builder(cls, value: str | None) -> str | None:
+        if value is not None and not BUILDER_NAME.match(value):
+            raise ValueError(f"{value!r} is not a builder name")
+        return value
+
+    @field_validator("dockerfile_path")
+    @classmethod
+    def _relative(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = PurePosixPath(value)
+        if (not value or path.is_absolute() or "\\" in value or "\0" in value or ".." in path.parts
+                or not [p for p in path.parts if p != "."]):
+            raise ValueError(f"{value!r} must be a file path relative to the repository root, without '..'")
+        return value
+
+
+class AppSettings(_Strict):
+    """`pushdock.toml`: every setting of an app that is not its environment. Missing keys mean the default."""
+
+    deploy_branch: str | None = None  # the branch whose pushes deploy; unset: the first branch pushed
+    domains: tuple[str, ...] = ()  # extra hostnames, besides APP.DOMAIN
+    scale: dict[str, int] = Field(default_factory=dict)  # process type -> count
+    checks: Checks = Field(default_factory=Checks)
+    builder: Builder = Field(default_factory=Builder)
+
+    @field_validator("deploy_branch")
+    @classmethod
+    def _branch(cls, value: str | None) -> str | None:
+        if value is not None and not check_ref_format(b"refs/heads/" + value.encode()):
+            raise ValueError(f"{value!r} is not a valid branch name")
+        return value
+
+    @field_validator("domains", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value  # TOML arrays are lists; strict wants a tuple
+
+    @field_validator("domains")
+    @classmethod
+    def _hostnames(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(value) > MAX_DOMAINS:
+            raise ValueError(f"at most {MAX_DOMAINS} domains")
+        seen: set[str] = set()
+        for name in value:
+            if not HOSTNAME.match(name):
+                raise ValueError(f"{name!r} is not a valid hostname (lowercase letters, digits, '-' and '.', "
+                                 "optionally after '*.')")
+            if name in seen:
+                raise ValueError(f"{name!r} is listed twice")
+            seen.add(name)
+        return value
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, count in value.items():
+            if not PROCESS_NAME.match(name):
+                raise ValueError(f"{name!r} is not a process type name")
+            if not 0 <= count <= MAX_SCALE:
+                raise ValueError(f"{name} = {count} is outside 0..{MAX_SCALE}")
+        return value
+
+
+def parse_settings(text: str) -> AppSettings:
+    """`pushdock.toml` -> AppSettings; ConfigFileError (one line) for a syntax error, unknown key or bad value."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigFileError(f"{SETTINGS_FILE}: {e}") from None
+    try:
+        return AppSettings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigFileError(f"{SETTINGS_FILE}: {_first_error(e)}") from None
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown key {where!r}"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def _toml_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string with ASCII escapes is a valid TOML basic string
+
+
+def render_settings(s: AppSettings) -> str:
+    """AppSettings -> `pushdock.toml` text (stable: the same settings always give the same bytes)."""
+    lines = ["# pushdock settings: edit, commit, push to refs/meta/config (docs/git.md)"]
+    if s.deploy_branch is not None:
+        lines.append(f"deploy_branch = {_toml_string(s.deploy_branch)}")
+    lines.append("domains = [" + ", ".join(_toml_string(d) for d in s.domains) + "]")
+    lines += ["", "[scale]", *(f"{k} = {v}" for k, v in sorted(s.scale.items()))]
+    lines += ["", "[checks]", f"disabled = {str(s.checks.disabled).lower()}",
+              f"skipped = {str(s.checks.skipped).lower()}"]
+    for key in ("wait_to_retire", "stop_timeout"):
+        if (value := getattr(s.checks, key)) is not None:
+            lines.append(f"{key} = {value}")
+    lines += ["", "[builder]"]
+    for key in ("selected", "dockerfile_path"):
+        if (value := getattr(s.builder, key)) is not None:
+            lines.append(f"{key} = {_toml_string(value)}")
+    return "\n".join(lines) + "\n"
+
+
+# -- env (dotenv) --------------------------------------------------------------------------------------
+def parse_env(text: str) -> dict[str, str]:
+    """A dotenv file -> {KEY: value}; ConfigFileError naming the first bad line.
+
+    `KEY=value` (unquoted: trimmed, ` #` starts a comment), `KEY="json \\n escapes"`, `KEY='literal'`;
+    an optional `export ` prefix; blank lines and `#` comments; a key may appear once.
+    """
+    env: dict[str, str] = {}
+    for number, raw in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may sit inside quotes
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").lstrip()
+        key, sep, rest = line.partition("=")
+        key = key.rstrip()
+        if not sep or not ENV_KEY.match(key):
+            raise ConfigFileError(f"{ENV_FILE} line {number}: expected KEY=VALUE with KEY made of letters, "
+                                  "digits and '_'")
+        if key in env:
+            raise ConfigFileError(f"{ENV_FILE} line {number}: {key} is set twice")
+        env[key] = _value(rest.lstrip(), number)
+    return env
+
+
+def _value(rest: str, number: int) -> str:
+    if rest.startswith('"'):
+        try:
+            value, end = json.JSONDecoder().raw_decode(rest)
+        except ValueError as e:
+            raise ConfigFileError(f"{ENV_FILE} line {number}: bad double-quoted value ({e.msg})") from None
+        tail = rest[end:]
+    elif rest.startswith("'"):
+        close = rest.find("'", 1)
+        if close < 0:
+            raise ConfigFileError(f"{ENV_FILE} line {number}: unterminated single-quoted value")
+        value, tail = rest[1:close], rest[close + 1 :]
+    else:
+        value, _, _ = rest.partition(" #")
+        return value.strip()
+    if tail.strip() and not tail.strip().startswith("#"):
+        raise ConfigFileError(f"{ENV_FILE} line {number}: unexpected text after the quoted value")
+    return str(value)
+
+
+def render_env(env: dict[str, str]) -> str:
+    """{KEY: value} -> dotenv text, sorted by key; values that need it are double-quoted with JSON escapes."""
+    lines = ["# the app's whole environment (dotenv): edit, commit, push to refs/meta/config"]
+    for key in sorted(env):
+        value = env[key]
+        lines.append(f"{key}={value if PLAIN_VALUE.match(value) else json.dumps(value, ensure_ascii=False)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,228 @@
+"""GitHub push webhooks: `POST /webhooks/github/APP` (the receiving side; deploys: webhook_deploy.py).
+
+Order of checks, each answered at once and nothing deployed unless all pass: an app with a secret (404),
+body size (413, by the router), `X-Hub-Signature-256` = HMAC-SHA256 of the raw body compared in constant
+time (401), `Content-Type: application/json` (415), a delivery id (400), a delivery already accepted (200,
+duplicate), `ping` (200), other events (202, ignored), the payload's repository = the one set with
+`webhooks:set APP repo URL` (403), a deleted branch or another branch than the deploy branch (202, ignored).
+A push that passes is answered 202 and queued. Every answer lands in the app's delivery log
+(`webhooks:report`); only accepted deliveries (signed, answered 2xx) count for deduplication, so a forger
+cannot pre-empt one and a delivery refused for a setting since fixed can be redelivered.
+
+Per app: `repo` is a property; `secret` and `token` live in a 0600 file and are never shown or logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import re
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from loguru import logger
+
+from gitserver.http import HttpError, Request, Response, json_response
+from pushdock.errors import NotFound, UsageError
+from pushdock.state import atomic_write, validate_app_name
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gitserver.webhook_deploy import DeployQueue
+    from pushdock.context import Context
+
+MAX_BODY = 1024 * 1024
+DELIVERY_LOG_SIZE = 100
+DELIVERY_ID = re.compile(r"^[A-Za-z0-9-]{1,100}\Z")
+ZERO = "0" * 40
+SHA = re.compile(r"^[0-9a-f]{40}\Z")
+SETTINGS = ("secret", "repo", "token")
+NOT_CONFIGURED = "no webhook is configured for this app"
+
+
+# -- per-app webhook settings ----------------------------------------------------------------------------
+def _secrets_path(ctx: Context, app: str) -> Path:
+    return ctx.state.path("keys", "webhooks", f"{validate_app_name(app)}.json")
+
+
+def _secrets(ctx: Context, app: str) -> dict[str, str]:
+    try:
+        return dict(json.loads(_secrets_path(ctx, app).read_text()))
+    except FileNotFoundError:
+        return {}
+
+
+def normalise_repo(url: str) -> str:
+    """The form repository URLs are compared in: lower case, no trailing `/` or `.git`."""
+    return url.strip().lower().rstrip("/").removesuffix(".git")
+
+
+def set_setting(ctx: Context, app: str, what: str, value: str) -> None:
+    """`webhooks:set APP secret|repo|token VALUE` (an empty VALUE unsets it)."""
+    if what not in SETTINGS:
+        raise UsageError(f"unknown webhook setting {what!r}: use {', '.join(SETTINGS)}")
+    value = value.strip()
+    if what == "repo":
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password:
+                raise UsageError("repo must be the repository's clone URL: https://HOST/OWNER/NAME.git "
+                                 "(no credentials: use `webhooks:set APP token`)")
+            ctx.state.set("webhooks", app, "repo", value)
+        else:
+            ctx.state.delete("webhooks", app, "repo")
+        return
+    if what == "secret" and value and len(value) < 16:
+        raise UsageError("the secret must be at least 16 characters (try: openssl rand -hex 32)")
+    with ctx.state.global_lock("webhook-secrets"):
+        data = _secrets(ctx, app)
+        if value:
+            data[what] = value
+        else:
+            data.pop(what, None)
+        atomic_write(_secrets_path(ctx, app), json.dumps(data), mode=0o600)
+
+
+def get_setting(ctx: Context, app: str, what: str) -> str | None:
+    if what == "repo":
+        return ctx.state.get("webhooks", app, "repo")
+    return _secrets(ctx, app).get(what) or None
+
+
+def forget_secrets(ctx: Context, app: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        _secrets_path(ctx, app).unlink()
+
+
+def rename_secrets(ctx: Context, old: str, new: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(_secrets_path(ctx, old), _secrets_path(ctx, new))
+
+
+# -- verification ----------------------------------------------------------------------------------------
+def signature_ok(body: bytes, header: str | None, secret: str) -> bool:
+    """GitHub's X-Hub-Signature-256: `sha256=` + HMAC-SHA256(secret, raw body), compared in constant time."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), header.strip().encode("utf-8", "replace"))
+
+
+# -- the delivery log --------------------------------------------------------------------------------------
+def deliveries(ctx: Context, app: str) -> list[dict[str, Any]]:
+    """The app's recent deliveries, oldest first."""
+    return list(ctx.state.get_json("webhooks", app, "deliveries", []))
+
+
+def update_delivery(ctx: Context, app: str, delivery: str, **fields: Any) -> None:
+    """Change the entry of an accepted delivery (its outcome, as its deploy goes on)."""
+    with ctx.state.global_lock("webhook-deliveries"):
+        log = deliveries(ctx, app)
+        for entry in reversed(log):
+            if entry.get("delivery") == delivery and entry.get("accepted"):
+                entry.update(fields)
+                break
+        else:
+            return
+        ctx.state.set_json("webhooks", app, "deliveries", log)
+
+
+def _append(ctx: Context, app: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """Add `entry`. If it would be accepted but an earlier accepted entry has its delivery id, it is added as
+    a duplicate instead, and that earlier entry is returned."""
+    with ctx.state.global_lock("webhook-deliveries"):
+        log = deliveries(ctx, app)
+        earlier = None
+        if entry.get("accepted"):
+            earlier = next((e for e in log if e.get("delivery") == entry["delivery"] and e.get("accepted")), None)
+            if earlier is not None:
+                entry.update(accepted=False, status=200, outcome="duplicate delivery ignored")
+        ctx.state.set_json("webhooks", app, "deliveries", [*log, entry][-DELIVERY_LOG_SIZE:])
+    return earlier
+
+
+# -- the HTTP handler --------------------------------------------------------------------------------------
+class GithubWebhook:
+    """`POST /webhooks/github/APP`: a Router handler that queues deploys on `queue`."""
+
+    def __init__(self, queue: DeployQueue) -> None:
+        self.queue = queue
+
+    def __call__(self, ctx: Context, request: Request) -> Response:
+        app = request.params["app"]
+        try:
+            validate_app_name(app)
+        except UsageError:
+            raise NotFound(NOT_CONFIGURED) from None
+        secret = get_setting(ctx, app, "secret") if ctx.state.app_exists(app) else None
+        if not secret:
+            raise NotFound(NOT_CONFIGURED)
+        headers = request.headers
+        entry: dict[str, Any] = {"delivery": headers.get("x-github-delivery", "")[:100], "time": time.time(),
+                                 "event": headers.get("x-github-event", "")[:40], "accepted": False}
+        signature = headers.get("x-hub-signature-256")
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if not signature:
+            status, outcome, job = 401, "missing X-Hub-Signature-256: set the webhook's secret on GitHub", None
+        elif not signature_ok(request.body, signature, secret):
+            status, outcome, job = 401, "bad signature: the secrets differ, or the body was changed", None
+        elif content_type != "application/json":
+            status, outcome, job = 415, "content type must be application/json (set it in the webhook's settings)", None
+        elif not DELIVERY_ID.match(entry["delivery"]):
+            status, outcome, job = 400, "missing or malformed X-GitHub-Delivery", None
+        else:
+            status, outcome, job = _decide(ctx, app, entry["event"], request.body, entry["delivery"])
+        if job is not None:
+            entry.update(ref=job.ref, sha=job.after)
+        entry.update(status=status, outcome=outcome, accepted=status < 400)
+        earlier = _append(ctx, app, entry)
+        logger.info("webhook delivery", app=app, delivery=entry["delivery"], status=entry["status"],
+                    outcome=entry["outcome"])
+        if earlier is not None:
+            return json_response(200, {"status": entry["outcome"], "outcome": earlier.get("outcome")})
+        if status >= 400:
+            raise HttpError(status, outcome)
+        if job is not None:
+            self.queue.submit(job)
+            return json_response(status, {"status": outcome, "delivery": job.delivery, "sha": job.after})
+        return json_response(status, {"status": outcome})
+
+
+def _decide(ctx: Context, app: str, event: str, body: bytes, delivery: str) -> tuple[int, str, Any]:
+    """(status, outcome, Job or None) for a signed delivery; no side effects."""
+    from gitserver.webhook_deploy import Job, deploy_branch
+
+    if event == "ping":
+        return 200, "pong", None
+    if event != "push":
+        return 202, f"ignored: {event or 'no'} event (only push deploys)", None
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return 400, "the body is not JSON", None
+    payload = payload if isinstance(payload, dict) else {}
+    repository = payload.get("repository") if isinstance(payload.get("repository"), dict) else {}
+    clone_url, ref, after = repository.get("clone_url"), payload.get("ref"), payload.get("after") or ZERO
+    deleted = payload.get("deleted") is True
+    if not (isinstance(clone_url, str) and isinstance(ref, str) and isinstance(after, str)):
+        return 400, "not a GitHub push payload (ref, after and repository.clone_url are needed)", None
+    configured = get_setting(ctx, app, "repo")
+    if not configured:
+        return 403, "no repository is set for this app (webhooks:set APP repo URL)", None
+    if normalise_repo(clone_url) != normalise_repo(configured):
+        return 403, "the payload names another repository than the one set for this app", None
+    if deleted or after == ZERO:
+        return 202, "ignored: the branch was deleted", None
+    branch = deploy_branch(ctx, app)
+    if ref != f"refs/heads/{branch}":
+        return 202, f"ignored: {ref} is not the deploy branch ({branch})", None
+    if not SHA.match(after):
+        return 400, "payload's `after` is not a commit id", None
+    pusher = payload.get("pusher") if isinstance(payload.get("pusher"), dict) else {}
+    return 202, "queued", Job(app=app, delivery=delivery, ref=ref, after=after, repo=configured,
+                             pusher=str(pusher.get("name", ""))[:64])

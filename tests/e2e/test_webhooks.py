@@ -1,0 +1,116 @@
+"""GitHub webhooks end to end: a local "GitHub" (a bare repository served over smart HTTP by dulwich.web on
+127.0.0.1) and push payloads shaped like GitHub's, signed with the app's secret, sent to a real
+`pushdock serve`, which fetches, builds with Docker and serves through nginx. Only GitHub is stood in for."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+from dulwich.repo import Repo
+from dulwich.server import DictBackend
+from dulwich.web import WSGIRequestHandlerLogger, WSGIServerLogger, make_server, make_wsgi_chain
+
+from tests.harness import Server, unique
+
+pytestmark = pytest.mark.docker
+SECRET = uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("webhooks-e2e")).start()
+    srv.add_key()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def github(server):
+    """(clone URL, bare repo path) of `octo/site` on a local smart-HTTP server."""
+    bare = server.base / "github" / "site.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True, env=server.git_env)
+    repo = Repo(str(bare))
+    httpd = make_server("127.0.0.1", 0, make_wsgi_chain(DictBackend({"/octo/site.git": repo})),
+                        handler_class=WSGIRequestHandlerLogger, server_class=WSGIServerLogger)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/octo/site.git", bare
+    httpd.shutdown()
+    httpd.server_close()
+    repo.close()
+
+
+def deliver(server: Server, app: str, payload: dict, event: str = "push") -> tuple[int, dict, float]:  # type: ignore[type-arg]
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "X-GitHub-Event": event, "X-GitHub-Delivery": str(uuid.uuid4()),
+               "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
+               "User-Agent": "GitHub-Hookshot/e2e"}
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+    started = time.monotonic()
+    try:
+        conn.request("POST", f"/webhooks/github/{app}", body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read()), time.monotonic() - started
+    finally:
+        conn.close()
+
+
+def push_payload(url: str, before: str, after: str) -> dict:  # type: ignore[type-arg]
+    return {"ref": "refs/heads/main", "before": before, "after": after, "created": before == "0" * 40,
+            "deleted": False, "forced": False, "base_ref": None, "compare": f"{url}/compare",
+            "commits": [{"id": after, "message": "change", "author": {"name": "Octo Cat"}}],
+            "head_commit": {"id": after}, "pusher": {"name": "octocat", "email": "octocat@github.com"},
+            "repository": {"id": 1, "name": "site", "full_name": "octo/site", "private": False,
+                           "clone_url": url, "default_branch": "main"},
+            "sender": {"login": "octocat"}}
+
+
+def wait_outcome(server: Server, app: str, sha: str, timeout: float = 180) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        deliveries = json.loads(server.cli("webhooks:report", app, "--format", "json").stdout)["deliveries"]
+        outcome = next((d["outcome"] for d in reversed(deliveries) if d.get("sha") == sha and d["status"] == 202), "")
+        if outcome.startswith(("deployed", "failed", "already")):
+            return outcome
+        time.sleep(0.5)
+    raise AssertionError(f"no outcome for {sha}: {deliveries}")
+
+
+def test_a_signed_push_is_fetched_and_deployed(server, github) -> None:
+    url, bare = github
+    app = unique("hooked")
+    server.cli("apps:create", app)
+    server.ssh("webhooks:set", app, "secret", SECRET)
+    server.ssh("webhooks:set", app, "repo", url)
+    assert deliver(server, app, {"zen": "Design for failure.", "hook_id": 7}, event="ping")[:2] == (
+        200, {"status": "pong"})
+
+    work = server.app_repo(app, body="deployed by a webhook")
+    server.git("push", "-q", str(bare), "main", cwd=work, check=True)
+    sha = server.git("rev-parse", "HEAD", cwd=work, check=True).stdout.strip()
+    status, answer, took = deliver(server, app, push_payload(url, "0" * 40, sha))
+    assert (status, answer["status"], answer["sha"]) == (202, "queued", sha)
+    assert took < 2  # answered at once; the deploy runs after
+    assert wait_outcome(server, app, sha) == "deployed v1"
+    assert server.get(app) == (200, "deployed by a webhook")
+    assert server.git("ls-remote", server.remote(app), "refs/heads/main", cwd=work).stdout.split()[0] == sha
+    assert server.cli("git:report", app, "--format", "json").stdout.count('"deploy branch": "main"') == 1
+
+    # a commit whose build fails: reported, and the previous release keeps serving
+    broken = server.commit(work, "broken", {"Dockerfile": "FROM pushdock/stack:bookworm\nRUN exit 3\n"})
+    server.git("push", "-q", str(bare), "main", cwd=work, check=True)
+    assert deliver(server, app, push_payload(url, sha, broken))[0] == 202
+    assert wait_outcome(server, app, broken).startswith("failed: ")
+    assert server.get(app) == (200, "deployed by a webhook")
+    assert server.git("ls-remote", server.remote(app), "refs/heads/main", cwd=work).stdout.split()[0] == sha
+    report = server.ssh("webhooks:report", app).stdout
+    assert SECRET not in report
+    assert "deployed v1" in report and "failed: " in report
