@@ -1,7 +1,9 @@
 """The deploy chain, in one readable function per entry point.
 
-receive (export the pushed tree) -> builder-detect -> build -> release -> scheduler-deploy -> post-deploy.
-Every stage fires its triggers through the bus. Callers hold the app's lock.
+receive (export the pushed tree, read app.json) -> builder-detect -> build -> release (the record, then the
+release phase: predeploy, Procfile `release:`) -> scheduler-deploy (the zero-downtime swap) -> postdeploy ->
+post-deploy -> prune old images. Every stage fires its triggers through the bus. Callers hold the app's lock.
+Config and scale changes, restarts and rollbacks enter at the release stage (hooks/releases.py).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from loguru import logger
 
 from builders.base import BuildRequest
 from builders.detect import detect_builder
+from hooks import releases
+from hooks.appjson import read_app_json
 from hooks.source import export_tree, read_procfile
-from pushdock.errors import DeployFailed, PushdockError
+from pushdock.errors import DeployFailed, PushdockError, UsageError
 from pushdock.progress import NULL, Progress
 from pushdock.state import Release
 
@@ -37,6 +41,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
             progress.step(f"Deploying {app} ({sha[:7]}, branch {branch})")
             export_tree(state.repo_path(app), sha, build_dir)
             bus.call("post_extract", ctx=ctx, app=app, build_dir=str(build_dir), sha=sha)
+            app_json = read_app_json(build_dir)  # a malformed app.json fails before the build
 
             env = state.get_env(app)
             forced = bus.first("builder_detect", ctx=ctx, app=app, build_dir=str(build_dir))
@@ -57,11 +62,11 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
                 raise DeployFailed("nothing to run: add a Procfile or give the image a CMD")
             release = Release(
                 app=app, number=number, image=result.image, env=env, processes=processes,
-                formation=_formation(state.get_formation(app), processes), sha=sha,
-                who=ctx.identity.name, why=f"deploy {sha[:7]}",
-                web_port=_web_port(env, result.web_port),
+                formation=_formation(_wanted_formation(ctx, app, app_json.formation, processes), processes),
+                sha=sha, who=ctx.identity.name, why=f"deploy {sha[:7]}",
+                web_port=_web_port(env, result.web_port), scripts=app_json.scripts, checks=app_json.checks,
             )
-            current = _deploy_release(ctx, release, progress)
+            current = _deploy_release(ctx, release, progress, previous=state.current_release(app))
             ctx.event("deploy", app=app, started=started, release=current.name, sha=sha)
             return current
         except PushdockError as e:
@@ -100,14 +105,47 @@ def new_release(
         formation=_formation(wanted, current.processes), web_port=_web_port(env, current.web_port),
         created=time.time(), status="pending",
     )
-    return _deploy_release(ctx, release, progress)
+    return _deploy_release(ctx, release, progress, previous=current)
 
 
-def restart(ctx: Context, app: str, progress: Progress = NULL) -> Release | None:
-    """Fresh containers of the current release, swapped in with zero downtime."""
+def rollback(ctx: Context, app: str, number: int | None, progress: Progress = NULL) -> Release:
+    """Deploy the image, env and formation of vN (default: the previous successful release) as a new release."""
+    state = ctx.state
+    target = releases.rollback_target(state, app, number)
+    current = state.current_release(app)
+    release = target.with_(
+        number=state.next_release_number(app), who=ctx.identity.name, why=f"rollback to {target.name}",
+        created=time.time(), status="pending", pruned=False,
+    )
+    progress.step(f"Rolling back {app} to {target.name} as {release.name}")
+    started = time.time()
+    try:
+        deployed = _deploy_release(ctx, release, progress, previous=current)
+    except PushdockError as e:
+        ctx.event("rollback", app=app, started=started, result="failed", target=target.name, reason=str(e))
+        raise
+    ctx.event("rollback", app=app, started=started, release=deployed.name, target=target.name)
+    return deployed
+
+
+def restart(ctx: Context, app: str, progress: Progress = NULL, *, process: str | None = None) -> Release | None:
+    """Fresh containers of the current release (or of one process type), swapped in with zero downtime."""
     current = ctx.state.current_release(app)
     if current is None:
         return None
+    if process is not None:
+        if ctx.state.get("ps", app, "stopped"):
+            raise UsageError(f"{app} is stopped: `ps:start {app}` starts every process")
+        if current.formation.get(process, 0) < 1:
+            running = " ".join(f"{k}={v}" for k, v in current.formation.items()) or "nothing"
+            raise UsageError(f"{app} runs no {process} process (formation: {running})")
+        scheduler = ctx.scheduler(app)
+        restart_process = getattr(scheduler, "restart_process", None)
+        if restart_process is None:
+            raise PushdockError(f"the {scheduler.name} scheduler cannot restart one process type: "
+                                f"`ps:restart {app}` restarts them all")
+        restart_process(ctx, current, _route(ctx, app), progress, process=process)
+        return current
     ctx.state.delete("ps", app, "stopped")
     _run_scheduler(ctx, current, progress)
     return current
@@ -145,11 +183,12 @@ def reconcile_all(ctx: Context, progress: Progress = NULL) -> list[str]:
     """At `serve` start: make what runs match each app's current release; report what was fixed."""
     messages: list[str] = []
     for app in ctx.state.list_apps():
-        current = ctx.state.current_release(app)
-        if current is None or ctx.state.get("ps", app, "stopped"):
-            continue
         try:
             with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
+                messages += [f"{app}: {m}" for m in _fail_interrupted(ctx, app)]
+                current = ctx.state.current_release(app)
+                if current is None or ctx.state.get("ps", app, "stopped"):
+                    continue
                 messages += [f"{app}: {m}" for m in
                              ctx.scheduler(app).reconcile(ctx, current, _route(ctx, app), progress)]
         except PushdockError as e:
@@ -157,21 +196,41 @@ def reconcile_all(ctx: Context, progress: Progress = NULL) -> list[str]:
     return messages
 
 
+def _fail_interrupted(ctx: Context, app: str) -> list[str]:
+    """Releases left `pending` by a deploy that died with its process: under the lock, none is in progress."""
+    out = []
+    for r in ctx.state.list_releases(app):
+        if r.status == "pending":
+            ctx.state.save_release(r.with_(status="failed", why=f"{r.why} (interrupted)"))
+            out.append(f"{r.name} was interrupted mid-deploy: marked failed")
+    return out
+
+
 # -- the shared tail of every deploy -----------------------------------------------------------------
-def _deploy_release(ctx: Context, release: Release, progress: Progress) -> Release:
+def _deploy_release(ctx: Context, release: Release, progress: Progress, *, previous: Release | None) -> Release:
+    """pre-release -> release phase -> scheduler swap -> promote -> postdeploy -> post-deploy -> prune."""
     state, bus = ctx.state, ctx.bus
     state.save_release(release)
+    phases = releases.needs_release_phase(release, previous)
     try:
         bus.call("pre_release", ctx=ctx, app=release.app, release=release.number, image=release.image)
+        if phases:
+            releases.run_before(ctx, release, progress)
         _run_scheduler(ctx, release, progress)
     except PushdockError:
         state.save_release(release.with_(status="failed"))
+        raise
+    except BaseException:  # interrupted (Ctrl-C): not pending forever
+        state.save_release(release.with_(status="failed", why=f"{release.why} (interrupted)"))
         raise
     current = state.promote_release(release)
     state.set_env(release.app, release.env)
     state.set_formation(release.app, release.formation)
     state.delete("ps", release.app, "stopped")
+    if phases and (failure := releases.run_after(ctx, release, progress)):
+        ctx.event("postdeploy", app=release.app, result="failed", release=release.name, reason=failure)
     bus.call("post_deploy", ctx=ctx, app=release.app, release=release.number, image=release.image)
+    releases.prune(ctx, release.app, progress)
     port = "" if ctx.settings.proxy_port == 80 else f":{ctx.settings.proxy_port}"
     progress.step(f"Released {release.name}: http://{ctx.domains(release.app)[0]}{port}")
     return current
@@ -185,6 +244,20 @@ def _run_scheduler(ctx: Context, release: Release, progress: Progress) -> None:
 def _route(ctx: Context, app: str):  # type: ignore[no-untyped-def]
     proxy = ctx.proxy()
     return lambda upstreams: proxy.apply(ctx, app, ctx.domains(app), upstreams)
+
+
+def _wanted_formation(
+    ctx: Context, app: str, from_app_json: dict[str, int], processes: dict[str, str]
+) -> dict[str, int] | None:
+    """The stored formation; on an app's first deploy (nothing stored yet), app.json's `formation`."""
+    stored = ctx.state.get_formation(app)
+    if stored is not None or ctx.state.current_release(app) is not None or not from_app_json:
+        return stored
+    unknown = sorted(set(from_app_json) - set(processes))
+    if unknown:
+        raise DeployFailed(f"app.json formation names process type {unknown[0]!r}, which the app does not "
+                           f"define (it has: {', '.join(sorted(processes))})")
+    return from_app_json
 
 
 def _formation(stored: dict[str, int] | None, processes: dict[str, str]) -> dict[str, int]:

@@ -34,7 +34,8 @@ class Context:
 
     # -- selected implementations (registry lookups by name, never if/elif over kinds) ------------
     def scheduler(self, app: str | None = None) -> Any:
-        name = (app and self.state.get("scheduler", app, "selected")) or self.settings.scheduler
+        name = ((app and self.state.get("scheduler", app, "selected"))
+                or self.state.get("scheduler", "--global", "selected") or self.settings.scheduler)
         return self.bus.lookup("schedulers", name)
 
     def proxy(self) -> Any:
@@ -42,8 +43,14 @@ class Context:
         return self.bus.lookup("proxies", name)
 
     def domains(self, app: str) -> list[str]:
+        """The app's hostnames: APP.DOMAIN and APP.<each global domain> (unless disabled), then its own.
+
+        Never empty: with the defaults disabled and no domain of its own, APP.DOMAIN is kept.
+        """
         extra = self.state.get_json("domains", app, "list", [])
-        return [f"{app}.{self.settings.domain}", *extra]
+        suffixes = [self.settings.domain, *self.state.get_json("domains", "--global", "list", [])]
+        defaults = [] if self.state.get("domains", app, "default-disabled") else [f"{app}.{s}" for s in suffixes]
+        return list(dict.fromkeys([*defaults, *extra])) or [f"{app}.{self.settings.domain}"]
 
     def event(self, action: str, *, app: str | None = None, result: str = "ok", started: float | None = None,
               **extra: Any) -> None:

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     http_port: int = 8000
     proxy: str = "nginx"
     proxy_port: int = 80
+    # HTTPS port of apps that have a certificate (certs:add / certs:generate).
+    proxy_tls_port: int = 443
     domain: str = "localhost"
     scheduler: str = "docker-local"
     stack_image: str = "pushdock/stack:bookworm"
@@ -39,3 +41,5 @@ class Settings(BaseSettings):
     lock_timeout: float = 600.0
     # Largest pack a single push may send (bytes); 0 means unlimited.
     max_push_bytes: int = 512 * 1024 * 1024
+    # How long a release-phase command (Procfile `release:`, app.json predeploy/postdeploy) may run.
+    release_timeout: float = 600.0

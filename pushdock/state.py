@@ -81,6 +81,12 @@ class Release:
     created: float = field(default_factory=time.time)
     status: str = "pending"  # pending | current | superseded | failed
     web_port: int = 5000
+    # app.json of the deployed tree: `scripts.dokku` (predeploy, postdeploy) and `healthchecks`
+    # (normalized by hooks.checks), kept per release so a rollback runs the scripts of the code it runs.
+    scripts: dict[str, str] = field(default_factory=dict)
+    checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # The image was removed by pruning (releases keep the last N images): rollback cannot reach it.
+    pruned: bool = False
 
     @property
     def name(self) -> str:

@@ -37,8 +37,17 @@ class Scheduler(Protocol):
         """Start the release beside what runs, check it, route(), then retire the old instances.
 
         On any failure the new instances are removed, the old ones keep serving, and DeployFailed
-        is raised.
+        is raised. Checks are the default readiness plus the release's app.json healthchecks
+        (`release.checks`, see hooks/checks.py); the app's check settings (`hooks.checks.check_settings`:
+        disabled, skipped, wait-to-retire, stop-timeout) say how to swap.
         """
+        ...
+
+    def restart_process(self, ctx: Context, release: Release, route: Route, progress: Progress, *,
+                        process: str) -> None:
+        """Replace the instances of one process type of `release` (the current one) with fresh ones, swapped
+        as deploy does: new beside old, checked, route() if it is web, then the old ones retire (`ps:restart APP
+        PROCESS`). On a failure the new instances are removed and DeployFailed is raised."""
         ...
 
     def instances(self, ctx: Context, app: str) -> list[Instance]:

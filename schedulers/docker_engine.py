@@ -29,6 +29,8 @@ LABEL_PROCESS = "pushdock.process"
 LABEL_RELEASE = "pushdock.release"
 LABEL_INDEX = "pushdock.index"
 LABEL_DATA_DIR = "pushdock.data-dir"
+LABEL_ONE_OFF = "pushdock.one-off"  # `run` and release-phase containers: never an instance of the app
+DEFAULT_RESTART_POLICY = "unless-stopped"  # survives engine restarts, not `docker stop`
 
 _clients: dict[int, Any] = {}
 _clients_lock = threading.Lock()
@@ -81,12 +83,41 @@ def app_filters(ctx: Context, app: str, *, process: str | None = None) -> dict[s
     return {"label": labels}
 
 
-def app_containers(ctx: Context, app: str, *, process: str | None = None, running: bool = False) -> list[Any]:
-    """The app's containers in this data dir, oldest first (inspected: `.attrs` is complete)."""
+def app_containers(
+    ctx: Context, app: str, *, process: str | None = None, running: bool = False, one_off: bool = False
+) -> list[Any]:
+    """The app's containers in this data dir, oldest first (inspected: `.attrs` is complete).
+
+    One-off containers (`run`, release phase) are left out unless `one_off`: a deploy never retires them.
+    """
     found = client().containers.list(
         all=not running, filters=app_filters(ctx, app, process=process), ignore_removed=True
     )
+    if not one_off:
+        found = [c for c in found if LABEL_ONE_OFF not in (c.labels or {})]
     return sorted(found, key=lambda c: (c.attrs.get("Created", ""), c.name))
+
+
+def one_off_containers(ctx: Context, app: str) -> list[Any]:
+    """The app's one-off containers (`run` sessions, release-phase tasks) in this data dir."""
+    filters = {"label": [*app_filters(ctx, app)["label"], LABEL_ONE_OFF]}
+    return list(client().containers.list(all=True, filters=filters, ignore_removed=True))
+
+
+def one_off_labels(ctx: Context, release: Release, kind: str) -> dict[str, str]:
+    return {LABEL_APP: release.app, LABEL_RELEASE: str(release.number), LABEL_DATA_DIR: data_dir_label(ctx),
+            LABEL_ONE_OFF: kind}
+
+
+def restart_policy(ctx: Context, app: str) -> dict[str, Any]:
+    """The engine restart policy of the app's ready instances (`ps:set APP restart-policy ...`)."""
+    raw = (ctx.state.get("ps", app, "restart-policy") or DEFAULT_RESTART_POLICY).strip()
+    name, _, retries = raw.partition(":")
+    if name == "on-failure":
+        return {"Name": name, "MaximumRetryCount": int(retries) if retries.isdigit() else 0}
+    if name in ("no", "always", "unless-stopped"):
+        return {"Name": name}
+    return {"Name": DEFAULT_RESTART_POLICY}
 
 
 @dataclass(frozen=True, order=True)

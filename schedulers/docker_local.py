@@ -2,53 +2,34 @@
 
 A deploy is blue/green per release, the procedure measured in research/proxies.md §4 (0 HTTP errors
 in 266,810 requests across the safe swaps): start the new containers beside the old ones, check them
-(HTTP for web: a TCP check is useless behind docker-proxy, which accepts before the app listens),
-route() — which returns once the proxy switched and its old workers drained —, and only then SIGTERM
-the old containers with a grace period and remove them. Containers run with `--init` so PID 1
-forwards SIGTERM (busybox httpd as PID 1 ignores it: 10 s stops).
+(HTTP for web: a TCP check is useless behind docker-proxy, which accepts before the app listens; then
+the release's app.json healthchecks), route() — which returns once the proxy switched and its old
+workers drained —, wait `wait-to-retire`, and only then SIGTERM the old containers with a grace period
+(`stop-timeout`) and remove them. `checks:disable` stops the old containers first (downtime; they are
+started again if the new ones fail); `checks:skip` routes as soon as the new containers run.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from hooks.checks import CheckSettings, check_settings
 from pushdock.errors import DeployFailed, PushdockError
-from pushdock.routing import Upstream
 from schedulers import docker_engine as eng
-from schedulers import docker_logs
+from schedulers import docker_logs, healthchecks
 from schedulers.base import Instance, Route
 from schedulers.docker_engine import Slot
-from schedulers.readiness import Aborted, NotReady, Started, wait_ready
+from schedulers.docker_start import Say, remove_now, report, revive, start_all, stop_only, stop_remove
 
 if TYPE_CHECKING:
     from pushdock.context import Context
     from pushdock.progress import Progress
+    from pushdock.routing import Upstream
     from pushdock.state import Release
-
-START_ATTEMPTS = 5  # host-port races with other programs
-RESTART_POLICY = {"Name": "unless-stopped"}  # survives engine restarts, not `docker stop`
-
-
-class _Say:
-    """Progress from several threads, one line at a time."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.lock = threading.Lock()
-
-    def step(self, text: str) -> None:
-        with self.lock:
-            self.progress.step(text)
-
-    def detail(self, *lines: str) -> None:
-        with self.lock:
-            for line in lines:
-                self.progress.detail(line)
 
 
 class DockerLocalScheduler:
@@ -58,112 +39,61 @@ class DockerLocalScheduler:
 
     # -- deploy ---------------------------------------------------------------------------------
     def deploy(self, ctx: Context, release: Release, route: Route, progress: Progress) -> None:
-        say = _Say(progress)
+        self._swap(ctx, release, route, progress, process=None)
+
+    def restart_process(self, ctx: Context, release: Release, route: Route, progress: Progress, *,
+                        process: str) -> None:
+        """Replace the instances of one process type of `release` with fresh ones, swapped like a deploy."""
+        self._swap(ctx, release, route, progress, process=process)
+
+    def _swap(self, ctx: Context, release: Release, route: Route, progress: Progress, *, process: str | None) -> None:
+        say = Say(progress)
         label = f"v{release.number}"
+        checks = check_settings(ctx, release.app)
+        wanted = [s for s in eng.slots(release.formation) if process is None or s.process == process]
         with logger.contextualize(app=release.app, release=release.number):
             try:
                 eng.container_port(release)  # a bad PORT fails before anything starts
                 eng.check_formation(release)
+                healthchecks.validate(release)
                 with eng.engine_errors(DeployFailed, label):
                     eng.client()
+                    paused = _stop_first(ctx, release, process, checks, say) if checks.disabled else []
             except PushdockError as e:
                 raise DeployFailed(str(e)) from e
             created: list[Any] = []
             try:
                 with eng.engine_errors(DeployFailed, f"{label} did not start"):
-                    started, failures = self._start_all(
-                        ctx, release, eng.slots(release.formation), created, say, all_or_nothing=True
-                    )
+                    started, failures = start_all(ctx, release, wanted, created, say, all_or_nothing=True,
+                                                  checks=checks)
                 if failures:
-                    _report(say, failures[0])
+                    report(say, failures[0])
                     raise DeployFailed(f"{label} did not start: {failures[0].reason}")
                 upstreams = [s.upstream for s in started if s.upstream is not None]
-                say.step(f"Routing to {label}" if upstreams else "No web process: removing routes")
-                _route(route, upstreams, label)
+                if process in (None, "web"):
+                    say.step(f"Routing to {label}" if upstreams else "No web process: removing routes")
+                    _route(route, upstreams, label)
             except BaseException:
-                _remove_now(created)
+                remove_now(created)
+                _restore(paused, say)
                 raise
-            # From here on the new release serves: problems are reported, never raised as a failure.
+            # From here on the new instances serve: problems are reported, never raised as a failure.
             new_ids = {c.id for c in created}
             try:
                 with eng.engine_errors(doing="listing old containers"):
-                    old = [c for c in eng.app_containers(ctx, release.app) if c.id not in new_ids]
+                    old = [c for c in eng.app_containers(ctx, release.app, process=process) if c.id not in new_ids]
             except PushdockError as e:
                 logger.warning("old containers not retired", error=str(e))
                 say.detail(f"old containers not stopped ({e}); the next reconcile removes them")
                 return
-            self._retire(ctx, old, say)
+            _retire(old, say, checks)
             logger.info("release deployed", instances=len(started), retired=len(old))
-
-    def _start_all(
-        self,
-        ctx: Context,
-        release: Release,
-        wanted: list[Slot],
-        created: list[Any],
-        say: _Say,
-        *,
-        all_or_nothing: bool,
-    ) -> tuple[list[Started], list[NotReady]]:
-        """Start and check `wanted` concurrently (web=3 takes one check's time, not three).
-
-        Every container made is appended to `created`, ready or not. With `all_or_nothing` the first
-        failure stops the other checks. Engine errors are raised; readiness failures are returned.
-        """
-        if not wanted:
-            return [], []
-        for process in dict.fromkeys(s.process for s in wanted):
-            count = sum(1 for s in wanted if s.process == process)
-            say.step(f"Starting {process} ({count}) of v{release.number}")
-        abort = threading.Event()
-        lock = threading.Lock()
-
-        def one(slot: Slot) -> Started:
-            try:
-                s = _launch(ctx, release, slot, created, lock)
-                wait_ready(ctx, s, abort)
-                # Only a ready instance gets restarted by the engine: a crash while starting stays a
-                # crash (with its exit status), not a restart loop that hides it.
-                s.container.update(restart_policy=RESTART_POLICY)
-            except BaseException:
-                if all_or_nothing:
-                    abort.set()
-                raise
-            say.detail(f"{slot} ready" + (f" on {s.upstream}" if s.upstream else ""))
-            return s
-
-        workers = min(64, len(wanted))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pushdock-start") as pool:
-            futures = [pool.submit(one, slot) for slot in wanted]
-            try:
-                errors = [f.exception() for f in futures]
-            except BaseException:  # interrupted: let the checks end now, not at their timeout
-                abort.set()
-                raise
-        failures = [e for e in errors if isinstance(e, NotReady)]
-        other = [e for e in errors if e is not None and not isinstance(e, (NotReady, Aborted))]
-        if other:
-            raise other[0]
-        return [f.result() for f, e in zip(futures, errors, strict=True) if e is None], failures
-
-    # -- retire / stop ----------------------------------------------------------------------------
-    def _retire(self, ctx: Context, old: list[Any], say: _Say) -> None:
-        """SIGTERM, grace period, remove. The deploy already succeeded: failures are reported, not raised."""
-        if not old:
-            return
-        say.step(f"Stopping {len(old)} old container{'s' if len(old) != 1 else ''}")
-        for c, error in _stop_remove(old, ctx.settings.stop_timeout):
-            what = f"{eng.slot_of(c) or c.name} of v{eng.release_of(c)}"
-            if error is None:
-                say.detail(f"{what} stopped")
-            else:
-                logger.warning("old container not removed", container=c.name, error=error)
-                say.detail(f"{what} not removed: {error}")
 
     def stop(self, ctx: Context, app: str) -> None:
         with eng.engine_errors(doing=f"stopping {app}"):
             containers = eng.app_containers(ctx, app)
-            failed = [(c, e) for c, e in _stop_remove(containers, ctx.settings.stop_timeout) if e]
+            timeout = check_settings(ctx, app).stop_timeout
+            failed = [(c, e) for c, e in stop_remove(containers, timeout) if e]
         if failed:
             c, error = failed[0]
             raise PushdockError(f"could not remove container {c.name}: {error}")
@@ -180,6 +110,18 @@ class DockerLocalScheduler:
         """Lines `web.1: text`; oldest first across containers, or live until the consumer closes."""
         return docker_logs.lines(ctx, app, follow=follow, tail=tail, process=process)
 
+    # -- one-off containers ------------------------------------------------------------------------
+    def run(self, ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
+        from schedulers import docker_run
+
+        return docker_run.run(ctx, release, argv, tty=tty)
+
+    def run_task(self, ctx: Context, release: Release, command: str, progress: Progress, *, timeout: float,
+                 label: str) -> None:
+        from schedulers import docker_run
+
+        docker_run.run_task(ctx, release, command, progress, timeout=timeout, label=label)
+
     # -- reconcile --------------------------------------------------------------------------------
     def reconcile(self, ctx: Context, release: Release, route: Route, progress: Progress) -> list[str]:
         """At `serve` start: revive or recreate what `release` lacks, route, remove strays.
@@ -187,9 +129,10 @@ class DockerLocalScheduler:
         Best effort per instance: an instance that fails its check is reported, the others are
         routed. Engine errors and route() errors are raised.
         """
-        say = _Say(progress)
+        say = Say(progress)
         label = f"v{release.number}"
         messages: list[str] = []
+        checks = check_settings(ctx, release.app)
         eng.check_formation(release)
         with logger.contextualize(app=release.app, release=release.number), eng.engine_errors(
             doing=f"reconciling {release.app}"
@@ -197,27 +140,27 @@ class DockerLocalScheduler:
             everything = eng.app_containers(ctx, release.app)
             ours = [c for c in everything if eng.release_of(c) == release.number]
             strays = [c for c in everything if eng.release_of(c) != release.number]
-            keep, revive, missing, extras = _plan(ours, eng.slots(release.formation))
-            if revive or missing:
+            keep, stopped, missing, extras = _plan(ours, eng.slots(release.formation))
+            if stopped or missing:
                 say.step(f"Restoring {release.app} {label}")
-            for slot, c in revive:
+            for slot, c in stopped:
                 was = eng.state_of(c)
-                if _revive(ctx, slot, c, say, messages):
+                if revive(ctx, slot, c, say, messages):
                     keep[slot] = c
                     messages.append(f"started {slot} of {label} (was {was})")
                 else:
                     missing.append(slot)
             created: list[Any] = []
-            started, failures = self._start_all(
-                ctx, release, sorted(missing), created, say, all_or_nothing=False
+            started, failures = start_all(
+                ctx, release, sorted(missing), created, say, all_or_nothing=False, checks=checks
             )
             for s in started:
                 keep[s.slot] = s.container
                 messages.append(f"created {s.slot} of {label} (was missing)")
             for f in failures:
-                _report(say, f)
+                report(say, f)
                 messages.append(f"could not start {label}: {f.reason}")
-            _remove_now([c for c in created if c.id not in {k.id for k in keep.values()}])
+            remove_now([c for c in created if c.id not in {k.id for k in keep.values()}])
             upstreams = []
             for slot, c in sorted(keep.items()):
                 c.reload()  # ports may differ after an engine restart
@@ -225,9 +168,14 @@ class DockerLocalScheduler:
                 if slot.process == "web" and eng.state_of(c) == "running" and u is not None:
                     upstreams.append(u)
             route(upstreams)
-            for c, error in _stop_remove(extras + strays, ctx.settings.stop_timeout):
+            for c, error in stop_remove(extras + strays, checks.stop_timeout):
                 what = f"{eng.slot_of(c) or '?'} of v{eng.release_of(c)} ({c.name})"
                 messages.append(f"removed stray {what}" + (f" with an error: {error}" if error else ""))
+            # Release-phase containers run under the app's lock, which reconcile holds: any left is an orphan.
+            tasks = [c for c in eng.one_off_containers(ctx, release.app) if c.labels.get(eng.LABEL_ONE_OFF) != "run"]
+            for c, error in stop_remove(tasks, 0):
+                messages.append(f"removed interrupted {c.labels.get(eng.LABEL_ONE_OFF)} task {c.name}"
+                                + (f" with an error: {error}" if error else ""))
         for m in messages:
             say.detail(m)
             logger.info("reconciled", action=m)
@@ -244,78 +192,54 @@ def _route(route: Route, upstreams: list[Upstream], label: str) -> None:
         raise DeployFailed(f"{label}: proxy switch failed ({type(e).__name__})") from e
 
 
-def _report(say: _Say, failure: NotReady) -> None:
-    say.detail(f"{failure.reason}; last log lines:" if failure.lines else failure.reason)
-    say.detail(*(f"  {line}" for line in failure.lines))
+def _stop_first(ctx: Context, release: Release, process: str | None, checks: CheckSettings, say: Say) -> list[Any]:
+    """checks:disable: stop (not remove) what runs before the new release starts; returns what was stopped."""
+    running = eng.app_containers(ctx, release.app, process=process, running=True)
+    if not running:
+        return []
+    say.step(f"Stopping {len(running)} old container{'s' if len(running) != 1 else ''} first "
+             f"(checks disabled: the app is down until v{release.number} runs)")
+    stopped = []
+    for c, error in stop_only(running, checks.stop_timeout):
+        if error is None:
+            stopped.append(c)
+        else:
+            say.detail(f"{c.name} not stopped: {error}")
+    return stopped
 
 
-# -- starting one instance ---------------------------------------------------------------------------
-def _launch(ctx: Context, release: Release, slot: Slot, created: list[Any], lock: threading.Lock) -> Started:
-    """Create and start one container; web ones publish PORT on 127.0.0.1:<free port>.
-
-    The host port is explicit (not left to docker) so it survives an engine restart unchanged.
-    """
+def _restore(paused: list[Any], say: Say) -> None:
+    """The new release failed after checks:disable stopped the old one: start the old containers again."""
+    if not paused:
+        return
     import docker
+    import requests
 
-    web = slot.process == "web"
-    port = eng.container_port(release)
-    for attempt in range(1, START_ATTEMPTS + 1):
-        host_port = eng.free_port() if web else None
-        api = eng.client().api
-        # The low-level call: the high-level create() has no stop_timeout.
-        made = api.create_container(
-            release.image,
-            command=eng.container_command(release, slot.process),
-            name=eng.container_name(release.app, slot, release.number),
-            environment=eng.container_env(release, slot),
-            labels=eng.container_labels(ctx, release, slot),
-            ports=[port] if web else None,
-            stop_signal="SIGTERM",
-            stop_timeout=ctx.settings.stop_timeout,
-            use_config_proxy=False,  # the app's environment is its config, nothing else
-            host_config=api.create_host_config(
-                init=True,
-                restart_policy={"Name": "no"},  # until ready: see _start_all
-                port_bindings={port: ("127.0.0.1", host_port)} if web else None,
-            ),
-        )
-        c = eng.client().containers.prepare_model(made)
-        with lock:
-            created.append(c)  # registered before anything else can fail: the caller removes it
+    say.step(f"Starting the {len(paused)} old container{'s' if len(paused) != 1 else ''} again")
+    for c in paused:
         try:
-            c.reload()
             c.start()
-        except docker.errors.APIError as e:
-            if web and eng.port_taken(e) and attempt < START_ATTEMPTS:
-                logger.debug("host port taken, retrying", port=host_port)
-                _remove_now([c])
-                with lock:
-                    created.remove(c)
-                continue
-            raise
-        logger.info("container started", container=c.name, port=host_port)
-        return Started(slot, c, Upstream("127.0.0.1", host_port) if host_port else None)
-    raise AssertionError("unreachable")
+            say.detail(f"{eng.slot_of(c) or c.name} of v{eng.release_of(c)} started")
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            logger.warning("old container not restarted", container=c.name, error=eng.one_line(e))
+            say.detail(f"{c.name} did not start: {eng.one_line(e)}")
 
 
-def _revive(ctx: Context, slot: Slot, c: Any, say: _Say, messages: list[str]) -> bool:
-    """`docker start` a stopped instance; False (and removed) if it cannot start, e.g. its port is taken."""
-    import docker
-
-    try:
-        c.start()
-    except docker.errors.APIError as e:
-        why = "its host port is taken" if eng.port_taken(e) else eng.one_line(e)
-        messages.append(f"recreating {slot}: {c.name} did not start ({why})")
-        _remove_now([c])
-        return False
-    c.reload()
-    try:
-        wait_ready(ctx, Started(slot, c, eng.upstream_of(c)), threading.Event())
-    except NotReady as e:
-        _report(say, e)
-        messages.append(f"{slot} not ready: {e.reason}")
-    return True
+def _retire(old: list[Any], say: Say, checks: CheckSettings) -> None:
+    """wait-to-retire, then SIGTERM, grace period, remove. The deploy already succeeded: failures are reported."""
+    if not old:
+        return
+    if checks.wait_to_retire > 0:
+        say.detail(f"Old containers retire in {checks.wait_to_retire:g}s (wait-to-retire)")
+        time.sleep(checks.wait_to_retire)
+    say.step(f"Stopping {len(old)} old container{'s' if len(old) != 1 else ''}")
+    for c, error in stop_remove(old, checks.stop_timeout):
+        what = f"{eng.slot_of(c) or c.name} of v{eng.release_of(c)}"
+        if error is None:
+            say.detail(f"{what} stopped")
+        else:
+            logger.warning("old container not removed", container=c.name, error=error)
+            say.detail(f"{what} not removed: {error}")
 
 
 # -- plans and removal -----------------------------------------------------------------------------
@@ -346,49 +270,3 @@ def _plan(
     return keep, revive, missing, extras
 
 
-def _stop_remove(containers: list[Any], timeout: int) -> list[tuple[Any, str | None]]:
-    """Stop (SIGTERM, `timeout` s grace) and remove concurrently; (container, error or None) each."""
-    if not containers:
-        return []
-
-    def one(c: Any) -> tuple[Any, str | None]:
-        import docker
-        import requests
-
-        try:
-            c.stop(timeout=timeout)
-            c.remove(v=True, force=True)
-        except docker.errors.NotFound:
-            pass
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-            return c, eng.one_line(e)
-        logger.info("container removed", container=c.name)
-        return c, None
-
-    return _each(one, containers)
-
-
-def _remove_now(containers: list[Any]) -> None:
-    """Force-remove containers of a failed start; errors are logged (the original failure matters)."""
-
-    def one(c: Any) -> tuple[Any, str | None]:
-        import docker
-        import requests
-
-        try:
-            c.remove(v=True, force=True)
-        except docker.errors.NotFound:
-            pass
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-            logger.warning("container not removed", container=c.name, error=eng.one_line(e))
-            return c, eng.one_line(e)
-        return c, None
-
-    _each(one, list(containers))
-
-
-def _each(fn: Callable[[Any], tuple[Any, str | None]], items: list[Any]) -> list[tuple[Any, str | None]]:
-    if not items:
-        return []
-    with ThreadPoolExecutor(max_workers=min(16, len(items)), thread_name_prefix="pushdock-stop") as pool:
-        return list(pool.map(fn, items))

@@ -4,6 +4,8 @@ Web: HTTP GET on the published port until two consecutive answers below 500 (a 4
 the app listens). A TCP connect proves nothing here: docker-proxy accepts on the published port
 before the app listens, then drops the connection (research/proxies.md §4: 7,552 x 502 in 2 s
 without this check). Other processes: still running, never restarted, after a short settle time.
+Then the release's app.json healthchecks of the process type (schedulers/healthchecks.py).
+`checks:skip` replaces all of this with "the container runs".
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import http.client
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +22,7 @@ from schedulers import docker_engine as eng
 from schedulers.docker_engine import Slot
 
 if TYPE_CHECKING:
+    from hooks.checks import Healthcheck
     from pushdock.context import Context
 
 READY_PATH = "/"
@@ -48,8 +52,25 @@ class Started:
     upstream: Upstream | None
 
 
-def wait_ready(ctx: Context, s: Started, abort: threading.Event) -> None:
-    """Return when the instance is ready; raise NotReady if it exits or times out, Aborted if told."""
+def wait_ready(
+    ctx: Context, s: Started, abort: threading.Event, checks: Sequence[Healthcheck] = (), *, skip: bool = False
+) -> list[str]:
+    """Return when the instance is ready and passed `checks` (notes to show); NotReady if it exits, times out or
+    fails a check; Aborted if told. With `skip`, ready means running."""
+    if skip:
+        s.container.reload()
+        if (why := eng.exit_reason(s.container)) is not None:
+            raise NotReady(f"{s.slot} {why}", eng.last_log_lines(s.container))
+        return ["checks skipped"]
+    _default_ready(ctx, s, abort)
+    if not checks:
+        return []
+    from schedulers.healthchecks import run_all
+
+    return run_all(s, checks, abort)
+
+
+def _default_ready(ctx: Context, s: Started, abort: threading.Event) -> None:
     timeout = ctx.settings.ready_timeout
     deadline = time.monotonic() + timeout
     successes = 0

@@ -6,6 +6,8 @@ import click
 
 from pushdock.apps import authorize
 from pushdock.context import Context
+from pushdock.errors import UsageError
+from pushdock.state import PROCESS_NAME
 
 
 @click.command("logs")
@@ -16,9 +18,11 @@ from pushdock.context import Context
 @click.option("-p", "--ps", "process", default=None, help="Only this process type.")
 @click.pass_obj
 def logs(ctx: Context, app: str, follow: bool, num: int, process: str | None) -> None:
-    """Show (and with -t follow) the output of an app's containers."""
+    """Show (and with -t follow) the output of an app's containers; over SSH, -t ends when the client leaves."""
     authorize(ctx, app)
     ctx.state.require_app(app)
+    if process is not None and not PROCESS_NAME.match(process):
+        raise UsageError(f"invalid process type {process[:40]!r}")
     lines = ctx.scheduler(app).logs(ctx, app, follow=follow, tail=num, process=process)
     try:
         for line in lines:

@@ -11,9 +11,12 @@ from pushdock.apps import authorize
 from pushdock.commands import echo_progress, format_option, group, print_table
 from pushdock.context import Context
 from pushdock.errors import NotFound, UsageError
+from pushdock.state import PROCESS_NAME
 
 SCALE_ARG = re.compile(r"^([a-z][a-z0-9_-]{0,29})=(\d{1,3})$")
 MAX_SCALE = 50
+RESTART_POLICY = re.compile(r"^(?:no|always|unless-stopped|on-failure(?::(\d{1,4}))?)\Z")
+DEFAULT_POLICY = "unless-stopped"
 
 
 @group("ps", "Manage an app's processes.", default_verb="report")
@@ -35,7 +38,7 @@ def report(ctx: Context, app: str, fmt: str) -> None:
     _app(ctx, app)
     current = ctx.state.current_release(app)
     rows = [
-        {"process": f"{i.process}.{i.index}", "release": f"v{i.release}", "state": i.state,
+        {"process": f"{i.process}.{i.index}", "release": f"v{i.release}", "state": crash_state(i.state, i.restarts),
          "restarts": i.restarts, "address": str(i.upstream or ""), "container": i.name}
         for i in sorted(ctx.scheduler(app).instances(ctx, app), key=lambda i: (i.process, i.index))
     ]
@@ -45,20 +48,30 @@ def report(ctx: Context, app: str, fmt: str) -> None:
                    f"{', stopped' if stopped else ''})")
         if current:
             click.echo("       formation: " + " ".join(f"{k}={v}" for k, v in current.formation.items()))
-        if any(r["restarts"] and r["state"] != "running" for r in rows):
-            click.echo("       warning: a container is crash-looping (see `logs`)")
+        click.echo(f"       restart policy: {ctx.state.get('ps', app, 'restart-policy') or DEFAULT_POLICY}")
+        for r in rows:
+            if r["state"] == "crash-looping":
+                click.echo(f"       warning: {r['process']} is crash-looping (restarted {r['restarts']}x; "
+                           f"see `logs {app} -p {r['process'].split('.')[0]}`)")
+            elif r["restarts"]:
+                click.echo(f"       note: {r['process']} crashed and was restarted {r['restarts']}x")
     print_table(rows, ["process", "release", "state", "restarts", "address", "container"], fmt)
+
+
+def crash_state(state: str, restarts: int) -> str:
+    """The engine's state, or `crash-looping` for an instance the engine keeps restarting."""
+    if state == "restarting" or (restarts > 0 and state != "running"):
+        return "crash-looping"
+    return state
 
 
 @ps.command("restart")
 @click.argument("app")
+@click.argument("process", required=False)
 @click.pass_obj
-def restart(ctx: Context, app: str) -> None:
-    """Replace every container with a fresh one, with zero downtime."""
-    _app(ctx, app)
-    with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
-        if pipeline.restart(ctx, app, echo_progress()) is None:
-            raise NotFound(f"{app} has not been deployed yet")
+def restart(ctx: Context, app: str, process: str | None) -> None:
+    """Replace every container (or those of PROCESS) with fresh ones, with zero downtime."""
+    _restart(ctx, app, process)
 
 
 @ps.command("start")
@@ -66,7 +79,16 @@ def restart(ctx: Context, app: str) -> None:
 @click.pass_obj
 def start(ctx: Context, app: str) -> None:
     """Start a stopped app."""
-    restart.callback(app)  # type: ignore[misc]  # same work: fresh containers of the current release
+    _restart(ctx, app, None)  # same work: fresh containers of the current release
+
+
+def _restart(ctx: Context, app: str, process: str | None) -> None:
+    _app(ctx, app)
+    if process is not None and not PROCESS_NAME.match(process):
+        raise UsageError(f"invalid process type {process[:40]!r}")
+    with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
+        if pipeline.restart(ctx, app, echo_progress(), process=process) is None:
+            raise NotFound(f"{app} has not been deployed yet")
 
 
 @ps.command("stop")
@@ -94,14 +116,45 @@ def scale(ctx: Context, app: str, pairs: tuple[str, ...]) -> None:
             click.echo(f"{k}={v}")
         return
     changes = parse_scale(pairs)
+    if "release" in changes:
+        raise UsageError("release is the release phase (it runs once per deploy), not a process to scale")
     if current is not None:
         unknown = sorted(set(changes) - set(current.processes))
         if unknown:
             raise UsageError(f"unknown process type {unknown[0]!r} (known: {', '.join(sorted(formation))})")
+        if all(formation.get(k, 0) == v for k, v in changes.items()):
+            click.echo("-----> Already " + " ".join(f"{k}={v}" for k, v in changes.items()) + ": nothing to do")
+            return
     with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
         why = "ps:scale " + " ".join(f"{k}={v}" for k, v in changes.items())
         pipeline.new_release(ctx, app, why=why, formation=formation | changes, progress=echo_progress())
     ctx.bus.call("post_settings_change", ctx=ctx, app=app, summary=why)
+
+
+@ps.command("set")
+@click.argument("app")
+@click.argument("key")
+@click.argument("value", required=False)
+@click.pass_obj
+def set_(ctx: Context, app: str, key: str, value: str | None) -> None:
+    """Set `restart-policy` (no, always, unless-stopped, on-failure[:N]); no VALUE restores the default."""
+    _app(ctx, app)
+    if key != "restart-policy":
+        raise UsageError(f"unknown ps setting {key[:40]!r} (known: restart-policy)")
+    if value:
+        ctx.state.set("ps", app, "restart-policy", parse_restart_policy(value))
+    else:
+        ctx.state.delete("ps", app, "restart-policy")
+    click.echo(f"-----> {app} restart-policy: {ctx.state.get('ps', app, 'restart-policy') or DEFAULT_POLICY}"
+               " (applies to containers started from now on)")
+    ctx.bus.call("post_settings_change", ctx=ctx, app=app, summary="ps:set restart-policy")
+
+
+def parse_restart_policy(value: str) -> str:
+    m = RESTART_POLICY.match(value)
+    if not m or (m.group(1) is not None and not 1 <= int(m.group(1)) <= 1000):
+        raise UsageError(f"restart-policy must be no, always, unless-stopped or on-failure[:N] (got {value[:30]!r})")
+    return value
 
 
 def parse_scale(pairs: tuple[str, ...]) -> dict[str, int]:

@@ -14,11 +14,13 @@ import secrets
 import threading
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import docker
 import pytest
 
+from hooks.checks import Healthcheck
 from pushdock.context import Context
 from pushdock.errors import DeployFailed
 from pushdock.progress import Progress
@@ -293,3 +295,105 @@ def test_reconcile_restarts_recreates_and_removes_strays(sched, ctx, app, image,
         assert sorted(again.calls[0]) == sorted(route.calls[0])
     finally:
         foreign.remove(force=True)
+
+
+# -- release phase, one-off containers, checks ------------------------------------------------------
+def one_offs(engine: docker.DockerClient, ctx: Context) -> list:
+    label = f"pushdock.data-dir={ctx.settings.data_dir.absolute()}"
+    return [c for c in engine.containers.list(all=True, filters={"label": label})
+            if "pushdock.one-off" in c.labels]
+
+
+def test_run_task_streams_output_and_fails_on_status_and_timeout(sched, ctx, app, image, engine):
+    out = Out()
+    sched.run_task(ctx, rel(app, 1, image), "echo migrating $DYNO $MESSAGE; echo to-stderr >&2", out.progress,
+                   timeout=30, label="release")
+    assert "-----> Running the release command: echo migrating $DYNO $MESSAGE; echo to-stderr >&2" in out.lines
+    assert "       migrating release.1 v1" in out.lines and "       to-stderr" in out.lines
+    with pytest.raises(DeployFailed, match=r"^release command failed with exit status 4$"):
+        sched.run_task(ctx, rel(app, 1, image), "echo failing; exit 4", Out().progress, timeout=30, label="release")
+    t0 = time.monotonic()
+    with pytest.raises(DeployFailed, match=r"^predeploy command did not finish within 1s$"):
+        sched.run_task(ctx, rel(app, 1, image), "sleep 60", Out().progress, timeout=1, label="predeploy")
+    assert time.monotonic() - t0 < 10
+    assert one_offs(engine, ctx) == []
+
+
+def test_run_returns_the_exit_status_and_is_never_retired(sched, ctx, app, image, engine, capfd):
+    deploy_v1(sched, ctx, app, image)
+    status = sched.run(ctx, rel(app, 1, image), ["sh", "-c", "echo out $MESSAGE $DYNO; echo err >&2; exit 3"],
+                       tty=False)
+    assert status == 3
+    captured = capfd.readouterr()
+    assert "out v1 run.1" in captured.out and "err" in captured.err and "err" not in captured.out
+    assert sched.run(ctx, rel(app, 1, image), ["true"], tty=False) == 0
+
+    # a long one-off survives a deploy (a deploy retires instances, not one-offs)
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(
+        sched.run(ctx, rel(app, 1, image), ["sleep 4; exit 5"], tty=False)))
+    t.start()
+    deadline = time.monotonic() + 10
+    while not one_offs(engine, ctx) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    sched.deploy(ctx, rel(app, 2, image), FakeRoute(), Out().progress)
+    t.join(20)
+    assert result == [5]
+    assert one_offs(engine, ctx) == []
+    assert [i.release for i in sched.instances(ctx, app)] == [2]
+
+
+def test_app_json_healthcheck_gates_the_switch(sched, ctx, app, image):
+    up = deploy_v1(sched, ctx, app, image)
+    check = Healthcheck(process="web", name="health", path="/health", content="v9", attempts=2, timeout=2, wait=0.2)
+    bad = {"web": [check.to_dict()]}
+    route = FakeRoute()
+    out = Out()
+    with pytest.raises(DeployFailed, match=r"web\.1 failed check health: GET /health answered without 'v9'"):
+        sched.deploy(ctx, rel(app, 2, image).with_(checks=bad), route, out.progress)
+    assert route.calls == [] and get(up) == "v1"
+    good = {"web": [replace(check, content="v2").to_dict()]}
+    out = Out()
+    sched.deploy(ctx, rel(app, 2, image).with_(checks=good), FakeRoute(), out.progress)
+    assert any(line.endswith("(check health passed)") for line in out.lines), out.lines
+
+
+def test_checks_disabled_stops_old_first_and_restores_it_on_failure(sched, ctx, app, image, engine):
+    up = deploy_v1(sched, ctx, app, image)
+    ctx.state.create_app(app)
+    ctx.state.set("checks", app, "disabled", "1")
+    out = Out()
+    with pytest.raises(DeployFailed, match="v2 did not start"):
+        sched.deploy(ctx, rel(app, 2, image, processes={"web": "exit 3"}), FakeRoute(), out.progress)
+    assert any("Stopping 1 old container first (checks disabled" in line for line in out.lines)
+    assert "-----> Starting the 1 old container again" in out.lines
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            assert get(up) == "v1"
+            break
+        except OSError:
+            time.sleep(0.2)
+    assert get(up) == "v1"
+    sched.deploy(ctx, rel(app, 2, image), FakeRoute(), Out().progress)
+    assert [(i.release, i.state) for i in sched.instances(ctx, app)] == [(2, "running")]
+
+
+def test_skip_and_restart_one_process_type(sched, ctx, app, image):
+    ctx.state.create_app(app)
+    ctx.state.set("checks", app, "skipped", "1")
+    out = Out()
+    release = rel(app, 1, image, formation={"web": 1, "worker": 1}, processes={"web": "", "worker": WORKER})
+    routed: list[list[Upstream]] = []
+    sched.deploy(ctx, release, routed.append, out.progress)  # skipped: the app may not listen yet
+    assert "       web.1 ready on" in out.text and "(checks skipped)" in out.text and len(routed[0]) == 1
+    ctx.state.delete("checks", app, "skipped")
+    before = {i.process: i.id for i in sched.instances(ctx, app)}
+    route = FakeRoute()
+    sched.restart_process(ctx, release, route, Out().progress, process="worker")
+    after = {i.process: i.id for i in sched.instances(ctx, app)}
+    assert route.calls == [] and after["web"] == before["web"] and after["worker"] != before["worker"]
+    sched.restart_process(ctx, release, route, Out().progress, process="web")
+    final = {i.process: i.id for i in sched.instances(ctx, app)}
+    assert len(route.calls) == 1 and route.answers == [["v1"]]
+    assert final["web"] != before["web"] and final["worker"] == after["worker"]

@@ -1,0 +1,171 @@
+"""Zero downtime: 10 consecutive redeploys (git push of a changed body) of one app under load, through
+`pushdock serve`'s nginx, with keep-alive and non-keep-alive clients at the same time.
+
+Prints per client kind: requests, failed requests, p50/p99 latency; and per redeploy: the push time and
+the swap time (from "Starting web" to "Released" on the pusher's remote: lines: start beside the old
+container, readiness, switch, drain, retire). Target (issue 4): 0 failed requests for non-keep-alive
+clients; keep-alive failures are reported as they are, with how many a retry on a new connection fixed
+(what browsers and most HTTP libraries do for an idempotent GET whose reused connection was closed).
+"""
+
+from __future__ import annotations
+
+import http.client
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._report import write_section
+from tests.harness import Server, http_get, unique
+
+REDEPLOYS = 10
+CLIENTS = 2  # threads per kind
+
+
+@dataclass
+class Stats:
+    latencies: list[float] = field(default_factory=list)
+    failed: int = 0
+    retried_ok: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    bodies: Counter[str] = field(default_factory=Counter)
+
+
+class Client(threading.Thread):
+    """GET / in a loop; keep-alive clients reuse one connection until the server closes it."""
+
+    def __init__(self, port: int, host: str, keepalive: bool, stats: Stats, lock: threading.Lock,
+                 stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.port, self.host, self.keepalive = port, host, keepalive
+        self.stats, self.lock, self.stop_event = stats, lock, stop
+
+    def run(self) -> None:
+        conn: http.client.HTTPConnection | None = None
+        headers = {"Host": self.host} if self.keepalive else {"Host": self.host, "Connection": "close"}
+        while not self.stop_event.is_set():
+            t0 = time.perf_counter()
+            reused = conn is not None
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", "/", headers=headers)
+                resp = conn.getresponse()
+                body = resp.read().decode(errors="replace").strip()
+                key, ok = (body, True) if resp.status == 200 else (f"HTTP {resp.status}", False)
+                if not self.keepalive or resp.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as e:
+                key, ok = type(e).__name__, False
+                if conn is not None:
+                    conn.close()
+                conn = None
+            elapsed = time.perf_counter() - t0
+            retry_ok = False
+            if not ok and reused:  # what a browser does: the same GET once more, on a new connection
+                try:
+                    retry_ok = http_get(self.port, self.host, timeout=10)[0] == 200
+                except OSError:
+                    pass
+            with self.lock:
+                self.stats.latencies.append(elapsed)
+                if ok:
+                    self.stats.bodies[key] += 1
+                else:
+                    self.stats.failed += 1
+                    self.stats.errors[key] += 1
+                    self.stats.retried_ok += retry_ok
+
+
+def push_timed(srv: Server, work: Path, app: str) -> tuple[float, float]:
+    """(push seconds, swap seconds): the swap from the "Starting web" line to the "Released" line."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(["git", "push", srv.remote(app), "main"], cwd=work, env=srv.git_env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None
+    started = released = None
+    lines = []
+    for line in p.stderr:
+        lines.append(line)
+        if "-----> Starting web" in line and started is None:
+            started = time.monotonic()
+        elif "-----> Released" in line:
+            released = time.monotonic()
+    assert p.wait(300) == 0, "".join(lines)
+    assert started is not None and released is not None, "".join(lines)
+    return time.monotonic() - t0, released - started
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="pushdock-bench-") as tmp:
+        srv = Server(Path(tmp)).start()
+        try:
+            srv.add_key()
+            app = unique("zdt")
+            work = srv.app_repo(app, body="deploy 0")
+            assert srv.push(work, app).returncode == 0
+            kinds = {"non-keep-alive": Stats(), "keep-alive": Stats()}
+            lock, stop = threading.Lock(), threading.Event()
+            clients = [Client(srv.proxy_port, f"{app}.localhost", kind == "keep-alive", stats, lock, stop)
+                       for kind, stats in kinds.items() for _ in range(CLIENTS)]
+            for c in clients:
+                c.start()
+            time.sleep(1)
+            pushes, swaps = [], []
+            for n in range(1, REDEPLOYS + 1):
+                srv.commit(work, f"deploy {n}", {"body.txt": f"deploy {n}\n"})
+                push, swap = push_timed(srv, work, app)
+                pushes.append(push)
+                swaps.append(swap)
+            time.sleep(1)
+            stop.set()
+            for c in clients:
+                c.join(15)
+            final = http_get(srv.proxy_port, f"{app}.localhost")
+            assert final == (200, f"deploy {REDEPLOYS}"), final
+        finally:
+            srv.stop()
+    med = statistics.median
+    lines = [
+        f"{REDEPLOYS} consecutive redeploys (`git push`, Dockerfile app, web=1) under load: {CLIENTS} non-keep-alive "
+        f"and {CLIENTS} keep-alive client threads at once, GET / through nginx.",
+        "",
+        "| client | requests | failed | failed, then OK on a retry | p50 latency | p99 latency |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, s in kinds.items():
+        lines.append(f"| {kind} | {len(s.latencies)} | {s.failed} | {s.retried_ok} | "
+                     f"{pct(s.latencies, 0.5) * 1000:.1f} ms | {pct(s.latencies, 0.99) * 1000:.1f} ms |")
+    lines += [
+        "",
+        "| per redeploy | median | min | max |",
+        "|---|---|---|---|",
+        f"| push (build + release + swap) | {med(pushes):.2f} s | {min(pushes):.2f} s | {max(pushes):.2f} s |",
+        f"| swap (start, check, switch, drain, retire) | {med(swaps):.2f} s | {min(swaps):.2f} s | {max(swaps):.2f} s |",
+        "",
+        "Errors: " + (", ".join(f"{kind}: {dict(s.errors)}" for kind, s in kinds.items() if s.errors) or "none") + ".",
+        "Target: 0 failed non-keep-alive requests. A keep-alive client can lose a request when nginx's old worker "
+        "closes its idle connection at the switch just as the client reuses it (the race every HTTP/1.1 server "
+        "has); the retry column is the same GET sent once more on a new connection.",
+    ]
+    body = "\n".join(lines)
+    print(body)
+    write_section("bench/zero_downtime.py", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""app.json (Dokku's format) at the root of the pushed tree: deploy scripts, healthchecks, first formation.
+
+    {"scripts": {"dokku": {"predeploy": "...", "postdeploy": "..."}},
+     "healthchecks": {"web": [{"type": "startup", "path": "/health", "content": "ok", "attempts": 5}]},
+     "formation": {"web": {"quantity": 2}, "worker": {"quantity": 1}}}
+
+Other keys (Heroku's env, addons, buildpacks...) are left to whoever reads them. A malformed file fails
+the deploy before anything is built, with a one-line reason naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hooks.checks import parse_healthchecks
+from pushdock.errors import UsageError
+
+SCRIPTS = ("predeploy", "postdeploy")
+MAX_SCALE = 50
+MAX_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AppJson:
+    scripts: dict[str, str] = field(default_factory=dict)
+    checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    formation: dict[str, int] = field(default_factory=dict)
+
+
+def read_app_json(build_dir: Path) -> AppJson:
+    """The build dir's app.json, parsed; an empty AppJson when there is none."""
+    path = build_dir / "app.json"
+    if not path.is_file():
+        return AppJson()
+    if path.stat().st_size > MAX_BYTES:
+        raise UsageError(f"app.json is larger than {MAX_BYTES // 1024} KiB")
+    return parse_app_json(path.read_bytes().decode("utf-8", "replace"))
+
+
+def parse_app_json(text: str) -> AppJson:
+    """Parse and validate app.json; UsageError with a one-line reason for anything malformed."""
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise UsageError(f"app.json is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise UsageError("app.json must be a JSON object")
+    return AppJson(
+        scripts=_scripts(data.get("scripts")),
+        checks=parse_healthchecks(data["healthchecks"]) if data.get("healthchecks") is not None else {},
+        formation=_formation(data.get("formation")),
+    )
+
+
+def _scripts(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UsageError("app.json scripts must be an object")
+    dokku = raw.get("dokku")
+    if dokku is None:
+        return {}  # Heroku's own scripts (review-app postdeploy...) are not Dokku's
+    if not isinstance(dokku, dict):
+        raise UsageError("app.json scripts.dokku must be an object")
+    out = {}
+    for key, value in dokku.items():
+        if key not in SCRIPTS:
+            raise UsageError(f"app.json scripts.dokku: unknown script {str(key)[:40]!r} (known: {', '.join(SCRIPTS)})")
+        if not isinstance(value, str):
+            raise UsageError(f"app.json scripts.dokku.{key} must be a command string")
+        if value.strip():
+            out[key] = value.strip()
+    return out
+
+
+def _formation(raw: Any) -> dict[str, int]:
+    from pushdock.state import PROCESS_NAME
+
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UsageError("app.json formation must be an object of process type -> {\"quantity\": N}")
+    out = {}
+    for process, spec in raw.items():
+        if not isinstance(process, str) or not PROCESS_NAME.match(process) or process == "release":
+            raise UsageError(f"app.json formation: invalid process type {str(process)[:40]!r}")
+        quantity = spec.get("quantity", 1) if isinstance(spec, dict) else None
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or not 0 <= quantity <= MAX_SCALE:
+            raise UsageError(f"app.json formation.{process}.quantity must be a whole number from 0 to {MAX_SCALE}")
+        out[process] = quantity
+    return out

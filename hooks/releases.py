@@ -1,0 +1,165 @@
+"""Release lifecycle around the swap: the release phase and scripts, rollback targets, image pruning.
+
+Release phase (each in a one-off container of the new image, with the new env, through the scheduler's
+`run_task`): app.json `scripts.dokku.predeploy`, then the Procfile `release:` command — both before any
+new process starts, a failure or timeout aborts the release with the old one untouched — and app.json
+`postdeploy` after the swap (the new release already serves: a failure is reported, not undone). They
+run when what a process sees changes (a build, a config change, a rollback), not for a scale change or
+a restart, as Heroku's release phase does.
+
+Pruning: after each successful deploy, the releases outside the last N successful ones (N: property
+`releases/APP/keep`, else `releases/--global/keep`, default 5) are marked `pruned` and their images
+removed unless a kept release uses the same image. The kept releases are exactly what rollback can reach.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+from pushdock.errors import Conflict, NotFound, PushdockError, UsageError
+from pushdock.state import GLOBAL, Release
+
+if TYPE_CHECKING:
+    from pushdock.context import Context
+    from pushdock.progress import Progress
+    from pushdock.state import State
+
+DEFAULT_KEEP = 5
+MAX_KEEP = 100
+SUCCESSFUL = ("current", "superseded")
+
+
+def needs_release_phase(release: Release, previous: Release | None) -> bool:
+    """A new image or a new environment runs the release phase; a formation change or restart does not."""
+    return previous is None or previous.image != release.image or previous.env != release.env
+
+
+def run_before(ctx: Context, release: Release, progress: Progress) -> None:
+    """predeploy, then the release command; DeployFailed (from the scheduler) stops the deploy."""
+    steps = [("predeploy", release.scripts.get("predeploy")), ("release", release.processes.get("release"))]
+    _run(ctx, release, progress, [(label, cmd) for label, cmd in steps if cmd])
+
+
+def run_after(ctx: Context, release: Release, progress: Progress) -> str | None:
+    """postdeploy, after the swap; returns the failure (already shown to the pusher) or None."""
+    command = release.scripts.get("postdeploy")
+    if not command:
+        return None
+    try:
+        _run(ctx, release, progress, [("postdeploy", command)])
+    except PushdockError as e:
+        progress.detail(f"warning: {e}; {release.name} serves anyway (postdeploy runs after the swap)")
+        logger.warning("postdeploy failed", app=release.app, release=release.number, error=str(e))
+        return str(e)
+    return None
+
+
+def _run(ctx: Context, release: Release, progress: Progress, steps: list[tuple[str, str]]) -> None:
+    scheduler = ctx.scheduler(release.app)
+    for label, command in steps:
+        with logger.contextualize(task=label):
+            scheduler.run_task(ctx, release, command, progress, timeout=ctx.settings.release_timeout, label=label)
+
+
+# -- rollback -------------------------------------------------------------------------------------------
+def rollback_target(state: State, app: str, number: int | None) -> Release:
+    """The release `rollback` would deploy: vN, or the newest successful one before the current."""
+    current = state.current_release(app)
+    if current is None:
+        raise NotFound(f"{app} has not been deployed yet: nothing to roll back to")
+    if number is None:
+        earlier = [r for r in state.list_releases(app) if r.number < current.number and r.status in SUCCESSFUL]
+        if not earlier:
+            raise NotFound(f"{app} has no earlier successful release than {current.name}")
+        target = earlier[-1]
+    else:
+        target = state.get_release(app, number)
+    if target.number == current.number:
+        raise Conflict(f"{target.name} is the current release of {app}")
+    if target.status == "failed":
+        raise Conflict(f"{target.name} failed to deploy: roll back to a release that ran (see `releases {app}`)")
+    if target.status not in SUCCESSFUL:
+        raise Conflict(f"{target.name} never finished deploying ({target.status})")
+    if target.pruned:
+        raise Conflict(f"{target.name} was pruned: its image is gone (releases keep the last "
+                       f"{keep_count(state, app)} images; `releases:set {app} keep N`)")
+    return target
+
+
+def parse_version(text: str) -> int:
+    """`v7` or `7` -> 7; UsageError otherwise."""
+    raw = text[1:] if text[:1] in ("v", "V") else text
+    if not raw.isdigit() or not 0 < int(raw) < 10**9:
+        raise UsageError(f"expected a release such as v3, got {text[:30]!r}")
+    return int(raw)
+
+
+# -- pruning --------------------------------------------------------------------------------------------
+def keep_count(state: State, app: str) -> int:
+    for scope in (app, GLOBAL):
+        raw = state.get("releases", scope, "keep")
+        if raw and raw.strip().isdigit() and int(raw) >= 1:
+            return min(int(raw), MAX_KEEP)
+    return DEFAULT_KEEP
+
+
+def parse_keep(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_KEEP:
+        raise UsageError(f"keep must be a whole number from 1 to {MAX_KEEP} (got {value[:20]!r})")
+    return int(value)
+
+
+def plan_prune(releases: list[Release], keep: int) -> tuple[list[Release], list[str]]:
+    """(releases to mark pruned, images to remove): everything outside the newest `keep` successful ones.
+
+    The current release is always kept. An image is removed (and its releases marked) only if no kept
+    release uses it: a config change or a rollback makes a release with an earlier release's image,
+    which then stays reachable.
+    """
+    ordered = sorted(releases, key=lambda r: r.number, reverse=True)
+    successful = [r for r in ordered if r.status in SUCCESSFUL and not r.pruned]
+    kept = {r.number for r in successful[:keep]} | {r.number for r in ordered if r.status == "current"}
+    kept_images = {r.image for r in ordered if r.number in kept}
+    to_mark = [r for r in ordered if r.number not in kept and r.status != "pending" and not r.pruned
+               and r.image not in kept_images]
+    return to_mark, sorted({r.image for r in to_mark if r.image})
+
+
+def prune(ctx: Context, app: str, progress: Progress) -> None:
+    """Mark releases outside the last N as pruned and remove their images. Best effort: never fails a deploy."""
+    to_mark, images = plan_prune(ctx.state.list_releases(app), keep_count(ctx.state, app))
+    for r in to_mark:
+        ctx.state.save_release(r.with_(pruned=True))
+    removed = remove_images(images)
+    if removed:
+        progress.detail(f"Pruned {len(removed)} old image{'s' if len(removed) != 1 else ''} "
+                        f"(keeping the last {keep_count(ctx.state, app)} releases)")
+    logger.info("releases pruned", app=app, marked=len(to_mark), images=len(removed))
+
+
+def remove_images(images: list[str]) -> list[str]:
+    """Remove image tags from the local engine (never forced: an image in use stays); returns those removed."""
+    if not images:
+        return []
+    import docker
+
+    try:
+        client = docker.from_env()
+    except docker.errors.DockerException as e:
+        logger.warning("images not pruned: no engine", error=str(e))
+        return []
+    removed = []
+    for image in images:
+        try:
+            client.images.remove(image)
+            removed.append(image)
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.DockerException as e:
+            logger.warning("image not pruned", image=image, error=" ".join(str(e).split())[:200])
+    with contextlib.suppress(Exception):
+        client.close()
+    return removed

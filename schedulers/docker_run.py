@@ -1,0 +1,282 @@
+"""docker-local one-off containers: `run` (attached to this process's stdio) and release-phase tasks.
+
+Both are containers of the release's image with its environment, labelled `pushdock.one-off` so no
+deploy retires them, and removed when they end. A task streams its output to the deploy's progress
+and is killed after its timeout. `run` attaches stdin/stdout/stderr; with a terminal it allocates a
+TTY in the container, puts the local terminal in raw mode and follows its size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from pushdock.errors import DeployFailed, PushdockError
+from schedulers import docker_engine as eng
+from schedulers.docker_engine import Slot
+
+if TYPE_CHECKING:
+    from pushdock.context import Context
+    from pushdock.progress import Progress
+    from pushdock.state import Release
+
+CHUNK = 65536
+RESIZE_POLL = 0.5  # seconds between looks at the terminal size (a worker behind SSH gets no SIGWINCH)
+
+
+# -- release-phase tasks -----------------------------------------------------------------------------
+def run_task(ctx: Context, release: Release, command: str, progress: Progress, *, timeout: float,
+             label: str) -> None:
+    """Run `command` once in a new container of the release; DeployFailed on a non-zero exit or a timeout."""
+    import requests
+
+    shown = command if len(command) <= 120 else command[:117] + "..."
+    progress.step(f"Running the {label} command: {shown}")
+    with eng.engine_errors(DeployFailed, f"{label} command"):
+        api = eng.client().api
+        made = api.create_container(
+            release.image, command=["/bin/sh", "-c", command], name=_name(release, label),
+            environment=eng.container_env(release, Slot(label, 1)), labels=eng.one_off_labels(ctx, release, label),
+            stop_signal="SIGTERM", use_config_proxy=False, host_config=api.create_host_config(init=True),
+        )
+    cid = made["Id"]
+    reader: threading.Thread | None = None
+    try:
+        with eng.engine_errors(DeployFailed, f"{label} command"):
+            api.start(cid)
+            reader = threading.Thread(target=_stream, args=(cid, progress), name="pushdock-task-logs", daemon=True)
+            reader.start()
+            try:
+                code = int(api.wait(cid, timeout=timeout).get("StatusCode", 1))
+            except requests.exceptions.RequestException:  # the wait's read timeout
+                _kill(cid)
+                raise DeployFailed(f"{label} command did not finish within {timeout:g}s") from None
+    finally:
+        if reader is not None:
+            reader.join(5)
+        _remove(cid)
+    if code != 0:
+        raise DeployFailed(f"{label} command failed with exit status {code}")
+    logger.info("release task done", task=label, release=release.number)
+
+
+def _stream(cid: str, progress: Progress) -> None:
+    """The task's output, line by line, until it ends (or its container is removed)."""
+    buf = b""
+    try:
+        for chunk in eng.client().api.logs(cid, stream=True, follow=True, stdout=True, stderr=True):
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                progress.detail(line.decode("utf-8", "replace").rstrip("\r"))
+    except Exception as e:  # the container went away: what was read is shown
+        logger.debug("task log stream ended", error=str(e))
+    if buf:
+        progress.detail(buf.decode("utf-8", "replace").rstrip("\r"))
+
+
+def _kill(cid: str) -> None:
+    with contextlib.suppress(Exception):
+        eng.client().api.kill(cid)
+
+
+def _remove(cid: str) -> None:
+    import docker
+    import requests
+
+    try:
+        eng.client().api.remove_container(cid, force=True)
+    except docker.errors.NotFound:
+        pass
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        logger.warning("one-off container not removed", container=cid[:12], error=eng.one_line(e))
+
+
+def _name(release: Release, kind: str) -> str:
+    return f"{release.app}.{kind}.v{release.number}.{secrets.token_hex(3)}"
+
+
+# -- run ---------------------------------------------------------------------------------------------
+def command_of(release: Release, argv: list[str]) -> list[str] | None:
+    """What `run APP ...` runs: a Procfile type's command, a quoted command line through sh, or argv as is."""
+    if len(argv) == 1 and argv[0] in release.processes:
+        command = release.processes[argv[0]].strip()
+        return ["/bin/sh", "-c", command] if command else None  # none: the image's own CMD
+    if len(argv) == 1 and any(c.isspace() for c in argv[0]):
+        return ["/bin/sh", "-c", argv[0]]
+    return argv or None
+
+
+def run(ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
+    """A one-off container of the release attached to this process's stdin/stdout/stderr; its exit status."""
+    import docker
+
+    with eng.engine_errors(doing=f"running a one-off container of {release.app}"):
+        api = eng.client().api
+        try:
+            made = api.create_container(
+                release.image, command=command_of(release, argv), name=_name(release, "run"),
+                environment=eng.container_env(release, Slot("run", 1)), labels=eng.one_off_labels(ctx, release, "run"),
+                stdin_open=True, tty=tty, stop_signal="SIGTERM", use_config_proxy=False,
+                host_config=api.create_host_config(init=True),
+            )
+        except docker.errors.ImageNotFound:
+            raise PushdockError(f"the image of {release.name} ({release.image}) is gone") from None
+    cid = made["Id"]
+    try:
+        with eng.engine_errors(doing=f"running a one-off container of {release.app}"), _ended_by_signals():
+            sock = api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            api.start(cid)
+            fds = _Fds.of_sys()
+            with _raw(fds.stdin if tty else None):
+                if tty:
+                    threading.Thread(target=_follow_size, args=(cid, fds), name="pushdock-run-size",
+                                     daemon=True).start()
+                _pump(sock, fds, tty)
+            return int(api.wait(cid).get("StatusCode", 1))
+    finally:
+        _remove(cid)
+
+
+class _Fds:
+    """This process's stdio as file descriptors (None when a stream has none, e.g. in tests)."""
+
+    def __init__(self, stdin: int | None, stdout: int | None, stderr: int | None) -> None:
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+
+    @classmethod
+    def of_sys(cls) -> _Fds:
+        def fd(stream: Any) -> int | None:
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+            try:
+                return int(stream.fileno())
+            except (AttributeError, OSError, ValueError):
+                return None
+
+        return cls(fd(sys.stdin), fd(sys.stdout), fd(sys.stderr))
+
+
+class _Ended(BaseException):
+    """SIGTERM or SIGHUP (the SSH client left): end the session; the container is removed on the way out."""
+
+
+@contextlib.contextmanager
+def _ended_by_signals() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Ended
+
+    saved = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    except _Ended:
+        raise PushdockError("the session ended (signal): the one-off container was removed") from None
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def _raw(fd: int | None) -> Iterator[None]:
+    """The local terminal in raw mode for the session (keys go to the container's TTY), restored after."""
+    import termios
+    import tty
+
+    if fd is None or not os.isatty(fd):
+        yield
+        return
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd, termios.TCSANOW)  # not the default TCSAFLUSH: keys typed ahead must reach the container
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def terminal_size(fd: int | None) -> tuple[int, int] | None:
+    """(rows, columns) of the terminal on fd, or None."""
+    import fcntl
+    import termios
+
+    if fd is None or not os.isatty(fd):
+        return None
+    try:
+        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        return None
+    return (rows, cols) if rows and cols else None
+
+
+def _follow_size(cid: str, fds: _Fds) -> None:
+    """Keep the container's TTY the size of ours (polled: behind SSH this process gets no SIGWINCH)."""
+    import time
+
+    last = None
+    while True:
+        size = terminal_size(fds.stdout) or terminal_size(fds.stdin)
+        if size != last and size is not None:
+            try:
+                eng.client().api.resize(cid, height=size[0], width=size[1])
+            except Exception:  # the container has ended
+                return
+            last = size
+        time.sleep(RESIZE_POLL)
+
+
+def _pump(sock: Any, fds: _Fds, tty: bool) -> None:
+    """stdin -> container (a thread), container -> stdout/stderr (here) until the container closes the stream."""
+    raw: socket.socket = getattr(sock, "_sock", sock)
+
+    def feed() -> None:
+        try:
+            while fds.stdin is not None and (data := os.read(fds.stdin, CHUNK)):
+                raw.sendall(data)
+        except OSError as e:
+            logger.debug("run input ended", error=str(e))
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_WR)  # the container's stdin gets EOF
+
+    threading.Thread(target=feed, name="pushdock-run-stdin", daemon=True).start()
+    buf = b""
+    while True:
+        try:
+            chunk = raw.recv(CHUNK)
+        except OSError:
+            break
+        if not chunk:
+            break
+        if tty:
+            _write(fds.stdout, chunk)
+            continue
+        buf += chunk
+        while len(buf) >= 8:  # docker's multiplexed frames: stream, 3 zero bytes, big-endian length
+            size = int.from_bytes(buf[4:8], "big")
+            if len(buf) < 8 + size:
+                break
+            stream, payload, buf = buf[0], buf[8:8 + size], buf[8 + size:]
+            _write(fds.stderr if stream == 2 else fds.stdout, payload)
+
+
+def _write(fd: int | None, data: bytes) -> None:
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):  # our reader went away: the container still runs to its end
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
