@@ -1,14 +1,30 @@
-"""The built-in proxies, registered through pushdock's own hooks."""
+"""The built-in proxies and their commands, registered through pushdock's own hooks.
+
+Cheap to import: the proxies and the command modules load when the registry or the CLI needs them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hooks.specs import hookimpl
+
+if TYPE_CHECKING:
+    import click
 
 
 @hookimpl
 def register_proxies() -> dict[str, Any]:
+    from proxies.caddy import CaddyProxy
     from proxies.nginx import NginxProxy
+    from proxies.traefik import TraefikProxy
 
-    return {"nginx": NginxProxy()}
+    return {p.name: p for p in (NginxProxy(), CaddyProxy(), TraefikProxy())}
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    from proxies.commands import COMMANDS
+
+    for cmd in COMMANDS:
+        cli.add_command(cmd)

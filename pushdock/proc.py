@@ -12,6 +12,8 @@ from loguru import logger
 
 from pushdock.errors import PushdockError
 
+DEVNULL = subprocess.DEVNULL
+
 
 @dataclass(frozen=True)
 class Result:

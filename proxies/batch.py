@@ -1,0 +1,169 @@
+"""Group commit of route changes across processes: a burst of changes costs one reload.
+
+Every change is written to the proxy's queue folder, then the caller takes the proxy's flock. The
+holder of the lock (the leader) commits every queued change at once, writes each other caller's
+outcome to `results/`, and releases the lock; the callers that waited find their outcome there and
+return without a reload of their own. A queued change whose process died is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from pushdock import errors
+from pushdock.errors import Conflict, PushdockError
+from pushdock.state import atomic_write
+
+RESULT_TTL = 3600.0  # outcomes nobody collected (their process died) are removed after this
+
+
+@dataclass(frozen=True)
+class Change:
+    """One queued change: the app's new route (JSON), or None to stop routing it."""
+
+    id: str
+    app: str
+    route: dict[str, Any] | None
+    pid: int
+    seq: int
+
+    @classmethod
+    def new(cls, app: str, route: dict[str, Any] | None) -> Change:
+        return cls(uuid.uuid4().hex, app, route, os.getpid(), time.time_ns())
+
+
+Outcome = PushdockError | None
+Commit = Callable[[list[Change]], dict[str, Outcome]]
+
+
+def _encode(outcome: Outcome) -> str:
+    if outcome is None:
+        return "{}"
+    return json.dumps({"type": type(outcome).__name__, "message": outcome.message, "hint": outcome.hint})
+
+
+def _decode(text: str) -> Outcome:
+    raw = json.loads(text)
+    if not raw:
+        return None
+    cls = getattr(errors, raw.get("type", ""), PushdockError)
+    if not (isinstance(cls, type) and issubclass(cls, PushdockError)):
+        cls = PushdockError
+    return cls(raw["message"], hint=raw.get("hint"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Batcher:
+    """The queue, results and lock of one proxy, all under `root`."""
+
+    def __init__(self, root: Path, lock_timeout: float = 120.0) -> None:
+        self.root = root
+        self.queue = root / "queue"
+        self.results = root / "results"
+        self.lock_path = root / "lock"
+        self.lock_timeout = lock_timeout
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """The proxy's flock: one writer of its config at a time, across processes."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a") as f:
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise Conflict(f"the proxy is busy (waited {self.lock_timeout:.0f}s)") from None
+                    time.sleep(0.005)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def submit(self, changes: list[Change], commit: Commit) -> dict[str, Outcome]:
+        """Queue `changes`, then commit them (with whatever else is queued) or collect their outcome."""
+        for c in changes:
+            atomic_write(self.queue / f"{c.seq:020d}-{c.id}.json",
+                         json.dumps({"id": c.id, "app": c.app, "route": c.route, "pid": c.pid, "seq": c.seq}))
+        mine = {c.id for c in changes}
+        outcomes: dict[str, Outcome] = {}
+        with self.locked():
+            outcomes.update(self._collect(mine))
+            if len(outcomes) < len(mine):
+                outcomes.update(self._lead(mine, commit))
+        return outcomes
+
+    def _collect(self, ids: set[str]) -> dict[str, Outcome]:
+        found = {}
+        for i in ids:
+            path = self.results / i
+            with contextlib.suppress(FileNotFoundError):
+                found[i] = _decode(path.read_text())
+                path.unlink()
+        return found
+
+    def _pending(self) -> list[tuple[Path, Change]]:
+        out = []
+        for path in sorted(self.queue.glob("*.json")):
+            try:
+                raw = json.loads(path.read_text())
+            except (FileNotFoundError, ValueError):
+                continue
+            change = Change(raw["id"], raw["app"], raw["route"], int(raw["pid"]), int(raw["seq"]))
+            if change.pid != os.getpid() and not _alive(change.pid):
+                logger.info("proxy change of a dead process dropped", app=change.app, pid=change.pid)
+                path.unlink(missing_ok=True)
+                continue
+            out.append((path, change))
+        return out
+
+    def _lead(self, mine: set[str], commit: Commit) -> dict[str, Outcome]:
+        pending = self._pending()
+        batch = [c for _, c in pending]
+        started = time.monotonic()
+        try:
+            outcomes = commit(batch)
+        except PushdockError as e:
+            outcomes = {c.id: e for c in batch}
+        if len(batch) > 1:
+            logger.debug("proxy changes committed together", changes=len(batch),
+                         seconds=round(time.monotonic() - started, 3))
+        self.results.mkdir(parents=True, exist_ok=True)
+        ours = {}
+        for path, c in pending:
+            if c.id in mine:
+                ours[c.id] = outcomes.get(c.id)
+            else:
+                atomic_write(self.results / c.id, _encode(outcomes.get(c.id)))
+            path.unlink(missing_ok=True)
+        self._expire()
+        return ours
+
+    def _expire(self) -> None:
+        cutoff = time.time() - RESULT_TTL
+        for path in self.results.glob("*"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()

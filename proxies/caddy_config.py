@@ -1,0 +1,149 @@
+"""Caddy's JSON configuration: one server per port, one route per app and port (`@id` app-APP-PORT).
+
+Each server's routes are: a subroute of exact-host app routes (`@id` pN-exact), a subroute of
+wildcard-host ones (pN-wild: exact names win), and a 404 for unknown hosts. One app's change is then
+one admin-API call on its own `@id` (PATCH to replace, POST to the subroute to add, DELETE); anything
+bigger is one `POST /load` of the whole document. Every API mutation is one reload of caddy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxies.model import Listener, Route, Table, ports_in_use
+from proxies.routes import upstream_address
+
+Key = tuple[str, str]  # (server name, "exact" | "wild")
+Op = tuple[str, str, Any]  # (method, admin path, JSON body or None)
+NOT_FOUND = {"handler": "static_response", "status_code": 404, "body": "no app is served at this host\n"}
+NOT_RUNNING = {"handler": "static_response", "status_code": 503, "body": "app not running\n"}
+
+
+def server_name(port: int) -> str:
+    return f"p{port}"
+
+
+def _handler(route: Route, li: Listener) -> dict[str, Any]:
+    if li.scheme == "http" and route.redirect_to is not None:
+        port = "" if route.redirect_to == 443 else f":{route.redirect_to}"
+        return {"handler": "static_response", "status_code": 301,
+                "headers": {"Location": [f"https://{{http.request.host}}{port}{{http.request.uri}}"]}}
+    if not route.upstreams:
+        return NOT_RUNNING
+    return {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": upstream_address(u)} for u in route.upstreams],
+        # A dial that fails (an upstream going away) is retried on another one for up to 5 s.
+        "load_balancing": {"selection_policy": {"policy": "round_robin"}, "try_duration": "5s",
+                           "try_interval": "100ms"},
+        "headers": {"request": {"set": {"X-Forwarded-Port": ["{http.request.local.port}"],
+                                        "X-Request-Start": ["t={time.now.unix_ms}"]}}},
+        "transport": {"protocol": "http", "dial_timeout": "5s"},
+    }
+
+
+def app_routes(route: Route) -> dict[Key, dict[str, Any]]:
+    """The app's routes by (server, exact|wild)."""
+    hosts = {"exact": [d for d in route.domains if not d.startswith("*.")],
+             "wild": [d for d in route.domains if d.startswith("*.")]}
+    out: dict[Key, dict[str, Any]] = {}
+    for li in route.listeners:
+        if li.scheme == "https" and route.cert is None:
+            continue
+        for kind, names in hosts.items():
+            if names:
+                rid = f"app-{route.app}-{li.port}" + ("-wild" if kind == "wild" else "")
+                out[(server_name(li.port), kind)] = {
+                    "@id": rid, "match": [{"host": names}], "terminal": True, "handle": [_handler(route, li)]}
+    return out
+
+
+def cert_entry(route: Route) -> dict[str, Any] | None:
+    if route.cert is None or not route.https:
+        return None
+    crt, key = route.cert.read()
+    return {"@id": f"cert-{route.app}", "certificate": crt, "key": key, "tags": [route.app]}
+
+
+def full_config(table: Table, default: Listener, *, admin: str, storage: str,
+                held: dict[int, tuple[int, str]] | None = None) -> dict[str, Any]:
+    """The whole document: admin endpoint, every server, every route, every certificate.
+
+    `held`: port -> (fd, scheme) of the listening sockets caddy inherited at start (`fd/N`): caddy
+    replaces the sockets it opens itself on every reload, and connections waiting in the old socket's
+    backlog are reset; an inherited socket stays the same. A held port no app uses answers 404.
+    """
+    held = held or {}
+    servers: dict[str, Any] = {}
+    per_server: dict[Key, list[dict[str, Any]]] = {}
+    for app in sorted(table):
+        for key, r in app_routes(table[app]).items():
+            per_server.setdefault(key, []).append(r)
+    in_use = {li.port: li for li in ports_in_use(table, default)}
+    for port, (_, scheme) in held.items():
+        in_use.setdefault(port, Listener(scheme, port))
+    for li in (in_use[p] for p in sorted(in_use)):
+        name = server_name(li.port)
+        # tcp4 (not caddy's dual-stack default) shares the port with nginx's sockets (SO_REUSEPORT)
+        address = f"fd/{held[li.port][0]}" if li.port in held else f"tcp4/0.0.0.0:{li.port}"
+        server: dict[str, Any] = {
+            "listen": [address],
+            "automatic_https": {"disable": True},
+            "routes": [
+                {"@id": f"{name}-{kind}", "handle": [{"handler": "subroute",
+                                                       "routes": per_server.get((name, kind), [])}]}
+                for kind in ("exact", "wild")
+            ] + [{"handle": [NOT_FOUND]}],
+        }
+        if li.scheme == "https":
+            server["tls_connection_policies"] = [{}]
+            # HTTP/3 needs a UDP socket of its own; an inherited TCP fd cannot carry QUIC
+            server["protocols"] = ["h1", "h2"]
+        servers[name] = server
+    certs = [c for app in sorted(table) if (c := cert_entry(table[app])) is not None]
+    apps: dict[str, Any] = {"http": {"grace_period": "30s", "servers": servers}}
+    if certs:
+        apps["tls"] = {"certificates": {"load_pem": certs}}
+    return {
+        "admin": {"listen": admin, "config": {"persist": False}},
+        "logging": {"logs": {"default": {"level": "ERROR"}}},
+        "storage": {"module": "file_system", "root": storage},
+        "apps": apps,
+    }
+
+
+def plan(old: Table, new: Table, changed: set[str], default: Listener) -> list[Op] | None:
+    """The admin-API calls that turn `old` into `new` app by app; None when the servers change
+    (ports, schemes) or certificates appear where caddy has none: then the whole document is loaded."""
+    if ports_in_use(old, default) != ports_in_use(new, default):
+        return None
+    had_certs = any(cert_entry_exists(r) for r in old.values())
+    ops: list[Op] = []
+    for app in sorted(changed):
+        before = app_routes(old[app]) if app in old else {}
+        after = app_routes(new[app]) if app in new else {}
+        for key in sorted(set(before) | set(after)):
+            if key in before and key in after:
+                if before[key] != after[key]:
+                    ops.append(("PATCH", f"/id/{after[key]['@id']}", after[key]))
+            elif key in after:
+                ops.append(("POST", f"/id/{key[0]}-{key[1]}/handle/0/routes", after[key]))
+            else:
+                ops.append(("DELETE", f"/id/{before[key]['@id']}", None))
+        o, n = old.get(app), new.get(app)
+        o_cert = o.cert.fingerprint if o is not None and cert_entry_exists(o) else None
+        n_cert = n.cert.fingerprint if n is not None and cert_entry_exists(n) else None
+        if o_cert != n_cert:
+            if n_cert is None:
+                ops.append(("DELETE", f"/id/cert-{app}", None))
+            elif o_cert is not None:
+                ops.append(("PATCH", f"/id/cert-{app}", cert_entry(n)))  # type: ignore[arg-type]
+            elif had_certs:
+                ops.append(("POST", "/config/apps/tls/certificates/load_pem", cert_entry(n)))  # type: ignore[arg-type]
+            else:
+                return None
+    return ops
+
+
+def cert_entry_exists(route: Route) -> bool:
+    return route.cert is not None and bool(route.https)

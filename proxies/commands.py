@@ -1,0 +1,147 @@
+"""proxy:* commands (and the list of every command of the proxies plugin). Thin: parse, call, print."""
+
+from __future__ import annotations
+
+import datetime
+
+import click
+
+from proxies import certs, switch
+from proxies.app_commands import certs_group, domains_group, ports_group
+from proxies.routes import change
+from pushdock.apps import authorize
+from pushdock.commands import format_option, group, print_report
+from pushdock.context import Context
+from pushdock.errors import Forbidden, UsageError
+
+BOOLEANS = {"true": "true", "false": "false", "on": "true", "off": "false", "1": "true", "0": "false"}
+PROXY_SET_USAGE = "proxy:set --global nginx|caddy|traefik  or  proxy:set APP https-redirect true|false"
+
+
+def _admin(ctx: Context) -> None:
+    if ctx.identity.role != "admin":
+        raise Forbidden(f"{ctx.identity.name} ({ctx.identity.role}) may not run this command: admin only")
+
+
+def _app(ctx: Context, app: str) -> str:
+    authorize(ctx, app)
+    return ctx.state.require_app(app)
+
+
+@group("proxy", "The proxy that serves apps: nginx, caddy or traefik.", default_verb="report")
+def proxy() -> None:
+    pass
+
+
+@proxy.command("report")
+@click.argument("app", required=False)
+@format_option
+@click.pass_obj
+def report(ctx: Context, app: str | None, fmt: str) -> None:
+    """Show the proxy (type, process, ports) or how it serves APP."""
+    px = ctx.proxy()
+    if app is None:
+        _admin(ctx)
+        fields = {"selected": px.name, **{k: v for k, v in px.report(ctx).items() if k != "proxy"}}
+        fields["apps"] = len(fields.get("apps", []))
+        for key in ("listening",):
+            fields[key] = " ".join(fields.get(key) or [])
+        print_report("proxy", fields, fmt)
+        return
+    _app(ctx, app)
+    route = px.routes(ctx).get(app)
+    meta = certs.info(ctx, app)
+    fields = {
+        "proxy": px.name,
+        "domains": " ".join(ctx.domains(app)),
+        "routed domains": " ".join(route.domains) if route else "",
+        "listeners": " ".join(map(str, route.listeners)) if route else "",
+        "upstreams": " ".join(map(str, route.upstreams)) if route else "",
+        "state": "not routed" if route is None else ("serving" if route.upstreams else "stopped (503)"),
+        "https redirect": ctx.state.get("proxy", app, "https-redirect") or "false",
+        "certificate expires": "" if meta is None else datetime.datetime.fromtimestamp(
+            meta.not_after, datetime.UTC).strftime("%Y-%m-%d"),
+        **px.describe(ctx, app),
+    }
+    print_report(f"{app} proxy", fields, fmt)
+
+
+@proxy.command("build-config")
+@click.option("--all", "all_apps", is_flag=True, help="Every app, in one reload (admin only).")
+@click.argument("app", required=False)
+@click.pass_obj
+def build_config(ctx: Context, app: str | None, all_apps: bool) -> None:
+    """Regenerate APP's proxy configuration (or every app's) from its settings and running processes."""
+    from proxies.routes import reroute
+
+    if all_apps == (app is not None):
+        raise UsageError("usage: proxy:build-config APP | --all")
+    if all_apps:
+        _admin(ctx)
+        failures = switch.rebuild_all(ctx)
+        click.echo(f"-----> Rebuilt the {ctx.proxy().name} configuration of {len(ctx.state.list_apps())} app(s)")
+        for f in failures:
+            click.echo(f"       failed: {f}")
+        if failures:
+            raise UsageError(f"{len(failures)} app(s) could not be routed")
+        return
+    assert app is not None
+    _app(ctx, app)
+    with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
+        reroute(ctx, app)
+    click.echo(f"-----> Rebuilt the {ctx.proxy().name} configuration of {app}")
+
+
+@proxy.command("set")
+@click.option("--global", "is_global", is_flag=True, help="Choose the host's proxy (admin only).")
+@click.argument("args", nargs=-1, required=True, metavar="[APP] KEY|TYPE [VALUE]")
+@click.pass_obj
+def set_(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
+    """Choose the proxy (`--global nginx|caddy|traefik`) or set `APP https-redirect true|false`.
+
+    Switching the proxy starts the new one with every app's routes beside the old one (both share
+    the ports), then stops the old one: apps stay reachable. If the new proxy cannot serve, nothing changes.
+    """
+    if is_global:
+        _admin(ctx)
+        rest = args[1:] if args[:1] == ("selected",) else args
+        if len(rest) != 1:
+            raise UsageError(f"usage: {PROXY_SET_USAGE}")
+        old = switch.select(ctx, rest[0])
+        click.echo(f"-----> Proxy: {rest[0]}" + (f" (was {old}; stopped)" if old != rest[0] else ""))
+        return
+    if len(args) not in (2, 3) or args[1] != "https-redirect":
+        raise UsageError(f"usage: {PROXY_SET_USAGE}")
+    app = _app(ctx, args[0])
+    value = BOOLEANS.get(args[2].lower()) if len(args) == 3 else "false"
+    if value is None:
+        raise UsageError("https-redirect is true or false")
+    prop = ("proxy", app, "https-redirect")
+    change(ctx, app, lambda: ctx.state.set(*prop, value), f"proxy:set https-redirect {value}", props=[prop])
+    click.echo(f"-----> https-redirect of {app}: {value}"
+               + ("" if certs.exists(ctx, app) or value == "false" else " (takes effect once it has a certificate)"))
+
+
+@proxy.command("start")
+@click.pass_obj
+def start(ctx: Context) -> None:
+    """Start the selected proxy if it does not run (serve does this too)."""
+    _admin(ctx)
+    px = ctx.proxy()
+    px.ensure_running(ctx)
+    click.echo(f"-----> {px.name} " + ("running" if px.serving(ctx) else "configured (not running)"))
+
+
+@proxy.command("stop")
+@click.option("--all", "all_types", is_flag=True, help="Every proxy type this data dir runs.")
+@click.pass_obj
+def stop(ctx: Context, all_types: bool) -> None:
+    """Stop the proxy process of this data dir; apps are unreachable until `proxy:start` or `serve`."""
+    _admin(ctx)
+    proxies = ctx.bus.registry("proxies").values() if all_types else [ctx.proxy()]
+    for px in proxies:
+        px.stop(ctx)
+    click.echo("-----> Stopped " + ", ".join(px.name for px in proxies))
+
+
+COMMANDS = [proxy, domains_group, ports_group, certs_group]

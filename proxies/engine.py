@@ -1,0 +1,160 @@
+"""The machinery the three proxies share: resolve, queue, group-commit, keep the table of live routes.
+
+A proxy subclass renders and applies; it implements `_commit(ctx, old, new, changed)`: make what
+runs serve `new` (only the apps in `changed` differ from `old`), starting its process if needed, and
+return once the new routes are live and the old upstreams drained — or raise PushdockError with
+`old` still live. Everything else (validation, batching, conflicts, per-app fallback) is here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from proxies.batch import Batcher, Change
+from proxies.model import Route, Table, conflict, load_table, save_table
+from proxies.routes import resolve
+from pushdock.errors import PushdockError
+from pushdock.state import validate_app_name
+
+if TYPE_CHECKING:
+    from pushdock.context import Context
+    from pushdock.routing import Upstream
+
+LOCK_TIMEOUT = 120.0
+
+
+class ProxyEngine:
+    """Base of NginxProxy, CaddyProxy and TraefikProxy (the Proxy protocol in proxies/base.py)."""
+
+    name = "proxy"
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    # -- layout -------------------------------------------------------------------------------------
+    def root(self, ctx: Context) -> Path:
+        """The proxy's own folder under the data dir."""
+        return ctx.state.path(self.name).absolute()
+
+    def _batcher(self, ctx: Context) -> Batcher:
+        return Batcher(self.root(ctx), LOCK_TIMEOUT)
+
+    def _table_path(self, ctx: Context) -> Path:
+        return self.root(ctx) / "routes.json"
+
+    # -- the Proxy protocol -------------------------------------------------------------------------
+    def apply(self, ctx: Context, app: str, domains: list[str], upstreams: list[Upstream]) -> None:
+        route = resolve(ctx, app, domains, upstreams)  # every check before anything is queued
+        self._submit(ctx, [Change.new(app, route.to_json())])
+
+    def remove(self, ctx: Context, app: str) -> None:
+        self._submit(ctx, [Change.new(validate_app_name(app), None)])
+
+    def routes(self, ctx: Context) -> Table:
+        return load_table(self._table_path(ctx))
+
+    @contextlib.contextmanager
+    def batch(self, ctx: Context) -> Iterator[None]:
+        """`apply`/`remove` calls inside return at once; all of them are committed together at exit."""
+        if getattr(self._local, "deferred", None) is not None:
+            yield
+            return
+        self._local.deferred = []
+        try:
+            yield
+        finally:
+            changes, self._local.deferred = self._local.deferred, None
+            if changes:
+                outcomes = self._batcher(ctx).submit(changes, lambda b: self._commit_batch(ctx, b))
+                failed = [(c.app, e) for c in changes if (e := outcomes.get(c.id)) is not None]
+                if failed:
+                    shown = "; ".join(f"{app}: {e.message}" for app, e in failed[:5])
+                    raise PushdockError(f"{len(failed)} app(s) not routed: {shown}")
+
+    def ensure_running(self, ctx: Context) -> None:
+        """Start the proxy if needed; re-render routes whose settings (ports, TLS port) changed."""
+        with self._batcher(ctx).locked():
+            table = self.routes(ctx)
+            fresh = dict(table)
+            for app, r in table.items():
+                try:
+                    fresh[app] = resolve(ctx, app, list(r.domains), list(r.upstreams))
+                except PushdockError as e:
+                    logger.warning("route kept as it was", app=app, error=str(e))
+            changed = {app for app in table if fresh[app] != table[app]}
+            self._commit(ctx, table, fresh, changed)
+            if changed:
+                save_table(self._table_path(ctx), fresh)
+
+    def serving(self, ctx: Context) -> bool:
+        """Whether a process of this proxy serves the routes now."""
+        return bool(self.report(ctx).get("running"))
+
+    def report(self, ctx: Context) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _commit(self, ctx: Context, old: Table, new: Table, changed: set[str]) -> None:
+        raise NotImplementedError
+
+    def _submit(self, ctx: Context, changes: list[Change]) -> None:
+        deferred = getattr(self._local, "deferred", None)
+        if deferred is not None:
+            deferred.extend(changes)
+            return
+        outcomes = self._batcher(ctx).submit(changes, lambda b: self._commit_batch(ctx, b))
+        for c in changes:
+            error = outcomes.get(c.id)
+            if error is not None:
+                raise error
+
+    def _commit_batch(self, ctx: Context, batch: list[Change]) -> dict[str, PushdockError | None]:
+        """Commit every queued change at once; on failure, app by app, so each caller gets its own error."""
+        table = self.routes(ctx)
+        latest = {c.app: c for c in batch}  # queued in order: the last change of an app wins
+        new = dict(table)
+        failed: dict[str, PushdockError] = {}
+        for app, c in latest.items():
+            route = None if c.route is None else Route.from_json(c.route)
+            if route is None:
+                new.pop(app, None)
+                continue
+            err = conflict(new, route)
+            if err is not None:
+                failed[app] = err
+            else:
+                new[app] = route
+        changed = {a for a in latest if a not in failed and table.get(a) != new.get(a)}
+        try:
+            self._commit(ctx, table, new, changed)
+        except PushdockError as e:
+            if len(changed) <= 1:
+                failed.update({a: e for a in latest if a not in failed})
+                new = table
+            else:
+                new = self._one_by_one(ctx, table, new, sorted(changed), failed)
+        if new != table:
+            save_table(self._table_path(ctx), new)
+        return {c.id: failed.get(c.app) for c in batch}
+
+    def _one_by_one(self, ctx: Context, table: Table, wanted: Table, apps: list[str],
+                    failed: dict[str, PushdockError]) -> Table:
+        current = dict(table)
+        for app in apps:
+            trial = dict(current)
+            if app in wanted:
+                trial[app] = wanted[app]
+            else:
+                trial.pop(app, None)
+            try:
+                self._commit(ctx, current, trial, {app})
+                current = trial
+            except PushdockError as e:
+                failed[app] = e
+        return current

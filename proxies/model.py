@@ -1,0 +1,134 @@
+"""What every proxy is asked to serve: one Route per app, and the table of routes a proxy applied.
+
+A Route is proxy-independent and fully resolved (domains validated, listeners from `ports:*` and the
+certificate, redirect); nginx, caddy and traefik each render it their own way. The table is the
+proxy's bookkeeping of what is live (JSON, one file per proxy), read and written under its lock.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pushdock.errors import Conflict, PushdockError
+from pushdock.routing import Upstream
+from pushdock.state import atomic_write
+
+SCHEMES = ("http", "https")
+
+
+@dataclass(frozen=True, order=True)
+class Listener:
+    """A port the proxy listens on for the app, and how (`http` or `https`)."""
+
+    scheme: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.port}"
+
+
+@dataclass(frozen=True)
+class CertRef:
+    """The app's certificate as stored by `certs:*`: where its PEM files are and what it is."""
+
+    crt: str  # PEM: the certificate, then its chain
+    key: str  # PEM private key (mode 0600)
+    fingerprint: str  # sha256 of the leaf: a new certificate is a new route
+    names: tuple[str, ...] = ()
+    expires: float = 0.0
+
+    def read(self) -> tuple[str, str]:
+        """(certificate PEM, key PEM)."""
+        try:
+            return Path(self.crt).read_text(), Path(self.key).read_text()
+        except OSError as e:
+            raise PushdockError(f"the certificate files are unreadable: {e.strerror}") from e
+
+
+@dataclass(frozen=True)
+class Route:
+    """Everything a proxy needs to serve one app."""
+
+    app: str
+    domains: tuple[str, ...]
+    upstreams: tuple[Upstream, ...]  # none: the app is stopped, its domains answer 503
+    listeners: tuple[Listener, ...]
+    cert: CertRef | None = None
+    redirect_to: int | None = None  # HTTP listeners answer 301 to https on this port
+    health_path: str | None = None  # for proxies that check upstreams themselves (traefik)
+
+    @property
+    def http(self) -> tuple[Listener, ...]:
+        return tuple(li for li in self.listeners if li.scheme == "http")
+
+    @property
+    def https(self) -> tuple[Listener, ...]:
+        return tuple(li for li in self.listeners if li.scheme == "https")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "app": self.app, "domains": list(self.domains),
+            "upstreams": [[u.host, u.port] for u in self.upstreams],
+            "listeners": [[li.scheme, li.port] for li in self.listeners],
+            "cert": None if self.cert is None else {
+                "crt": self.cert.crt, "key": self.cert.key, "fingerprint": self.cert.fingerprint,
+                "names": list(self.cert.names), "expires": self.cert.expires},
+            "redirect_to": self.redirect_to, "health_path": self.health_path,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Route:
+        cert = raw.get("cert")
+        return cls(
+            app=raw["app"], domains=tuple(raw["domains"]),
+            upstreams=tuple(Upstream(h, int(p)) for h, p in raw["upstreams"]),
+            listeners=tuple(Listener(s, int(p)) for s, p in raw["listeners"]),
+            cert=None if cert is None else CertRef(cert["crt"], cert["key"], cert["fingerprint"],
+                                                    tuple(cert.get("names", ())), float(cert.get("expires", 0))),
+            redirect_to=raw.get("redirect_to"), health_path=raw.get("health_path"),
+        )
+
+
+Table = dict[str, Route]
+
+
+def load_table(path: Path) -> Table:
+    """The routes a proxy applied, by app ({} if none yet)."""
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    return {app: Route.from_json(r) for app, r in raw.items()}
+
+
+def save_table(path: Path, table: Table) -> None:
+    atomic_write(path, json.dumps({app: table[app].to_json() for app in sorted(table)}, separators=(",", ":")))
+
+
+def conflict(table: Table, route: Route) -> Conflict | None:
+    """Why `route` cannot join `table` (a domain another app serves, a port another app uses with the
+    other scheme), or None."""
+    names = set(route.domains)
+    ports = {li.port: li.scheme for li in route.listeners}
+    for other, r in table.items():
+        if other == route.app:
+            continue
+        shared = names.intersection(r.domains)
+        if shared:
+            return Conflict(f"domain {min(shared)} is already routed to app {other}")
+        for li in r.listeners:
+            if ports.get(li.port, li.scheme) != li.scheme:
+                return Conflict(f"port {li.port} serves {li.scheme} for app {other}: "
+                                f"it cannot serve {ports[li.port]} for {route.app}")
+    return None
+
+
+def ports_in_use(table: Table, default: Listener) -> list[Listener]:
+    """One listener per port some route listens on, plus the default HTTP listener; sorted by port."""
+    by_port = {default.port: default}
+    for r in table.values():
+        by_port.update((li.port, li) for li in r.listeners)
+    return [by_port[p] for p in sorted(by_port)]

@@ -1,0 +1,68 @@
+"""Whole-host proxy operations: switch the proxy type, rebuild every app's routes."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from pushdock.errors import PushdockError, UsageError
+from pushdock.state import GLOBAL
+
+if TYPE_CHECKING:
+    from pushdock.context import Context
+
+
+def rebuild_all(ctx: Context, proxy: Any | None = None) -> list[str]:
+    """Re-route every app through `proxy` (default: the selected one) in one commit; per-app failures."""
+    from hooks import pipeline
+
+    proxy = proxy or ctx.proxy()
+    apps = set(ctx.state.list_apps())
+    with proxy.batch(ctx):
+        failures = pipeline.reroute_all(ctx)
+        for stale in sorted(set(proxy.routes(ctx)) - apps):  # apps destroyed while this proxy was off
+            proxy.remove(ctx, stale)
+    return failures
+
+
+def select(ctx: Context, name: str) -> str:
+    """Make `name` the host's proxy: it starts with every app's routes, then the old one stops.
+
+    Both bind the same ports meanwhile (SO_REUSEPORT), so clients are served throughout. If the new
+    proxy cannot serve every app, it is stopped again and the old one keeps serving. Returns the old name.
+    """
+    registry = ctx.bus.registry("proxies")
+    if name not in registry:
+        raise UsageError(f"unknown proxy {name!r} (known: {', '.join(sorted(registry))})")
+    old, new = ctx.proxy(), registry[name]
+    saved = ctx.state.get("proxy", GLOBAL, "selected")
+    ctx.state.set("proxy", GLOBAL, "selected", name)
+    if old.name == name:
+        new.ensure_running(ctx)
+        return old.name
+    try:
+        failures = rebuild_all(ctx, new)
+        if failures:
+            raise PushdockError(f"{name} could not route {len(failures)} app(s): {failures[0]}")
+        new.ensure_running(ctx)  # no app at all: nothing above started it
+        if not new.serving(ctx):
+            raise PushdockError(f"{name} is not running", hint=_hint(new.report(ctx)))
+    except PushdockError:
+        if saved is None:
+            ctx.state.delete("proxy", GLOBAL, "selected")
+        else:
+            ctx.state.set("proxy", GLOBAL, "selected", saved)
+        with contextlib.suppress(PushdockError, OSError):
+            new.stop(ctx)
+        raise
+    logger.info("proxy switched", old=old.name, new=name)
+    old.stop(ctx)
+    return str(old.name)
+
+
+def _hint(report: dict[str, Any]) -> str:
+    if report.get("binary", "") is None:
+        return f"{report.get('proxy')} is not installed: its configuration files are written, nothing serves them"
+    return "see its log in the data dir"

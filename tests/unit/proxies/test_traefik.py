@@ -1,0 +1,162 @@
+"""traefik: the generated file-provider configuration, validated (traefik itself cannot run here).
+
+The same apps the nginx and caddy e2e tests serve (plain, several domains, a wildcard, TLS with a
+redirect, extra ports, stopped) are written through TraefikProxy into a temp data dir; then every file
+is checked against the vendored JSON schema (SchemaStore's traefik-v3-file-provider) and for
+consistency: every router names an existing service, middleware and entry point, names are unique
+across files, the folder is flat and holds no temp file. Nothing starts traefik unless its binary is
+on PATH (then these tests also run it for real).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from proxies import certs
+from proxies.traefik import TraefikProxy, check_document, render_static
+from pushdock.context import Context
+from pushdock.errors import PushdockError
+from pushdock.routing import Upstream
+
+SCHEMA = resources.files("proxies") / "schemas" / "traefik-v3-file-provider.json"
+
+
+def up(port: int) -> Upstream:
+    return Upstream("127.0.0.1", port)
+
+
+@pytest.fixture
+def traefik(ctx: Context) -> TraefikProxy:
+    """Five apps routed through traefik's file provider."""
+    px = TraefikProxy()
+    ctx.state.create_app("tls")
+    certs.store(ctx, "tls", *certs.generate(["tls.localhost", "www.tls.test"]))
+    ctx.state.set("proxy", "tls", "https-redirect", "true")
+    ctx.state.create_app("ports")
+    ctx.state.set_json("ports", "ports", "map", ["http:8080:5000", "http:9090:5000"])
+    px.apply(ctx, "plain", ["plain.localhost"], [up(32001)])
+    px.apply(ctx, "multi", ["multi.localhost", "www.multi.test", "*.multi.test"], [up(32002), up(32003)])
+    px.apply(ctx, "tls", ["tls.localhost", "www.tls.test"], [up(32004)])
+    px.apply(ctx, "ports", ["ports.localhost"], [up(32005)])
+    px.apply(ctx, "stopped", ["stopped.localhost"], [])
+    return px
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def test_vendored_schema_is_the_documented_copy() -> None:
+    data = SCHEMA.read_bytes()
+    assert hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == "b040b72fe2855278733ca003a6f514b956317fad"
+
+
+def test_every_generated_file_is_schema_valid_and_consistent(ctx: Context, traefik: TraefikProxy) -> None:
+    validator = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+    static = load(ctx.state.path("traefik", "traefik.yml"))
+    entry_points = set(static["entryPoints"])
+    files = traefik.files(ctx)
+    assert [f.stem for f in files] == ["multi", "plain", "ports", "tls"]  # stopped: no file (404)
+    seen: dict[str, str] = {}
+    for f in files:
+        doc = load(f)
+        assert list(validator.iter_errors(doc)) == [], f
+        assert check_document(doc, f.stem, entry_points) == []
+        http = doc["http"]
+        for name, router in http["routers"].items():
+            assert router["service"] in http["services"], (f, name)
+            assert set(router["entryPoints"]) <= entry_points
+            for mw in router.get("middlewares", []):
+                assert mw in http.get("middlewares", {})
+        for name in (*http["routers"], *http["services"], *http.get("middlewares", {})):
+            assert seen.setdefault(f"{name}", f.stem) == f.stem, f"{name} defined in two files"
+        for cert in doc.get("tls", {}).get("certificates", []):
+            assert Path(cert["certFile"]).is_file() and Path(cert["keyFile"]).stat().st_mode & 0o777 == 0o600
+    dynamic = ctx.state.path("traefik", "dynamic")
+    assert all(p.is_file() and p.suffix == ".yml" for p in dynamic.iterdir())  # flat, no temp files left
+
+
+def test_routes_say_what_the_apps_need(ctx: Context, traefik: TraefikProxy) -> None:
+    pp, tp = ctx.settings.proxy_port, ctx.settings.proxy_tls_port
+    multi = load(ctx.state.path("traefik", "dynamic", "multi.yml"))["http"]
+    assert multi["routers"][f"multi-http-{pp}"]["rule"] == "Host(`multi.localhost`) || Host(`www.multi.test`)"
+    wild = multi["routers"][f"multi-http-{pp}-wild"]
+    assert wild["rule"] == r"HostRegexp(`^[a-z0-9-]+\.multi\.test$`)" and wild["priority"] == 1
+    assert [s["url"] for s in multi["services"]["multi"]["loadBalancer"]["servers"]] == [
+        "http://127.0.0.1:32002", "http://127.0.0.1:32003"]
+    tls = load(ctx.state.path("traefik", "dynamic", "tls.yml"))
+    routers = tls["http"]["routers"]
+    assert routers[f"tls-https-{tp}"]["tls"] == {} and routers[f"tls-https-{tp}"]["entryPoints"] == [f"p{tp}"]
+    assert routers[f"tls-http-{pp}"]["middlewares"] == ["tls-https-redirect"]
+    assert tls["http"]["middlewares"]["tls-https-redirect"]["redirectScheme"] == {
+        "scheme": "https", "port": str(tp), "permanent": True}
+    ports = load(ctx.state.path("traefik", "dynamic", "ports.yml"))["http"]["routers"]
+    assert sorted(r["entryPoints"][0] for r in ports.values()) == ["p8080", "p9090"]
+    static = load(ctx.state.path("traefik", "traefik.yml"))
+    assert static["providers"]["file"] == {"directory": str(ctx.state.path("traefik", "dynamic").absolute()),
+                                           "watch": True}
+    assert {f"p{p}" for p in (pp, tp, 8080, 9090)} <= set(static["entryPoints"])
+    assert static["entryPoints"]["traefik"]["address"].startswith("127.0.0.1:")
+
+
+def test_change_and_remove_touch_only_that_app(ctx: Context, traefik: TraefikProxy) -> None:
+    files = {f.name: f.stat().st_mtime_ns for f in traefik.files(ctx)}
+    traefik.apply(ctx, "plain", ["plain.localhost"], [up(33001)])
+    after = {f.name: f.stat().st_mtime_ns for f in traefik.files(ctx)}
+    assert [n for n in files if files[n] != after[n]] == ["plain.yml"]
+    traefik.remove(ctx, "multi")
+    assert "multi.yml" not in {f.name for f in traefik.files(ctx)}
+    assert traefik.report(ctx)["apps"] == ["plain", "ports", "stopped", "tls"]
+
+
+def test_lint_catches_what_the_schema_misses() -> None:
+    eps = {"p80", "traefik"}
+    good = {"http": {"routers": {"a-http-80": {"rule": "Host(`a.test`)", "entryPoints": ["p80"], "service": "a"}},
+                     "services": {"a": {"loadBalancer": {"servers": [{"url": "http://127.0.0.1:1"}]}}}}}
+    assert check_document(good, "a", eps) == []
+    cases = {
+        "does not exist": {"service": "b"},
+        "is not Host": {"rule": "Host(a.test"},
+        "entry point": {"entryPoints": ["p81"]},
+        "middleware": {"middlewares": ["a-nope"]},
+        "Go template": {"rule": "Host(`{{ .x }}`)"},
+    }
+    for expected, change in cases.items():
+        bad = json.loads(json.dumps(good))
+        bad["http"]["routers"]["a-http-80"].update(change)
+        problems = check_document(bad, "a", eps)
+        assert any(expected in p for p in problems), (expected, problems)
+    schema_bad = json.loads(json.dumps(good))
+    schema_bad["http"]["services"]["a"]["loadBalancer"]["servers"] = []
+    assert any("servers" in p for p in check_document(schema_bad, "a", eps))
+    assert any("named after" in p for p in check_document(good, "b", eps))
+
+
+def test_an_invalid_file_is_never_written(ctx: Context) -> None:
+    """Resolved routes always render valid files; a route filed under the wrong app (only a bug could do
+    that) stands in for any invalid render: it is refused and the folder is left untouched."""
+    from dataclasses import replace
+
+    px = TraefikProxy()
+    px.apply(ctx, "plain", ["plain.localhost"], [up(1)])
+    before = {f: f.read_text() for f in px.files(ctx)}
+    wrong = replace(px.routes(ctx)["plain"], upstreams=(up(2),))
+    with pytest.raises(PushdockError, match="generated traefik configuration of evil is invalid"):
+        px._commit(ctx, px.routes(ctx), {"evil": wrong}, {"evil"})
+    assert {f: f.read_text() for f in px.files(ctx)} == before
+
+
+def test_static_config_shape() -> None:
+    from proxies.model import Listener
+
+    doc = render_static([Listener("http", 80), Listener("https", 443)], Path("/d"), 9999, Path("/l"))
+    assert doc["entryPoints"]["p80"] == {"address": "0.0.0.0:80"}
+    assert doc["api"] == {"insecure": True, "dashboard": False} and doc["ping"] == {"entryPoint": "traefik"}
