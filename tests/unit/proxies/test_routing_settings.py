@@ -36,10 +36,13 @@ def run(ctx: Context, *argv: str, stdin: bytes | None = None) -> tuple[int, str,
 
 
 @pytest.fixture
-def apps(ctx: Context) -> Context:
+def apps(ctx: Context):
     for app in ("web", "api"):
         ctx.state.create_app(app)
-    return ctx
+    yield ctx
+    # a global domain change re-routes every app, which starts this data dir's proxy: stop it
+    if (ctx.state.path("nginx") / "nginx.pid").exists():
+        ctx.proxy().stop(ctx)
 
 
 def test_default_and_global_domains(apps: Context) -> None:
