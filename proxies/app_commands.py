@@ -59,7 +59,10 @@ def _global_change(ctx: Context, verb: str, names: list[str]) -> None:
         before = ctx.state.get("domains", GLOBAL, "list")
         after = domains.plan_global(ctx, verb, names)
         ctx.state.set_json("domains", GLOBAL, "list", after)
-        failures = rebuild_all(ctx)
+        try:
+            failures = rebuild_all(ctx)
+        except PushdockError as e:
+            failures = [str(e)]
         if failures:
             if before is None:
                 ctx.state.delete("domains", GLOBAL, "list")

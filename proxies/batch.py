@@ -104,9 +104,11 @@ class Batcher:
 
     def submit(self, changes: list[Change], commit: Commit) -> dict[str, Outcome]:
         """Queue `changes`, then commit them (with whatever else is queued) or collect their outcome."""
-        for c in changes:
-            atomic_write(self.queue / f"{c.seq:020d}-{c.id}.json",
-                         json.dumps({"id": c.id, "app": c.app, "route": c.route, "pid": c.pid, "seq": c.seq}))
+        if not changes:
+            return {}
+        first = changes[0]  # one file per submit: a batch of 1000 changes is one write, not 1000
+        atomic_write(self.queue / f"{first.seq:020d}-{first.id}.json", json.dumps(
+            [{"id": c.id, "app": c.app, "route": c.route, "pid": c.pid, "seq": c.seq} for c in changes]))
         mine = {c.id for c in changes}
         outcomes: dict[str, Outcome] = {}
         with self.locked():
@@ -124,39 +126,42 @@ class Batcher:
                 path.unlink()
         return found
 
-    def _pending(self) -> list[tuple[Path, Change]]:
+    def _pending(self) -> list[tuple[Path, list[Change]]]:
         out = []
         for path in sorted(self.queue.glob("*.json")):
             try:
                 raw = json.loads(path.read_text())
             except (FileNotFoundError, ValueError):
                 continue
-            change = Change(raw["id"], raw["app"], raw["route"], int(raw["pid"]), int(raw["seq"]))
-            if change.pid != os.getpid() and not _alive(change.pid):
-                logger.info("proxy change of a dead process dropped", app=change.app, pid=change.pid)
+            changes = [Change(r["id"], r["app"], r["route"], int(r["pid"]), int(r["seq"]))
+                       for r in (raw if isinstance(raw, list) else [raw])]
+            pid = changes[0].pid if changes else os.getpid()
+            if pid != os.getpid() and not _alive(pid):
+                logger.info("proxy changes of a dead process dropped", changes=len(changes), pid=pid)
                 path.unlink(missing_ok=True)
                 continue
-            out.append((path, change))
+            out.append((path, changes))
         return out
 
     def _lead(self, mine: set[str], commit: Commit) -> dict[str, Outcome]:
         pending = self._pending()
-        batch = [c for _, c in pending]
+        batch = [c for _, changes in pending for c in changes]
         started = time.monotonic()
         try:
             outcomes = commit(batch)
         except PushdockError as e:
             outcomes = {c.id: e for c in batch}
-        if len(batch) > 1:
-            logger.debug("proxy changes committed together", changes=len(batch),
+        if len(pending) > 1:
+            logger.debug("proxy changes committed together", submits=len(pending), changes=len(batch),
                          seconds=round(time.monotonic() - started, 3))
         self.results.mkdir(parents=True, exist_ok=True)
         ours = {}
-        for path, c in pending:
-            if c.id in mine:
-                ours[c.id] = outcomes.get(c.id)
-            else:
-                atomic_write(self.results / c.id, _encode(outcomes.get(c.id)))
+        for path, changes in pending:
+            for c in changes:
+                if c.id in mine:
+                    ours[c.id] = outcomes.get(c.id)
+                else:
+                    atomic_write(self.results / c.id, _encode(outcomes.get(c.id)))
             path.unlink(missing_ok=True)
         self._expire()
         return ours

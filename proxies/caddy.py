@@ -230,8 +230,10 @@ class CaddyProxy(ProxyEngine):
 
     def _drain(self, lay: _Layout, old: Table, new: Table, changed: set[str]) -> None:
         """Wait until no request is in flight to an upstream the change dropped."""
-        kept = {upstream_address(u) for r in new.values() for u in r.upstreams}
-        dropped = {upstream_address(u) for a in changed if a in old for u in old[a].upstreams} - kept
+        dropped = {upstream_address(u) for a in changed if a in old for u in old[a].upstreams}
+        dropped -= {upstream_address(u) for a in changed if a in new for u in new[a].upstreams}
+        if dropped:
+            dropped -= {upstream_address(u) for r in new.values() for u in r.upstreams}
         if not dropped:
             return
 

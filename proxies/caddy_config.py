@@ -17,6 +17,8 @@ Key = tuple[str, str]  # (server name, "exact" | "wild")
 Op = tuple[str, str, Any]  # (method, admin path, JSON body or None)
 NOT_FOUND = {"handler": "static_response", "status_code": 404, "body": "no app is served at this host\n"}
 NOT_RUNNING = {"handler": "static_response", "status_code": 503, "body": "app not running\n"}
+FORWARDED = {"handler": "headers", "request": {"set": {"X-Forwarded-Port": ["{http.request.local.port}"],
+                                                       "X-Request-Start": ["t={time.now.unix_ms}"]}}}
 
 
 def server_name(port: int) -> str:
@@ -30,15 +32,13 @@ def _handler(route: Route, li: Listener) -> dict[str, Any]:
                 "headers": {"Location": [f"https://{{http.request.host}}{port}{{http.request.uri}}"]}}
     if not route.upstreams:
         return NOT_RUNNING
+    # Kept small: every admin-API call re-provisions every handler (~50 us each); shared request headers
+    # are set once per server (FORWARDED below), the default transport and random selection are implicit.
     return {
         "handler": "reverse_proxy",
         "upstreams": [{"dial": upstream_address(u)} for u in route.upstreams],
         # A dial that fails (an upstream going away) is retried on another one for up to 5 s.
-        "load_balancing": {"selection_policy": {"policy": "round_robin"}, "try_duration": "5s",
-                           "try_interval": "100ms"},
-        "headers": {"request": {"set": {"X-Forwarded-Port": ["{http.request.local.port}"],
-                                        "X-Request-Start": ["t={time.now.unix_ms}"]}}},
-        "transport": {"protocol": "http", "dial_timeout": "5s"},
+        "load_balancing": {"try_duration": "5s", "try_interval": "100ms"},
     }
 
 
@@ -89,7 +89,7 @@ def full_config(table: Table, default: Listener, *, admin: str, storage: str,
         server: dict[str, Any] = {
             "listen": [address],
             "automatic_https": {"disable": True},
-            "routes": [
+            "routes": [{"handle": [FORWARDED]}] + [
                 {"@id": f"{name}-{kind}", "handle": [{"handler": "subroute",
                                                        "routes": per_server.get((name, kind), [])}]}
                 for kind in ("exact", "wild")

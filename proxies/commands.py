@@ -87,6 +87,9 @@ def build_config(ctx: Context, app: str | None, all_apps: bool) -> None:
         return
     assert app is not None
     _app(ctx, app)
+    if ctx.state.current_release(app) is None:
+        click.echo(f"-----> {app} is not deployed yet: nothing to route")
+        return
     with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
         reroute(ctx, app)
     click.echo(f"-----> Rebuilt the {ctx.proxy().name} configuration of {app}")

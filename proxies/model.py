@@ -7,6 +7,7 @@ proxy's bookkeeping of what is live (JSON, one file per proxy), read and written
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,17 +96,40 @@ class Route:
 Table = dict[str, Route]
 
 
+# The table parsed last, by file identity: a change at 1000 apps must not re-parse 1000 routes (atomic
+# writes give every version a new inode, so a stale entry can never match).
+_cache: dict[Path, tuple[tuple[int, int, int], Table]] = {}
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def load_table(path: Path) -> Table:
     """The routes a proxy applied, by app ({} if none yet)."""
     try:
-        raw = json.loads(path.read_text())
+        key = _identity(path)
     except FileNotFoundError:
         return {}
-    return {app: Route.from_json(r) for app, r in raw.items()}
+    hit = _cache.get(path)
+    if hit is not None and hit[0] == key:
+        return dict(hit[1])
+    raw = json.loads(path.read_text())
+    table = {app: Route.from_json(r) for app, r in raw.items()}
+    _cache[path] = (key, table)
+    return dict(table)
+
+
+@functools.lru_cache(maxsize=8192)
+def _route_json(route: Route) -> str:
+    return json.dumps(route.to_json(), separators=(",", ":"))
 
 
 def save_table(path: Path, table: Table) -> None:
-    atomic_write(path, json.dumps({app: table[app].to_json() for app in sorted(table)}, separators=(",", ":")))
+    body = ",".join(f"{json.dumps(app)}:{_route_json(table[app])}" for app in sorted(table))
+    atomic_write(path, "{" + body + "}")
+    _cache[path] = (_identity(path), dict(table))
 
 
 def conflict(table: Table, route: Route) -> Conflict | None:

@@ -15,14 +15,20 @@ if TYPE_CHECKING:
 
 
 def rebuild_all(ctx: Context, proxy: Any | None = None) -> list[str]:
-    """Re-route every app through `proxy` (default: the selected one) in one commit; per-app failures."""
+    """Re-route every deployed app through `proxy` (default: the selected one) in one commit; per-app
+    failures. Like pipeline.reroute_all, but apps never deployed get no route (nothing to serve yet)."""
     from hooks import pipeline
 
     proxy = proxy or ctx.proxy()
-    apps = set(ctx.state.list_apps())
+    deployed = [app for app in ctx.state.list_apps() if ctx.state.current_release(app) is not None]
+    failures = []
     with proxy.batch(ctx):
-        failures = pipeline.reroute_all(ctx)
-        for stale in sorted(set(proxy.routes(ctx)) - apps):  # apps destroyed while this proxy was off
+        for app in deployed:
+            try:
+                pipeline.reroute(ctx, app)
+            except PushdockError as e:
+                failures.append(f"{app}: {e}")
+        for stale in sorted(set(proxy.routes(ctx)) - set(deployed)):  # destroyed while this proxy was off
             proxy.remove(ctx, stale)
     return failures
 

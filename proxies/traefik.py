@@ -188,6 +188,12 @@ class TraefikProxy(ProxyEngine):
 
     name = "traefik"
 
+    def ensure_running(self, ctx: Context) -> None:
+        super().ensure_running(ctx)
+        if traefik_binary() is None:
+            logger.warning("traefik is not installed: its configuration files are written, nothing serves them",
+                           files=str(_Layout(self.root(ctx)).dynamic))
+
     def stop(self, ctx: Context) -> None:
         lay = _Layout(self.root(ctx))
         with self._batcher(ctx).locked():

@@ -138,7 +138,7 @@ def test_outcomes_reach_callers_in_other_processes(tmp_path: Path) -> None:
 
     b.queue.mkdir(parents=True)
     (b.queue / f"{theirs.seq:020d}-{theirs.id}.json").write_text(
-        '{"id": "their-id", "app": "web", "route": null, "pid": %d, "seq": 1}' % os.getpid())
+        '[{"id": "their-id", "app": "web", "route": null, "pid": %d, "seq": 1}]' % os.getpid())
     assert b.submit([mine], commit) == {mine.id: None}
     with pytest.raises(NotFound, match="gone"):
         out = b._collect({"their-id"})["their-id"]
@@ -151,7 +151,7 @@ def test_changes_of_dead_processes_are_dropped(tmp_path: Path) -> None:
     b.queue.mkdir(parents=True)
     dead = 2**22 + 12345  # above pid_max defaults: no such process
     (b.queue / "00000000000000000001-dead.json").write_text(
-        '{"id": "dead", "app": "web", "route": null, "pid": %d, "seq": 1}' % dead)
+        '[{"id": "dead", "app": "web", "route": null, "pid": %d, "seq": 1}]' % dead)
     seen: list[str] = []
 
     def commit(batch: list[Change]) -> dict[str, PushdockError | None]:
