@@ -8,14 +8,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import write_section
-from tests.harness import ROOT, Server, http_get, unique
+from bench.builds import timed_push
+from tests.harness import ROOT, Server, unique
 
 
 def push_to_live(srv: Server, pushes: int = 5) -> list[float]:
@@ -26,27 +26,7 @@ def push_to_live(srv: Server, pushes: int = 5) -> list[float]:
     for i in range(pushes):
         body = f"warm push {i}"
         srv.commit(work, body, {"body.txt": body + "\n"})
-        seen = threading.Event()
-        t0 = time.monotonic()
-        proc = subprocess.Popen(["git", "push", srv.remote(app), "main"], cwd=work, env=srv.git_env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-        def poll() -> None:
-            while not seen.is_set() and time.monotonic() - t0 < 120:
-                try:
-                    if http_get(srv.proxy_port, f"{app}.localhost", timeout=2)[1] == body:
-                        seen.set()
-                        return
-                except OSError:
-                    pass
-                time.sleep(0.02)
-
-        poller = threading.Thread(target=poll)
-        poller.start()
-        poller.join()
-        times.append(time.monotonic() - t0)
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
+        times.append(timed_push(srv, work, app, body))
     return times
 
 

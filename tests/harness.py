@@ -150,15 +150,10 @@ class Server:
                 self.proc.wait()
 
     def stop(self) -> None:
-        """Stop serve, this data dir's nginx, and remove its containers and images."""
+        """Stop serve, every proxy this data dir runs, and remove its containers and images."""
         self.stop_serve()
-        pid_file = self.data / "nginx" / "nginx.pid"
-        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
-            pid = int(pid_file.read_text().strip())
-            os.kill(pid, signal.SIGQUIT)
-            for _ in range(100):
-                os.kill(pid, 0)
-                time.sleep(0.05)
+        if self.data.exists():
+            self.cli("proxy:stop", "--all", check=False, timeout=60)
         cleanup_docker(self.data)
 
     # -- doors ------------------------------------------------------------------------------------
