@@ -43,3 +43,5 @@ class Settings(BaseSettings):
     max_push_bytes: int = 512 * 1024 * 1024
     # How long a release-phase command (Procfile `release:`, app.json predeploy/postdeploy) may run.
     release_timeout: float = 600.0
+    # Memory cap of every build (e.g. 2g); empty: half the host's memory. `resource:limit APP --build` overrides.
+    build_memory: str = ""
