@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from builders.dockerfile import UNREACHABLE, clean, one_line
+from pushdock import resources
 from pushdock.errors import BuildFailed
 
 if TYPE_CHECKING:
@@ -49,13 +50,15 @@ class BuildContainer:
         self.command = list(command)
         self.binds = [f"{host}:{inside}:{'rw' if inside == '/cache' else 'ro'}" for host, inside in mounts]
         self.id: str | None = None
+        self.limits = resources.for_build(ctx, app)  # a runaway build is killed in its container, not the host
 
     def __enter__(self) -> BuildContainer:
         with engine_errors():
             try:
                 made = self.api.create_container(
                     self.image, command=self.command, name=self.name, labels=self.labels, user="0:0",
-                    working_dir="/", host_config=self.api.create_host_config(binds=self.binds),
+                    working_dir="/",
+                    host_config=self.api.create_host_config(binds=self.binds, **resources.host_config(self.limits)),
                 )
             except Exception as e:
                 if "No such image" in str(e):
@@ -74,7 +77,9 @@ class BuildContainer:
                 logger.warning("build container not removed", container=self.name, error=str(e))
 
     def run(self, on_line: Callable[[str], None]) -> int:
-        """Start the container, hand each output line to `on_line`, return its exit status."""
+        """Start the container, hand each output line to `on_line`, return its exit status.
+
+        BuildFailed if the kernel killed a process of the build for going over its memory cap."""
         with engine_errors():
             self.api.start(self.id)
             buf = b""
@@ -85,7 +90,10 @@ class BuildContainer:
                     on_line(clean(line.decode(errors="replace")))
             if buf:
                 on_line(clean(buf.decode(errors="replace")))
-            return int(self.api.wait(self.id, timeout=BUILD_TIMEOUT).get("StatusCode", -1))
+            status = int(self.api.wait(self.id, timeout=BUILD_TIMEOUT).get("StatusCode", -1))
+            if (self.api.inspect_container(self.id).get("State") or {}).get("OOMKilled"):
+                raise BuildFailed(resources.build_out_of_memory(self.limits))
+            return status
 
     def read_file(self, path: str) -> str | None:
         """A small text file from the (stopped) container, or None if it has none."""
@@ -149,3 +157,4 @@ def engine_errors() -> Iterator[None]:
 def image_info(api: Any, image: str) -> dict[str, Any]:
     with engine_errors():
         return dict(api.inspect_image(image))
+

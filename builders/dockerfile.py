@@ -12,6 +12,7 @@ from loguru import logger
 from builders import properties
 from builders.base import BuildRequest, BuildResult
 from hooks.source import read_procfile
+from pushdock import resources
 from pushdock.errors import BuildFailed
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 EXPOSE = re.compile(r"^\s*expose\s+(.*)$", re.IGNORECASE)
 MAX_REASON = 300
 UNREACHABLE = "docker engine is not reachable"
+OOM_STATUS = re.compile(r"non-zero code: 137\b")
 
 T = TypeVar("T")
 
@@ -41,17 +43,21 @@ class DockerfileBuilder:
         )
         buildargs = properties.build_args(properties.get_build_args(ctx.state, req.app), req.env)
         api = _docker_api()
+        limits = resources.for_build(ctx, req.app)
         logger.info("dockerfile build", image=req.image, dockerfile=dockerfile, build_args=sorted(buildargs))
         chunks = _api_call(
             lambda: api.build(
                 path=str(req.build_dir), tag=req.image, dockerfile=dockerfile, buildargs=buildargs,
                 labels={"pushdock.app": req.app, "pushdock.builder": self.name},
                 decode=True, rm=True, forcerm=True, pull=False, timeout=None,
+                container_limits=resources.build_container_limits(limits),
             )
         )
         error = _api_call(lambda: stream_build(chunks, progress.line))
         if error is not None:
             logger.info("dockerfile build failed", image=req.image)
+            if OOM_STATUS.search(error):  # SIGKILL: with a memory cap, almost always the kernel's OOM killer
+                raise BuildFailed(f"docker build failed: {error}: {resources.build_out_of_memory(limits)}")
             raise BuildFailed(f"docker build failed: {error}")
         config = _api_call(lambda: api.inspect_image(req.image)).get("Config") or {}
         text = (req.build_dir / dockerfile).read_text(errors="replace")

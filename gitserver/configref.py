@@ -35,11 +35,13 @@ from gitserver.settings_file import (
     Builder,
     Checks,
     ConfigFileError,
+    ResourceLimit,
     parse_env,
     parse_settings,
     render_env,
     render_settings,
 )
+from pushdock import resources
 from pushdock.errors import Conflict, UsageError
 from pushdock.state import APP_NAME, GLOBAL
 
@@ -59,7 +61,9 @@ CHECK_NUMBERS = {"wait_to_retire": ("checks", "wait-to-retire"), "stop_timeout":
 SELECTED = ("builder", "selected")
 DOCKERFILE_PATH = ("builder-dockerfile", "dockerfile-path")
 DEPLOY_BRANCH = ("git", "deploy-branch")
-PROPERTIES = (DOMAINS, *CHECK_FLAGS.values(), *CHECK_NUMBERS.values(), SELECTED, DOCKERFILE_PATH, DEPLOY_BRANCH)
+RESOURCES = (resources.PLUGIN, resources.PROPERTY)
+PROPERTIES = (DOMAINS, *CHECK_FLAGS.values(), *CHECK_NUMBERS.values(), SELECTED, DOCKERFILE_PATH, DEPLOY_BRANCH,
+              RESOURCES)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ def from_state(state: State, app: str) -> AppConfig:
         deploy_branch=_text(state, DEPLOY_BRANCH, app),
         domains=tuple(state.get_json(DOMAINS[0], app, DOMAINS[1], [])),
         scale=dict(state.get_formation(app) or {}), checks=checks, builder=builder,
+        resources={k: ResourceLimit.model_construct(memory=v.memory, cpu=v.cpu)
+                   for k, v in sorted(resources.stored(state, app).items())},
     )
     return AppConfig(env=state.get_env(app), settings=settings)
 
@@ -140,6 +146,8 @@ def validate_push(ctx: Context, app: str, repo: Repo, old: bytes, new: bytes) ->
         raise ConfigFileError("refs/meta/config only moves forward: fetch it, commit on top, push again")
     cfg = read_commit(repo, new)
     check(ctx, app, cfg)
+    if ctx.identity.role != "admin" and cfg.settings.resources != from_state(ctx.state, app).settings.resources:
+        raise ConfigFileError(f"{SETTINGS_FILE}: resources: only an admin may change resource limits")
     return cfg
 
 
@@ -153,6 +161,11 @@ def check(ctx: Context, app: str, cfg: AppConfig) -> None:
         if unknown:
             raise ConfigFileError(f"{SETTINGS_FILE}: scale: unknown process type {unknown[0]!r} "
                                   f"(known: {', '.join(known)})")
+        unknown = sorted(set(s.resources) - {*current.processes, resources.DEFAULT, resources.BUILD})
+        if unknown:
+            raise ConfigFileError(f"{SETTINGS_FILE}: resources: unknown process type {unknown[0]!r} "
+                                  f"(known: {', '.join(sorted(current.processes))}, {resources.DEFAULT}, "
+                                  f"{resources.BUILD})")
     if s.builder.selected is not None:
         names = sorted(set(KNOWN_BUILDERS) | set(ctx.bus.registry("builders")))
         if s.builder.selected not in names:
@@ -181,7 +194,7 @@ def changes(old: AppConfig, new: AppConfig) -> list[str]:
     a, b = old.settings, new.settings
     if a.scale != b.scale:
         out.append("scale " + " ".join(f"{k}={v}" for k, v in sorted(b.scale.items())))
-    for name in ("deploy_branch", "domains", "checks", "builder"):
+    for name in ("deploy_branch", "domains", "checks", "builder", "resources"):
         if getattr(a, name) != getattr(b, name):
             out.append(name)
     return out
@@ -190,8 +203,9 @@ def changes(old: AppConfig, new: AppConfig) -> list[str]:
 # -- applying a pushed config (caller holds the app lock) ---------------------------------------------------
 def apply(ctx: Context, app: str, repo: Repo, cfg: AppConfig, *, restart: bool, why: str,
           progress: Progress) -> list[str]:
-    """Store `cfg`. With `restart`: a new env or scale is released as vN+1 (zero downtime), new domains
-    alone are re-routed; checks, builder and deploy branch apply from the next deploy. All or nothing."""
+    """Store `cfg`. With `restart`: a new env or scale is released as vN+1 (zero downtime), new resource
+    limits restart the app (zero downtime), new domains alone are re-routed; checks, builder and deploy branch
+    apply from the next deploy. All or nothing."""
     from hooks import pipeline
 
     state = ctx.state
@@ -201,6 +215,7 @@ def apply(ctx: Context, app: str, repo: Repo, cfg: AppConfig, *, restart: bool, 
         return changed
     release = old.env != cfg.env or old.settings.scale != cfg.settings.scale
     reroute = old.settings.domains != cfg.settings.domains
+    resized = _runtime(old.settings.resources) != _runtime(cfg.settings.resources)
     with _restored_on_failure(state, app, repo):
         _store(state, app, cfg.settings, repo)
         if restart and release:
@@ -213,9 +228,15 @@ def apply(ctx: Context, app: str, repo: Repo, cfg: AppConfig, *, restart: bool, 
         if restart and reroute:
             pipeline.reroute(ctx, app)
             progress.step(f"Routed {app} to: {' '.join(ctx.domains(app))}")
-        if not restart or set(changed) - {"domains"}:
+        restarted = restart and resized and pipeline.restart_running(ctx, app, progress)
+        if not restart or set(changed) - {"domains", *(["resources"] if restarted else [])}:
             progress.step("Stored; takes effect on the next deploy")
     return changed
+
+
+def _runtime(limits: dict[str, ResourceLimit]) -> dict[str, ResourceLimit]:
+    """The limits running instances have (a build's cap changes nothing that runs)."""
+    return {k: v for k, v in limits.items() if k != resources.BUILD}
 
 
 def _store(state: State, app: str, s: AppSettings, repo: Repo) -> None:
@@ -237,6 +258,7 @@ def _store(state: State, app: str, s: AppSettings, repo: Repo) -> None:
     put(SELECTED, s.builder.selected)
     put(DOCKERFILE_PATH, s.builder.dockerfile_path)
     put(DEPLOY_BRANCH, s.deploy_branch)
+    resources.store(state, app, {k: resources.Limits(v.memory, v.cpu) for k, v in s.resources.items()})
     if s.deploy_branch is not None:
         repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + s.deploy_branch.encode())
 

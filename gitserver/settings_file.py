@@ -16,6 +16,7 @@ from typing import Any
 from dulwich.refs import check_ref_format
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pushdock import resources
 from pushdock.errors import UsageError
 from pushdock.state import ENV_KEY, PROCESS_NAME
 
@@ -74,6 +75,40 @@ class Builder(_Strict):
         return value
 
 
+class ResourceLimit(_Strict):
+    """`[resources.KEY]`: memory (`"256m"`) and CPUs (`0.5`) of a process type, `_default_` or `_build_`."""
+
+    memory: int | None = None  # bytes; written as a size string
+    cpu: float | None = None
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return resources.parse_memory(value)
+            except UsageError as e:
+                raise ValueError(str(e)) from None
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_range(cls, value: int | None) -> int | None:
+        if value is not None and not resources.MIN_MEMORY <= value <= resources.MAX_MEMORY:
+            raise ValueError("memory must be between 6m and 1t")
+        return value
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: float | None) -> float | None:
+        if value is not None:
+            try:
+                resources.check_cpu(value)
+            except UsageError as e:
+                raise ValueError(str(e)) from None
+        return value
+
+
 class AppSettings(_Strict):
     """`pushdock.toml`: every setting of an app that is not its environment. Missing keys mean the default."""
 
@@ -82,6 +117,19 @@ class AppSettings(_Strict):
     scale: dict[str, int] = Field(default_factory=dict)  # process type -> count
     checks: Checks = Field(default_factory=Checks)
     builder: Builder = Field(default_factory=Builder)
+    resources: dict[str, ResourceLimit] = Field(default_factory=dict)  # `resource:limit`
+
+    @field_validator("resources")
+    @classmethod
+    def _resource_keys(cls, value: dict[str, ResourceLimit]) -> dict[str, ResourceLimit]:
+        for key, limit in value.items():
+            try:
+                resources.check_key(key)
+            except UsageError as e:
+                raise ValueError(str(e)) from None
+            if limit.memory is None and limit.cpu is None:
+                raise ValueError(f"{key}: give memory and/or cpu (or remove the table)")
+        return value
 
     @field_validator("deploy_branch")
     @classmethod
@@ -162,6 +210,12 @@ def render_settings(s: AppSettings) -> str:
     for key in ("selected", "dockerfile_path"):
         if (value := getattr(s.builder, key)) is not None:
             lines.append(f"{key} = {_toml_string(value)}")
+    for key, limit in sorted(s.resources.items()):
+        lines += ["", f"[resources.{key}]"]
+        if limit.memory is not None:
+            lines.append(f"memory = {_toml_string(resources.format_memory(limit.memory))}")
+        if limit.cpu is not None:
+            lines.append(f"cpu = {limit.cpu!r}")
     return "\n".join(lines) + "\n"
 
 

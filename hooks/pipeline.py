@@ -151,6 +151,14 @@ def restart(ctx: Context, app: str, progress: Progress = NULL, *, process: str |
     return current
 
 
+def restart_running(ctx: Context, app: str, progress: Progress = NULL) -> bool:
+    """Restart the app with zero downtime if it is deployed and not stopped (new resource limits); whether it did."""
+    if ctx.state.current_release(app) is None or ctx.state.get("ps", app, "stopped"):
+        return False
+    restart(ctx, app, progress)
+    return True
+
+
 def stop(ctx: Context, app: str) -> None:
     """Stop every process of the app; its domains answer 503 until `ps:start`."""
     ctx.state.set("ps", app, "stopped", "1")

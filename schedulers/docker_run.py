@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from pushdock import resources
 from pushdock.errors import DeployFailed, PushdockError
 from schedulers import docker_engine as eng
 from schedulers.docker_engine import Slot
@@ -47,7 +48,8 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
         made = api.create_container(
             release.image, command=["/bin/sh", "-c", command], name=_name(release, label),
             environment=eng.container_env(release, Slot(label, 1)), labels=eng.one_off_labels(ctx, release, label),
-            stop_signal="SIGTERM", use_config_proxy=False, host_config=api.create_host_config(init=True),
+            stop_signal="SIGTERM", use_config_proxy=False,
+            host_config=api.create_host_config(init=True, **limits_of(ctx, release, label)),
         )
     cid = made["Id"]
     reader: threading.Thread | None = None
@@ -102,6 +104,11 @@ def _remove(cid: str) -> None:
         logger.warning("one-off container not removed", container=cid[:12], error=eng.one_line(e))
 
 
+def limits_of(ctx: Context, release: Release, kind: str) -> dict[str, Any]:
+    """A one-off container's limits: those of process type `kind` (`release`, `run`…) or the app's default."""
+    return resources.host_config(resources.for_process(ctx.state, release.app, kind))
+
+
 def _name(release: Release, kind: str) -> str:
     return f"{release.app}.{kind}.v{release.number}.{secrets.token_hex(3)}"
 
@@ -128,7 +135,7 @@ def run(ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
                 release.image, command=command_of(release, argv), name=_name(release, "run"),
                 environment=eng.container_env(release, Slot("run", 1)), labels=eng.one_off_labels(ctx, release, "run"),
                 stdin_open=True, tty=tty, stop_signal="SIGTERM", use_config_proxy=False,
-                host_config=api.create_host_config(init=True),
+                host_config=api.create_host_config(init=True, **limits_of(ctx, release, "run")),
             )
         except docker.errors.ImageNotFound:
             raise PushdockError(f"the image of {release.name} ({release.image}) is gone") from None

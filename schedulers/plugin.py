@@ -1,7 +1,7 @@
 """The built-in schedulers, registered through pushdock's own hooks, and their commands.
 
 Cheap to import: the docker SDK is imported inside the schedulers' methods, when first used; the
-command groups (scheduler:*, swarm:*, registry:*) load when the CLI lists or runs plugin commands.
+command groups (scheduler:*, swarm:*, registry:*, resource:*) load when the CLI lists or runs plugin commands.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def register_schedulers() -> dict[str, Any]:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    from schedulers.swarm_commands import COMMANDS
+    from schedulers import resource_commands, swarm_commands
 
-    for cmd in COMMANDS:
+    for cmd in [*swarm_commands.COMMANDS, *resource_commands.COMMANDS]:
         cli.add_command(cmd)

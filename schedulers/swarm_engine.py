@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from pushdock import resources
 from pushdock.errors import PushdockError
 from pushdock.routing import Upstream
 from schedulers import docker_engine as eng
@@ -112,6 +113,7 @@ def create_service(
     )
     template = TaskTemplate(
         spec,
+        resources=resources.swarm_resources(resources.for_process(ctx.state, release.app, process)),
         restart_policy=RestartPolicy("any", delay=RESTART_DELAY_NS),
         placement=Placement(constraints=constraints or None, maxreplicas=max_per_node),
     )

@@ -11,6 +11,7 @@ from gitserver.settings_file import (
     Builder,
     Checks,
     ConfigFileError,
+    ResourceLimit,
     parse_env,
     parse_settings,
     render_env,
@@ -135,6 +136,14 @@ def test_env_round_trips(env: dict[str, str]) -> None:
                      stop_timeout=st.one_of(st.none(), st.integers(0, 600))),
     builder=st.builds(Builder, selected=st.one_of(st.none(), st.sampled_from(["pack", "herokuish"])),
                       dockerfile_path=st.one_of(st.none(), st.sampled_from(["Dockerfile", "a/b.Dockerfile"]))),
+    resources=st.dictionaries(
+        st.sampled_from(["web", "worker", "_default_", "_build_"]),
+        st.one_of(
+            st.builds(ResourceLimit, memory=st.integers(6 << 20, 1 << 40), cpu=st.none()),
+            st.builds(ResourceLimit, memory=st.one_of(st.none(), st.integers(6 << 20, 1 << 40)),
+                      cpu=st.integers(1, 102400).map(lambda n: n / 100)),
+        ),
+        max_size=3),
 ))
 def test_settings_round_trip(settings: AppSettings) -> None:
     assert parse_settings(render_settings(settings)) == settings
