@@ -14,6 +14,7 @@ run: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --engine-restart  # alone: these tests restart the Docker engine
 
 test-fast: setup
 	$(VENV)/bin/pytest -q tests/unit

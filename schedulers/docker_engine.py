@@ -30,6 +30,7 @@ LABEL_RELEASE = "pushdock.release"
 LABEL_INDEX = "pushdock.index"
 LABEL_DATA_DIR = "pushdock.data-dir"
 LABEL_ONE_OFF = "pushdock.one-off"  # `run` and release-phase containers: never an instance of the app
+SWARM_SERVICE_LABEL = "com.docker.swarm.service.id"  # on the containers of a swarm service's tasks
 DEFAULT_RESTART_POLICY = "unless-stopped"  # survives engine restarts, not `docker stop`
 
 _clients: dict[int, Any] = {}
@@ -89,12 +90,13 @@ def app_containers(
     """The app's containers in this data dir, oldest first (inspected: `.attrs` is complete).
 
     One-off containers (`run`, release phase) are left out unless `one_off`: a deploy never retires them.
+    Swarm task containers (same labels, made by the engine for a service) are never docker-local's.
     """
     found = client().containers.list(
         all=not running, filters=app_filters(ctx, app, process=process), ignore_removed=True
     )
-    if not one_off:
-        found = [c for c in found if LABEL_ONE_OFF not in (c.labels or {})]
+    found = [c for c in found if SWARM_SERVICE_LABEL not in (c.labels or {})
+             and (one_off or LABEL_ONE_OFF not in (c.labels or {}))]
     return sorted(found, key=lambda c: (c.attrs.get("Created", ""), c.name))
 
 

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from pushdock.state import Release
 
 LABEL_SCHEDULER = "pushdock.scheduler"
-LABEL_ONE_OFF = "pushdock.one-off"  # release-phase and run tasks: never an instance of the app
-SWARM_SERVICE_LABEL = "com.docker.swarm.service.id"  # the engine puts it on every task container
+LABEL_ONE_OFF = eng.LABEL_ONE_OFF
+SWARM_SERVICE_LABEL = eng.SWARM_SERVICE_LABEL
 NAME_MAX = 63  # service names are DNS labels
 RESTART_DELAY_NS = 1_000_000_000
 FAILED_STATES = frozenset({"failed", "rejected", "orphaned", "complete", "shutdown"})
@@ -310,8 +310,7 @@ def wait_containers_gone(service_ids: set[str], timeout: float) -> bool:
 
 def plain_containers(ctx: Context, app: str) -> list[Any]:
     """The app's containers that are not swarm tasks: docker-local's, left from before a scheduler switch."""
-    return [c for c in eng.app_containers(ctx, app)
-            if SWARM_SERVICE_LABEL not in (c.labels or {}) and LABEL_ONE_OFF not in (c.labels or {})]
+    return eng.app_containers(ctx, app)
 
 
 def stop_remove_containers(containers: list[Any], timeout: int) -> list[tuple[Any, str | None]]:

@@ -35,13 +35,7 @@ if [ ! -x .venv/bin/pushdock ] || [ pyproject.toml -nt .venv/.installed ]; then
   touch .venv/.installed
 fi
 
-if ! docker info >/dev/null 2>&1; then
-  log "starting dockerd (log: /var/log/pushdock-dockerd.log)"
-  mkdir -p /var/log
-  nohup dockerd >/var/log/pushdock-dockerd.log 2>&1 &
-  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-  docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/pushdock-dockerd.log"; exit 1; }
-fi
+./scripts/start-dockerd.sh
 
 if ! docker image inspect pushdock/stack:bookworm >/dev/null 2>&1; then
   log "building the stack image pushdock/stack:bookworm"

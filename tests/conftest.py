@@ -13,6 +13,24 @@ from pushdock.context import Context
 from pushdock.settings import Settings
 from pushdock.state import Identity
 
+ENGINE_RESTART = "engine_restart"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--engine-restart", action="store_true",
+                     help="run only the tests that restart the Docker engine (make test runs them after the suite)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked engine_restart stop the shared Docker engine: they run alone, in their own pytest run
+    (`pytest --engine-restart`), never beside other tests. Deselected here, not skipped."""
+    wanted = bool(config.getoption("--engine-restart"))
+    keep = [i for i in items if (i.get_closest_marker(ENGINE_RESTART) is not None) == wanted]
+    dropped = [i for i in items if i not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Start dockerd in the background if no Docker engine answers; wait until it does (at most 30 s).
+# Used by scripts/setup.sh and by the test that restarts the engine (tests/e2e/test_engine_restart.py).
+set -euo pipefail
+log() { printf '[setup] %s\n' "$*" >&2; }
+LOG=/var/log/pushdock-dockerd.log
+
+docker info >/dev/null 2>&1 && exit 0
+log "starting dockerd (log: $LOG)"
+mkdir -p "$(dirname "$LOG")"
+nohup dockerd >>"$LOG" 2>&1 </dev/null &
+for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && exit 0; sleep 0.5; done
+log "dockerd did not start; see $LOG"
+exit 1

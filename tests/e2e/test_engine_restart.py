@@ -1,0 +1,112 @@
+"""Fault: the Docker engine restarts under a running pushdock. The apps come back by themselves (containers
+run with restart policy unless-stopped once ready, and publish fixed 127.0.0.1 host ports, so the proxy's
+routes stay right) and the proxy serves them again; while the engine is down, commands fail with one clear
+line and `pushdock serve` stays up; afterwards a push deploys as before.
+
+This stops the real, shared dockerd (SIGTERM, as a host shutdown or package upgrade would) and starts it again
+with scripts/start-dockerd.sh, so it is marked engine_restart and runs alone: `pytest --engine-restart`, which
+`make test` runs after the rest of the suite."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.harness import ROOT, Server, unique
+
+pytestmark = [pytest.mark.docker, pytest.mark.engine_restart]
+
+PIDFILE = Path("/var/run/docker.pid")
+WORKER = "worker: python3 -u -c 'import time\nwhile True: time.sleep(1)'\n"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("engine")).start()
+    srv.add_key()
+    yield srv
+    srv.stop()
+
+
+def engine_up() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+
+
+def stop_engine(timeout: float = 90) -> None:
+    """SIGTERM dockerd (it stops its containers first, as on a host shutdown) and wait until it is gone."""
+    pid = int(PIDFILE.read_text().strip())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # not our child in practice; harmless if it is
+        time.sleep(0.2)
+    assert not Path(f"/proc/{pid}").exists(), "dockerd did not stop"
+    assert not engine_up()
+
+
+def start_engine() -> None:
+    subprocess.run([str(ROOT / "scripts" / "start-dockerd.sh")], check=True, timeout=60)
+    assert engine_up()
+
+
+def app_containers(app: str) -> dict[str, tuple[str, str]]:
+    """name -> (id, status) of the app's instances."""
+    found = docker.from_env().containers.list(all=True, filters={"label": f"pushdock.app={app}"})
+    return {c.name: (c.id, c.status) for c in found if "pushdock.one-off" not in c.labels}
+
+
+def wait_served(server: Server, app: str, body: str, timeout: float = 60) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with contextlib.suppress(OSError):
+            if server.get(app) == (200, body):
+                return time.monotonic() - started
+        time.sleep(0.2)
+    raise AssertionError(f"{app} not served again within {timeout:g}s: {server.get(app)}")
+
+
+def test_apps_come_back_after_an_engine_restart(server) -> None:
+    app = unique("eng")
+    work = server.app_repo(app, body="survives restarts")
+    server.commit(work, "web and worker", {"Procfile": "web: python3 -u /app/server.py\n" + WORKER})
+    res = server.push(work, app)
+    assert res.returncode == 0, res.stderr
+    server.cli("ps:scale", app, "web=2", "worker=1")
+    before = app_containers(app)
+    assert len(before) == 3 and {s for _, s in before.values()} == {"running"}, before
+    assert server.get(app) == (200, "survives restarts")
+
+    try:
+        stop_engine()
+        # The engine is down: a command says so in one line; the server is still up.
+        res = server.cli("ps:report", app, check=False)
+        assert res.returncode != 0
+        errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and "Docker engine" in errors[0], res.stderr
+        assert server.proc.poll() is None
+    finally:
+        start_engine()
+
+    waited = wait_served(server, app, "survives restarts")
+    after = app_containers(app)
+    assert {n: i for n, (i, _) in after.items()} == {n: i for n, (i, _) in before.items()}  # the same instances
+    assert {s for _, s in after.values()} == {"running"}, after
+    print(f"served again {waited:.1f}s after the engine answered")
+
+    # pushdock goes on working: a new push deploys with zero downtime as usual.
+    server.commit(work, "after the restart", {"body.txt": "deployed after the restart\n"})
+    with server.load(app, threads=2, max_seconds=90) as load:
+        time.sleep(0.3)
+        res = server.push(work, app)
+        time.sleep(0.3)
+    assert res.returncode == 0, res.stderr
+    assert load.result.failed == 0, load.result.errors
+    assert server.get(app) == (200, "deployed after the restart")
