@@ -15,9 +15,8 @@ import sys
 import uuid
 from typing import IO, TYPE_CHECKING, TextIO
 
-from loguru import logger
-
 from pushdock.errors import Conflict, PushdockError, UsageError
+from pushdock.log import logger
 
 if TYPE_CHECKING:
     from pushdock.context import Context
@@ -108,19 +107,19 @@ def run(command: str, ctx: Context, stdin: IO[bytes], stdout: TextIO, stderr: Te
 
 def main() -> int:
     from pushdock import log
-    from pushdock.context import Context
-    from pushdock.settings import Settings
+    from pushdock.context import Context, load_settings
 
     try:
-        settings = Settings()
+        settings = load_settings()
         ctx = Context(settings=settings, identity=identity_from_env(os.environ.get("PUSHDOCK_IDENTITY")))
-        log.configure(settings.log_level, logfile=ctx.state.path("logs", "pushdock.log"), stderr=False)
+        # One command per process: who and door go on every record the process writes.
+        log.configure(settings.log_level, logfile=ctx.state.path("logs", "pushdock.log"), stderr=False,
+                      extra={"who": ctx.identity.name, "door": ctx.identity.door})
     except Exception as e:  # no context, no log file: say what we can
         sys.stderr.write(f"fatal: {e}\n")
         return FATAL
     try:
-        with logger.contextualize(who=ctx.identity.name, door=ctx.identity.door):
-            return run(os.environ.get("SSH_ORIGINAL_COMMAND", ""), ctx, sys.stdin.buffer, sys.stdout, sys.stderr)
+        return run(os.environ.get("SSH_ORIGINAL_COMMAND", ""), ctx, sys.stdin.buffer, sys.stdout, sys.stderr)
     except Exception:
         error_id = uuid.uuid4().hex[:8]
         logger.exception("worker crashed", error_id=error_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -115,8 +114,6 @@ def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
     """Run one command as the host CLI does; render errors as one `error:` line; return the exit status."""
     import time
 
-    from loguru import logger
-
     started = time.time()
     app = _app_arg(argv)
     action = argv[0] if argv else "help"
@@ -141,6 +138,10 @@ def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
     except BrokenPipeError:
         rc = 1
     except Exception:
+        import uuid
+
+        from pushdock.log import logger
+
         incident = uuid.uuid4().hex[:8]
         logger.exception("internal error", incident=incident, command=action)
         err.write(f"error: internal error {incident} (details in the server log)\n")
@@ -182,12 +183,11 @@ def main() -> None:
     """Entry point of the `pushdock` console script (the host door: root is admin)."""
     import getpass
 
-    from pushdock.context import Context
+    from pushdock.context import Context, load_settings
     from pushdock.log import configure
-    from pushdock.settings import Settings
     from pushdock.state import Identity
 
-    settings = Settings()
+    settings = load_settings()
     serving = sys.argv[1:2] == ["serve"]
     logfile = settings.data_dir / "logs" / "pushdock.log"
     try:

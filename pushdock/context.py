@@ -60,3 +60,21 @@ class Context:
         if started is not None:
             ev["duration"] = round(time.time() - started, 3)
         self.state.append_event(ev)
+
+
+def load_settings() -> Settings:
+    """The entry point's Settings (PUSHDOCK_* environment), with the cyclic GC paused while they load.
+
+    Importing pydantic-settings makes tens of thousands of objects that live as long as the process:
+    with the GC paused it takes ~10 ms less, and frozen they are never rescanned by later collections.
+    """
+    import gc
+
+    gc.disable()
+    try:
+        from pushdock.settings import Settings
+
+        return Settings()
+    finally:
+        gc.freeze()
+        gc.enable()
