@@ -111,7 +111,11 @@ def build_cli(plugins: Callable[[], Any]) -> Registry:
 
 
 def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
-    """Run one command as the host CLI does; render errors as one `error:` line; return the exit status."""
+    """Run one command as the host CLI does; render errors as one `error:` line; return the exit status.
+
+    A command that returns an int (`run`: the one-off container's status) has chosen its exit status:
+    it is returned as is, with no `error:` line. Any other return value means 0.
+    """
     import time
 
     started = time.time()
@@ -120,8 +124,8 @@ def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
     try:
         cli = build_cli(lambda: ctx.bus)
         with _redirect(out, err):
-            cli.main(args=argv or ["help"], prog_name="pushdock", obj=ctx, standalone_mode=False)
-        rc = 0
+            status = cli.main(args=argv or ["help"], prog_name="pushdock", obj=ctx, standalone_mode=False)
+        rc = status if isinstance(status, int) and not isinstance(status, bool) else 0
     except click.exceptions.Exit as e:
         rc = e.exit_code
     except click.exceptions.Abort:

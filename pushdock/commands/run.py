@@ -9,15 +9,7 @@ import click
 
 from pushdock.apps import authorize
 from pushdock.context import Context
-from pushdock.errors import NotFound, PushdockError, UsageError
-
-
-class CommandExited(PushdockError):
-    """The one-off command ended with a non-zero status: that status becomes the exit status of `run`."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(f"the command exited with status {status}")
-        self.exit_code = status
+from pushdock.errors import NotFound, UsageError
 
 
 @click.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -25,7 +17,7 @@ class CommandExited(PushdockError):
 @click.argument("app")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
-def run(ctx: Context, app: str, command: tuple[str, ...], no_tty: bool) -> None:
+def run(ctx: Context, app: str, command: tuple[str, ...], no_tty: bool) -> int:
     """Run CMD in a one-off container (interactive with `ssh -t`); exits with its status.
 
     CMD is run as given; a single quoted argument with spaces (`run APP 'echo $HOME'`) runs through
@@ -40,9 +32,8 @@ def run(ctx: Context, app: str, command: tuple[str, ...], no_tty: bool) -> None:
         raise NotFound(f"{app} has not been deployed yet: nothing to run")
     # The env as configured now (config:set --no-restart included), the image and commands of the release.
     release = current.with_(env=ctx.state.get_env(app))
-    status = ctx.scheduler(app).run(ctx, release, list(command), tty=not no_tty and _on_terminal())
-    if status != 0:
-        raise CommandExited(status)
+    # Returned, not raised: the status is the command's answer, not a pushdock error (no `error:` line).
+    return int(ctx.scheduler(app).run(ctx, release, list(command), tty=not no_tty and _on_terminal()))
 
 
 def _on_terminal() -> bool:
