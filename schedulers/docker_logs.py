@@ -3,29 +3,24 @@ live multiplex of every running container's stream.
 
 Lines are `web.1: text`. Docker stamps every line (RFC 3339, nanoseconds, UTC); ordering across
 containers uses those stamps, and following resumes each stream after the last stamp shown, so the
-switch from history to live neither repeats nor drops lines.
+switch from history to live neither repeats nor drops lines (the live multiplex: log_follow).
 """
 
 from __future__ import annotations
 
 import heapq
-import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
-
 from schedulers import docker_engine as eng
+from schedulers import log_follow
+from schedulers.log_follow import raw_lines
 
 if TYPE_CHECKING:
     from pushdock.context import Context
-
-RESCAN = 2.0  # seconds between looks for new (or restarted) containers while following
-QUEUE_LINES = 1000  # lines buffered between the readers and a slow consumer
 
 
 def lines(
@@ -65,9 +60,10 @@ def key_epoch(key: str) -> float:
     return base + int(frac or 0) / 1e9
 
 
-def split_stamped(raw: bytes) -> tuple[str, str]:
+def split_stamped(raw: bytes | str) -> tuple[str, str]:
     """`2024-05-01T10:00:00.5Z text` -> (sortable key, text)."""
-    stamp, _, text = raw.decode("utf-8", "replace").rstrip("\r").partition(" ")
+    line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    stamp, _, text = line.rstrip("\r").partition(" ")
     return ts_key(stamp), text
 
 
@@ -88,113 +84,29 @@ def _history(container: Any, tail: int | None, seen: dict[str, str]) -> list[tup
     return out
 
 
-class _Follower:
-    """One reader thread per running container, all feeding one bounded queue."""
+def _open(container: Any, seen: dict[str, str], read_at: float) -> tuple[Any, Iterator[str]]:
+    """A container's follow stream from after the last line shown (or from when the history was read)."""
+    since = seen.get(container.id)
+    stream = container.logs(stream=True, follow=True, timestamps=True, tail="all",
+                            since=key_epoch(since) - 0.001 if since else read_at)
+    label = prefix(container)
 
-    def __init__(self, seen: dict[str, str], read_at: float) -> None:
-        self.seen = seen  # container id -> key of the last line shown
-        self.read_at = read_at  # when the history was read: containers without lines start there
-        self.queue: queue.Queue[str] = queue.Queue(maxsize=QUEUE_LINES)
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.streams: dict[str, Any] = {}
-        self.attached: set[str] = set()
+    def shown() -> Iterator[str]:
+        for raw in raw_lines(stream):
+            key, text = split_stamped(raw)
+            if since is not None and key <= since:
+                continue  # shown by the history already
+            seen[container.id] = key
+            yield f"{label}: {text}"
 
-    def attach(self, container: Any) -> None:
-        with self.lock:
-            if container.id in self.attached or self.stop.is_set():
-                return
-            self.attached.add(container.id)
-        threading.Thread(
-            target=self._pump, args=(container,), name=f"pushdock-logs-{container.name}", daemon=True
-        ).start()
-
-    def _pump(self, container: Any) -> None:
-        import docker
-        import requests
-
-        since = self.seen.get(container.id)
-        try:
-            try:
-                stream = container.logs(
-                    stream=True,
-                    follow=True,
-                    timestamps=True,
-                    tail="all",
-                    since=key_epoch(since) - 0.001 if since else self.read_at,
-                )
-            except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-                logger.debug("log stream not opened", container=container.name, error=eng.one_line(e))
-                return
-            with self.lock:
-                if self.stop.is_set():
-                    _close(stream)
-                    return
-                self.streams[container.id] = stream
-            label = prefix(container)
-            buf = b""
-            for chunk in stream:
-                buf += chunk
-                *complete, buf = buf.split(b"\n")
-                for raw in complete:
-                    self._emit(container.id, label, raw, since)
-                if self.stop.is_set():
-                    return
-            if buf:
-                self._emit(container.id, label, buf, since)
-        finally:
-            with self.lock:
-                self.streams.pop(container.id, None)
-                self.attached.discard(container.id)  # a restarted container is attached again
-
-    def _emit(self, cid: str, label: str, raw: bytes, since: str | None) -> None:
-        if not raw:
-            return
-        key, text = split_stamped(raw)
-        if since is not None and key <= since:
-            return  # shown by the history already
-        self.seen[cid] = key
-        line = f"{label}: {text}"
-        while not self.stop.is_set():
-            try:
-                self.queue.put(line, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-
-    def close(self) -> None:
-        with self.lock:
-            self.stop.set()
-            streams = list(self.streams.values())
-        for s in streams:
-            _close(s)
-
-
-def _close(stream: Any) -> None:
-    import docker
-
-    try:
-        stream.close()
-    except (OSError, AttributeError, docker.errors.DockerException) as e:
-        logger.debug("log stream close failed", error=str(e))
+    return stream, shown()
 
 
 def _follow(
     ctx: Context, app: str, process: str | None, seen: dict[str, str], read_at: float
 ) -> Iterator[str]:
-    follower = _Follower(seen, read_at)
-    next_scan = 0.0
-    try:
-        while True:
-            if time.monotonic() >= next_scan:
-                with eng.engine_errors(doing=f"following the logs of {app}"):
-                    for c in eng.app_containers(ctx, app, process=process, running=True):
-                        follower.attach(c)
-                next_scan = time.monotonic() + RESCAN
-            try:
-                line = follower.queue.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            yield line
-    finally:
-        follower.close()
+    return log_follow.follow(
+        lambda: eng.app_containers(ctx, app, process=process, running=True),
+        lambda c: _open(c, seen, read_at),
+        doing=f"following the logs of {app}", reattach=True,  # a restarted container is attached again
+    )

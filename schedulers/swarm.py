@@ -7,6 +7,11 @@ wait until every task is placed, running and (web) answering on its published po
 route() to those tasks — it returns once the proxy switched and drained —, then remove the old
 release's services (their tasks get SIGTERM and the grace period). Any failure before the switch
 removes the new services; the old ones never stopped serving.
+
+`ps:restart APP PROCESS` is the same swap for one process type: a new service of the current release
+(`{app}-web-v7-a1b2`) beside the old one. Swarm's forced update (`--force`, start-first) is not used:
+it shuts the old task down as soon as the new one runs, before the proxy knows the new task's host
+port, so requests in that gap fail.
 """
 
 from __future__ import annotations
@@ -57,23 +62,34 @@ class SwarmScheduler:
 
     # -- deploy ---------------------------------------------------------------------------------
     def deploy(self, ctx: Context, release: Release, route: Route, progress: Progress) -> None:
+        self._swap(ctx, release, route, progress, process=None)
+
+    def restart_process(self, ctx: Context, release: Release, route: Route, progress: Progress, *,
+                        process: str) -> None:
+        """`ps:restart APP PROCESS`: a new service of that process type beside the old one (`shop-web-v7-a1b2`),
+        checked, routed if web, then the old service retires; the app's other services are left alone."""
+        self._swap(ctx, release, route, progress, process=process)
+
+    def _swap(self, ctx: Context, release: Release, route: Route, progress: Progress, *, process: str | None) -> None:
+        """New services beside the old ones (every process type, or only `process`), ready, routed, old retired."""
         say = _Say(progress)
         label = f"v{release.number}"
         with logger.contextualize(app=release.app, release=release.number):
-            plan = self._plan(ctx, release, progress)
+            plan = self._plan(ctx, release, progress, process=process)
             created: list[NewService] = []
             try:
                 with eng.engine_errors(DeployFailed, f"{label} did not start"):
-                    for process, count in plan.wanted:
+                    for name, count in plan.wanted:
                         service = sw.create_service(
-                            ctx, release, process, replicas=count, image=plan.placement.image,
+                            ctx, release, name, replicas=count, image=plan.placement.image,
                             constraints=plan.placement.constraints, mesh=plan.mesh, max_per_node=plan.max_per_node,
                         )
-                        created.append(NewService(process, service, count))
-                        say.step(f"Starting {process} ({count}) of {label} as service {service.name}")
+                        created.append(NewService(name, service, count))
+                        say.step(f"Starting {name} ({count}) of {label} as service {service.name}")
                     upstreams = wait_ready(ctx, release, created, plan.by_node, mesh=plan.mesh, on_ready=say.detail)
-                say.step(f"Routing to {label}" if upstreams else "No web process: removing routes")
-                _route(route, upstreams, label)
+                if process in (None, "web"):
+                    say.step(f"Routing to {label}" if upstreams else "No web process: removing routes")
+                    _route(route, upstreams, label)
             except NotReady as e:
                 _report(say, e)
                 _remove_now(ctx, created)
@@ -81,12 +97,14 @@ class SwarmScheduler:
             except BaseException:
                 _remove_now(ctx, created)
                 raise
-            # From here on the new release serves: problems are reported, never raised as a failure.
-            self._retire(ctx, release.app, {n.service.id for n in created}, say)
-            logger.info("release deployed", services=len(created))
+            # From here on the new services serve: problems are reported, never raised as a failure.
+            self._retire(ctx, release.app, {n.service.id for n in created}, say, process=process)
+            logger.info("release deployed" if process is None else "process restarted", services=len(created))
 
-    def _plan(self, ctx: Context, release: Release, progress: Progress) -> _Plan:
-        """Everything checked before anything is created: swarm, formation, limits, image placement."""
+    def _plan(self, ctx: Context, release: Release, progress: Progress, *, process: str | None = None) -> _Plan:
+        """Everything checked before anything is created: swarm, formation, limits, image placement.
+
+        `process`: only that process type is wanted (ps:restart APP PROCESS)."""
         label = f"v{release.number}"
         try:
             eng.container_port(release)
@@ -96,7 +114,7 @@ class SwarmScheduler:
                 nodes = sn.nodes(ctx)
                 plan = _Plan(
                     wanted=[(p, n) for p, n in sorted(release.formation.items(), key=lambda i: eng.process_order(i[0]))
-                            if n > 0],
+                            if n > 0 and process in (None, p)],
                     by_node={n.id: n for n in nodes},
                     mesh=swarm_settings.routing_mesh(ctx, release.app),
                     max_per_node=swarm_settings.max_per_node(ctx, release.app),
@@ -108,12 +126,13 @@ class SwarmScheduler:
             raise DeployFailed(str(e)) from e
         return plan
 
-    def _retire(self, ctx: Context, app: str, keep: set[str], say: _Say) -> None:
-        """Remove every other service of the app and docker-local leftovers. Failures are reported."""
+    def _retire(self, ctx: Context, app: str, keep: set[str], say: _Say, *, process: str | None = None) -> None:
+        """Remove every other service of the app (of `process`) and docker-local leftovers. Failures are reported."""
         try:
             with eng.engine_errors(doing="retiring the old release"):
-                old = [s for s in sw.app_services(ctx, app) if s.id not in keep]
-                leftovers = sw.plain_containers(ctx, app)
+                old = [s for s in sw.app_services(ctx, app, process=process) if s.id not in keep]
+                leftovers = [c for c in sw.plain_containers(ctx, app)
+                             if process in (None, (c.labels or {}).get(eng.LABEL_PROCESS))]
                 if old:
                     say.step(f"Removing {len(old)} old service{'s' if len(old) != 1 else ''}")
                 for s, error in sw.remove_services(old):

@@ -3,39 +3,24 @@
 The engine stamps each line and, with details, names its task; the task's slot gives the prefix.
 History is merged across services by timestamp (docker_logs.merge_tail); following opens one
 follow stream per service, resumes after the last line shown, and picks up new services (a deploy)
-on a rescan.
+on a rescan (log_follow).
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
-
 from schedulers import docker_engine as eng
+from schedulers import log_follow
 from schedulers import swarm_engine as sw
 from schedulers import swarm_nodes as sn
-from schedulers.docker_logs import QUEUE_LINES, RESCAN, key_epoch, merge_tail, ts_key
+from schedulers.docker_logs import key_epoch, merge_tail, ts_key
+from schedulers.log_follow import raw_lines
 
 if TYPE_CHECKING:
     from pushdock.context import Context
-
-
-def raw_lines(stream: Iterable[bytes]) -> Iterator[str]:
-    """Whole lines of a service log stream, whatever its chunking."""
-    buf = b""
-    for chunk in stream:
-        buf += chunk
-        *complete, buf = buf.split(b"\n")
-        for raw in complete:
-            if raw:
-                yield raw.decode("utf-8", "replace").rstrip("\r")
-    if buf:
-        yield buf.decode("utf-8", "replace").rstrip("\r")
 
 
 def parse(line: str) -> tuple[str, str, str]:
@@ -105,94 +90,28 @@ def _history(service: Any, tail: int | None, slots: dict[str, str], seen: dict[s
     return out
 
 
-class _Follower:
-    """One reader thread per service, all feeding one bounded queue."""
+def _open(service: Any, seen: dict[str, str], read_at: float) -> tuple[Any, Iterator[str]]:
+    """A service's follow stream from after the last line shown (or from when the history was read)."""
+    since = seen.get(service.id)
+    stream, raw = open_follow(service.id, (key_epoch(since) - 0.001) if since else read_at)
 
-    def __init__(self, ctx: Context, seen: dict[str, str], read_at: float) -> None:
-        self.ctx = ctx
-        self.seen = seen
-        self.read_at = read_at
-        self.queue: queue.Queue[str] = queue.Queue(maxsize=QUEUE_LINES)
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.streams: dict[str, Any] = {}
-        self.attached: set[str] = set()
+    def shown() -> Iterator[str]:
+        slots: dict[str, str] = {}
+        for line in raw:
+            key, task, text = parse(line)
+            if since is not None and key <= since:
+                continue  # shown by the history already
+            if task not in slots:
+                slots = _slots([service])  # a task started since the last look
+            yield f"{slots.get(task, sw.process_of(service))}: {text}"
 
-    def attach(self, service: Any) -> None:
-        with self.lock:
-            if service.id in self.attached or self.stop.is_set():
-                return
-            self.attached.add(service.id)
-        threading.Thread(target=self._pump, args=(service,), name=f"pushdock-logs-{service.name}",
-                         daemon=True).start()
-
-    def _pump(self, service: Any) -> None:
-        import docker
-        import requests
-
-        since = self.seen.get(service.id)
-        try:
-            response, raw = open_follow(service.id, (key_epoch(since) - 0.001) if since else self.read_at)
-            with self.lock:
-                if self.stop.is_set():
-                    close_stream(response)
-                    return
-                self.streams[service.id] = response
-            slots: dict[str, str] = {}
-            for line in raw:
-                key, task, text = parse(line)
-                if since is not None and key <= since:
-                    continue
-                if task not in slots:
-                    slots = _slots([service])
-                self._put(f"{slots.get(task, sw.process_of(service))}: {text}")
-                if self.stop.is_set():
-                    return
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-            logger.debug("service log stream ended", service=service.name, error=eng.one_line(e))
-        finally:
-            with self.lock:
-                self.streams.pop(service.id, None)
-
-    def _put(self, line: str) -> None:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(line, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-
-    def close(self) -> None:
-        with self.lock:
-            self.stop.set()
-            streams = list(self.streams.values())
-        for s in streams:
-            close_stream(s)
-
-
-def close_stream(stream: Any) -> None:
-    import docker
-
-    try:
-        stream.close()
-    except (OSError, AttributeError, docker.errors.DockerException) as e:  # half-closed already
-        logger.debug("log stream close failed", error=str(e))
+    return stream, shown()
 
 
 def _follow(ctx: Context, app: str, process: str | None, seen: dict[str, str], read_at: float) -> Iterator[str]:
-    follower = _Follower(ctx, seen, read_at)
-    next_scan = 0.0
-    try:
-        while True:
-            if time.monotonic() >= next_scan:
-                with eng.engine_errors(doing=f"following the logs of {app}"):
-                    for s in sw.app_services(ctx, app, process=process):
-                        follower.attach(s)
-                next_scan = time.monotonic() + RESCAN
-            try:
-                line = follower.queue.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            yield line
-    finally:
-        follower.close()
+    # A service's stream spans its tasks and ends only when the service goes: never reattached.
+    return log_follow.follow(
+        lambda: sw.app_services(ctx, app, process=process),
+        lambda s: _open(s, seen, read_at),
+        doing=f"following the logs of {app}", reattach=False,
+    )

@@ -24,8 +24,8 @@ from loguru import logger
 
 from pushdock.errors import DeployFailed, PushdockError
 from schedulers import docker_engine as eng
+from schedulers import log_follow, swarm_images, swarm_logs
 from schedulers import swarm_engine as sw
-from schedulers import swarm_images, swarm_logs
 from schedulers import swarm_nodes as sn
 
 if TYPE_CHECKING:
@@ -128,13 +128,13 @@ def _follow_until_done(
             time.sleep(POLL)
         time.sleep(0.3)  # let the last lines arrive on the stream
     finally:
-        swarm_logs.close_stream(response)
+        log_follow.close_stream(response)
         reader.join(2)
     # Anything the follow stream had not delivered yet, from the history.
     with contextlib.suppress(Exception):
         raw = eng.client().api.service_logs(service_id, details=True, stdout=True, stderr=True, timestamps=True,
                                             tail="all", is_tty=False)
-        for line in swarm_logs.raw_lines(raw):
+        for line in log_follow.raw_lines(raw):
             key, _, text = swarm_logs.parse(line)
             with lock:
                 if key > last_key:

@@ -189,6 +189,41 @@ def test_redeploy_swaps_services_and_old_serves_until_the_switch(sched, ctx, app
     assert name.startswith(f"{app}-web-v2-") and len(name) == len(f"{app}-web-v2-") + 4
 
 
+def test_restart_process_swaps_one_service_and_leaves_the_others(sched, ctx, app, image, engine):
+    release = rel(app, 1, image, formation={"web": 2, "worker": 1}, processes={"web": "", "worker": WORKER})
+    first = FakeRoute()
+    sched.deploy(ctx, release, first, Out().progress)
+    worker = engine.services.get(f"{app}-worker-v1").id
+    before = {i.id for i in sched.instances(ctx, app)}
+
+    route, out = FakeRoute(still_serving=first.calls[0]), Out()
+    sched.restart_process(ctx, release, route, out.progress, process="web")
+    assert route.answers == [["v1", "v1"]] and route.old_answers == ["v1", "v1"], "old tasks serve until the switch"
+    assert not set(route.calls[0]) & set(first.calls[0]), "new tasks, new host ports"
+    [web] = [n for n in services_of(engine, app) if "-web-" in n]
+    assert web.startswith(f"{app}-web-v1-") and engine.services.get(f"{app}-worker-v1").id == worker
+    assert "-----> Removing 1 old service" in out.lines
+    insts = sched.instances(ctx, app)
+    assert sorted(i.upstream for i in insts if i.process == "web") == sorted(route.calls[0])
+    assert {i.id for i in insts if i.process == "web"}.isdisjoint(before)
+
+    # a worker restart: no proxy switch, the web service stays
+    route = FakeRoute()
+    sched.restart_process(ctx, release, route, Out().progress, process="worker")
+    assert route.calls == [] and [n for n in services_of(engine, app) if "-web-" in n] == [web]
+    assert [n for n in services_of(engine, app) if "-worker-" in n] != [f"{app}-worker-v1"]
+
+    # a restart whose tasks crash: the new service goes, the old one never stopped serving
+    crashing = rel(app, 1, image, formation={"web": 2, "worker": 1},
+                   processes={"web": "echo boom-on-restart >&2; exit 3", "worker": WORKER})
+    out = Out()
+    with pytest.raises(DeployFailed, match=r"^v1 did not start: web\.\d exited with status 3$"):
+        sched.restart_process(ctx, crashing, FakeRoute(), out.progress, process="web")
+    assert "boom-on-restart" in out.text
+    assert [n for n in services_of(engine, app) if "-web-" in n] == [web]
+    assert [get(i.upstream) for i in sched.instances(ctx, app) if i.upstream] == ["v1", "v1"]
+
+
 def test_crashing_or_silent_release_keeps_the_old_one(sched, ctx, app, image, engine):
     first = FakeRoute()
     sched.deploy(ctx, rel(app, 1, image), first, Out().progress)
@@ -287,6 +322,39 @@ def test_logs_reconcile_and_stop(sched, ctx, app, image, engine):
     sched.stop(ctx, app)
     assert services_of(engine, app) == []
     assert engine.containers.list(all=True, filters={"label": f"pushdock.app={app}"}) == []
+
+
+def test_logs_follow_picks_up_new_services_and_ends_on_close(sched, ctx, app, image):
+    release = rel(app, 1, image)
+    first = FakeRoute()
+    sched.deploy(ctx, release, first, Out().progress)
+    got: list[str] = []
+    seen_first, done = threading.Event(), threading.Event()
+
+    def consume() -> None:
+        gen = sched.logs(ctx, app, follow=True, tail=0, process="web")
+        for line in gen:
+            got.append(line)
+            if "GET /live-1" in line:
+                seen_first.set()
+            if "GET /live-2" in line:
+                break
+        gen.close()
+        done.set()
+
+    threading.Thread(target=consume, daemon=True).start()
+    time.sleep(1.5)
+    get(first.calls[0][0], "/live-1")
+    assert seen_first.wait(10), f"follow did not deliver the live line: {got}"
+    route = FakeRoute()
+    sched.restart_process(ctx, release, route, Out().progress, process="web")  # a new service: found on a rescan
+    get(route.calls[0][0], "/live-2")
+    assert done.wait(10), f"follow did not pick up the new service: {got}"
+    assert [line for line in got if "/live-" in line] == ["web.1: GET /live-1", "web.1: GET /live-2"]
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("pushdock-logs-") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "log reader threads still running after close()"
+        time.sleep(0.1)
 
 
 def test_image_streams_from_one_engine_into_another(image, engine):
@@ -485,6 +553,50 @@ def test_push_scale_redeploy_under_load_rollback_and_failed_checks(server, engin
     assert services_of(engine, app) == [] and server.get(app)[0] == 503
     server.cli("ps:start", app)
     assert server.get(app) == (200, "hello from pushdock") and len(services_of(engine, app)) == 1
+    server.cli("apps:destroy", app, "--force")
+    assert services_of(engine, app) == []
+
+
+def task_containers(engine: docker.DockerClient, app: str, process: str, release: int) -> set[str]:
+    """Running task containers of one process of one release (those of a retired service may still be stopping)."""
+    labels = [f"pushdock.app={app}", f"pushdock.process={process}", f"pushdock.release={release}"]
+    return {c.id for c in engine.containers.list(filters={"label": labels})}
+
+
+def test_ps_restart_web_replaces_its_tasks_under_load(server, engine):
+    app = unique("swrs")
+    work = server.app_repo(app, body="restart body")
+    server.commit(work, "worker", {"Procfile": "web: python3 -u /app/server.py\nworker: " + WORKER + "\n"})
+    assert server.push(work, app).returncode == 0
+    server.cli("ps:scale", app, "web=2", "worker=1")
+    webs, workers = task_containers(engine, app, "web", 2), task_containers(engine, app, "worker", 2)
+    assert len(webs) == 2 and len(workers) == 1 and server.get(app) == (200, "restart body")
+
+    with server.load(app, threads=2, max_seconds=60) as load:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        out = server.cli("ps:restart", app, "web").stdout
+        took = time.monotonic() - t0
+        time.sleep(0.5)
+    r = load.result
+    print(f"\nswarm ps:restart web=2 under load: {took:.2f}s, {r.requests} requests, {r.failed} failed")
+    assert r.failed == 0, r.errors
+    assert r.requests > 20 and set(r.bodies) == {"restart body"}
+    assert "Routing to v2" in out
+    after = services_of(engine, app)
+    [web] = [n for n in after if n.startswith(f"{app}-web-v2-")]
+    assert f"{app}-worker-v2" in after and f"{app}-web-v2" not in after
+    new = {c.id for c in engine.containers.list(filters={"label": f"com.docker.swarm.service.name={web}"})}
+    assert len(new) == 2 and new.isdisjoint(webs), "every web task is new"
+    assert task_containers(engine, app, "worker", 2) == workers, "the worker is left alone"
+    deadline = time.monotonic() + 15  # the old tasks got SIGTERM: they stop within the grace period
+    while task_containers(engine, app, "web", 2) != new and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert task_containers(engine, app, "web", 2) == new
+    assert server.get(app) == (200, "restart body")
+    rows = json.loads(server.cli("ps:report", app, "--format", "json").stdout)
+    assert sorted((r["process"], r["state"]) for r in rows) == [
+        ("web.1", "running"), ("web.2", "running"), ("worker.1", "running")]
     server.cli("apps:destroy", app, "--force")
     assert services_of(engine, app) == []
 
