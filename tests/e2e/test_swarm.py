@@ -224,6 +224,23 @@ def test_restart_process_swaps_one_service_and_leaves_the_others(sched, ctx, app
     assert [get(i.upstream) for i in sched.instances(ctx, app) if i.upstream] == ["v1", "v1"]
 
 
+def test_resource_limits_go_into_each_task_template(sched, ctx, app, image, engine):
+    """`resource:limit` on swarm: each service's task template carries its process type's limits (its own
+    values over the app's `_default_`), and the engine applies them to the task containers."""
+    from pushdock import resources
+    from pushdock.resources import Limits
+
+    resources.store(ctx.state, app, {"_default_": Limits(memory=64 << 20, cpu=0.5), "web": Limits(memory=96 << 20)})
+    release = rel(app, 1, image, formation={"web": 1, "worker": 1}, processes={"web": "", "worker": WORKER})
+    sched.deploy(ctx, release, FakeRoute(), Out().progress)
+    limits = {p: engine.services.get(f"{app}-{p}-v1").attrs["Spec"]["TaskTemplate"]["Resources"]["Limits"]
+              for p in ("web", "worker")}
+    assert limits == {"web": {"NanoCPUs": 500_000_000, "MemoryBytes": 96 << 20},
+                      "worker": {"NanoCPUs": 500_000_000, "MemoryBytes": 64 << 20}}
+    [web] = engine.containers.list(filters={"label": [f"pushdock.app={app}", "pushdock.process=web"]})
+    assert (web.attrs["HostConfig"]["Memory"], web.attrs["HostConfig"]["NanoCpus"]) == (96 << 20, 500_000_000)
+
+
 def test_crashing_or_silent_release_keeps_the_old_one(sched, ctx, app, image, engine):
     first = FakeRoute()
     sched.deploy(ctx, rel(app, 1, image), first, Out().progress)
