@@ -125,6 +125,8 @@ def _request(environ: WSGIEnvironment, method: str, path: str, params: dict[str,
     if environ.get("CONTENT_TYPE"):
         headers["content-type"] = environ["CONTENT_TYPE"]
     if "transfer-encoding" in headers:
+        if headers["transfer-encoding"].strip().lower() == "chunked":
+            _drain_chunked(environ["wsgi.input"], DRAIN_LIMIT)
         raise HttpError(411, "send the body with a Content-Length")
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -146,6 +148,24 @@ def _drain(stream: Any, length: int) -> None:
         if not chunk:
             return
         length -= len(chunk)
+
+
+def _drain_chunked(stream: Any, limit: int) -> None:
+    """Read and drop a chunked body (up to `limit` bytes): closing on unread data would reset the connection."""
+    while limit > 0:
+        line = stream.readline(1024)
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            return  # not chunked framing: nothing sensible to read
+        if size == 0:  # the last chunk; then trailers up to an empty line
+            while limit > 0 and (line := stream.readline(8192)) not in (b"", b"\r\n", b"\n"):
+                limit -= len(line)
+            return
+        if size + 2 > limit:
+            return
+        _drain(stream, size + 2)  # the data and its CRLF
+        limit -= size + 2
 
 
 # -- routes ---------------------------------------------------------------------------------------------

@@ -5,6 +5,11 @@ so a push over HTTP takes the same path as one over SSH: app lock, validation, d
 `remote:` progress streamed as it happens (the threaded WSGI server flushes every write). Only the three
 smart endpoints are served; dulwich's dumb-HTTP file routes are not. Roles are those of SSH keys: an admin
 token may use every app, a deployer token the apps it lists; a first push creates the app.
+
+Audit events (door `http`, who = the token's name, never the token): `git:push` per ref (gitserver/receive.py),
+`git:fetch` per upload-pack exchange (clone, fetch) with its duration, and a `denied` event for an unknown
+token (who `(unknown token)`) or an app the token may not use. A request without credentials is the HTTP
+challenge every git client starts with, answered 401 and not recorded.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import binascii
 import contextlib
 import re
 import sys
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -22,17 +28,19 @@ from urllib.parse import parse_qs
 from loguru import logger
 
 from pushdock.errors import Conflict, Forbidden, NotFound, PushdockError
+from pushdock.state import Identity
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
 
     from pushdock.context import Context
-    from pushdock.state import Identity
 
 PREFIX = "/git/"
 PATH = re.compile(r"^/git/(?P<repo>[a-z0-9-]+(?:\.git)?)(?P<endpoint>/info/refs|/git-upload-pack|/git-receive-pack)\Z")
 SERVICES = ("git-upload-pack", "git-receive-pack")
+ACTIONS = {"git-upload-pack": "git:fetch", "git-receive-pack": "git:push"}
 REALM = 'Basic realm="pushdock"'
+UNKNOWN = "(unknown token)"  # who, in the events of a refused token: not a valid token name, so never a real one
 
 
 def _plain(start_response: StartResponse, status: str, message: str,
@@ -75,19 +83,39 @@ class SmartHttp:
                 return _plain(start_response, "405 Method Not Allowed", "use POST")
         if service not in SERVICES:
             return _plain(start_response, "403 Forbidden", "only smart HTTP is served (git 1.6.6 or later)")
+        started = time.time()
         token = presented_token(environ.get("HTTP_AUTHORIZATION"))
-        identity = None if token is None else self._authenticate(token, environ)
+        if token is None:
+            return _plain(start_response, "401 Unauthorized", "a token is needed (pushdock tokens:add)",
+                          (("WWW-Authenticate", REALM),))
+        identity = self._authenticate(token, environ)
         if identity is None:
-            why = "a token is needed (pushdock tokens:add)" if token is None else "unknown token"
-            return _plain(start_response, "401 Unauthorized", why, (("WWW-Authenticate", REALM),))
+            self._event(Identity(name=UNKNOWN, role="deployer", door="http"), match["repo"], service, environ,
+                        started=started, result="denied", reason="unknown token")
+            return _plain(start_response, "401 Unauthorized", "unknown token", (("WWW-Authenticate", REALM),))
         try:
             ctx, app = self._open(identity, match["repo"], service)
         except PushdockError as e:
             status = next((s for kind, s in ((Forbidden, "403 Forbidden"), (NotFound, "404 Not Found"))
                            if isinstance(e, kind)), "400 Bad Request")
+            self._event(identity, match["repo"], service, environ, started=started,
+                        result="denied" if isinstance(e, Forbidden) else "failed", reason=str(e))
             return _plain(start_response, status, str(e))
         environ["PATH_INFO"] = f"/{app}{endpoint}"
-        return self._serve(ctx, app, service, environ, start_response)
+        return self._serve(ctx, app, service, environ, start_response, started=started)
+
+    def _event(self, identity: Identity, repo: str, service: str, environ: WSGIEnvironment, *, started: float,
+               **fields: str) -> None:
+        """One audit event of this door; the app is named only if `repo` is a valid app name."""
+        from gitserver.backend import app_from_path
+        from pushdock.context import Context
+
+        try:
+            app: str | None = app_from_path(repo)
+        except PushdockError:
+            app = None
+        ctx = Context(settings=self.ctx.settings, identity=identity, bus_override=self.ctx.bus)
+        record(ctx, ACTIONS[service], app, service, environ, started=started, **fields)
 
     def _authenticate(self, token: str, environ: WSGIEnvironment) -> Identity | None:
         from gitserver.tokens import identity_for_token
@@ -116,7 +144,7 @@ class SmartHttp:
         return ctx, app
 
     def _serve(self, ctx: Context, app: str, service: str, environ: WSGIEnvironment,
-               start_response: StartResponse) -> Iterator[bytes]:
+               start_response: StartResponse, *, started: float) -> Iterator[bytes]:
         from dulwich.errors import GitProtocolError, HangupException
         from dulwich.server import UploadPackHandler
         from dulwich.web import make_wsgi_chain
@@ -126,15 +154,38 @@ class SmartHttp:
 
         handlers = {b"git-receive-pack": PushdockReceivePack, b"git-upload-pack": UploadPackHandler}
         chain = make_wsgi_chain(AppBackend(ctx), handlers=handlers)  # type: ignore[arg-type]
+        # The exchange itself is an event: a fetch always, a push only if it broke off (receive.py records
+        # every ref it was asked to move). The advertisement (GET info/refs) is part of the exchange after it.
+        exchange = environ["REQUEST_METHOD"] == "POST"
+        result, reason = "ok", ""
         # dulwich's handlers run while the response is iterated: keep the log context and catch errors there.
         with logger.contextualize(who=ctx.identity.name, door="http", app=app):
             try:
                 yield from chain(environ, start_response)
+            except GeneratorExit:  # the server closed the response early: the client went away
+                result, reason = "failed", "the client went away"
+                raise
             except (HangupException, GitProtocolError, OSError) as e:  # the client went away
                 logger.info("git over http ended early", service=service, error=repr(e))
+                result, reason = "failed", "the client went away"
             except Exception:
                 error_id = uuid.uuid4().hex[:8]
                 logger.exception("git over http crashed", service=service, error_id=error_id)
+                result, reason = "failed", f"internal error {error_id}"
                 with contextlib.suppress(Exception):  # re-raises if the headers are out already
                     start_response("500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info())
                     yield f"internal error {error_id}\n".encode()
+            finally:
+                if exchange and (service == "git-upload-pack" or result != "ok"):
+                    record(ctx, ACTIONS[service], app, service, environ, started=started, result=result,
+                           **({"reason": reason} if reason else {}))
+
+
+def record(ctx: Context, action: str, app: str | None, service: str, environ: WSGIEnvironment, *,
+           started: float, **fields: str) -> None:
+    """Append the audit event of one git-over-HTTP request (never its credentials); a full disk is logged."""
+    try:
+        ctx.event(action, app=app, started=started, command=f"{service} {app or '?'}",
+                  address=str(environ.get("REMOTE_ADDR", "")), **fields)
+    except OSError as e:
+        logger.error("http git event not recorded", app=app, error=repr(e))

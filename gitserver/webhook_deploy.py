@@ -5,15 +5,18 @@ worker process (`python -m gitserver.webhook_deploy`, its own session: a deploy 
 if `serve` stops; jobs still queued then are lost and stay `queued` in the log). The worker fetches the
 commit from the configured repository with dulwich, then, under the app lock, takes the same path as a
 `git push`: checks (a commit, connected, deploys not locked), `pipeline.deploy_push`, and a
-compare-and-swap of the branch ref. Each step's outcome goes to the delivery log (`webhooks:report`).
+compare-and-swap of the branch ref. Each step's outcome goes to the delivery log (`webhooks:report`);
+the final one (deployed, already deployed, failed, superseded) is also a `webhook:deploy` audit event.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 
 JOB_VARIABLE = "PUSHDOCK_WEBHOOK_JOB"
 IDENTITY = "github-webhook"
+DOOR = "http"
 FINAL = ("deployed", "failed", "already", "superseded")
 
 
@@ -45,6 +49,23 @@ class Job:
     @property
     def branch(self) -> str:
         return self.ref.removeprefix("refs/heads/")
+
+
+def as_webhook(ctx: Context, app: str) -> Context:
+    """`ctx` acting as GitHub's webhook of `app`: the who and door of its audit events."""
+    from pushdock.state import Identity
+
+    return dataclasses.replace(ctx, identity=Identity(name=IDENTITY, role="deployer", apps=(app,), door=DOOR))
+
+
+def record(ctx: Context, job: Job, outcome: str, started: float | None = None) -> None:
+    """The `webhook:deploy` event of a job's final outcome; a full disk is only logged."""
+    result = "ok" if outcome.startswith(("deployed", "already")) else outcome.split(" ", 1)[0].rstrip(":")
+    try:
+        as_webhook(ctx, job.app).event("webhook:deploy", app=job.app, result=result, started=started,
+                                       delivery=job.delivery, ref=job.ref, sha=job.after, outcome=outcome)
+    except OSError as e:
+        logger.error("webhook deploy event not recorded", app=job.app, delivery=job.delivery, error=repr(e))
 
 
 def deploy_branch(ctx: Context, app: str) -> str:
@@ -85,7 +106,9 @@ class DeployQueue:
                                           daemon=True)
                 self._threads[job.app] = thread
         if replaced is not None:
-            update_delivery(self.ctx, job.app, replaced.delivery, outcome=f"superseded by {job.delivery}")
+            outcome = f"superseded by {job.delivery}"
+            update_delivery(self.ctx, job.app, replaced.delivery, outcome=outcome)
+            record(self.ctx, replaced, outcome)
         if start:
             thread.start()
 
@@ -117,7 +140,7 @@ class DeployQueue:
         return False
 
 
-def _finish(ctx: Context, job: Job, outcome: str) -> None:
+def _finish(ctx: Context, job: Job, outcome: str, started: float | None = None) -> None:
     """Record a final outcome, unless the worker already did."""
     from gitserver.webhooks import deliveries, update_delivery
 
@@ -125,6 +148,7 @@ def _finish(ctx: Context, job: Job, outcome: str) -> None:
                     if e.get("delivery") == job.delivery and e.get("accepted")), "")
     if not str(current).startswith(FINAL):
         update_delivery(ctx, job.app, job.delivery, outcome=outcome)
+        record(ctx, job, outcome, started)
 
 
 def run_in_worker(ctx: Context, job: Job) -> None:
@@ -132,13 +156,14 @@ def run_in_worker(ctx: Context, job: Job) -> None:
     from gitserver.ssh import settings_env
     from pushdock import proc
 
+    started = time.time()
     env = {**os.environ, **settings_env(ctx.settings), JOB_VARIABLE: json.dumps(asdict(job))}
     with open(os.devnull, "rb") as devnull_in, open(os.devnull, "wb") as devnull_out:
         worker = proc.popen([sys.executable, "-m", "gitserver.webhook_deploy"], env=env, stdin=devnull_in,
                             stdout=devnull_out, stderr=devnull_out, start_new_session=True)
         rc = worker.wait()
     if rc != 0:
-        _finish(ctx, job, f"failed: worker exited {rc} (see DATA_DIR/logs/pushdock.log)")
+        _finish(ctx, job, f"failed: worker exited {rc} (see DATA_DIR/logs/pushdock.log)", started)
 
 
 # -- the job (in the worker) -------------------------------------------------------------------------------
@@ -146,6 +171,7 @@ def run_job(ctx: Context, job: Job) -> str:
     """Fetch and deploy `job`; record and return its outcome (`deployed vN`, `already deployed`, `failed: ...`)."""
     from gitserver.webhooks import update_delivery
 
+    started = time.time()
     with logger.contextualize(app=job.app, delivery=job.delivery):
         try:
             update_delivery(ctx, job.app, job.delivery, outcome="fetching")
@@ -156,6 +182,7 @@ def run_job(ctx: Context, job: Job) -> str:
             outcome = f"failed: {e}"
         logger.info("webhook deploy done", outcome=outcome)
         update_delivery(ctx, job.app, job.delivery, outcome=outcome)
+        record(ctx, job, outcome, started)
         return outcome
 
 
@@ -233,7 +260,6 @@ def _deploy(ctx: Context, job: Job) -> str:
                 state.set("git", app, "deploy-branch", job.branch)
                 repo.refs.set_symbolic_ref(b"HEAD", ref)
                 configref.commit_state(ctx, app, repo, f"webhook: deploy branch {job.branch}")
-            ctx.event("git:webhook", app=app, ref=job.ref, sha=job.after, delivery=job.delivery)
             return f"deployed {deployed.name}"
         finally:
             repo.close()
@@ -248,7 +274,7 @@ def main() -> int:
     try:
         settings = Settings()
         job = Job(**json.loads(os.environ[JOB_VARIABLE]))
-        ctx = Context(settings=settings, identity=Identity(name=IDENTITY, role="admin", door="webhook"))
+        ctx = Context(settings=settings, identity=Identity(name=IDENTITY, role="admin", door=DOOR))
         log.configure(settings.log_level, logfile=ctx.state.path("logs", "pushdock.log"), stderr=False)
     except Exception as e:  # no context, no log file
         sys.stderr.write(f"fatal: {e}\n")

@@ -9,6 +9,12 @@ A push that passes is answered 202 and queued. Every answer lands in the app's d
 (`webhooks:report`); only accepted deliveries (signed, answered 2xx) count for deduplication, so a forger
 cannot pre-empt one and a delivery refused for a setting since fixed can be redelivered.
 
+Every delivery to an existing app is also an audit event (`webhook`; who `github-webhook`, door `http`):
+its delivery id, GitHub event, status, outcome, result (`ok`, `ignored`, `queued`, `duplicate`, `denied`
+for a bad or missing signature, `refused`) and duration; a deploy it queued adds a `webhook:deploy` event
+when it ends (webhook_deploy.py). Never the secret, the signature or the body. Requests for apps that do
+not exist, and bodies the router refuses (411, 413), are only logged.
+
 Per app: `repo` is a property; `secret` and `token` live in a 0600 file and are never shown or logged.
 """
 
@@ -154,17 +160,23 @@ class GithubWebhook:
         self.queue = queue
 
     def __call__(self, ctx: Context, request: Request) -> Response:
+        started = time.time()
         app = request.params["app"]
+        headers = request.headers
+        entry: dict[str, Any] = {"delivery": headers.get("x-github-delivery", "")[:100], "time": started,
+                                 "event": headers.get("x-github-event", "")[:40], "accepted": False}
         try:
             validate_app_name(app)
         except UsageError:
+            logger.info("webhook for no app", delivery=entry["delivery"])
             raise NotFound(NOT_CONFIGURED) from None
-        secret = get_setting(ctx, app, "secret") if ctx.state.app_exists(app) else None
-        if not secret:
+        if not ctx.state.app_exists(app):
+            logger.info("webhook for no app", app=app, delivery=entry["delivery"])
             raise NotFound(NOT_CONFIGURED)
-        headers = request.headers
-        entry: dict[str, Any] = {"delivery": headers.get("x-github-delivery", "")[:100], "time": time.time(),
-                                 "event": headers.get("x-github-event", "")[:40], "accepted": False}
+        secret = get_setting(ctx, app, "secret")
+        if not secret:
+            _record(ctx, app, {**entry, "status": 404, "outcome": NOT_CONFIGURED}, started, "refused")
+            raise NotFound(NOT_CONFIGURED)
         signature = headers.get("x-hub-signature-256")
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if not signature:
@@ -183,6 +195,7 @@ class GithubWebhook:
         earlier = _append(ctx, app, entry)
         logger.info("webhook delivery", app=app, delivery=entry["delivery"], status=entry["status"],
                     outcome=entry["outcome"])
+        _record(ctx, app, entry, started, _result(entry, earlier is not None, job is not None))
         if earlier is not None:
             return json_response(200, {"status": entry["outcome"], "outcome": earlier.get("outcome")})
         if status >= 400:
@@ -191,6 +204,31 @@ class GithubWebhook:
             self.queue.submit(job)
             return json_response(status, {"status": outcome, "delivery": job.delivery, "sha": job.after})
         return json_response(status, {"status": outcome})
+
+
+def _result(entry: dict[str, Any], duplicate: bool, queued: bool) -> str:
+    """The event's one-word result for a delivery's entry."""
+    status = entry["status"]
+    if duplicate:
+        return "duplicate"
+    if status == 401:
+        return "denied"
+    if status >= 400:
+        return "refused"
+    if queued:
+        return "queued"
+    return "ignored" if str(entry["outcome"]).startswith("ignored") else "ok"
+
+
+def _record(ctx: Context, app: str, entry: dict[str, Any], started: float, result: str) -> None:
+    """The audit event of one delivery; a full disk must not change GitHub's answer, so it is only logged."""
+    from gitserver.webhook_deploy import as_webhook
+
+    fields = {k: entry[k] for k in ("delivery", "event", "status", "outcome", "ref", "sha") if entry.get(k)}
+    try:
+        as_webhook(ctx, app).event("webhook", app=app, result=result, started=started, **fields)
+    except OSError as e:
+        logger.error("webhook event not recorded", app=app, delivery=entry["delivery"], error=repr(e))
 
 
 def _decide(ctx: Context, app: str, event: str, body: bytes, delivery: str) -> tuple[int, str, Any]:

@@ -1,6 +1,7 @@
 """GitHub webhooks end to end: a local "GitHub" (a bare repository served over smart HTTP by dulwich.web on
 127.0.0.1) and push payloads shaped like GitHub's, signed with the app's secret, sent to a real
-`pushdock serve`, which fetches, builds with Docker and serves through nginx. Only GitHub is stood in for."""
+`pushdock serve`, which fetches, builds with Docker and serves through nginx. Only GitHub is stood in for.
+Every delivery, whatever its answer, is an audit event in `events`; the secret and signatures are in no log."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.harness import Server, unique
 
 pytestmark = pytest.mark.docker
 SECRET = uuid.uuid4().hex
+SIGNATURES: list[str] = []  # every signature sent: none may be logged
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +50,15 @@ def github(server):
     repo.close()
 
 
-def deliver(server: Server, app: str, payload: dict, event: str = "push") -> tuple[int, dict, float]:  # type: ignore[type-arg]
+def deliver(server: Server, app: str, payload: dict, event: str = "push", *,  # type: ignore[type-arg]
+            delivery: str | None = None, secret: str | None = SECRET) -> tuple[int, dict, float]:  # type: ignore[type-arg]
+    """POST one delivery; `secret=None` sends it unsigned."""
     body = json.dumps(payload).encode()
-    headers = {"Content-Type": "application/json", "X-GitHub-Event": event, "X-GitHub-Delivery": str(uuid.uuid4()),
-               "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
-               "User-Agent": "GitHub-Hookshot/e2e"}
+    headers = {"Content-Type": "application/json", "X-GitHub-Event": event,
+               "X-GitHub-Delivery": delivery or str(uuid.uuid4()), "User-Agent": "GitHub-Hookshot/e2e"}
+    if secret is not None:
+        headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        SIGNATURES.append(headers["X-Hub-Signature-256"])
     conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
     started = time.monotonic()
     try:
@@ -71,6 +77,19 @@ def push_payload(url: str, before: str, after: str) -> dict:  # type: ignore[typ
             "repository": {"id": 1, "name": "site", "full_name": "octo/site", "private": False,
                            "clone_url": url, "default_branch": "main"},
             "sender": {"login": "octocat"}}
+
+
+def audit(server: Server, app: str, action: str = "webhook") -> list[dict]:  # type: ignore[type-arg]
+    out = server.cli("events", "--app", app, "--format", "json", "-n", "10000").stdout
+    return [e for e in json.loads(out) if e["action"] == action]
+
+
+def assert_nothing_secret_logged(server: Server) -> None:
+    logs = [server.data / "events.log", server.base / "serve.log", *(server.data / "logs").rglob("*.log")]
+    for log in logs:
+        text = log.read_text(errors="replace")
+        assert SECRET not in text, log
+        assert not [s for s in SIGNATURES if s in text or s.removeprefix("sha256=") in text], log
 
 
 def wait_outcome(server: Server, app: str, sha: str, timeout: float = 180) -> str:
@@ -114,3 +133,53 @@ def test_a_signed_push_is_fetched_and_deployed(server, github) -> None:
     report = server.ssh("webhooks:report", app).stdout
     assert SECRET not in report
     assert "deployed v1" in report and "failed: " in report
+
+    # the audit log: each delivery when it came, each deploy when it ended, as the webhook on the HTTP door
+    received = {(e["event"], e["result"], e["status"], e.get("sha")) for e in audit(server, app)}
+    assert received == {("ping", "ok", 200, None), ("push", "queued", 202, sha), ("push", "queued", 202, broken)}
+    deploys = [(e["sha"], e["result"], e["outcome"].split(":")[0]) for e in audit(server, app, "webhook:deploy")]
+    assert deploys == [(sha, "ok", "deployed v1"), (broken, "failed", "failed")]
+    for e in audit(server, app) + audit(server, app, "webhook:deploy"):
+        assert (e["who"], e["door"]) == ("github-webhook", "http") and e["duration"] >= 0
+    assert [e["who"] for e in audit(server, app, "deploy")] == ["github-webhook"] * 2
+    assert_nothing_secret_logged(server)
+
+
+def test_every_delivery_is_an_audit_event(server, github) -> None:
+    url, _ = github
+    app = unique("audited")
+    server.cli("apps:create", app)
+    unconfigured = deliver(server, app, {"zen": "x"}, event="ping", delivery="d-unconfigured")
+    server.ssh("webhooks:set", app, "secret", SECRET)
+    server.ssh("webhooks:set", app, "repo", url)
+    sha = "1" * 40
+    answers = {
+        "d-unsigned": deliver(server, app, push_payload(url, "0" * 40, sha), delivery="d-unsigned", secret=None),
+        "d-forged": deliver(server, app, push_payload(url, "0" * 40, sha), delivery="d-forged",
+                            secret="not the secret, not at all"),
+        "d-ping": deliver(server, app, {"zen": "Speak like a human."}, event="ping", delivery="d-ping"),
+        "d-branch": deliver(server, app, {**push_payload(url, "0" * 40, sha), "ref": "refs/heads/feature"},
+                            delivery="d-branch"),
+        "d-repo": deliver(server, app, push_payload(url.replace("octo", "evil"), "0" * 40, sha), delivery="d-repo"),
+        "d-issue": deliver(server, app, {"action": "opened"}, event="issues", delivery="d-issue"),
+    }
+    replay = deliver(server, app, {"zen": "Speak like a human."}, event="ping", delivery="d-ping")
+    assert unconfigured[0] == 404 and replay[:2] == (200, {"status": "duplicate delivery ignored",
+                                                           "outcome": "pong"})
+    assert {d: a[0] for d, a in answers.items()} == {"d-unsigned": 401, "d-forged": 401, "d-ping": 200,
+                                                     "d-branch": 202, "d-repo": 403, "d-issue": 202}
+    events = audit(server, app)
+    assert [(e["delivery"], e["status"], e["result"]) for e in events] == [
+        ("d-unconfigured", 404, "refused"), ("d-unsigned", 401, "denied"), ("d-forged", 401, "denied"),
+        ("d-ping", 200, "ok"), ("d-branch", 202, "ignored"), ("d-repo", 403, "refused"),
+        ("d-issue", 202, "ignored"), ("d-ping", 200, "duplicate")]
+    assert events[1]["outcome"].startswith("missing X-Hub-Signature-256")
+    assert events[4]["outcome"] == "ignored: refs/heads/feature is not the deploy branch (main)"
+    for e in events:
+        assert (e["who"], e["door"], e["app"]) == ("github-webhook", "http", app) and e["duration"] >= 0
+        assert set(e) <= {"time", "who", "door", "app", "action", "result", "duration", "delivery", "event",
+                          "status", "outcome", "ref", "sha", "when"}
+    assert audit(server, app, "webhook:deploy") == []  # nothing was queued
+    table = server.cli("events", "--app", app).stdout
+    assert "webhook" in table and "denied" in table and "duplicate" in table
+    assert_nothing_secret_logged(server)

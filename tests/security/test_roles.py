@@ -1,10 +1,13 @@
 """Claim: roles hold on every door. An admin runs everything; a deployer pushes to and runs app commands on
 its listed apps only; admin-only commands refuse deployers. Doors: the SSH command door, git over SSH
-(receive and upload), and the host CLI (root is admin). Pushes use `-o skip-deploy` (stored, not deployed),
-so this needs the real server but no container builds."""
+(receive and upload), git over HTTP (tokens, HTTP Basic auth at /git/APP.git) and the host CLI (root is
+admin). Pushes use `-o skip-deploy` (stored, not deployed), so this needs the real server but no container
+builds. Every attempt is in the events log, and no token or secret value is in it or in any server log."""
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import subprocess
 
@@ -24,6 +27,17 @@ def server(tmp_path_factory):
     srv.deployer_key = base / "deployer"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(srv.deployer_key)], check=True)
     srv.add_key("ci", role="deployer", apps=srv.mine, key=srv.deployer_key)
+    # tokens of the HTTP door: (name, token); a wrong one looks like a real one
+    srv.tokens = {
+        "admin": ("http-admin", srv.cli("tokens:add", "http-admin").stdout.splitlines()[-1]),
+        "deployer": ("http-ci", srv.cli("tokens:add", "http-ci", "--role", "deployer", "--apps",
+                                        srv.mine).stdout.splitlines()[-1]),
+        "wrong": ("", "pdt_" + "x" * 43),
+        "none": ("", ""),
+    }
+    seed = srv.app_repo(unique("seed"))
+    for app in (srv.mine, srv.theirs):  # both apps have refs to clone and to keep unchanged
+        srv.git("push", "-o", "skip-deploy", srv.remote(app), "main", cwd=seed, check=True)
     yield srv
     srv.stop()
 
@@ -72,7 +86,7 @@ def test_admin_may_do_everything_on_both_doors(server) -> None:
 
 def test_git_doors_follow_the_same_rules(server, tmp_path) -> None:
     work = server.app_repo(unique("w"))
-    ok = server.git("push", "-o", "skip-deploy", server.remote(server.mine), "main", cwd=work)
+    ok = server.git("push", "-o", "skip-deploy", server.remote(server.mine), "HEAD:refs/heads/admin", cwd=work)
     deployer_env = {**server.git_env, "GIT_SSH_COMMAND": " ".join(server.ssh_argv(server.deployer_key))}
     denied = subprocess.run(["git", "push", "-o", "skip-deploy", server.remote(server.theirs), "main"], cwd=work,
                             env=deployer_env, capture_output=True, text=True)
@@ -89,10 +103,104 @@ def test_git_doors_follow_the_same_rules(server, tmp_path) -> None:
     assert created.returncode != 0 and new_app not in server.cli("apps:list").stdout
 
 
+def assert_nowhere_logged(server: Server, *secrets: str) -> None:
+    """None of `secrets` is in the events (as shown or as stored) or in any log of the server."""
+    events = server.cli("events", "--format", "json", "-n", "10000").stdout
+    assert json.loads(events)
+    for log in [server.data / "events.log", server.base / "serve.log", *(server.data / "logs").rglob("*.log")]:
+        text = log.read_text(errors="replace")
+        for secret in secrets:
+            assert secret not in events and secret not in text, log
+
+
 def test_secrets_never_echoed_or_logged(server) -> None:
     server.ssh("config:set", "--no-restart", server.mine, "TOKEN=very-secret-123")
-    events = server.cli("events", "--format", "json", "-n", "1000").stdout
-    assert "very-secret-123" not in events and json.loads(events)
-    for log in (server.data / "logs").rglob("*.log"):
-        assert "very-secret-123" not in log.read_text(errors="replace"), log
-    assert "very-secret-123" not in (server.base / "serve.log").read_text()
+    assert_nowhere_logged(server, "very-secret-123")
+
+
+# -- git over HTTP: the same matrix with tokens --------------------------------------------------------------
+def http_url(server: Server, app: str, who: str) -> str:
+    _, token = server.tokens[who]
+    return f"http://{f'user:{token}@' if token else ''}127.0.0.1:{server.http_port}/git/{app}.git"
+
+
+def http_status(server: Server, app: str, who: str, service: str) -> int:
+    """The status of the ref advertisement, the first request of every clone and push."""
+    _, token = server.tokens[who]
+    headers = {"Authorization": "Basic " + base64.b64encode(f"user:{token}".encode()).decode()} if token else {}
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+    try:
+        conn.request("GET", f"/git/{app}.git/info/refs?service={service}", headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def refs(server: Server, app: str) -> str:
+    return server.git("ls-remote", server.remote(app), cwd=server.base, check=True).stdout
+
+
+# (token, app, what, HTTP status of the door): 200 = allowed
+HTTP_MATRIX = [
+    ("admin", "mine", "clone", 200), ("admin", "theirs", "clone", 200),
+    ("admin", "mine", "push", 200), ("admin", "theirs", "push", 200),
+    ("deployer", "mine", "clone", 200), ("deployer", "mine", "push", 200),
+    ("deployer", "theirs", "clone", 403), ("deployer", "theirs", "push", 403),
+    ("wrong", "mine", "clone", 401), ("wrong", "mine", "push", 401),
+    ("none", "mine", "clone", 401), ("none", "mine", "push", 401),
+]
+
+
+@pytest.mark.parametrize(("who", "which", "what", "status"), HTTP_MATRIX)
+def test_http_door_follows_the_same_rules(server, tmp_path, who, which, what, status) -> None:
+    app = getattr(server, which)
+    service = "git-upload-pack" if what == "clone" else "git-receive-pack"
+    assert http_status(server, app, who, service) == status
+    before = refs(server, app)
+    if what == "clone":
+        res = server.git("clone", "-q", http_url(server, app, who), str(tmp_path / "c"), cwd=tmp_path)
+        cloned = res.returncode == 0 and server.git("rev-parse", "HEAD", cwd=tmp_path / "c").stdout.strip()
+        if status == 200:
+            assert cloned and cloned in before, res.stderr
+    else:
+        branch = unique(f"http-{who}")
+        work = server.app_repo(unique("h"))
+        res = server.git("push", "-o", "skip-deploy", http_url(server, app, who), f"HEAD:refs/heads/{branch}",
+                         cwd=work)
+        if status == 200:
+            assert res.returncode == 0, res.stderr
+            assert f"refs/heads/{branch}" in refs(server, app)
+    if status != 200:
+        assert res.returncode != 0
+        assert {403: "403", 401: "Authentication failed" if who == "wrong" else "could not read Username"}[
+            status] in res.stderr, res.stderr
+        assert refs(server, app) == before
+
+
+def test_http_door_is_audited_without_the_token(server, tmp_path) -> None:
+    deployer, token = server.tokens["deployer"]
+    mine, theirs = server.mine, server.theirs
+    assert server.git("clone", "-q", http_url(server, mine, "deployer"), str(tmp_path / "c"), cwd=tmp_path,
+                      ).returncode == 0
+    branch = unique("audited")
+    assert server.git("push", "-o", "skip-deploy", http_url(server, mine, "deployer"), f"HEAD:refs/heads/{branch}",
+                      cwd=tmp_path / "c").returncode == 0
+    assert server.git("clone", "-q", http_url(server, theirs, "deployer"), str(tmp_path / "t"),
+                      cwd=tmp_path).returncode != 0
+    assert server.git("ls-remote", http_url(server, mine, "wrong"), cwd=tmp_path).returncode != 0
+
+    def events(app: str) -> list[dict]:  # type: ignore[type-arg]
+        out = server.cli("events", "--app", app, "--format", "json", "-n", "10000").stdout
+        return [e for e in json.loads(out) if e["door"] == "http"]
+
+    def has(app: str, **want: str) -> bool:
+        return any(all(e.get(k) == v for k, v in want.items()) for e in events(app))
+
+    assert has(mine, action="git:fetch", who=deployer, result="ok", command=f"git-upload-pack {mine}")
+    assert has(mine, action="git:push", who=deployer, result="ok", ref=f"refs/heads/{branch}")
+    assert has(theirs, action="git:fetch", who=deployer, result="denied")
+    assert has(mine, action="git:fetch", who="(unknown token)", result="denied", reason="unknown token")
+    assert all(isinstance(e.get("duration"), float) for e in events(mine) if e["action"] == "git:fetch")
+    assert_nowhere_logged(server, *(t for _, t in server.tokens.values() if t))
