@@ -1,15 +1,22 @@
-"""`pushdock serve`: the proxy, a reconcile pass, then the HTTP and SSH doors until SIGTERM/SIGINT."""
+"""`pushdock serve`: the proxy, a reconcile pass, then the HTTP and SSH doors until SIGTERM/SIGINT.
+
+Meanwhile a thread follows instances that move by themselves (swarm replacing a failed task gets a new
+host port) and re-routes their apps (hooks.pipeline.follow_upstreams).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from pushdock.progress import Progress
+
+FOLLOW_INTERVAL = 3.0  # seconds between looks at instances that can move
 
 if TYPE_CHECKING:
     from gitserver.http import HttpDoor
@@ -29,11 +36,27 @@ def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
     for message in pipeline.reconcile_all(ctx, progress):
         logger.info("reconciled", message=message)
     http = HttpDoor(ctx)
+    done = threading.Event()
+    follower = threading.Thread(target=_follow, args=(ctx, done), name="pushdock-follow", daemon=True)
+    follower.start()
     try:
         asyncio.run(_serve(ctx, http, proxy.name, on_ready))
     finally:
+        done.set()
         http.stop()
+        follower.join(10)
     logger.info("pushdock stopped")
+
+
+def _follow(ctx: Context, done: threading.Event) -> None:
+    from hooks import pipeline
+
+    while not done.wait(FOLLOW_INTERVAL):
+        try:
+            for app in pipeline.follow_upstreams(ctx):
+                logger.info("re-routed: its instances moved", app=app)
+        except Exception as e:  # the engine away, a proxy error: try again next time, never die
+            logger.warning("following instances failed", error=str(e))
 
 
 async def _serve(ctx: Context, http: HttpDoor, proxy_name: str, on_ready: Callable[[str], None]) -> None:

@@ -187,6 +187,35 @@ def reroute_all(ctx: Context) -> list[str]:
     return failures
 
 
+def follow_upstreams(ctx: Context) -> list[str]:
+    """Re-route apps whose running web instances are not those the proxy routes to; the apps re-routed.
+
+    Only schedulers whose instances change address by themselves (`upstreams_move`: swarm replacing a failed
+    host-mode task) need this; docker-local instances keep their host port across restarts. An app busy
+    with a deploy is skipped (the deploy routes it). `serve` calls this every few seconds.
+    """
+    followed = []
+    routes = ctx.proxy().routes(ctx)
+    for app in ctx.state.list_apps():
+        scheduler = ctx.scheduler(app)
+        if not getattr(scheduler, "upstreams_move", False) or app not in routes:
+            continue
+        current = ctx.state.current_release(app)
+        if current is None or ctx.state.get("ps", app, "stopped"):
+            continue
+        try:
+            with ctx.state.app_lock(app, timeout=0):
+                running = sorted({i.upstream for i in scheduler.instances(ctx, app)
+                                  if i.release == current.number and i.process == "web" and i.state == "running"
+                                  and i.upstream})
+                if running and set(running) != set(routes[app].upstreams):
+                    _route(ctx, app)(running)
+                    followed.append(app)
+        except PushdockError as e:  # busy (a deploy will route it) or the engine is away: next time
+            logger.debug("upstreams not followed", app=app, reason=str(e))
+    return followed
+
+
 def reconcile_all(ctx: Context, progress: Progress = NULL) -> list[str]:
     """At `serve` start: make what runs match each app's current release; report what was fixed."""
     messages: list[str] = []

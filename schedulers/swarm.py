@@ -59,6 +59,8 @@ class SwarmScheduler:
     """Runs releases as swarm services (`scheduler:set APP selected swarm`, or PUSHDOCK_SCHEDULER=swarm)."""
 
     name = "swarm"
+    # Swarm replaces a failed task by itself, and a host-mode task gets a new port: `serve` follows (pipeline).
+    upstreams_move = True
 
     # -- deploy ---------------------------------------------------------------------------------
     def deploy(self, ctx: Context, release: Release, route: Route, progress: Progress) -> None:

@@ -645,3 +645,27 @@ def test_scheduler_switch_moves_a_running_app_without_dropping_requests(server, 
     bad = server.cli("scheduler:set", app, "selected", "nomad", check=False)
     assert bad.returncode == 2 and bad.stderr == "error: unknown scheduler 'nomad' (known: docker-local, swarm)\n"
     server.cli("apps:destroy", app, "--force")
+
+
+def test_a_task_swarm_replaces_is_followed_by_the_proxy(server, engine):
+    """Swarm replaces a killed task by itself and the new task publishes a new host port: `serve` notices
+    (it looks every few seconds) and re-routes the app without a deploy."""
+    app = unique("follow")
+    res = server.push(server.app_repo(app, body="followed"), app)
+    assert res.returncode == 0, res.stderr
+    [old] = engine.containers.list(filters={"label": [f"pushdock.app={app}", "pushdock.process=web"]})
+    old_port = old.attrs["NetworkSettings"]["Ports"]["5000/tcp"][0]["HostPort"]
+    old.kill()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 60:
+        with contextlib.suppress(OSError):
+            if server.get(app) == (200, "followed"):
+                break
+        time.sleep(0.3)
+    took = time.monotonic() - t0
+    assert server.get(app) == (200, "followed")
+    [new] = engine.containers.list(filters={"label": [f"pushdock.app={app}", "pushdock.process=web"]})
+    assert new.id != old.id
+    new_port = new.attrs["NetworkSettings"]["Ports"]["5000/tcp"][0]["HostPort"]
+    print(f"\ntask replaced (port {old_port} -> {new_port}), served again after {took:.1f}s")
+    assert "re-routed: its instances moved" in (server.base / "serve.log").read_text()
