@@ -105,6 +105,7 @@ class PushdockReceivePack(ReceivePackHandler):
         self.app = app_from_path(args[0])
         self.push_options: list[str] = []
         self.client_shallow: set[bytes] = set()
+        self.started = time.time()  # the push's events carry its duration
         self.client_gone = False
         self._sideband = False
         self._write_lock = threading.Lock()
@@ -420,7 +421,7 @@ class PushdockReceivePack(ReceivePackHandler):
             logger.info("push", app=self.app, ref=ref, sha=sha[:12], result=c.reason or "ok")
             extra = {} if c.reason is None else {"result": "rejected", "reason": c.reason}
             try:
-                self.ctx.event("git:push", app=self.app, ref=ref, sha=sha, **extra)
+                self.ctx.event("git:push", app=self.app, ref=ref, sha=sha, started=self.started, **extra)
             except OSError as e:  # the refs have moved already: the pusher must still hear so
                 logger.error("push event not recorded", app=self.app, ref=ref, error=repr(e))
 
