@@ -12,10 +12,11 @@ import json
 import os
 import shlex
 import sys
+import time
 import uuid
 from typing import IO, TYPE_CHECKING, TextIO
 
-from pushdock.errors import Conflict, PushdockError, UsageError
+from pushdock.errors import Conflict, Forbidden, PushdockError, UsageError
 from pushdock.log import logger
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from pushdock.state import Identity
 
 GIT_COMMANDS = ("git-receive-pack", "git-upload-pack")
+ACTIONS = {"git-upload-pack": "git:fetch", "git-receive-pack": "git:push"}  # as the HTTP door names them
 FATAL = 128  # what git's own server commands exit with
 
 
@@ -86,14 +88,20 @@ def run(command: str, ctx: Context, stdin: IO[bytes], stdout: TextIO, stderr: Te
     if argv and argv[0] in GIT_COMMANDS:
         from dulwich.errors import HangupException, NotGitRepository
 
+        started = time.time()
         try:
             serve_git(ctx, argv, stdin, stdout.buffer)
+            if argv[0] == "git-upload-pack":  # a push records one event per ref itself (receive.py)
+                _git_event(ctx, argv, started)
             return 0
         except (PushdockError, NotGitRepository) as e:
             stderr.write(f"fatal: {e}\n")
+            _git_event(ctx, argv, started, result="denied" if isinstance(e, Forbidden) else "failed", reason=str(e))
             return FATAL
         except HangupException:
             logger.info("client hung up", command=argv[0], who=ctx.identity.name)
+            if argv[0] == "git-receive-pack":  # (`git ls-remote` hangs up an upload-pack on purpose)
+                _git_event(ctx, argv, started, result="failed", reason="the client hung up")
             return FATAL
         except Exception:
             error_id = uuid.uuid4().hex[:8]
@@ -103,6 +111,20 @@ def run(command: str, ctx: Context, stdin: IO[bytes], stdout: TextIO, stderr: Te
     from pushdock.cli import dispatch
 
     return dispatch(argv, ctx, stdout, stderr)
+
+
+def _git_event(ctx: Context, argv: list[str], started: float, **fields: str) -> None:
+    """One audit event of a git command over SSH: clones and fetches, and refused or broken-off pushes."""
+    from gitserver.backend import app_from_path
+
+    try:
+        app: str | None = app_from_path(argv[1]) if len(argv) == 2 else None
+    except PushdockError:
+        app = None
+    try:
+        ctx.event(ACTIONS[argv[0]], app=app, started=started, **fields)
+    except OSError as e:
+        logger.error("git event not recorded", command=argv[0], error=repr(e))
 
 
 def main() -> int:

@@ -102,6 +102,23 @@ def test_git_doors_follow_the_same_rules(server, tmp_path) -> None:
                              env=deployer_env, capture_output=True, text=True)
     assert created.returncode != 0 and new_app not in server.cli("apps:list").stdout
 
+    # Every git exchange over SSH is an audit event too: clones, and refused pushes and clones.
+    assert subprocess.run(["git", "clone", "-q", server.remote(server.mine), str(tmp_path / "m")],
+                          env=deployer_env, capture_output=True, text=True).returncode == 0
+
+    def ssh_events(app: str) -> list[dict]:  # type: ignore[type-arg]
+        out = server.cli("events", "--app", app, "--format", "json", "-n", "10000").stdout
+        return [e for e in json.loads(out) if e["door"] == "ssh" and e["who"] == "ci"]
+
+    def has(app: str, **want: str) -> bool:
+        return any(all(e.get(k) == v for k, v in want.items()) for e in ssh_events(app))
+
+    assert has(server.mine, action="git:fetch", result="ok")
+    assert has(server.mine, action="git:push", result="ok", ref="refs/heads/dep")
+    assert has(server.theirs, action="git:fetch", result="denied")
+    assert has(server.theirs, action="git:push", result="denied")
+    assert all(isinstance(e.get("duration"), float) for e in ssh_events(server.mine))
+
 
 def assert_nowhere_logged(server: Server, *secrets: str) -> None:
     """None of `secrets` is in the events (as shown or as stored) or in any log of the server."""
