@@ -3,6 +3,7 @@ Docker engine and serves through its real nginx. Nothing is mocked."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -142,9 +143,21 @@ def test_client_disconnect_mid_deploy_still_completes(server) -> None:
     while time.time() < deadline and server.get(app)[0] != 200:
         time.sleep(0.5)
     assert server.get(app) == (200, "survives disconnect")
-    events = server.cli("events", "--format", "json").stdout
-    assert f'"app": "{app}"' in events
+    # The outcome is recorded although nobody was left to hear it: the release, the audit event, the log.
+    deadline = time.time() + 30
+    while time.time() < deadline and not _deploy_events(server, app):
+        time.sleep(0.3)
+    [deployed] = _deploy_events(server, app)
+    assert deployed["result"] == "ok" and deployed["release"] == "v1", deployed
+    releases = json.loads(server.cli("releases", app, "--format", "json").stdout)
+    assert [(r["version"], r["status"]) for r in releases] == [(1, "current")]
+    assert "Released v1" in (server.data / "logs" / app / "deploy.log").read_text()
     fsck(server, app)
+
+
+def _deploy_events(server: Server, app: str) -> list[dict]:  # type: ignore[type-arg]
+    events = json.loads(server.cli("events", "--app", app, "--format", "json").stdout)
+    return [e for e in events if e["action"] == "deploy"]
 
 
 def test_unknown_key_and_bad_names(server, tmp_path) -> None:
