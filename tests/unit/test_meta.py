@@ -59,3 +59,27 @@ def test_no_shell_true_anywhere() -> None:
         if "shell=True" in text or "os.system(" in text:
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def security_claims() -> list[tuple[str, str | None]]:
+    """(test file, function or None) for every test named in tests/security/README.md."""
+    found = []
+    for line in (ROOT / "tests" / "security" / "README.md").read_text().splitlines():
+        if not line.startswith("| ") or line.startswith(("| claim", "|---")):
+            continue
+        test_cell = line.rstrip(" |").rsplit(" | ", 1)[-1]
+        current = None
+        for ref in re.findall(r"`((?:tests/[^`]+)|(?:::[^`]+))`", test_cell):
+            path, _, func = ref.partition("::")
+            current = path or current
+            found.append((current, func or None))
+    return found
+
+
+def test_security_claims_name_real_tests() -> None:
+    claims = security_claims()
+    assert len(claims) > 20
+    for path, func in claims:
+        assert path and (ROOT / path).is_file(), path
+        if func is not None:
+            assert re.search(rf"^def {re.escape(func)}\(", (ROOT / path).read_text(), re.M), f"{path}::{func}"
