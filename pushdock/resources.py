@@ -136,7 +136,10 @@ def for_build(ctx: Context, app: str) -> Limits:
     """What the app's builds run with: its `_build_` limits over PUSHDOCK_BUILD_MEMORY (default: half the host)."""
     own = stored(ctx.state, app).get(BUILD, Limits())
     configured = ctx.settings.build_memory.strip()
-    default = parse_memory(configured) if configured else max(MIN_MEMORY, host_memory() // 2)
+    try:
+        default = parse_memory(configured) if configured else max(MIN_MEMORY, host_memory() // 2)
+    except UsageError as e:
+        raise UsageError(f"PUSHDOCK_BUILD_MEMORY: {e}") from None
     return own.over(Limits(memory=default))
 
 

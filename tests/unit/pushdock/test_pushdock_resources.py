@@ -80,3 +80,16 @@ def test_engine_arguments() -> None:
     spec = resources.swarm_resources(limits)
     assert spec["Limits"] == {"NanoCPUs": 1_500_000_000, "MemoryBytes": 64 << 20}
     assert resources.swarm_resources(Limits()) is None
+
+
+def test_build_cap_default_setting_and_app_value(ctx) -> None:
+    ctx.state.create_app("app")
+    assert resources.for_build(ctx, "app") == Limits(memory=max(resources.MIN_MEMORY, resources.host_memory() // 2))
+    ctx.settings.build_memory = "3g"
+    assert resources.for_build(ctx, "app") == Limits(memory=3 << 30)
+    resources.store(ctx.state, "app", {"_build_": Limits(memory=512 << 20)})
+    assert resources.for_build(ctx, "app") == Limits(memory=512 << 20)
+    resources.store(ctx.state, "app", {})
+    ctx.settings.build_memory = "plenty"
+    with pytest.raises(UsageError, match="PUSHDOCK_BUILD_MEMORY: memory must be a size"):
+        resources.for_build(ctx, "app")
