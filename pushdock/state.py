@@ -25,6 +25,8 @@ APP_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 PROCESS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,29}\Z")
 GLOBAL = "--global"
+EVENTS_MAX_BYTES = 16 << 20  # events.log is rotated past this size...
+EVENTS_KEEP = 4  # ...into events.log.1 (newest) .. events.log.4 (oldest, dropped at the next rotation)
 
 
 def validate_app_name(name: str) -> str:
@@ -342,21 +344,66 @@ class State:
 
     # -- events and deploy logs -------------------------------------------------------------------
     def append_event(self, event: dict[str, Any]) -> None:
+        """One JSON line, one O_APPEND write (lines of concurrent writers never mix); rotated past 16 MiB."""
         path = self.root / "events.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(event, sort_keys=True) + "\n").encode()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line)
+            size = os.fstat(fd).st_size
         finally:
             os.close(fd)
+        if size > EVENTS_MAX_BYTES:
+            self._rotate_events(path)
+
+    def _rotate_events(self, path: Path) -> None:
+        """events.log -> events.log.1 -> ... (under a lock: of racing writers, one rotates)."""
+        with open(path.with_name("events.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if path.stat().st_size <= EVENTS_MAX_BYTES:
+                    return  # another writer rotated it
+            except FileNotFoundError:
+                return
+            for i in range(EVENTS_KEEP - 1, 0, -1):
+                older = path.with_name(f"events.log.{i}")
+                if older.exists():
+                    older.replace(path.with_name(f"events.log.{i + 1}"))
+            path.replace(path.with_name("events.log.1"))
 
     def read_events(self, n: int = 50) -> list[dict[str, Any]]:
-        try:
-            lines = (self.root / "events.log").read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        return [json.loads(line) for line in lines[-n:] if line.strip()]
+        """The last `n` events, oldest first (from the rotated files too when needed); unreadable lines skipped."""
+        lines: list[bytes] = []
+        for name in ["events.log", *(f"events.log.{i}" for i in range(1, EVENTS_KEEP + 1))]:
+            if len(lines) >= n:
+                break
+            lines = _tail_lines(self.root / name, n - len(lines)) + lines
+        out = []
+        for line in lines[-n:]:
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
 
     def deploy_log(self, app: str) -> Path:
         return self.root / "logs" / validate_app_name(app) / "deploy.log"
+
+
+def _tail_lines(path: Path, n: int, block: int = 1 << 16) -> list[bytes]:
+    """The last `n` non-empty lines of a file, read backwards in blocks (a big log is not read whole)."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return []
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        data, pos = b"", end
+        while pos > 0 and data.count(b"\n") <= n:
+            step = min(block, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+    lines = [line for line in data.split(b"\n") if line.strip()]
+    if pos > 0:
+        lines = lines[1:]  # the first one may be cut
+    return lines[-n:]

@@ -90,3 +90,28 @@ def test_app_lock_serializes_and_times_out(tmp_path) -> None:
     with st.app_lock("web", timeout=1):
         pass
     assert time.monotonic() - start < 1
+
+
+def test_events_rotate_and_read_back_across_files(tmp_path, monkeypatch) -> None:
+    from pushdock import state as state_mod
+
+    monkeypatch.setattr(state_mod, "EVENTS_MAX_BYTES", 4096)
+    s = State(tmp_path)
+    for i in range(400):
+        s.append_event({"action": "x", "i": i, "pad": "p" * 100})
+    logs = sorted(p.name for p in tmp_path.glob("events.log*"))
+    assert logs == ["events.log", "events.log.1", "events.log.2", "events.log.3", "events.log.4"]
+    assert all(p.stat().st_size <= 4096 + 100 for p in tmp_path.glob("events.log*"))
+    assert [e["i"] for e in s.read_events(5)] == [395, 396, 397, 398, 399]
+    got = [e["i"] for e in s.read_events(100)]
+    assert got == list(range(300, 400))  # spans the current file and rotated ones, in order
+    assert len(s.read_events(10_000)) < 400  # the oldest file was dropped
+
+
+def test_read_events_skips_a_torn_line(tmp_path) -> None:
+    s = State(tmp_path)
+    s.append_event({"action": "a"})
+    with open(tmp_path / "events.log", "ab") as f:
+        f.write(b'{"action": "torn\n')
+    s.append_event({"action": "b"})
+    assert [e["action"] for e in s.read_events(10)] == ["a", "b"]
