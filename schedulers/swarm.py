@@ -16,7 +16,6 @@ port, so requests in that gap fail.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from schedulers import swarm_engine as sw
 from schedulers import swarm_images, swarm_logs, swarm_settings
 from schedulers import swarm_nodes as sn
 from schedulers.base import Instance, Route
+from schedulers.docker_start import Say, report
 from schedulers.readiness import NotReady
 from schedulers.swarm_ready import NewService, wait_ready
 
@@ -36,23 +36,6 @@ if TYPE_CHECKING:
     from pushdock.progress import Progress
     from pushdock.routing import Upstream
     from pushdock.state import Release
-
-
-class _Say:
-    """Progress from several threads, one line at a time."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.lock = threading.Lock()
-
-    def step(self, text: str) -> None:
-        with self.lock:
-            self.progress.step(text)
-
-    def detail(self, *lines: str) -> None:
-        with self.lock:
-            for line in lines:
-                self.progress.detail(line)
 
 
 class SwarmScheduler:
@@ -74,7 +57,7 @@ class SwarmScheduler:
 
     def _swap(self, ctx: Context, release: Release, route: Route, progress: Progress, *, process: str | None) -> None:
         """New services beside the old ones (every process type, or only `process`), ready, routed, old retired."""
-        say = _Say(progress)
+        say = Say(progress)
         label = f"v{release.number}"
         with logger.contextualize(app=release.app, release=release.number):
             plan = self._plan(ctx, release, progress, process=process)
@@ -93,7 +76,7 @@ class SwarmScheduler:
                     say.step(f"Routing to {label}" if upstreams else "No web process: removing routes")
                     _route(route, upstreams, label)
             except NotReady as e:
-                _report(say, e)
+                report(say, e)
                 _remove_now(ctx, created)
                 raise DeployFailed(f"{label} did not start: {e.reason}") from None
             except BaseException:
@@ -128,7 +111,7 @@ class SwarmScheduler:
             raise DeployFailed(str(e)) from e
         return plan
 
-    def _retire(self, ctx: Context, app: str, keep: set[str], say: _Say, *, process: str | None = None) -> None:
+    def _retire(self, ctx: Context, app: str, keep: set[str], say: Say, *, process: str | None = None) -> None:
         """Remove every other service of the app (of `process`) and docker-local leftovers. Failures are reported."""
         try:
             with eng.engine_errors(doing="retiring the old release"):
@@ -190,7 +173,7 @@ class SwarmScheduler:
         Swarm restarts failed tasks by itself; what it cannot know is which release should run and
         where the proxy should point (host-mode ports change when a task is replaced).
         """
-        say = _Say(progress)
+        say = Say(progress)
         label = f"v{release.number}"
         messages: list[str] = []
         with logger.contextualize(app=release.app, release=release.number), eng.engine_errors(
@@ -225,7 +208,7 @@ class SwarmScheduler:
                 upstreams = wait_ready(ctx, release, keep + created, plan.by_node, mesh=plan.mesh,
                                        on_ready=say.detail, history=True)
             except NotReady as e:
-                _report(say, e)
+                report(say, e)
                 messages.append(f"not ready: {e.reason}")
                 upstreams = _running_web(ctx, release, keep + created, plan)
             route(upstreams)
@@ -287,11 +270,6 @@ def _route(route: Route, upstreams: list[Upstream], label: str) -> None:
     except Exception as e:
         logger.exception("route failed")
         raise DeployFailed(f"{label}: proxy switch failed ({type(e).__name__})") from e
-
-
-def _report(say: _Say, failure: NotReady) -> None:
-    say.detail(f"{failure.reason}; last log lines:" if failure.lines else failure.reason)
-    say.detail(*(f"  {line}" for line in failure.lines))
 
 
 def _remove_now(ctx: Context, created: list[NewService]) -> None:
