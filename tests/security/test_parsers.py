@@ -127,3 +127,91 @@ def test_redaction_masks_values() -> None:
     assert redact_command("config:set app A=1 'B=two words'") == "config:set app 'A=***' 'B=***'"
     assert redact_command("webhooks:set app secret hunter2") == "webhooks:set app secret '***'"
     assert "hunter2" not in redact_command("x 'unbalanced hunter2")
+
+
+# -- domains, ports, app.json, the refs/meta/config files, resource sizes -------------------------------------
+NGINX_SPECIALS = set(" \t\r\n;{}'\"$\\#")
+
+
+@given(st.text(max_size=300))
+def test_domains_are_hostnames_or_refused(name: str) -> None:
+    """An accepted domain cannot break out of a proxy config: no spaces, quotes, `;`, braces or `$`."""
+    from proxies.domains import validate_domain
+
+    try:
+        got = validate_domain(name)
+    except PushdockError as e:
+        assert "\n" not in str(e)
+        return
+    assert not NGINX_SPECIALS & set(got) and 1 <= len(got) <= 253 and got == got.lower()
+
+
+@given(st.text(max_size=40))
+def test_port_mappings(raw: str) -> None:
+    from proxies.ports import parse
+
+    try:
+        m = parse(raw)
+    except PushdockError as e:
+        assert "\n" not in str(e)
+        return
+    assert m.scheme in ("http", "https") and 0 < m.host < 65536 and 0 < m.container < 65536
+    assert parse(str(m)) == m
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 10_000) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
+APP_JSON = st.fixed_dictionaries({}, optional={
+    "scripts": st.fixed_dictionaries({}, optional={"dokku": st.dictionaries(
+        st.sampled_from(["predeploy", "postdeploy", "other"]), JSON, max_size=3)}) | JSON,
+    "healthchecks": st.dictionaries(st.sampled_from(["web", "worker", "Bad name"]), st.lists(
+        st.dictionaries(st.sampled_from(["type", "path", "command", "uptime", "attempts", "timeout", "wait",
+                                         "content", "port", "initialDelay", "bogus"]), JSON, max_size=4),
+        max_size=2), max_size=2) | JSON,
+    "formation": st.dictionaries(st.text(max_size=8), st.fixed_dictionaries({}, optional={"quantity": JSON}),
+                                 max_size=3) | JSON,
+})
+
+
+@given(APP_JSON)
+def test_app_json_is_parsed_or_refused_in_one_line(data: dict) -> None:  # type: ignore[type-arg]
+    from hooks.appjson import parse_app_json
+
+    try:
+        got = parse_app_json(json.dumps(data))
+    except PushdockError as e:
+        assert "\n" not in str(e)
+        return
+    assert all(isinstance(v, str) for v in got.scripts.values())
+    assert all(isinstance(n, int) and n >= 0 for n in got.formation.values())
+
+
+@given(st.text(max_size=300))
+def test_config_ref_files_are_parsed_or_refused_in_one_line(text_: str) -> None:
+    """Both files of refs/meta/config, from arbitrary text; what is accepted renders back to the same value."""
+    from gitserver.settings_file import parse_env, parse_settings, render_env, render_settings
+
+    for parse, render in ((parse_env, render_env), (parse_settings, render_settings)):
+        try:
+            value = parse(text_)
+        except PushdockError as e:
+            assert "\n" not in str(e)
+            continue
+        assert parse(render(value)) == value  # type: ignore[operator]
+
+
+@given(st.text(max_size=30), st.text(max_size=10))
+def test_resource_sizes_and_cpus(memory: str, cpu: str) -> None:
+    from pushdock import resources
+
+    for parse, check in ((resources.parse_memory, lambda v: 6 << 20 <= v <= 1 << 40),
+                         (resources.parse_cpu, lambda v: 0.01 <= v <= 1024)):
+        try:
+            value = parse(memory if parse is resources.parse_memory else cpu)
+        except PushdockError as e:
+            assert "\n" not in str(e)
+            continue
+        assert check(value)
