@@ -46,7 +46,16 @@ APP_READ = [["config:show", "{app}"], ["apps:report", "{app}"], ["ps:report", "{
 APP_WRITE = [["config:set", "--no-restart", "{app}", "SECRET=s3cr3t-value"], ["apps:lock", "{app}"],
              ["apps:unlock", "{app}"]]
 ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{app}", "--force"],
-              ["apps:rename", "{app}", "{new}"]]
+              ["apps:rename", "{app}", "{new}"],
+              # host-wide settings and services
+              ["tokens:list"], ["tokens:add", "{new}"], ["tokens:remove", "ci"], ["ssh-keys:remove", "ci"],
+              ["proxy:start"], ["proxy:stop", "--all"], ["proxy:set", "--global", "type", "caddy"],
+              ["proxy:build-config", "--all"], ["proxy:report"], ["stack:build"], ["swarm:init"], ["swarm:report"],
+              ["swarm:set", "node1", "address", "10.0.0.9"], ["domains:add", "--global", "evil.example.com"],
+              ["scheduler:set", "--global", "selected", "swarm"], ["builder-pack:set", "--global", "builder", "x"],
+              ["registry:set", "--global", "server", "evil.example.com"], ["releases:set", "--global", "keep", "1"],
+              # limits protect the host from the apps: a deployer may read its app's, not change them
+              ["resource:limit", "{app}", "--memory", "64m"], ["resource:limit-clear", "{app}", "--all"]]
 
 
 def fill(argv: list[str], app: str) -> list[str]:
