@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pushdock.apps import authorize
+from pushdock.apps import authorize, require_admin
 from pushdock.commands import echo_progress, format_option, group, print_report, print_table
-from pushdock.errors import Forbidden, UsageError
+from pushdock.errors import UsageError
 from pushdock.state import GLOBAL
 
 if TYPE_CHECKING:
@@ -22,11 +22,6 @@ if TYPE_CHECKING:
 def _app(ctx: Context, app: str) -> str:
     authorize(ctx, app)
     return ctx.state.require_app(app)
-
-
-def _admin(ctx: Context) -> None:
-    if ctx.identity.role != "admin":
-        raise Forbidden(f"{ctx.identity.name} ({ctx.identity.role}) may not run this command: admin only")
 
 
 def _changed(ctx: Context, app: str, summary: str) -> None:
@@ -54,7 +49,7 @@ def stack_build(ctx: Context, force: bool, mirror: str | None) -> None:
     """Build the stack image (settings.stack_image) with debootstrap; skipped if it exists."""
     from builders import stack as service
 
-    _admin(ctx)
+    require_admin(ctx)
     image = ctx.settings.stack_image
     existing = None if force else service.stack_image_info(image)
     if existing is not None:
@@ -158,7 +153,7 @@ def builder_pack_set(ctx: Context, is_global: bool, args: tuple[str, ...]) -> No
     from builders import properties
 
     if is_global:
-        _admin(ctx)
+        require_admin(ctx)
         scope, rest = GLOBAL, args
     else:
         scope, rest = args[0], args[1:]

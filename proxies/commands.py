@@ -9,18 +9,13 @@ import click
 from proxies import certs, switch
 from proxies.app_commands import certs_group, domains_group, ports_group
 from proxies.routes import change
-from pushdock.apps import authorize
+from pushdock.apps import authorize, require_admin
 from pushdock.commands import format_option, group, print_report
 from pushdock.context import Context
-from pushdock.errors import Forbidden, UsageError
+from pushdock.errors import UsageError
 
 BOOLEANS = {"true": "true", "false": "false", "on": "true", "off": "false", "1": "true", "0": "false"}
 PROXY_SET_USAGE = "proxy:set --global nginx|caddy|traefik  or  proxy:set APP https-redirect true|false"
-
-
-def _admin(ctx: Context) -> None:
-    if ctx.identity.role != "admin":
-        raise Forbidden(f"{ctx.identity.name} ({ctx.identity.role}) may not run this command: admin only")
 
 
 def _app(ctx: Context, app: str) -> str:
@@ -41,7 +36,7 @@ def report(ctx: Context, app: str | None, fmt: str) -> None:
     """Show the proxy (type, process, ports) or how it serves APP."""
     px = ctx.proxy()
     if app is None:
-        _admin(ctx)
+        require_admin(ctx)
         fields = {"selected": px.name, **{k: v for k, v in px.report(ctx).items() if k != "proxy"}}
         fields["apps"] = len(fields.get("apps", []))
         for key in ("listening",):
@@ -77,7 +72,7 @@ def build_config(ctx: Context, app: str | None, all_apps: bool) -> None:
     if all_apps == (app is not None):
         raise UsageError("usage: proxy:build-config APP | --all")
     if all_apps:
-        _admin(ctx)
+        require_admin(ctx)
         failures = switch.rebuild_all(ctx)
         click.echo(f"-----> Rebuilt the {ctx.proxy().name} configuration of {len(ctx.state.list_apps())} app(s)")
         for f in failures:
@@ -106,7 +101,7 @@ def set_(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
     the ports), then stops the old one: apps stay reachable. If the new proxy cannot serve, nothing changes.
     """
     if is_global:
-        _admin(ctx)
+        require_admin(ctx)
         rest = args[1:] if args[:1] == ("selected",) else args
         if len(rest) != 1:
             raise UsageError(f"usage: {PROXY_SET_USAGE}")
@@ -129,7 +124,7 @@ def set_(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
 @click.pass_obj
 def start(ctx: Context) -> None:
     """Start the selected proxy if it does not run (serve does this too)."""
-    _admin(ctx)
+    require_admin(ctx)
     px = ctx.proxy()
     px.ensure_running(ctx)
     click.echo(f"-----> {px.name} " + ("running" if px.serving(ctx) else "configured (not running)"))
@@ -140,7 +135,7 @@ def start(ctx: Context) -> None:
 @click.pass_obj
 def stop(ctx: Context, all_types: bool) -> None:
     """Stop the proxy process of this data dir; apps are unreachable until `proxy:start` or `serve`."""
-    _admin(ctx)
+    require_admin(ctx)
     proxies = ctx.bus.registry("proxies").values() if all_types else [ctx.proxy()]
     for px in proxies:
         px.stop(ctx)

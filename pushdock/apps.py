@@ -14,10 +14,17 @@ if TYPE_CHECKING:
 def authorize(ctx: Context, app: str, *, admin: bool = False) -> None:
     """Raise Forbidden unless the caller may act on `app` (or is an admin, when `admin`)."""
     who = ctx.identity
-    if admin and who.role != "admin":
-        raise Forbidden(f"{who.name} ({who.role}) may not run this command: admin only")
+    if admin:
+        require_admin(ctx)
     if not who.may_use(app):
         raise Forbidden(f"{who.name} ({who.role}) has no access to app {app}")
+
+
+def require_admin(ctx: Context) -> None:
+    """Raise Forbidden unless the caller is an admin (host-wide commands and `--global` settings)."""
+    who = ctx.identity
+    if who.role != "admin":
+        raise Forbidden(f"{who.name} ({who.role}) may not run this command: admin only")
 
 
 def create_app(ctx: Context, app: str) -> None:

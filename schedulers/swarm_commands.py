@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from pushdock.apps import authorize
+from pushdock.apps import authorize, require_admin
 from pushdock.commands import echo_progress, format_option, group, print_report, print_table
 from pushdock.context import Context
-from pushdock.errors import Forbidden, UsageError
+from pushdock.errors import UsageError
 from pushdock.state import GLOBAL
 
 DEFAULT_ADVERTISE = "127.0.0.1"
@@ -19,15 +19,10 @@ def _app(ctx: Context, app: str) -> str:
     return ctx.state.require_app(app)
 
 
-def _admin(ctx: Context) -> None:
-    if ctx.identity.role != "admin":
-        raise Forbidden(f"{ctx.identity.name} ({ctx.identity.role}) may not run this command: admin only")
-
-
 def _scope(ctx: Context, is_global: bool, args: tuple[str, ...], usage: str) -> tuple[str, tuple[str, ...]]:
     """(`--global` or the app, the rest of the arguments)."""
     if is_global:
-        _admin(ctx)
+        require_admin(ctx)
         return GLOBAL, args
     if not args:
         raise UsageError(f"usage: {usage}")
@@ -116,7 +111,7 @@ def swarm_init(ctx: Context, advertise_addr: str, listen_addr: str) -> None:
     """
     from schedulers import swarm_admin
 
-    _admin(ctx)
+    require_admin(ctx)
     click.echo(f"-----> {swarm_admin.init(advertise_addr, listen_addr)}")
 
 
@@ -130,7 +125,7 @@ def swarm_report(ctx: Context, fmt: str) -> None:
     """
     from schedulers import swarm_admin
 
-    _admin(ctx)
+    require_admin(ctx)
     fields, nodes = swarm_admin.report(ctx)
     if fmt == "json":
         print_report("swarm", {**fields, "nodes": nodes}, fmt)
@@ -156,7 +151,7 @@ def swarm_set(ctx: Context, node: str, key: str, value: str) -> None:
     from schedulers import swarm_settings as props
     from schedulers.docker_engine import engine_errors
 
-    _admin(ctx)
+    require_admin(ctx)
     with engine_errors(doing="looking up the node"):
         sn.require_manager()
         found = sn.find_node(ctx, node)
