@@ -151,11 +151,14 @@ def restart(ctx: Context, app: str, progress: Progress = NULL, *, process: str |
     return current
 
 
-def restart_running(ctx: Context, app: str, progress: Progress = NULL) -> bool:
-    """Restart the app with zero downtime if it is deployed and not stopped (new resource limits); whether it did."""
-    if ctx.state.current_release(app) is None or ctx.state.get("ps", app, "stopped"):
+def restart_running(ctx: Context, app: str, progress: Progress = NULL, *, process: str | None = None) -> bool:
+    """Restart the app (or one process type) with zero downtime if it runs (new resource limits); whether it did."""
+    current = ctx.state.current_release(app)
+    if current is None or ctx.state.get("ps", app, "stopped"):
         return False
-    restart(ctx, app, progress)
+    if process is not None and current.formation.get(process, 0) < 1:
+        return False  # not running: it starts with the new limits whenever it is scaled up
+    restart(ctx, app, progress, process=process)
     return True
 
 

@@ -55,7 +55,7 @@ def _apply(ctx: Context, app: str, limits: dict[str, Limits], *, key: str, resta
                                          "applies from the next deploy or restart"))
         return
     try:
-        restarted = _restart(ctx, app)
+        restarted = _restart(ctx, app, None if key in (DEFAULT, "all") else key)
     except DeployFailed as e:
         resources.store(ctx.state, app, old)
         raise DeployFailed(f"the new limits were not applied (the old ones stay): {e}") from e
@@ -63,13 +63,15 @@ def _apply(ctx: Context, app: str, limits: dict[str, Limits], *, key: str, resta
         resources.store(ctx.state, app, old)
         raise
     if not restarted:
-        click.echo("-----> Stored; applies when the app starts")
+        click.echo("-----> Stored; applies when " + ("the app starts" if key in (DEFAULT, "all") else
+                                                     f"{key} runs"))
 
 
-def _restart(ctx: Context, app: str) -> bool:
+def _restart(ctx: Context, app: str, process: str | None) -> bool:
+    """Every process type for the default limits, else only the one whose limits changed."""
     from hooks import pipeline
 
-    return pipeline.restart_running(ctx, app, echo_progress())
+    return pipeline.restart_running(ctx, app, echo_progress(), process=process)
 
 
 def _changed(ctx: Context, app: str, summary: str) -> None:

@@ -38,15 +38,17 @@ def server(tmp_path_factory):
 def live(server):
     app = unique("res")
     work = server.app_repo(app, body="limited")
+    server.commit(work, "a worker too", {"Procfile": "web: python3 -u /app/server.py\n"
+                                                     "worker: while true; do sleep 1; done\n"})
     res = server.push(work, app)
     assert res.returncode == 0, res.stderr
     server.add_key("ci", role="deployer", apps=app, key=server.deployer_key)
     return app
 
 
-def web_container(app: str):
+def web_container(app: str, process: str = "web"):
     client = docker.from_env()
-    found = [c for c in client.containers.list(filters={"label": [f"pushdock.app={app}", "pushdock.process=web"]})
+    found = [c for c in client.containers.list(filters={"label": [f"pushdock.app={app}", f"pushdock.process={process}"]})
              if "pushdock.one-off" not in c.labels]
     assert len(found) == 1, [c.name for c in found]
     return found[0]
@@ -105,6 +107,24 @@ def test_limits_apply_at_once_with_zero_downtime(server, live) -> None:
 
     server.cli("resource:limit-clear", app, "--all")
     assert limits_of(web_container(app)) == (0, 0, 0)
+    assert report(server, app)["limits"] == {}
+
+
+def test_a_process_type_limit_restarts_only_that_type(server, live) -> None:
+    app = live
+    web = web_container(app).id
+    res = server.cli("resource:limit", app, "--process", "worker", "--memory", "64m")
+    assert "applies when worker runs" in res.stdout  # worker=0: nothing to restart
+    server.cli("ps:scale", app, "worker=1")
+    web = web_container(app).id  # (scaling is a release: web was swapped too)
+    worker = web_container(app, "worker")
+    assert limits_of(worker) == (64 * MIB, 64 * MIB, 0)
+    server.cli("resource:limit", app, "--process", "worker", "--cpu", "0.25")
+    assert web_container(app).id == web  # web untouched
+    new_worker = web_container(app, "worker")
+    assert new_worker.id != worker.id and limits_of(new_worker) == (64 * MIB, 64 * MIB, 250_000_000)
+    server.cli("resource:limit-clear", app, "--all")
+    server.cli("ps:scale", app, "worker=0")
     assert report(server, app)["limits"] == {}
 
 
