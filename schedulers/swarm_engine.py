@@ -88,8 +88,12 @@ def create_service(
     constraints: list[str],
     mesh: bool,
     max_per_node: int | None,
+    stop_timeout: int | None = None,
 ) -> Any:
-    """Create one process type's service; a taken name gets a random suffix. Returns the Service model."""
+    """Create one process type's service; a taken name gets a random suffix. Returns the Service model.
+
+    `stop_timeout`: the SIGTERM -> SIGKILL grace of its tasks (the app's `checks:set APP stop-timeout`),
+    PUSHDOCK_STOP_TIMEOUT if None."""
     import docker
     from docker.types import (
         ContainerSpec,
@@ -109,7 +113,7 @@ def create_service(
         labels=labels,
         init=True,  # PID 1 forwards SIGTERM (see docker_local)
         stop_signal="SIGTERM",
-        stop_grace_period=ctx.settings.stop_timeout * 1_000_000_000,
+        stop_grace_period=(ctx.settings.stop_timeout if stop_timeout is None else stop_timeout) * 1_000_000_000,
     )
     template = TaskTemplate(
         spec,

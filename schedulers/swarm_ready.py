@@ -1,12 +1,21 @@
-"""Readiness of a release's new services: every task placed, running, and (web) answering HTTP.
+"""Readiness of a release's new services: every task placed, running, (web) answering HTTP, then checked.
 
 The rule is docker-local's (schedulers/readiness.py): a web task is ready after two consecutive
 answers below 500 on its published port (node address:port); another task is ready once it has run
-for a settle time. Swarm adds ways to fail that are caught at once instead of at the timeout: a task
-that failed, was rejected (no such image on its node) or exited, and a task the swarm cannot place
-("no suitable node (max replicas per node limit exceed)") for PENDING_GRACE seconds. A crash during
-the check fails the deploy even though swarm would restart the task: a crash while starting stays a
-crash, not a restart loop that hides it. With the routing mesh, the mesh port must answer too.
+for a settle time. Then the release's app.json healthchecks of the process type run against each task
+(schedulers/healthchecks.run_all, as on docker-local): path checks over the task's published port,
+command checks in its container, uptime checks on it. The container is this engine's for a task on
+this node, the node's engine (`swarm:set NODE engine URL`) for a task elsewhere; a task on a node
+whose engine pushdock cannot reach is seen through the manager (state, start time, service logs):
+its path and uptime checks run, its command checks are skipped, and the deploy output says so.
+`checks:skip` replaces all of this with "the task runs" (and no routing-mesh probe).
+
+Swarm adds ways to fail that are caught at once instead of at the timeout: a task that failed, was
+rejected (no such image on its node) or exited, and a task the swarm cannot place ("no suitable node
+(max replicas per node limit exceed)") for PENDING_GRACE seconds. A crash during the check fails the
+deploy even though swarm would restart the task: a crash while starting stays a crash, not a restart
+loop that hides it. With the routing mesh, the mesh port must answer too. The readiness timeout bounds
+the default readiness; app.json checks are bounded by their own attempts, as on docker-local.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from pushdock.routing import Upstream
 from schedulers import docker_engine as eng
+from schedulers import healthchecks
 from schedulers import swarm_engine as sw
 from schedulers import swarm_nodes as sn
 from schedulers.readiness import (
@@ -29,9 +39,11 @@ from schedulers.readiness import (
     READY_PATH,
     WORKER_SETTLE,
     NotReady,
+    Started,
 )
 
 if TYPE_CHECKING:
+    from hooks.checks import Healthcheck
     from pushdock.context import Context
     from pushdock.state import Release
 
@@ -44,18 +56,20 @@ class NewService:
     process: str
     service: Any
     replicas: int
+    checks: tuple[Healthcheck, ...] = ()  # app.json healthchecks each task must pass
 
 
 def wait_ready(
     ctx: Context, release: Release, new: list[NewService], by_node: dict[str, sn.Node], *, mesh: bool,
-    on_ready: Any = None, history: bool = False,
+    on_ready: Any = None, history: bool = False, skip: bool = False,
 ) -> list[Upstream]:
-    """Return the web upstreams once every task is ready; NotReady (with log lines) otherwise.
+    """Return the web upstreams once every task is ready and passed its checks; NotReady (with log lines) otherwise.
 
     `history`: the services ran before (reconcile). Their tasks at the first look may die without
     failing the check (swarm replaces them); the replacements, like every new task, must not fail.
+    `skip` (`checks:skip`): ready means running; no probe, no app.json checks.
     """
-    watch = _Watch(ctx, release, new, by_node, on_ready)
+    watch = _Watch(ctx, release, new, by_node, on_ready, skip=skip)
     if history:
         watch.past = {str(t["ID"]) for t in sw.tasks_of([n.service for n in new])}
     try:
@@ -63,33 +77,41 @@ def wait_ready(
     finally:
         watch.close()
     if mesh and upstreams:
-        return _mesh_upstreams(new, by_node)
+        return _mesh_upstreams(new, by_node, probe_first=not skip)
     return upstreams
 
 
 class _Watch:
     def __init__(
-        self, ctx: Context, release: Release, new: list[NewService], by_node: dict[str, sn.Node], on_ready: Any
+        self, ctx: Context, release: Release, new: list[NewService], by_node: dict[str, sn.Node], on_ready: Any,
+        *, skip: bool,
     ) -> None:
         self.release = release
         self.new = new
         self.by_node = by_node
         self.on_ready = on_ready or (lambda text: None)
+        self.skip = skip
         self.timeout = ctx.settings.ready_timeout
         self.deadline = time.monotonic() + self.timeout
         self.abort = threading.Event()
-        web = sum(n.replicas for n in new if n.process == "web")
-        self.pool = ThreadPoolExecutor(max_workers=max(1, min(32, web)), thread_name_prefix="pushdock-probe")
+        # One thread per task at most: its probe, then its app.json checks.
+        tasks = sum(n.replicas for n in new if n.process == "web" or n.checks)
+        self.pool = ThreadPoolExecutor(max_workers=max(1, min(32, tasks)), thread_name_prefix="pushdock-probe")
         self.probes: dict[str, Future[bool]] = {}
+        self.checks: dict[str, Future[list[str]]] = {}
         self.upstream: dict[str, Upstream] = {}
         self.running_since: dict[str, float] = {}
         self.pending_since: dict[str, float] = {}
         self.announced: set[str] = set()
         self.past: set[str] = set()
+        self.engines: dict[str, Any] = {}  # node id -> its engine's client (command checks on other nodes)
+        self.engines_lock = threading.Lock()
 
     def close(self) -> None:
         self.abort.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        for client in self.engines.values():
+            client.close()
 
     def run(self) -> list[Upstream]:
         process_of = {n.service.id: n for n in self.new}
@@ -97,6 +119,7 @@ class _Watch:
             now = time.monotonic()
             tasks = sw.tasks_of([n.service for n in self.new])
             ready: dict[str, list[str]] = {n.service.id: [] for n in self.new}
+            checking: dict[str, int] = {n.service.id: 0 for n in self.new}
             for t in tasks:
                 n = process_of.get(str(t.get("ServiceID")))
                 if n is None:
@@ -107,41 +130,91 @@ class _Watch:
                     raise NotReady(f"{name} {why}", task_log_lines(n.service, str(t["ID"])))
                 if not sw.is_current(t):
                     continue
-                if self._task_ready(n, t, name, now):
+                state = self._task_ready(n, t, name, now)
+                if state == "ready":
                     ready[n.service.id].append(str(t["ID"]))
+                elif state == "checking":
+                    checking[n.service.id] += 1
             if all(len(ready[n.service.id]) >= n.replicas for n in self.new):
                 return sorted(self.upstream[tid] for n in self.new if n.process == "web"
                               for tid in ready[n.service.id][: n.replicas])
-            if now >= self.deadline:
+            # The timeout is the default readiness's: tasks in their app.json checks are bounded by those.
+            late = any(len(ready[n.service.id]) + checking[n.service.id] < n.replicas for n in self.new)
+            if now >= self.deadline and late:
                 raise self._timeout(tasks, process_of)
             time.sleep(PROBE_INTERVAL)
 
-    def _task_ready(self, n: NewService, t: dict[str, Any], name: str, now: float) -> bool:
+    def _task_ready(self, n: NewService, t: dict[str, Any], name: str, now: float) -> str:
+        """One of `ready`, `checking` (its app.json checks run) or `` (not yet); NotReady when it cannot be."""
         tid = str(t["ID"])
         problem = sw.pending_problem(t)
         if problem is not None:
             since = self.pending_since.setdefault(tid, now)
             if now - since >= PENDING_GRACE:
                 raise NotReady(f"{name} cannot be placed: {problem}")
-            return False
+            return ""
         if sw.task_state(t) != "running":
-            return False
-        if n.process != "web":
+            return ""
+        if n.process == "web":
+            upstream = sw.task_upstream(t, self.by_node)
+            if upstream is None:
+                return ""
+            self.upstream[tid] = upstream
+        notes: list[str] = []
+        if self.skip:
+            done, notes = True, ["checks skipped"]
+        elif n.process != "web":
             since = self.running_since.setdefault(tid, now)
             done = now - since >= WORKER_SETTLE
         else:
-            upstream = sw.task_upstream(t, self.by_node)
-            if upstream is None:
-                return False
-            self.upstream[tid] = upstream
             if tid not in self.probes:
-                self.probes[tid] = self.pool.submit(_probe_until_ready, upstream, self.abort, self.deadline)
+                self.probes[tid] = self.pool.submit(_probe_until_ready, self.upstream[tid], self.abort, self.deadline)
             done = self.probes[tid].done() and self.probes[tid].result()
+        if done and n.checks and not self.skip:
+            if tid not in self.checks:
+                self.checks[tid] = self.pool.submit(self._run_checks, n, t, name)
+            if not self.checks[tid].done():
+                return "checking"
+            notes = self.checks[tid].result()  # raises the check's NotReady
         if done and tid not in self.announced:
             self.announced.add(tid)
             where = f" on {self.upstream[tid]}" if tid in self.upstream else ""
-            self.on_ready(f"{name} ready{where}")
-        return bool(done)
+            self.on_ready(f"{name} ready{where}" + (f" ({'; '.join(notes)})" if notes else ""))
+        return "ready" if done else ""
+
+    def _run_checks(self, n: NewService, t: dict[str, Any], name: str) -> list[str]:
+        """docker-local's app.json checks on one task; notes (passed, warned, skipped). NotReady on a failure."""
+        tid = str(t["ID"])
+        target, unreachable = self._container(t, name)
+        checks, notes = list(n.checks), []
+        if target is None:
+            notes = [f"command check {h.name} skipped: {unreachable}" for h in checks if h.command is not None]
+            checks = [h for h in checks if h.command is None]
+            target = TaskView(n.service, t)
+        started = Started(eng.Slot(n.process, int(t.get("Slot") or 0)), target, self.upstream.get(tid))
+        return healthchecks.run_all(started, checks, self.abort) + notes
+
+    def _container(self, t: dict[str, Any], name: str) -> tuple[Any, str]:
+        """The task's container (this engine's, or its node's engine's), or None and why not."""
+        import docker
+        import requests
+
+        node = self.by_node.get(str(t.get("NodeID") or ""))
+        cid = ((t.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
+        if node is None or not cid:
+            return None, f"{name} runs on a node pushdock does not know"
+        if node.local:
+            return eng.client().containers.get(cid), ""
+        if not node.engine:
+            return None, (f"{name} runs on node {node.hostname}, whose engine pushdock cannot reach "
+                          "(`swarm:set NODE engine URL`)")
+        try:
+            with self.engines_lock:
+                if node.id not in self.engines:
+                    self.engines[node.id] = docker.DockerClient(base_url=node.engine, timeout=60)
+            return self.engines[node.id].containers.get(cid), ""
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            return None, f"{name} runs on node {node.hostname}, whose engine {node.engine} failed: {eng.one_line(e)}"
 
     def _timeout(self, tasks: list[dict[str, Any]], process_of: dict[str, NewService]) -> NotReady:
         port = eng.container_port(self.release)
@@ -184,8 +257,8 @@ def probe(upstream: Upstream, path: str, timeout: float) -> int | None:
         conn.close()
 
 
-def _mesh_upstreams(new: list[NewService], by_node: dict[str, sn.Node]) -> list[Upstream]:
-    """Every schedulable node at each web service's mesh port, once the mesh answers here."""
+def _mesh_upstreams(new: list[NewService], by_node: dict[str, sn.Node], *, probe_first: bool) -> list[Upstream]:
+    """Every schedulable node at each web service's mesh port, once the mesh answers here (if `probe_first`)."""
     upstreams = []
     for n in new:
         if n.process != "web":
@@ -195,7 +268,7 @@ def _mesh_upstreams(new: list[NewService], by_node: dict[str, sn.Node]) -> list[
         if port is None:
             raise NotReady(f"{n.service.name} has no routing-mesh port")
         local = Upstream("127.0.0.1", port)
-        if not _probe_until_ready(local, threading.Event(), time.monotonic() + MESH_WAIT):
+        if probe_first and not _probe_until_ready(local, threading.Event(), time.monotonic() + MESH_WAIT):
             raise NotReady(
                 f"the routing mesh does not answer on port {port} (it needs IPVS in the kernel): "
                 "turn it off with `scheduler:set APP routing-mesh off`"
@@ -221,3 +294,34 @@ def task_log_lines(service: Any, task_id: str, n: int = 5) -> list[str]:
     except (docker.errors.DockerException, requests.exceptions.RequestException):
         return []  # best effort: the service may be gone already
     return lines[-n:]
+
+
+class TaskView:
+    """A task on a node whose engine pushdock cannot reach, seen through the manager: as much of a container
+    as path and uptime checks read (state, start time, exit status, logs). No exec: command checks skip it."""
+
+    def __init__(self, service: Any, task: dict[str, Any]) -> None:
+        self.service = service
+        self.id = str(task["ID"])
+        self.status = ""
+        self.attrs: dict[str, Any] = {}
+        self._read(task)
+
+    def _read(self, task: dict[str, Any]) -> None:
+        state = sw.task_state(task)
+        status = task.get("Status") or {}
+        code = (status.get("ContainerStatus") or {}).get("ExitCode")
+        running = state == "running" and sw.is_current(task)
+        if running or state not in ("running", "failed", "complete", "shutdown"):
+            self.status = state
+        else:
+            self.status = "exited" if state != "running" else "shutting down"  # running, but being replaced
+        self.attrs = {"State": {"Status": self.status, "ExitCode": "?" if code is None else code,
+                                "StartedAt": str(status.get("Timestamp") or "") if running else ""},
+                      "RestartCount": 0}  # swarm never restarts a task's container: it makes a new task
+
+    def reload(self) -> None:
+        self._read(eng.client().api.inspect_task(self.id))
+
+    def logs(self, tail: int = 5) -> bytes:
+        return "\n".join(task_log_lines(self.service, self.id, tail)).encode()

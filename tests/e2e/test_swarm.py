@@ -4,7 +4,8 @@ Swarm mode is turned on for this module only if it is off, and turned off again 
 (`swarm leave --force`, then the `docker_gwbridge` network it made); every service a test creates
 is removed by label. Only one node exists here, so multi-node paths (a task on another node without
 the image, node addresses other than 127.0.0.1) are covered by unit tests on task records; the
-image stream between engines runs from this engine into itself.
+image stream between engines runs from this engine into itself, and app.json checks of a task on
+"another node" run against this node presented as a remote one.
 
 Direct scheduler tests fake only the proxy boundary (`route` records and checks its upstreams, as in
 test_docker_local.py); the push tests run the real `pushdock serve` with its real nginx.
@@ -13,12 +14,16 @@ test_docker_local.py); the push tests run the real `pushdock serve` with its rea
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
+import os
+import re
 import secrets
 import shutil
 import threading
 import time
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 import docker
 import pytest
 
+from hooks.checks import Healthcheck
 from pushdock.context import Context
 from pushdock.errors import DeployFailed
 from pushdock.progress import Progress
@@ -35,7 +41,10 @@ from pushdock.settings import Settings
 from pushdock.state import GLOBAL, Release
 from schedulers import swarm_engine as sw
 from schedulers import swarm_images
+from schedulers import swarm_nodes as sn
+from schedulers.readiness import NotReady
 from schedulers.swarm import SwarmScheduler
+from schedulers.swarm_ready import NewService, wait_ready
 from tests.harness import ROOT, Server, free_port, unique
 
 pytestmark = pytest.mark.docker
@@ -380,6 +389,159 @@ def test_image_streams_from_one_engine_into_another(image, engine):
     assert engine.images.get(image).tags
 
 
+# -- check settings and app.json healthchecks (hooks/checks.py), as docker-local honours them ---------------
+# A web app whose every answer is HTTP 500: the default readiness never passes it.
+ERROR_500 = """
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(500); self.send_header("Content-Length", "6"); self.end_headers(); self.wfile.write(b"broken")
+http.server.HTTPServer(("", int(os.environ["PORT"])), H).serve_forever()
+"""
+
+
+def status_of(u: Upstream, timeout: float = 10) -> int:
+    """The HTTP status the upstream answers, once it answers at all."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{u}/", timeout=3) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as e:
+            return int(e.code)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_checks_skip_routes_running_tasks_without_probing(sched, ctx, app, image, engine):
+    ctx.settings.ready_timeout = 3
+    broken = rel(app, 1, image, processes={"web": 'exec python3 -c "$SRC"'}, env={"SRC": ERROR_500})
+    with pytest.raises(DeployFailed, match=r"^v1 did not start: web\.1 did not answer HTTP within 3s"):
+        sched.deploy(ctx, broken, FakeRoute(), Out().progress)
+    assert services_of(engine, app) == []
+
+    ctx.state.create_app(app)
+    ctx.state.set("checks", app, "skipped", "1")
+    routed: list[list[Upstream]] = []
+    out = Out()
+    sched.deploy(ctx, broken, routed.append, out.progress)
+    assert re.search(r"^       web\.1 ready on 127\.0\.0\.1:\d+ \(checks skipped\)$", out.text, re.M), out.text
+    [[up]] = routed
+    assert status_of(up) == 500 and services_of(engine, app) == [f"{app}-web-v1"]
+    sched.restart_process(ctx, broken, routed.append, out.progress, process="web")  # ps:restart skips too
+    assert len(routed) == 2 and routed[1] != routed[0] and status_of(routed[1][0]) == 500
+    [name] = services_of(engine, app)
+    assert name.startswith(f"{app}-web-v1-")
+
+
+def container_events(engine: docker.DockerClient, since: float) -> list[dict]:
+    """The engine's container and service events from `since` until now (whole seconds: the API's resolution)."""
+    return list(engine.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
+                              filters={"type": ["container", "service"]}))
+
+
+def test_checks_disabled_stops_the_old_service_first_and_restores_it_on_failure(sched, ctx, app, image, engine):
+    first = FakeRoute()
+    sched.deploy(ctx, rel(app, 1, image), first, Out().progress)
+    ctx.state.create_app(app)
+    ctx.state.set("checks", app, "disabled", "1")
+    since = time.time()
+    route, out = FakeRoute(), Out()
+    sched.deploy(ctx, rel(app, 2, image), route, out.progress)
+    assert "-----> Stopping 1 old service first (checks disabled: the app is down until v2 runs)" in out.lines
+    assert route.answers == [["v2"]] and services_of(engine, app) == [f"{app}-web-v2"]
+    events = container_events(engine, since)
+    died = [e["timeNano"] for e in events if e["Type"] == "container" and e["Action"] == "die"
+            and e["Actor"]["Attributes"].get("pushdock.app") == app
+            and e["Actor"]["Attributes"].get("pushdock.release") == "1"]
+    made = [e["timeNano"] for e in events if e["Type"] == "service" and e["Action"] == "create"
+            and e["Actor"]["Attributes"].get("name") == f"{app}-web-v2"]
+    assert died and made and max(died) < min(made), "the old task must stop before the new service exists"
+
+    # v3 crashes: the app is down, so the v2 service is scaled back and routed to again
+    route, out = FakeRoute(), Out()
+    with pytest.raises(DeployFailed, match=r"^v3 did not start: web\.1 exited with status 3$"):
+        sched.deploy(ctx, rel(app, 3, image, processes={"web": "exit 3"}), route, out.progress)
+    assert "-----> Stopping 1 old service first (checks disabled: the app is down until v3 runs)" in out.lines
+    assert "-----> Starting the 1 old service again (checks disabled: the app is down until they run)" in out.lines
+    assert "-----> Routing to the old release" in out.lines
+    assert route.answers == [["v2"]] and services_of(engine, app) == [f"{app}-web-v2"]
+    assert [(i.release, i.state, i.upstream) for i in sched.instances(ctx, app)] == [(2, "running", route.calls[0][0])]
+
+
+def test_wait_to_retire_keeps_the_old_service_and_stop_timeout_is_the_grace_period(sched, ctx, app, image, engine):
+    ctx.state.create_app(app)
+    ctx.state.set("checks", app, "stop-timeout", "7")
+    first = FakeRoute()
+    sched.deploy(ctx, rel(app, 1, image), first, Out().progress)
+    spec = engine.services.get(f"{app}-web-v1").attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+    assert spec["StopGracePeriod"] == 7_000_000_000
+
+    ctx.state.set("checks", app, "wait-to-retire", "2")
+    seen: dict = {}
+
+    def route(upstreams: list[Upstream]) -> None:  # returns at once; a second later, v1 must still serve
+        def later() -> None:
+            time.sleep(1)
+            seen.update(services=services_of(engine, app), answer=get(first.calls[0][0]))
+        seen.update(switched=time.monotonic(), thread=threading.Thread(target=later))
+        seen["thread"].start()
+
+    out = Out()
+    sched.deploy(ctx, rel(app, 2, image), route, out.progress)
+    retired = time.monotonic() - seen["switched"]
+    seen["thread"].join()
+    assert seen["services"] == [f"{app}-web-v1", f"{app}-web-v2"] and seen["answer"] == "v1"
+    assert retired >= 2 and services_of(engine, app) == [f"{app}-web-v2"]
+    assert "       Old services retire in 2s (wait-to-retire)" in out.lines
+
+
+def test_app_json_healthchecks_gate_the_switch(sched, ctx, app, image, engine):
+    first = FakeRoute()
+    sched.deploy(ctx, rel(app, 1, image), first, Out().progress)
+    check = Healthcheck(process="web", name="health", path="/env/MESSAGE", content="v9", attempts=2, timeout=2, wait=0.2)
+    route, out = FakeRoute(), Out()
+    with pytest.raises(DeployFailed, match=r"^v2 did not start: web\.1 failed check health: GET /env/MESSAGE "
+                                           r"answered without 'v9' \(2 attempts\)$"):
+        sched.deploy(ctx, rel(app, 2, image).with_(checks={"web": [check.to_dict()]}), route, out.progress)
+    assert route.calls == [] and services_of(engine, app) == [f"{app}-web-v1"] and get(first.calls[0][0]) == "v1"
+
+    files = Healthcheck(process="web", name="files", command=("test", "-f", "/app/server.py"), attempts=1)
+    up = Healthcheck(process="worker", name="up", uptime=1, attempts=1)
+    good = {"web": [dataclasses.replace(check, content="v2").to_dict(), files.to_dict()], "worker": [up.to_dict()]}
+    release = rel(app, 2, image, formation={"web": 1, "worker": 1}, processes={"web": "", "worker": WORKER})
+    out = Out()
+    sched.deploy(ctx, release.with_(checks=good), FakeRoute(), out.progress)
+    assert re.search(r"^       web\.1 ready on \S+ \(check health passed; check files passed\)$", out.text, re.M)
+    assert "       worker.1 ready (check up passed)" in out.lines, out.lines
+    assert services_of(engine, app) == [f"{app}-web-v2", f"{app}-worker-v2"]
+
+
+def test_healthchecks_on_a_task_of_another_node(ctx, app, image, engine):
+    """This node posing as another one (not local): without its engine's address the command check is skipped
+    and said so, path and uptime checks run through the manager; with its engine's address the command runs."""
+    checks = (Healthcheck(process="web", name="health", path="/env/MESSAGE", content="v1", attempts=2, wait=0.2),
+              Healthcheck(process="web", name="files", command=("test", "-f", "/nope"), attempts=1),
+              Healthcheck(process="web", name="up", uptime=1, attempts=1))
+    release = rel(app, 1, image)
+    service = sw.create_service(ctx, release, "web", replicas=1, image=image, constraints=[], mesh=False,
+                                max_per_node=None)
+    [here] = [n for n in sn.nodes(ctx) if n.local]
+    seen: list[str] = []
+    remote = dataclasses.replace(here, local=False, hostname="elsewhere", engine=None)
+    [up] = wait_ready(ctx, release, [NewService("web", service, 1, checks)], {here.id: remote}, mesh=False,
+                      on_ready=seen.append)
+    assert get(up) == "v1"
+    assert seen == [f"web.1 ready on {up} (check health passed; check up passed; command check files skipped: web.1 "
+                    "runs on node elsewhere, whose engine pushdock cannot reach (`swarm:set NODE engine URL`))"]
+    engine_url = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    reachable = dataclasses.replace(remote, engine=engine_url)
+    with pytest.raises(NotReady, match=r"^web\.1 failed check files: command exited with status 1 \(1 attempt\)$"):
+        wait_ready(ctx, release, [NewService("web", service, 1, checks)], {here.id: reachable}, mesh=False)
+
+
 # -- images through a registry ---------------------------------------------------------------------------
 class _Registry(BaseHTTPRequestHandler):
     """The Registry HTTP API v2 routes `docker push` and a pull by digest use, in memory."""
@@ -669,3 +831,34 @@ def test_a_task_swarm_replaces_is_followed_by_the_proxy(server, engine):
     new_port = new.attrs["NetworkSettings"]["Ports"]["5000/tcp"][0]["HostPort"]
     print(f"\ntask replaced (port {old_port} -> {new_port}), served again after {took:.1f}s")
     assert "re-routed: its instances moved" in (server.base / "serve.log").read_text()
+
+
+def test_check_settings_and_app_json_healthchecks_through_a_push(server, engine):
+    app = unique("swck")
+    work = server.app_repo(app, body="checked body")
+    check = {"name": "body", "path": "/", "content": "checked", "attempts": 2, "wait": 0.5}
+    server.commit(work, "app.json", {"app.json": json.dumps({"healthchecks": {"web": [check]}})})
+    res = server.push(work, app)
+    assert res.returncode == 0, res.stderr
+    assert "check body passed" in res.stderr and server.get(app) == (200, "checked body")
+
+    # a check the new code fails rejects the push; v1 keeps serving through nginx
+    server.commit(work, "bad check", {"app.json": json.dumps({"healthchecks": {"web": [dict(check, path="/ready")]}}),
+                                      "body.txt": "plain body\n"})
+    res = server.push(work, app)
+    assert res.returncode != 0
+    assert "failed check body: GET /ready answered without 'checked' (2 attempts)" in res.stderr, res.stderr
+    assert server.get(app) == (200, "checked body") and services_of(engine, app) == [f"{app}-web-v1"]
+
+    server.ssh("checks:skip", app)
+    server.ssh("checks:set", app, "wait-to-retire", "1")
+    out = server.cli("ps:restart", app).stdout
+    assert "(checks skipped)" in out and "retire in 1s" in out
+    server.ssh("checks:enable", app)
+    server.ssh("checks:disable", app)
+    server.ssh("checks:set", app, "wait-to-retire")
+    out = server.cli("config:set", app, "X=1").stdout
+    assert "(checks disabled: the app is down until v" in out
+    assert server.get(app) == (200, "checked body")
+    server.cli("apps:destroy", app, "--force")
+    assert services_of(engine, app) == []
