@@ -1,7 +1,8 @@
 """Fault: the Docker engine restarts under a running pushdock. The apps come back by themselves (containers
 run with restart policy unless-stopped once ready, and publish fixed 127.0.0.1 host ports, so the proxy's
 routes stay right) and the proxy serves them again; while the engine is down, commands fail with one clear
-line and `pushdock serve` stays up; afterwards a push deploys as before.
+line and `pushdock serve` stays up; afterwards a push deploys as before. A swarm app comes back too: the swarm
+restarts its task on a new host port and `serve`, which follows instances that move, re-routes to it.
 
 This stops the real, shared dockerd (SIGTERM, as a host shutdown or package upgrade would) and starts it again
 with scripts/start-dockerd.sh, so it is marked engine_restart and runs alone: `pytest --engine-restart`, which
@@ -73,6 +74,23 @@ def wait_served(server: Server, app: str, body: str, timeout: float = 60) -> flo
     raise AssertionError(f"{app} not served again within {timeout:g}s: {server.get(app)}")
 
 
+def restart_engine(server: Server, app: str) -> None:
+    """Stop the engine; while it is down a command about `app` fails in one line and serve lives; start it."""
+    t0 = time.monotonic()
+    try:
+        stop_engine()
+        stopped = time.monotonic() - t0
+        res = server.cli("ps:report", app, check=False)
+        assert res.returncode != 0
+        errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and "Docker engine" in errors[0], res.stderr
+        assert server.proc is not None and server.proc.poll() is None
+    finally:
+        t1 = time.monotonic()
+        start_engine()
+    print(f"\nengine stopped in {stopped:.1f}s, answered {time.monotonic() - t1:.1f}s after its start")
+
+
 def test_apps_come_back_after_an_engine_restart(server) -> None:
     app = unique("eng")
     work = server.app_repo(app, body="survives restarts")
@@ -84,20 +102,7 @@ def test_apps_come_back_after_an_engine_restart(server) -> None:
     assert len(before) == 3 and {s for _, s in before.values()} == {"running"}, before
     assert server.get(app) == (200, "survives restarts")
 
-    t0 = time.monotonic()
-    try:
-        stop_engine()
-        stopped = time.monotonic() - t0
-        # The engine is down: a command says so in one line; the server is still up.
-        res = server.cli("ps:report", app, check=False)
-        assert res.returncode != 0
-        errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
-        assert len(errors) == 1 and "Docker engine" in errors[0], res.stderr
-        assert server.proc.poll() is None
-    finally:
-        t1 = time.monotonic()
-        start_engine()
-    print(f"\nengine stopped in {stopped:.1f}s, answered {time.monotonic() - t1:.1f}s after its start")
+    restart_engine(server, app)
 
     waited = wait_served(server, app, "survives restarts")
     after = app_containers(app)
@@ -114,3 +119,50 @@ def test_apps_come_back_after_an_engine_restart(server) -> None:
     assert res.returncode == 0, res.stderr
     assert load.result.failed == 0, load.result.errors
     assert server.get(app) == (200, "deployed after the restart")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_swarm_apps_come_back_on_new_ports_and_are_followed(server) -> None:
+    """A swarm app after an engine restart: the swarm restarts its task (a new container on a new host port)
+    and `serve`, which watches for instances that move, re-routes the proxy to it without a deploy."""
+    engine = docker.from_env()
+    mine = engine.info()["Swarm"]["LocalNodeState"] == "inactive"
+    if mine:
+        engine.swarm.init(advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{free_port()}")
+    app = unique("engsw")
+    try:
+        server.cli("apps:create", app)
+        server.cli("scheduler:set", app, "selected", "swarm")
+        res = server.push(server.app_repo(app, body="swarm survives"), app)
+        assert res.returncode == 0, res.stderr
+        assert server.get(app) == (200, "swarm survives")
+        [before] = engine.containers.list(filters={"label": [f"pushdock.app={app}", "pushdock.process=web"]})
+
+        restart_engine(server, app)
+
+        waited = wait_served(server, app, "swarm survives", timeout=90)
+        engine = docker.from_env()
+        [after] = engine.containers.list(filters={"label": [f"pushdock.app={app}", "pushdock.process=web"]})
+        print(f"swarm app served again {waited:.1f}s after the engine answered "
+              f"(task container {'replaced' if after.id != before.id else 'restarted'})")
+        assert server.get(app) == (200, "swarm survives")
+    finally:
+        server.cli("apps:destroy", app, "--force", check=False)
+        if mine:
+            engine = docker.from_env()
+            engine.swarm.leave(force=True)
+            for _ in range(50):
+                try:
+                    engine.networks.get("docker_gwbridge").remove()
+                    break
+                except docker.errors.NotFound:
+                    break
+                except docker.errors.APIError:
+                    time.sleep(0.2)
