@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from hooks.checks import check_settings
+from pushdock import resources
 from pushdock.errors import DeployFailed, PushdockError
 from schedulers import docker_engine as eng
 from schedulers import log_follow, swarm_images, swarm_logs
@@ -56,9 +58,11 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
             spec = ContainerSpec(
                 placement.image, command=["/bin/sh", "-c", command], env=sw.service_env(release, what),
                 labels=labels, init=True, stop_signal="SIGTERM",
-                stop_grace_period=ctx.settings.stop_timeout * 1_000_000_000,
+                stop_grace_period=check_settings(ctx, release.app).stop_timeout * 1_000_000_000,
             )
             template = TaskTemplate(spec, restart_policy=RestartPolicy("none"),
+                                    resources=resources.swarm_resources(resources.for_process(ctx.state, release.app,
+                                                                                              what)),
                                     placement=Placement(constraints=placement.constraints or None))
             api = eng.client().api
             made = api.create_service(
@@ -165,7 +169,8 @@ def run(ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
         made = api.create_container(
             release.image, command=command, environment=env, labels=labels, stdin_open=True, tty=tty,
             name=f"{release.app}.run.{sw.new_suffix()}{sw.new_suffix()}", use_config_proxy=False,
-            host_config=api.create_host_config(init=True),
+            host_config=api.create_host_config(
+                init=True, **resources.host_config(resources.for_process(ctx.state, release.app, "run"))),
         )
         cid = made["Id"]
         try:

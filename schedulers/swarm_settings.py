@@ -153,14 +153,16 @@ def select(ctx: Context, app: str, value: str, progress: Progress) -> str:
 
 def _retire_swarm(ctx: Context, app: str, progress: Progress) -> None:
     """After a move away from swarm: remove the app's services (the new scheduler routes already)."""
+    from hooks.checks import check_settings
     from schedulers import docker_engine as eng
     from schedulers import swarm_engine as sw
 
+    grace = max(ctx.settings.stop_timeout, check_settings(ctx, app).stop_timeout)
     try:
         with eng.engine_errors(doing="removing the swarm services"):
             services = sw.app_services(ctx, app)
             sw.remove_services(services)
-            sw.wait_containers_gone({s.id for s in services}, ctx.settings.stop_timeout + 15)
+            sw.wait_containers_gone({s.id for s in services}, grace + 15)
     except PushdockError as e:
         logger.warning("swarm services not retired", app=app, error=str(e))
         progress.detail(f"swarm services not removed ({e}); remove them with `docker service rm`")

@@ -248,6 +248,11 @@ def test_resource_limits_go_into_each_task_template(sched, ctx, app, image, engi
                       "worker": {"NanoCPUs": 500_000_000, "MemoryBytes": 64 << 20}}
     [web] = engine.containers.list(filters={"label": [f"pushdock.app={app}", "pushdock.process=web"]})
     assert (web.attrs["HostConfig"]["Memory"], web.attrs["HostConfig"]["NanoCpus"]) == (96 << 20, 500_000_000)
+    # A release task is a one-shot service with the default limits; the kernel enforces them inside it.
+    out = Out()
+    sched.run_task(ctx, release, "cat /sys/fs/cgroup/memory.max 2>/dev/null || "
+                   "cat /sys/fs/cgroup/memory/memory.limit_in_bytes", out.progress, timeout=30, label="release")
+    assert f"       {64 << 20}" in out.lines, out.lines
 
 
 def test_crashing_or_silent_release_keeps_the_old_one(sched, ctx, app, image, engine):
