@@ -194,8 +194,9 @@ def follow_upstreams(ctx: Context) -> list[str]:
     """Re-route apps whose running web instances are not those the proxy routes to; the apps re-routed.
 
     Only schedulers whose instances change address by themselves (`upstreams_move`: swarm replacing a failed
-    host-mode task) need this; docker-local instances keep their host port across restarts. An app busy
-    with a deploy is skipped (the deploy routes it). `serve` calls this every few seconds.
+    host-mode task) need this; docker-local instances keep their host port across restarts. The scheduler's
+    `ready_upstreams` says which serve now (a new task only once it answers). An app busy with a deploy is
+    skipped (the deploy routes it). `serve` calls this every few seconds.
     """
     followed = []
     routes = ctx.proxy().routes(ctx)
@@ -208,11 +209,10 @@ def follow_upstreams(ctx: Context) -> list[str]:
             continue
         try:
             with ctx.state.app_lock(app, timeout=0):
-                running = sorted({i.upstream for i in scheduler.instances(ctx, app)
-                                  if i.release == current.number and i.process == "web" and i.state == "running"
-                                  and i.upstream})
-                if running and set(running) != set(routes[app].upstreams):
-                    _route(ctx, app)(running)
+                routed = set(routes[app].upstreams)
+                ready = scheduler.ready_upstreams(ctx, current, routed)
+                if ready and set(ready) != routed:
+                    _route(ctx, app)(ready)
                     followed.append(app)
         except PushdockError as e:  # busy (a deploy will route it) or the engine is away: next time
             logger.debug("upstreams not followed", app=app, reason=str(e))

@@ -31,6 +31,10 @@ class Instance:
 
 
 class Scheduler(Protocol):
+    """A scheduler whose instances change address by themselves (swarm) also sets `upstreams_move = True` and
+    has `ready_upstreams(ctx, release, routed) -> list[Upstream]`, which `serve` polls to re-route
+    (hooks.pipeline.follow_upstreams)."""
+
     name: str
 
     def deploy(self, ctx: Context, release: Release, route: Route, progress: Progress) -> None:

@@ -98,6 +98,12 @@ def _default_ready(ctx: Context, s: Started, abort: threading.Event) -> None:
         abort.wait(PROBE_INTERVAL)
 
 
+def answers(upstream: Upstream, timeout: float) -> bool:
+    """One readiness probe: does the instance answer HTTP below 500 now?"""
+    status = _probe(upstream, READY_PATH, timeout)
+    return status is not None and status < 500
+
+
 def _probe(upstream: Upstream, path: str, timeout: float) -> int | None:
     """HTTP status of GET path, or None when nothing answered."""
     conn = http.client.HTTPConnection(upstream.host, upstream.port, timeout=timeout)

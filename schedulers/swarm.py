@@ -178,6 +178,15 @@ class SwarmScheduler:
                 return []
             return sw.instances(ctx, app)
 
+    def ready_upstreams(self, ctx: Context, release: Release, routed: set[Upstream]) -> list[Upstream]:
+        """The web tasks of `release` that serve now: those `routed` already, and new ones (a task swarm put in
+        place of a failed one, on a new host port) once they answer HTTP below 500. For `serve`'s follower."""
+        from schedulers.readiness import PROBE_TIMEOUT, answers
+
+        running = {i.upstream for i in self.instances(ctx, release.app)
+                   if i.release == release.number and i.process == "web" and i.state == "running" and i.upstream}
+        return sorted(u for u in running if u in routed or answers(u, PROBE_TIMEOUT))
+
     def logs(self, ctx: Context, app: str, *, follow: bool, tail: int | None, process: str | None) -> Iterator[str]:
         return swarm_logs.lines(ctx, app, follow=follow, tail=tail, process=process)
 

@@ -65,12 +65,16 @@ def app_containers(app: str) -> dict[str, tuple[str, str]]:
 
 
 def wait_served(server: Server, app: str, body: str, timeout: float = 60) -> float:
+    """Seconds until `body` is served 10 times in a row (a proxy reload has a ~100 ms window where old
+    workers still answer with the old routes: one good answer is not yet "served again")."""
     started = time.monotonic()
+    streak = 0
     while time.monotonic() - started < timeout:
         with contextlib.suppress(OSError):
-            if server.get(app) == (200, body):
+            streak = streak + 1 if server.get(app) == (200, body) else 0
+            if streak == 10:
                 return time.monotonic() - started
-        time.sleep(0.2)
+        time.sleep(0.05 if streak else 0.2)
     raise AssertionError(f"{app} not served again within {timeout:g}s: {server.get(app)}")
 
 
