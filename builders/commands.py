@@ -10,18 +10,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pushdock.apps import authorize, require_admin
+from pushdock.apps import authorized_app, require_admin
 from pushdock.commands import echo_progress, format_option, group, print_report, print_table
 from pushdock.errors import UsageError
 from pushdock.state import GLOBAL
 
 if TYPE_CHECKING:
     from pushdock.context import Context
-
-
-def _app(ctx: Context, app: str) -> str:
-    authorize(ctx, app)
-    return ctx.state.require_app(app)
 
 
 def _changed(ctx: Context, app: str, summary: str) -> None:
@@ -75,7 +70,7 @@ def builder_set(ctx: Context, app: str, key: str, value: str) -> None:
     """Force a builder: selected dockerfile|herokuish|pack (no value: detect again)."""
     from builders import properties
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     if key != properties.SELECTED:
         raise UsageError(f"unknown builder property {key!r}: use {properties.SELECTED}")
     stored = properties.set_selected(ctx.state, app, value, known=ctx.bus.registry("builders"))
@@ -94,7 +89,7 @@ def builder_report(ctx: Context, app: str, fmt: str) -> None:
     """
     from builders.report import builder_report as report
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     print_report(f"{app} builder information", report(ctx, app), fmt)
 
 
@@ -113,7 +108,7 @@ def builder_dockerfile_set(ctx: Context, app: str, key: str, value: str) -> None
     """Set dockerfile-path PATH (relative to the repo root) or build-args KEY1,KEY2 (config keys)."""
     from builders import properties
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     stored = properties.set_dockerfile_property(ctx.state, app, key, value)
     _echo_set(app, key, stored)
     _changed(ctx, app, f"builder-dockerfile:set {key} {stored or ''}".rstrip())
@@ -127,7 +122,7 @@ def builder_dockerfile_report(ctx: Context, app: str, fmt: str) -> None:
     """Show the app's Dockerfile path and build args."""
     from builders import properties
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     fields = {
         "dockerfile path": properties.get_dockerfile_path(ctx.state, app) or "Dockerfile",
         "build args": ",".join(properties.get_build_args(ctx.state, app)),
@@ -157,7 +152,7 @@ def builder_pack_set(ctx: Context, is_global: bool, args: tuple[str, ...]) -> No
         scope, rest = GLOBAL, args
     else:
         scope, rest = args[0], args[1:]
-        _app(ctx, scope)
+        authorized_app(ctx, scope)
     if not 1 <= len(rest) <= 2:
         raise UsageError("usage: builder-pack:set [--global|APP] builder [IMAGE]")
     stored = properties.set_pack_property(ctx.state, scope, rest[0], rest[1] if len(rest) == 2 else "")
@@ -176,7 +171,7 @@ def builder_pack_report(ctx: Context, app: str, fmt: str) -> None:
 
     from builders import properties
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     image, where = properties.get_pack_builder(ctx.state, app)
     fields = {"builder": image, "builder from": where, "pack cli": shutil.which("pack") or "not installed"}
     print_report(f"{app} builder-pack information", fields, fmt)
@@ -203,7 +198,7 @@ def buildpacks_add(ctx: Context, index: int | None, app: str, url: str) -> None:
     """
     from builders import properties
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     _echo_list(app, properties.add_buildpack(ctx.state, app, url, index))
     _changed(ctx, app, f"buildpacks:add {_shown(url)}")
 
@@ -220,7 +215,7 @@ def buildpacks_set(ctx: Context, index: int | None, app: str, url: str) -> None:
     """
     from builders import properties
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     _echo_list(app, properties.set_buildpack(ctx.state, app, url, index))
     _changed(ctx, app, f"buildpacks:set {_shown(url)}")
 
@@ -234,7 +229,7 @@ def buildpacks_remove(ctx: Context, index: int | None, app: str, url: str | None
     """Remove a buildpack by URL or by --index."""
     from builders import properties
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     _echo_list(app, properties.remove_buildpack(ctx.state, app, url, index))
     _changed(ctx, app, f"buildpacks:remove {_shown(url) if url else f'--index {index}'}")
 
@@ -249,7 +244,7 @@ def buildpacks_clear(ctx: Context, app: str) -> None:
     """
     from builders import properties
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     properties.clear_buildpacks(ctx.state, app)
     click.echo(f"-----> Cleared the buildpacks of {app}")
     _changed(ctx, app, "buildpacks:clear")
@@ -266,7 +261,7 @@ def buildpacks_list(ctx: Context, app: str, fmt: str) -> None:
     """
     from builders import properties
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     rows = [{"index": i, "buildpack": _shown(u)} for i, u in enumerate(properties.get_buildpacks(ctx.state, app), 1)]
     print_table(rows, ("index", "buildpack"), fmt)
 

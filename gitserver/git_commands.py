@@ -7,15 +7,10 @@ import time
 
 import click
 
-from pushdock.apps import authorize
+from pushdock.apps import authorized_app
 from pushdock.commands import format_option, group, print_report, print_table
 from pushdock.context import Context
 from pushdock.errors import UsageError
-
-
-def _app(ctx: Context, app: str) -> str:
-    authorize(ctx, app)
-    return ctx.state.require_app(app)
 
 
 @group("git", "The app's repository: deploy branch and refs/meta/config.", default_verb="report")
@@ -32,7 +27,7 @@ def set_(ctx: Context, app: str, key: str, value: str) -> None:
     """Set deploy-branch BRANCH (no BRANCH: back to the first branch pushed)."""
     from gitserver import configref
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     stored = configref.set_deploy_branch(ctx, app, value.strip() or None)
     click.echo(f"-----> Deploy branch of {app}: {stored or '(the first branch pushed)'}")
     ctx.bus.call("post_settings_change", ctx=ctx, app=app, summary=f"git:set {key} {stored or ''}".strip())
@@ -46,7 +41,7 @@ def report(ctx: Context, app: str, fmt: str) -> None:
     """Show the deploy branch, the branches and the last change of refs/meta/config."""
     from gitserver import configref
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     print_report(f"{app} git information", configref.report(ctx, app), fmt)
 
 
@@ -64,7 +59,7 @@ def webhooks_set(ctx: Context, app: str, key: str, value: str) -> None:
     """Set the secret, the repo (clone URL) or a token for a private repo ('' unsets); never shown back."""
     from gitserver import webhooks as service
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     service.set_setting(ctx, app, key, value)
     ctx.event("webhooks:set", app=app, setting=key)
     shown = value.strip() if key == "repo" else "(hidden)"
@@ -82,7 +77,7 @@ def webhooks_report(ctx: Context, app: str, num: int, fmt: str) -> None:
     from gitserver import webhooks as service
     from gitserver.webhook_deploy import deploy_branch
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     if num < 0:
         raise UsageError("-n must be 0 or more")
     fields = {

@@ -13,16 +13,11 @@ import click
 
 from proxies import certs, domains, ports
 from proxies.routes import change
-from pushdock.apps import authorize
+from pushdock.apps import authorized_app
 from pushdock.commands import format_option, group, print_report, print_table
 from pushdock.context import Context
 from pushdock.errors import Forbidden, NotFound, PushdockError, UsageError
 from pushdock.state import GLOBAL
-
-
-def _app(ctx: Context, app: str) -> str:
-    authorize(ctx, app)
-    return ctx.state.require_app(app)
 
 
 # -- domains ---------------------------------------------------------------------------------------
@@ -39,7 +34,7 @@ def _domains_change(ctx: Context, verb: str, is_global: bool, args: tuple[str, .
         return
     if not args:
         raise UsageError(f"usage: domains:{verb} APP{'' if verb == 'clear' else ' DOMAIN...'}")
-    app, names = _app(ctx, args[0]), domains.validate_domains(args[1:])
+    app, names = authorized_app(ctx, args[0]), domains.validate_domains(args[1:])
     if verb != "clear" and not names:
         raise UsageError(f"usage: domains:{verb} APP DOMAIN...")
     props = [("domains", app, "list"), ("domains", app, "default-disabled")]
@@ -100,7 +95,7 @@ def domains_report(ctx: Context, app: str | None, is_global: bool, fmt: str) -> 
         print_report("global domains", {"domain": ctx.settings.domain,
                                         "global domains": " ".join(domains.global_domains(ctx))}, fmt)
         return
-    print_report(f"{_app(ctx, app)} domains", domains.report(ctx, app), fmt)
+    print_report(f"{authorized_app(ctx, app)} domains", domains.report(ctx, app), fmt)
 
 
 # -- ports -----------------------------------------------------------------------------------------
@@ -110,7 +105,7 @@ def ports_group() -> None:
 
 
 def _ports_change(ctx: Context, verb: str, app: str, raws: tuple[str, ...]) -> None:
-    _app(ctx, app)
+    authorized_app(ctx, app)
     if verb != "clear" and not raws:
         raise UsageError(f"usage: ports:{verb} APP scheme:host:container...")
     prop = ("ports", app, "map")
@@ -150,7 +145,7 @@ _ports_verb("clear", "Forget the app's own mappings: back to the defaults.", "")
 @click.pass_obj
 def ports_list(ctx: Context, app: str, fmt: str) -> None:
     """List the app's port mappings and whether each is active."""
-    _app(ctx, app)
+    authorized_app(ctx, app)
     tls = certs.exists(ctx, app)
     maps = ports.explicit(ctx, app)
     shown = maps if maps is not None else ports.defaults(ctx, app, tls=tls)
@@ -165,7 +160,7 @@ def ports_list(ctx: Context, app: str, fmt: str) -> None:
 @click.pass_obj
 def ports_report(ctx: Context, app: str, fmt: str) -> None:
     """Show the app's mappings, where they come from, and which are active."""
-    print_report(f"{_app(ctx, app)} ports", ports.report(ctx, app), fmt)
+    print_report(f"{authorized_app(ctx, app)} ports", ports.report(ctx, app), fmt)
 
 
 # -- certs -----------------------------------------------------------------------------------------
@@ -196,7 +191,7 @@ def _install(ctx: Context, app: str, crt: bytes, key: bytes, summary: str) -> No
 @click.pass_obj
 def certs_add(ctx: Context, app: str, crt: str | None, key: str | None) -> None:
     """Install a certificate (PEM, chain after the leaf) and its key, or a tar of both read from stdin."""
-    _app(ctx, app)
+    authorized_app(ctx, app)
     if (crt is None) != (key is None):
         raise UsageError("usage: certs:add APP CRT KEY  (or a tar of server.crt and server.key on stdin)")
     if crt is not None and key is not None:
@@ -215,7 +210,7 @@ def certs_generate(ctx: Context, app: str, names: tuple[str, ...]) -> None:
     """Install a self-signed certificate for the app's domains (or the given ones), valid one year."""
     from proxies.domains import validate_domains
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     crt, key = certs.generate(validate_domains(names) if names else ctx.domains(app))
     _install(ctx, app, crt, key, "certs:generate")
 
@@ -225,7 +220,7 @@ def certs_generate(ctx: Context, app: str, names: tuple[str, ...]) -> None:
 @click.pass_obj
 def certs_remove(ctx: Context, app: str) -> None:
     """Remove the app's certificate: HTTPS stops, HTTP serves again (no redirect)."""
-    _app(ctx, app)
+    authorized_app(ctx, app)
     if not certs.exists(ctx, app):
         raise NotFound(f"app {app} has no certificate")
     saved = certs.snapshot(ctx, app)
@@ -244,4 +239,4 @@ def certs_remove(ctx: Context, app: str) -> None:
 @click.pass_obj
 def certs_report(ctx: Context, app: str, fmt: str) -> None:
     """Show the app's certificate: names, issuer, validity, fingerprint, domains it does not cover."""
-    print_report(f"{_app(ctx, app)} ssl", certs.report(ctx, app, ctx.domains(app)), fmt)
+    print_report(f"{authorized_app(ctx, app)} ssl", certs.report(ctx, app, ctx.domains(app)), fmt)

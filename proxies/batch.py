@@ -9,7 +9,6 @@ return without a reload of their own. A queued change whose process died is drop
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
@@ -22,8 +21,8 @@ from typing import Any
 from loguru import logger
 
 from pushdock import errors
-from pushdock.errors import Conflict, PushdockError
-from pushdock.state import atomic_write
+from pushdock.errors import PushdockError
+from pushdock.state import atomic_write, exclusive_flock
 
 RESULT_TTL = 3600.0  # outcomes nobody collected (their process died) are removed after this
 
@@ -86,21 +85,8 @@ class Batcher:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """The proxy's flock: one writer of its config at a time, across processes."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a") as f:
-            deadline = time.monotonic() + self.lock_timeout
-            while True:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise Conflict(f"the proxy is busy (waited {self.lock_timeout:.0f}s)") from None
-                    time.sleep(0.005)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with exclusive_flock(self.lock_path, timeout=self.lock_timeout, busy="the proxy is busy", interval=0.005):
+            yield
 
     def submit(self, changes: list[Change], commit: Commit) -> dict[str, Outcome]:
         """Queue `changes`, then commit them (with whatever else is queued) or collect their outcome."""

@@ -9,18 +9,13 @@ import click
 from proxies import certs, switch
 from proxies.app_commands import certs_group, domains_group, ports_group
 from proxies.routes import change
-from pushdock.apps import authorize, require_admin
+from pushdock.apps import authorized_app, require_admin
 from pushdock.commands import format_option, group, print_report
 from pushdock.context import Context
 from pushdock.errors import UsageError
 
 BOOLEANS = {"true": "true", "false": "false", "on": "true", "off": "false", "1": "true", "0": "false"}
 PROXY_SET_USAGE = "proxy:set --global nginx|caddy|traefik  or  proxy:set APP https-redirect true|false"
-
-
-def _app(ctx: Context, app: str) -> str:
-    authorize(ctx, app)
-    return ctx.state.require_app(app)
 
 
 @group("proxy", "The proxy that serves apps: nginx, caddy or traefik.", default_verb="report")
@@ -43,7 +38,7 @@ def report(ctx: Context, app: str | None, fmt: str) -> None:
             fields[key] = " ".join(fields.get(key) or [])
         print_report("proxy", fields, fmt)
         return
-    _app(ctx, app)
+    authorized_app(ctx, app)
     route = px.routes(ctx).get(app)
     meta = certs.info(ctx, app)
     fields = {
@@ -81,7 +76,7 @@ def build_config(ctx: Context, app: str | None, all_apps: bool) -> None:
             raise UsageError(f"{len(failures)} app(s) could not be routed")
         return
     assert app is not None
-    _app(ctx, app)
+    authorized_app(ctx, app)
     if ctx.state.current_release(app) is None:
         click.echo(f"-----> {app} is not deployed yet: nothing to route")
         return
@@ -110,7 +105,7 @@ def set_(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
         return
     if len(args) not in (2, 3) or args[1] != "https-redirect":
         raise UsageError(f"usage: {PROXY_SET_USAGE}")
-    app = _app(ctx, args[0])
+    app = authorized_app(ctx, args[0])
     value = BOOLEANS.get(args[2].lower()) if len(args) == 3 else "false"
     if value is None:
         raise UsageError("https-redirect is true or false")

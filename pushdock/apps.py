@@ -20,6 +20,12 @@ def authorize(ctx: Context, app: str, *, admin: bool = False) -> None:
         raise Forbidden(f"{who.name} ({who.role}) has no access to app {app}")
 
 
+def authorized_app(ctx: Context, app: str, *, admin: bool = False) -> str:
+    """`app` if the caller may act on it (see authorize) and it exists; Forbidden or NotFound if not."""
+    authorize(ctx, app, admin=admin)
+    return ctx.state.require_app(app)
+
+
 def require_admin(ctx: Context) -> None:
     """Raise Forbidden unless the caller is an admin (host-wide commands and `--global` settings)."""
     who = ctx.identity

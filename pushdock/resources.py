@@ -78,9 +78,10 @@ def parse_memory(text: str) -> int:
 
 def parse_cpu(text: str) -> float:
     """`0.5`, `2` -> CPUs, with at most two decimals; UsageError (one line) otherwise."""
-    if not CPU.match(text.strip()):
+    clean = text.strip()
+    if not CPU.match(clean):
         raise UsageError(f"cpu must be a number of CPUs such as 0.5 or 2 (got {text[:30]!r})")
-    return check_cpu(float(text))
+    return check_cpu(float(clean))
 
 
 def check_cpu(value: float) -> float:

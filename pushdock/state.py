@@ -173,28 +173,8 @@ class State:
     ) -> Iterator[None]:
         """Hold the app's flock (shared by pushes, webhooks and admin commands)."""
         path = self.root / "locks" / f"{validate_app_name(app)}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if on_wait:
-                    on_wait()
-                deadline = time.monotonic() + timeout
-                while True:
-                    try:
-                        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() > deadline:
-                            raise Conflict(
-                                f"app {app} is busy with another deploy (waited {timeout:.0f}s)"
-                            ) from None
-                        time.sleep(0.1)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with exclusive_flock(path, timeout=timeout, busy=f"app {app} is busy with another deploy", on_wait=on_wait):
+            yield
 
     # -- apps -----------------------------------------------------------------------------------
     def app_exists(self, app: str) -> bool:
@@ -407,3 +387,29 @@ def _tail_lines(path: Path, n: int, block: int = 1 << 16) -> list[bytes]:
     if pos > 0:
         lines = lines[1:]  # the first one may be cut
     return lines[-n:]
+
+
+@contextlib.contextmanager
+def exclusive_flock(path: Path, *, timeout: float, busy: str, interval: float = 0.1,
+                    on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if missing), waiting at most `timeout` s for it; then
+    Conflict(`busy` and how long it waited). `on_wait` is called once if the lock is held by another."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        deadline = time.monotonic() + timeout
+        waited = False
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited and on_wait:
+                    on_wait()
+                waited = True
+                if time.monotonic() > deadline:
+                    raise Conflict(f"{busy} (waited {timeout:.0f}s)") from None
+                time.sleep(interval)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

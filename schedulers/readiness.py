@@ -79,7 +79,7 @@ def _default_ready(ctx: Context, s: Started, abort: threading.Event) -> None:
         if abort.is_set():
             raise Aborted
         if s.upstream is not None:
-            status = _probe(s.upstream, READY_PATH, min(PROBE_TIMEOUT, max(0.1, deadline - time.monotonic())))
+            status = probe(s.upstream, READY_PATH, min(PROBE_TIMEOUT, max(0.1, deadline - time.monotonic())))
             successes = successes + 1 if status is not None and status < 500 else 0
             if successes >= PROBE_SUCCESSES:
                 return
@@ -100,11 +100,11 @@ def _default_ready(ctx: Context, s: Started, abort: threading.Event) -> None:
 
 def answers(upstream: Upstream, timeout: float) -> bool:
     """One readiness probe: does the instance answer HTTP below 500 now?"""
-    status = _probe(upstream, READY_PATH, timeout)
+    status = probe(upstream, READY_PATH, timeout)
     return status is not None and status < 500
 
 
-def _probe(upstream: Upstream, path: str, timeout: float) -> int | None:
+def probe(upstream: Upstream, path: str, timeout: float) -> int | None:
     """HTTP status of GET path, or None when nothing answered."""
     conn = http.client.HTTPConnection(upstream.host, upstream.port, timeout=timeout)
     try:

@@ -13,7 +13,7 @@ import os
 import click
 
 from pushdock import resources
-from pushdock.apps import authorize
+from pushdock.apps import authorized_app
 from pushdock.commands import echo_progress, format_option, group, print_report
 from pushdock.context import Context
 from pushdock.errors import DeployFailed, UsageError
@@ -89,8 +89,7 @@ def _changed(ctx: Context, app: str, summary: str) -> None:
 def limit(ctx: Context, *, app: str, process: str | None, build: bool, memory: str | None, cpu: str | None,
           no_restart: bool) -> None:
     """Limit the memory and/or CPU of the app's processes (or of one type, or of its builds); admin only."""
-    authorize(ctx, app, admin=True)
-    ctx.state.require_app(app)
+    authorized_app(ctx, app, admin=True)
     key = _key(process, build)
     if memory is None and cpu is None:
         raise UsageError(f"give --memory and/or --cpu (`resource:report {app}` shows the limits)")
@@ -118,8 +117,7 @@ def limit(ctx: Context, *, app: str, process: str | None, build: bool, memory: s
 def limit_clear(ctx: Context, *, app: str, process: str | None, build: bool, everything: bool,
                 no_restart: bool) -> None:
     """Remove limits: the default ones, one process type's, the build's, or --all; admin only."""
-    authorize(ctx, app, admin=True)
-    ctx.state.require_app(app)
+    authorized_app(ctx, app, admin=True)
     if everything and (process or build):
         raise UsageError("--all excludes --process and --build")
     key = "all" if everything else _key(process, build)
@@ -142,8 +140,7 @@ def limit_clear(ctx: Context, *, app: str, process: str | None, build: bool, eve
 @click.pass_obj
 def report(ctx: Context, app: str, fmt: str) -> None:
     """Show the app's limits: stored ones, and what each process type and the build run with."""
-    authorize(ctx, app)
-    ctx.state.require_app(app)
+    authorized_app(ctx, app)
     stored = resources.stored(ctx.state, app)
     current = ctx.state.current_release(app)
     processes = sorted(current.processes) if current else []

@@ -36,7 +36,7 @@ from schedulers import healthchecks, swarm_images, swarm_logs, swarm_settings
 from schedulers import swarm_engine as sw
 from schedulers import swarm_nodes as sn
 from schedulers.base import Instance, Route
-from schedulers.docker_start import Say, report, stop_only
+from schedulers.docker_start import Say, report, stop_only, stop_remove
 from schedulers.readiness import NotReady
 from schedulers.swarm_ready import NewService, wait_ready
 
@@ -149,7 +149,7 @@ class SwarmScheduler:
                     say.step(f"Removing {len(old)} old service{'s' if len(old) != 1 else ''}")
                 for s, error in sw.remove_services(old):
                     say.detail(f"{s.name} removed" if error is None else f"{s.name} not removed: {error}")
-                for c, error in sw.stop_remove_containers(leftovers, checks.stop_timeout):
+                for c, error in stop_remove(leftovers, checks.stop_timeout):
                     say.detail(f"container {c.name} stopped" if error is None
                                else f"container {c.name} not removed: {error}")
         except PushdockError as e:
@@ -166,7 +166,7 @@ class SwarmScheduler:
             else:
                 services = sw.app_services(ctx, app)
             failed = [(s, e) for s, e in sw.remove_services(services) if e]
-            failed += [(c, e) for c, e in sw.stop_remove_containers(sw.plain_containers(ctx, app), timeout) if e]
+            failed += [(c, e) for c, e in stop_remove(eng.app_containers(ctx, app), timeout) if e]
             sw.wait_containers_gone({s.id for s in services}, max(timeout, ctx.settings.stop_timeout) + 15)
         if failed:
             thing, error = failed[0]
@@ -254,7 +254,7 @@ class SwarmScheduler:
             kept = {n.service.id for n in keep + created}
             for s, error in sw.remove_services([s for s in everything if s.id not in kept]):
                 messages.append(f"removed stray service {s.name}" + (f" with an error: {error}" if error else ""))
-            for c, error in sw.stop_remove_containers(sw.plain_containers(ctx, release.app), checks.stop_timeout):
+            for c, error in stop_remove(eng.app_containers(ctx, release.app), checks.stop_timeout):
                 messages.append(f"removed stray container {c.name}" + (f" with an error: {error}" if error else ""))
         for m in messages:
             say.detail(m)
@@ -344,7 +344,7 @@ class _Paused:
 
 
 def _plain(ctx: Context, app: str, process: str | None) -> list[Any]:
-    return [c for c in sw.plain_containers(ctx, app) if process in (None, (c.labels or {}).get(eng.LABEL_PROCESS))]
+    return [c for c in eng.app_containers(ctx, app) if process in (None, (c.labels or {}).get(eng.LABEL_PROCESS))]
 
 
 def _stop_first(ctx: Context, release: Release, say: Say, paused: _Paused, *, process: str | None,

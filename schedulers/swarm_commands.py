@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pushdock.apps import authorize, require_admin
+from pushdock.apps import authorized_app, require_admin
 from pushdock.commands import echo_progress, format_option, group, print_report, print_table
 from pushdock.context import Context
 from pushdock.errors import UsageError
@@ -14,11 +14,6 @@ DEFAULT_ADVERTISE = "127.0.0.1"
 DEFAULT_LISTEN = "127.0.0.1:2377"
 
 
-def _app(ctx: Context, app: str) -> str:
-    authorize(ctx, app)
-    return ctx.state.require_app(app)
-
-
 def _scope(ctx: Context, is_global: bool, args: tuple[str, ...], usage: str) -> tuple[str, tuple[str, ...]]:
     """(`--global` or the app, the rest of the arguments)."""
     if is_global:
@@ -26,7 +21,7 @@ def _scope(ctx: Context, is_global: bool, args: tuple[str, ...], usage: str) -> 
         return GLOBAL, args
     if not args:
         raise UsageError(f"usage: {usage}")
-    return _app(ctx, args[0]), args[1:]
+    return authorized_app(ctx, args[0]), args[1:]
 
 
 def _changed(ctx: Context, app: str, summary: str) -> None:
@@ -88,7 +83,7 @@ def scheduler_report(ctx: Context, app: str, fmt: str) -> None:
     """Show the app's scheduler and swarm settings."""
     from schedulers import swarm_settings as props
 
-    _app(ctx, app)
+    authorized_app(ctx, app)
     print_report(f"{app} scheduler information", props.report(ctx, app), fmt)
 
 
@@ -196,7 +191,7 @@ def registry_report(ctx: Context, app: str | None, fmt: str) -> None:
     from schedulers import swarm_settings as props
 
     if app is not None:
-        _app(ctx, app)
+        authorized_app(ctx, app)
     server = props.registry_server(ctx, app)
     fields = {
         "server": server or "",

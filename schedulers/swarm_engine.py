@@ -310,31 +310,3 @@ def wait_containers_gone(service_ids: set[str], timeout: float) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.2)
-
-
-def plain_containers(ctx: Context, app: str) -> list[Any]:
-    """The app's containers that are not swarm tasks: docker-local's, left from before a scheduler switch."""
-    return eng.app_containers(ctx, app)
-
-
-def stop_remove_containers(containers: list[Any], timeout: int) -> list[tuple[Any, str | None]]:
-    """SIGTERM, `timeout` s grace, remove; concurrently. (container, error or None) each."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def one(c: Any) -> tuple[Any, str | None]:
-        import docker
-        import requests
-
-        try:
-            c.stop(timeout=timeout)
-            c.remove(v=True, force=True)
-        except docker.errors.NotFound:
-            pass
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-            return c, eng.one_line(e)
-        return c, None
-
-    if not containers:
-        return []
-    with ThreadPoolExecutor(max_workers=min(16, len(containers)), thread_name_prefix="pushdock-stop") as pool:
-        return list(pool.map(one, containers))

@@ -20,7 +20,6 @@ the default readiness; app.json checks are bounded by their own attempts, as on 
 
 from __future__ import annotations
 
-import http.client
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,6 +39,7 @@ from schedulers.readiness import (
     WORKER_SETTLE,
     NotReady,
     Started,
+    probe,
 )
 
 if TYPE_CHECKING:
@@ -243,18 +243,6 @@ def _probe_until_ready(upstream: Upstream, abort: threading.Event, deadline: flo
             return True
         abort.wait(PROBE_INTERVAL)
     return False
-
-
-def probe(upstream: Upstream, path: str, timeout: float) -> int | None:
-    """HTTP status of GET path, or None when nothing answered (readiness.py's probe)."""
-    conn = http.client.HTTPConnection(upstream.host, upstream.port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"User-Agent": "pushdock-readiness", "Connection": "close"})
-        return conn.getresponse().status
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
 
 
 def _mesh_upstreams(new: list[NewService], by_node: dict[str, sn.Node], *, probe_first: bool) -> list[Upstream]:

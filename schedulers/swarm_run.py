@@ -5,20 +5,18 @@ labelled `pushdock.one-off`. It runs where the app's tasks may run (the image's 
 the same), its output streams back through the service logs, and its exit status comes from the
 task. The service is removed afterwards, whatever happened.
 
-`run` is a plain container on the manager's engine, attached to this process's stdio: swarm has no
-way to attach to a task's stdin or TTY, and the manager always has the image (it is built there).
+`run` is docker-local's one-off container on the manager's engine, attached to this process's stdio:
+swarm has no way to attach to a task's stdin or TTY, and the manager always has the image (it is built
+there).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import socket
-import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -153,89 +151,7 @@ def _follow_until_done(
 
 # -- run: an attached container on the manager ------------------------------------------------------
 def run(ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
-    """`pushdock run APP CMD...`: a one-off container of the release, attached to stdin/stdout/stderr."""
-    import docker
+    """`pushdock run APP CMD...`: docker-local's one-off container (stdio, TTY, limits), on the manager's engine."""
+    from schedulers import docker_run
 
-    client = eng.client()
-    api = client.api
-    labels = {**sw.service_labels(ctx, release, "run"), sw.LABEL_ONE_OFF: "run"}
-    env = eng.container_env(release, eng.Slot("run", 1))
-    command = ["/bin/sh", "-c", " ".join(argv)] if len(argv) == 1 and " " in argv[0] else (argv or None)
-    with eng.engine_errors(doing=f"running a one-off container of {release.app}"):
-        try:
-            client.images.get(release.image)
-        except docker.errors.ImageNotFound:
-            raise PushdockError(f"image {release.image} is not on this node's Docker engine") from None
-        made = api.create_container(
-            release.image, command=command, environment=env, labels=labels, stdin_open=True, tty=tty,
-            name=f"{release.app}.run.{sw.new_suffix()}{sw.new_suffix()}", use_config_proxy=False,
-            host_config=api.create_host_config(
-                init=True, **resources.host_config(resources.for_process(ctx.state, release.app, "run"))),
-        )
-        cid = made["Id"]
-        try:
-            sock = api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-            api.start(cid)
-            _pump(sock, tty)
-            return int(api.wait(cid).get("StatusCode", 1))
-        finally:
-            with contextlib.suppress(Exception):
-                api.remove_container(cid, force=True)
-
-
-def _raw_socket(sock: Any) -> socket.socket:
-    return getattr(sock, "_sock", sock)
-
-
-def _pump(sock: Any, tty: bool) -> None:
-    """Copy stdin to the container and its output to stdout/stderr until it closes the stream."""
-    raw = _raw_socket(sock)
-    stdin = getattr(sys.stdin, "buffer", None)
-
-    def feed() -> None:
-        try:
-            if stdin is not None:
-                fd = stdin.fileno() if hasattr(stdin, "fileno") else None
-                while True:
-                    data = os.read(fd, 4096) if fd is not None else stdin.read1(4096)
-                    if not data:
-                        break
-                    raw.sendall(data)
-        except (OSError, ValueError, AttributeError) as e:
-            logger.debug("stdin closed", error=str(e))
-        with contextlib.suppress(OSError):
-            raw.shutdown(socket.SHUT_WR)
-
-    threading.Thread(target=feed, name="pushdock-run-stdin", daemon=True).start()
-    out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
-    err = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
-    buf = b""
-    while True:
-        try:
-            chunk = raw.recv(65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        if tty:
-            _write(out, sys.stdout, chunk)
-            continue
-        buf += chunk
-        while len(buf) >= 8:  # docker's multiplexed frames: stream, 3 zero bytes, big-endian length
-            size = int.from_bytes(buf[4:8], "big")
-            if len(buf) < 8 + size:
-                break
-            stream, payload, buf = buf[0], buf[8:8 + size], buf[8 + size:]
-            if stream == 2:
-                _write(err, sys.stderr, payload)
-            else:
-                _write(out, sys.stdout, payload)
-
-
-def _write(binary: Any, text: Any, data: bytes) -> None:
-    if binary is not None:
-        binary.write(data)
-        binary.flush()
-    else:
-        text.write(data.decode("utf-8", "replace"))
-        text.flush()
+    return docker_run.run(ctx, release, argv, tty=tty)

@@ -239,3 +239,70 @@ def cleanup_docker(data_dir: Path) -> None:
         for img in client.images.list(name=f"pushdock/{app}"):
             with contextlib.suppress(Exception):
                 client.images.remove(img.id, force=True)
+
+
+# -- schedulers, driven directly ---------------------------------------------------------------------------
+class Out:
+    """A Progress that keeps its lines."""
+
+    def __init__(self) -> None:
+        from pushdock.progress import Progress
+
+        self.lines: list[str] = []
+        self.progress = Progress(self.lines.append)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def upstream_get(u: object, path: str = "/") -> str:
+    """GET an instance directly (not through the proxy): its body; the status must be 200."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{u}{path}", timeout=3) as r:
+        assert r.status == 200
+        return r.read().decode().strip()
+
+
+class FakeRoute:
+    """The proxy boundary: records each switch and what every upstream (and the old ones) answered at `path`."""
+
+    path = "/"
+
+    def __init__(self, still_serving: list | None = None) -> None:  # type: ignore[type-arg]
+        self.calls: list[list] = []  # type: ignore[type-arg]
+        self.answers: list[list[str]] = []
+        self.still_serving = still_serving or []
+        self.old_answers: list[str] = []
+
+    def __call__(self, upstreams: list) -> None:  # type: ignore[type-arg]
+        self.calls.append(list(upstreams))
+        self.answers.append([upstream_get(u, self.path) for u in upstreams])
+        self.old_answers = [upstream_get(u, self.path) for u in self.still_serving]
+
+
+@contextlib.contextmanager
+def swarm_mode():  # type: ignore[no-untyped-def]
+    """An active single-node swarm for the block; left as it was found (with docker_gwbridge removed)."""
+    import docker
+
+    engine = docker.from_env()
+    mine = engine.info()["Swarm"]["LocalNodeState"] == "inactive"
+    if mine:
+        engine.swarm.init(advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{free_port()}")
+    assert engine.info()["Swarm"]["ControlAvailable"], "this engine must be a swarm manager"
+    try:
+        yield
+    finally:
+        if mine:
+            engine = docker.from_env()  # the engine may have restarted meanwhile
+            engine.swarm.leave(force=True)
+            for _ in range(50):
+                try:
+                    engine.networks.get("docker_gwbridge").remove()
+                    break
+                except docker.errors.NotFound:
+                    break
+                except docker.errors.APIError:  # task containers still detaching
+                    time.sleep(0.2)

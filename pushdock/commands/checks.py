@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from hooks.checks import check_settings, healthchecks_of, parse_setting
-from pushdock.apps import authorize
+from pushdock.apps import authorized_app
 from pushdock.commands import format_option, group, print_report
 from pushdock.context import Context
 
@@ -16,11 +16,6 @@ from pushdock.context import Context
 @group("checks", "Zero-downtime checks of an app's deploys.", default_verb="report")
 def checks() -> None:
     pass
-
-
-def _app(ctx: Context, app: str) -> str:
-    authorize(ctx, app)
-    return ctx.state.require_app(app)
 
 
 def _changed(ctx: Context, app: str, summary: str, message: str) -> None:
@@ -33,7 +28,7 @@ def _changed(ctx: Context, app: str, summary: str, message: str) -> None:
 @click.pass_obj
 def enable(ctx: Context, app: str) -> None:
     """Start new containers beside the old ones and check them before they take traffic (the default)."""
-    _app(ctx, app)
+    authorized_app(ctx, app)
     ctx.state.delete("checks", app, "disabled")
     ctx.state.delete("checks", app, "skipped")
     _changed(ctx, app, "checks:enable", f"Zero-downtime checks enabled for {app}")
@@ -47,7 +42,7 @@ def disable(ctx: Context, app: str) -> None:
 
     For apps that cannot run twice at once. Checks still run; a failed deploy starts the old containers again.
     """
-    _app(ctx, app)
+    authorized_app(ctx, app)
     ctx.state.set("checks", app, "disabled", "1")
     _changed(ctx, app, "checks:disable",
              f"Zero-downtime disabled for {app}: deploys stop the old containers first (downtime)")
@@ -58,7 +53,7 @@ def disable(ctx: Context, app: str) -> None:
 @click.pass_obj
 def skip(ctx: Context, app: str) -> None:
     """Route to new containers as soon as they run: no readiness or app.json checks."""
-    _app(ctx, app)
+    authorized_app(ctx, app)
     ctx.state.set("checks", app, "skipped", "1")
     _changed(ctx, app, "checks:skip", f"Checks skipped for {app}: new containers take traffic once running")
 
@@ -70,7 +65,7 @@ def skip(ctx: Context, app: str) -> None:
 @click.pass_obj
 def set_(ctx: Context, app: str, key: str, value: str | None) -> None:
     """Set `wait-to-retire` or `stop-timeout` (seconds); no VALUE restores the default."""
-    _app(ctx, app)
+    authorized_app(ctx, app)
     if value is None or value == "":
         parse_setting(key, "0")  # the key must still be known
         ctx.state.delete("checks", app, key)
@@ -87,7 +82,7 @@ def set_(ctx: Context, app: str, key: str, value: str | None) -> None:
 @click.pass_obj
 def report(ctx: Context, app: str, fmt: str) -> None:
     """Show the app's check settings and the healthchecks of its current release."""
-    _app(ctx, app)
+    authorized_app(ctx, app)
     s = check_settings(ctx, app)
     current = ctx.state.current_release(app)
     found = current.checks if current else {}

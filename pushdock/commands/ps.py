@@ -7,7 +7,7 @@ import re
 import click
 
 from hooks import pipeline
-from pushdock.apps import authorize
+from pushdock.apps import authorized_app
 from pushdock.commands import echo_progress, format_option, group, print_table
 from pushdock.context import Context
 from pushdock.errors import NotFound, UsageError
@@ -24,18 +24,13 @@ def ps() -> None:
     pass
 
 
-def _app(ctx: Context, app: str) -> str:
-    authorize(ctx, app)
-    return ctx.state.require_app(app)
-
-
 @ps.command("report")
 @click.argument("app")
 @format_option
 @click.pass_obj
 def report(ctx: Context, app: str, fmt: str) -> None:
     """Show each container: process, release, state, restarts, address."""
-    _app(ctx, app)
+    authorized_app(ctx, app)
     current = ctx.state.current_release(app)
     rows = [
         {"process": f"{i.process}.{i.index}", "release": f"v{i.release}", "state": crash_state(i.state, i.restarts),
@@ -83,7 +78,7 @@ def start(ctx: Context, app: str) -> None:
 
 
 def _restart(ctx: Context, app: str, process: str | None) -> None:
-    _app(ctx, app)
+    authorized_app(ctx, app)
     if process is not None and not PROCESS_NAME.match(process):
         raise UsageError(f"invalid process type {process[:40]!r}")
     with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
@@ -96,7 +91,7 @@ def _restart(ctx: Context, app: str, process: str | None) -> None:
 @click.pass_obj
 def stop(ctx: Context, app: str) -> None:
     """Stop every container; the app's domains answer 503 until `ps:start`."""
-    _app(ctx, app)
+    authorized_app(ctx, app)
     with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
         pipeline.stop(ctx, app)
     click.echo(f"-----> Stopped {app}")
@@ -108,7 +103,7 @@ def stop(ctx: Context, app: str) -> None:
 @click.pass_obj
 def scale(ctx: Context, app: str, pairs: tuple[str, ...]) -> None:
     """Set process counts (`web=2 worker=1`) as a new release; no pairs shows the formation."""
-    _app(ctx, app)
+    authorized_app(ctx, app)
     current = ctx.state.current_release(app)
     formation = dict(current.formation if current else (ctx.state.get_formation(app) or {}))
     if not pairs:
@@ -138,7 +133,7 @@ def scale(ctx: Context, app: str, pairs: tuple[str, ...]) -> None:
 @click.pass_obj
 def set_(ctx: Context, app: str, key: str, value: str | None) -> None:
     """Set `restart-policy` (no, always, unless-stopped, on-failure[:N]); no VALUE restores the default."""
-    _app(ctx, app)
+    authorized_app(ctx, app)
     if key != "restart-policy":
         raise UsageError(f"unknown ps setting {key[:40]!r} (known: restart-policy)")
     if value:
@@ -175,7 +170,7 @@ def parse_scale(pairs: tuple[str, ...]) -> dict[str, int]:
 @click.pass_obj
 def rebuild(ctx: Context, app: str) -> None:
     """Build the deployed commit again and deploy it as a new release."""
-    _app(ctx, app)
+    authorized_app(ctx, app)
     current = ctx.state.current_release(app)
     if current is None or not current.sha:
         raise NotFound(f"{app} has no deployed commit to rebuild")

@@ -9,7 +9,7 @@ import click
 
 from hooks import pipeline
 from hooks import releases as service
-from pushdock.apps import authorize
+from pushdock.apps import authorize, authorized_app
 from pushdock.commands import echo_progress, format_option, group, print_report, print_table
 from pushdock.context import Context
 from pushdock.errors import UsageError
@@ -19,11 +19,6 @@ from pushdock.state import GLOBAL, Release
 @group("releases", "List, inspect and roll back an app's releases.", default_verb="list")
 def releases() -> None:
     pass
-
-
-def _app(ctx: Context, app: str) -> str:
-    authorize(ctx, app)
-    return ctx.state.require_app(app)
 
 
 def summary(r: Release) -> dict[str, Any]:
@@ -45,7 +40,7 @@ def _when(t: float) -> str:
 @click.pass_obj
 def list_(ctx: Context, app: str, fmt: str) -> None:
     """List the app's releases, newest first."""
-    _app(ctx, app)
+    authorized_app(ctx, app)
     found = list(reversed(ctx.state.list_releases(app)))
     if fmt == "json":
         print_table([_json(r) for r in found], [], fmt)
@@ -68,7 +63,7 @@ def _json(r: Release) -> dict[str, Any]:
 @click.pass_obj
 def info(ctx: Context, app: str, version: str, fmt: str) -> None:
     """Show one release: image, commit, formation, processes, config keys."""
-    _app(ctx, app)
+    authorized_app(ctx, app)
     r = ctx.state.get_release(app, service.parse_version(version))
     if fmt == "json":
         print_report("", _json(r), fmt)
@@ -88,7 +83,7 @@ def info(ctx: Context, app: str, version: str, fmt: str) -> None:
 @click.pass_obj
 def rollback(ctx: Context, app: str, version: str | None) -> None:
     """Deploy the image, config and formation of vN (default: the previous release) as a new release."""
-    _app(ctx, app)
+    authorized_app(ctx, app)
     number = service.parse_version(version) if version is not None else None
     with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
         release = pipeline.rollback(ctx, app, number, echo_progress())
@@ -110,7 +105,7 @@ def set_(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
     else:
         if not args:
             raise UsageError("usage: releases:set [--global|APP] keep [N]")
-        scope, rest = _app(ctx, args[0]), list(args[1:])
+        scope, rest = authorized_app(ctx, args[0]), list(args[1:])
     if not rest or rest[0] != "keep" or len(rest) > 2:
         raise UsageError("usage: releases:set [--global|APP] keep [N]")
     if len(rest) == 1:

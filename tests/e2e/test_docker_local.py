@@ -13,7 +13,6 @@ import re
 import secrets
 import threading
 import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,11 +22,11 @@ import pytest
 from hooks.checks import Healthcheck
 from pushdock.context import Context
 from pushdock.errors import DeployFailed
-from pushdock.progress import Progress
 from pushdock.routing import Upstream
 from pushdock.settings import Settings
 from pushdock.state import Release
 from schedulers.docker_local import DockerLocalScheduler
+from tests.harness import FakeRoute, Out, upstream_get
 
 pytestmark = pytest.mark.docker
 
@@ -67,37 +66,7 @@ def sched() -> DockerLocalScheduler:
     return DockerLocalScheduler()
 
 
-class Out:
-    """A Progress that keeps its lines."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.progress = Progress(self.lines.append)
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-
-class FakeRoute:
-    """The proxy boundary: records each switch and what every upstream (and the old one) answered."""
-
-    def __init__(self, still_serving: list[Upstream] | None = None) -> None:
-        self.calls: list[list[Upstream]] = []
-        self.answers: list[list[str]] = []
-        self.still_serving = still_serving or []
-        self.old_answers: list[str] = []
-
-    def __call__(self, upstreams: list[Upstream]) -> None:
-        self.calls.append(list(upstreams))
-        self.answers.append([get(u) for u in upstreams])
-        self.old_answers = [get(u) for u in self.still_serving]
-
-
-def get(u: Upstream, path: str = "/") -> str:
-    with urllib.request.urlopen(f"http://{u}{path}", timeout=3) as r:
-        assert r.status == 200
-        return r.read().decode().strip()
+get = upstream_get
 
 
 def rel(app: str, number: int, image: str, *, formation: dict[str, int] | None = None,

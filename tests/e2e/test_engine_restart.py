@@ -20,7 +20,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.harness import ROOT, Server, unique
+from tests.harness import ROOT, Server, swarm_mode, unique
 
 pytestmark = [pytest.mark.docker, pytest.mark.engine_restart]
 
@@ -125,48 +125,28 @@ def test_apps_come_back_after_an_engine_restart(server) -> None:
     assert server.get(app) == (200, "deployed after the restart")
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_swarm_apps_come_back_on_new_ports_and_are_followed(server) -> None:
     """A swarm app after an engine restart: the swarm restarts its task (a new container on a new host port)
     and `serve`, which watches for instances that move, re-routes the proxy to it without a deploy."""
-    engine = docker.from_env()
-    mine = engine.info()["Swarm"]["LocalNodeState"] == "inactive"
-    if mine:
-        engine.swarm.init(advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{free_port()}")
     app = unique("engsw")
-    try:
-        server.cli("apps:create", app)
-        server.cli("scheduler:set", app, "selected", "swarm")
-        res = server.push(server.app_repo(app, body="swarm survives"), app)
-        assert res.returncode == 0, res.stderr
-        assert server.get(app) == (200, "swarm survives")
-        [before] = engine.containers.list(filters={"label": [f"pushdock.app={app}", "pushdock.process=web"]})
+    with swarm_mode():
+        try:
+            server.cli("apps:create", app)
+            server.cli("scheduler:set", app, "selected", "swarm")
+            res = server.push(server.app_repo(app, body="swarm survives"), app)
+            assert res.returncode == 0, res.stderr
+            assert server.get(app) == (200, "swarm survives")
+            [before] = web_containers(app)
 
-        restart_engine(server, app)
+            restart_engine(server, app)
 
-        waited = wait_served(server, app, "swarm survives", timeout=90)
-        engine = docker.from_env()
-        [after] = engine.containers.list(filters={"label": [f"pushdock.app={app}", "pushdock.process=web"]})
-        print(f"swarm app served again {waited:.1f}s after the engine answered "
-              f"(task container {'replaced' if after.id != before.id else 'restarted'})")
-        assert server.get(app) == (200, "swarm survives")
-    finally:
-        server.cli("apps:destroy", app, "--force", check=False)
-        if mine:
-            engine = docker.from_env()
-            engine.swarm.leave(force=True)
-            for _ in range(50):
-                try:
-                    engine.networks.get("docker_gwbridge").remove()
-                    break
-                except docker.errors.NotFound:
-                    break
-                except docker.errors.APIError:
-                    time.sleep(0.2)
+            waited = wait_served(server, app, "swarm survives", timeout=90)
+            [after] = web_containers(app)
+            print(f"swarm app served again {waited:.1f}s after the engine answered "
+                  f"(task container {'replaced' if after.id != before.id else 'restarted'})")
+        finally:
+            server.cli("apps:destroy", app, "--force", check=False)
+
+
+def web_containers(app: str) -> list:  # type: ignore[type-arg]
+    return docker.from_env().containers.list(filters={"label": [f"pushdock.app={app}", "pushdock.process=web"]})

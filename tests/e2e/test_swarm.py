@@ -35,7 +35,6 @@ import pytest
 from hooks.checks import Healthcheck
 from pushdock.context import Context
 from pushdock.errors import DeployFailed
-from pushdock.progress import Progress
 from pushdock.routing import Upstream
 from pushdock.settings import Settings
 from pushdock.state import GLOBAL, Release
@@ -45,7 +44,8 @@ from schedulers import swarm_nodes as sn
 from schedulers.readiness import NotReady
 from schedulers.swarm import SwarmScheduler
 from schedulers.swarm_ready import NewService, wait_ready
-from tests.harness import ROOT, Server, free_port, unique
+from tests import harness
+from tests.harness import ROOT, Out, Server, free_port, unique, upstream_get
 
 pytestmark = pytest.mark.docker
 
@@ -61,22 +61,8 @@ def engine() -> docker.DockerClient:
 @pytest.fixture(scope="module")
 def swarm_mode(engine: docker.DockerClient):
     """An active single-node swarm; left as it was found."""
-    state = engine.info()["Swarm"]["LocalNodeState"]
-    mine = state == "inactive"
-    if mine:
-        engine.swarm.init(advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{free_port()}")
-    assert engine.info()["Swarm"]["ControlAvailable"], "this engine must be a swarm manager"
-    yield
-    if mine:
-        engine.swarm.leave(force=True)
-        for _ in range(50):
-            try:
-                engine.networks.get("docker_gwbridge").remove()
-                break
-            except docker.errors.NotFound:
-                break
-            except docker.errors.APIError:  # task containers still detaching
-                time.sleep(0.2)
+    with harness.swarm_mode():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -110,35 +96,12 @@ def sched() -> SwarmScheduler:
     return SwarmScheduler()
 
 
-class Out:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.progress = Progress(self.lines.append)
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-
-class FakeRoute:
-    """The proxy boundary: records each switch and what every upstream (and the old ones) answered."""
-
-    def __init__(self, still_serving: list[Upstream] | None = None) -> None:
-        self.calls: list[list[Upstream]] = []
-        self.answers: list[list[str]] = []
-        self.still_serving = still_serving or []
-        self.old_answers: list[str] = []
-
-    def __call__(self, upstreams: list[Upstream]) -> None:
-        self.calls.append(list(upstreams))
-        self.answers.append([get(u) for u in upstreams])
-        self.old_answers = [get(u) for u in self.still_serving]
+class FakeRoute(harness.FakeRoute):
+    path = "/env/MESSAGE"
 
 
 def get(u: Upstream, path: str = "/env/MESSAGE") -> str:
-    with urllib.request.urlopen(f"http://{u}{path}", timeout=3) as r:
-        assert r.status == 200
-        return r.read().decode().strip()
+    return upstream_get(u, path)
 
 
 def rel(app: str, number: int, image: str, *, formation: dict[str, int] | None = None,

@@ -141,6 +141,10 @@ def assert_nowhere_logged(server: Server, *secrets: str) -> None:
 
 def test_secrets_never_echoed_or_logged(server) -> None:
     server.ssh("config:set", "--no-restart", server.mine, "TOKEN=very-secret-123")
+    # Reading secrets is audited too (who read them, through which door), without the values.
+    assert "very-secret-123" in server.ssh("config:show", server.mine, key=server.deployer_key).stdout
+    events = json.loads(server.cli("events", "--app", server.mine, "--format", "json").stdout)
+    assert any(e["action"] == "config:show" and e["who"] == "ci" and e["door"] == "ssh" for e in events), events
     assert_nowhere_logged(server, "very-secret-123")
 
 

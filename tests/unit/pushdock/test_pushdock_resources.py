@@ -54,6 +54,10 @@ def test_memory_round_trips(value: int) -> None:
     assert resources.parse_memory(resources.format_memory(value)) == value
 
 
+def test_cpu_around_whitespace() -> None:
+    assert resources.parse_cpu(" 0.5\x1f") == 0.5  # str.strip() whitespace, which float() would refuse
+
+
 @given(st.integers(1, 102400))
 def test_cpu_round_trips(hundredths: int) -> None:
     cpu = hundredths / 100
