@@ -3,7 +3,10 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test test-fast lint bench clean
+UV := .uv/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: setup run test test-fast lint lock bench clean
 
 setup:
 	./scripts/setup.sh
@@ -12,12 +15,18 @@ run: setup
 	$(VENV)/bin/pushdock serve
 
 test: setup
+	$(UV) lock --check --quiet  # fails when pyproject.toml and uv.lock disagree (refresh: make lock)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=15
 	$(VENV)/bin/pytest -q --engine-restart  # alone: these tests restart the Docker engine
 
 test-fast: setup
 	$(VENV)/bin/pytest -q tests/unit
+
+# Re-resolve every Python dependency to its newest allowed version and rewrite uv.lock (then commit it).
+lock: setup
+	$(UV) lock --upgrade --python python3
+	$(UV) sync --frozen --extra dev --python python3
 
 lint:
 	$(VENV)/bin/ruff check .
@@ -27,4 +36,4 @@ bench: setup
 	  [ ! -f $$b ] || $(VENV)/bin/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .uv .pytest_cache

@@ -9,8 +9,7 @@ from pushdock.errors import Conflict, Forbidden, NotFound, UsageError
 from pushdock.state import Identity, SshKey, validate_app_name
 
 if TYPE_CHECKING:
-    import asyncssh
-
+    from gitserver.sshlib import asyncssh
     from pushdock.context import Context
 
 KEY_NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
@@ -31,7 +30,7 @@ def key_id(key: asyncssh.SSHKey) -> str:
 
 def parse_public_key(text: str) -> asyncssh.SSHKey:
     """The one OpenSSH public key in `text`; UsageError for anything else, DSA, or RSA under 2048 bits."""
-    import asyncssh
+    from gitserver.sshlib import asyncssh
 
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if len(lines) != 1:

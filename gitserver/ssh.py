@@ -17,10 +17,10 @@ import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import asyncssh
 from loguru import logger
 from pydantic import SecretStr
 
+from gitserver.sshlib import asyncssh
 from pushdock.errors import PushdockError
 from pushdock.redact import redact_command
 from pushdock.state import atomic_write

@@ -15,8 +15,9 @@ import struct
 import termios
 from typing import Any
 
-import asyncssh
 from loguru import logger
+
+from gitserver.sshlib import asyncssh
 
 CHUNK = 65536
 

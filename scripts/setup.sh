@@ -14,6 +14,10 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v pigz >/dev/null 2>&1 || need+=(pigz)
+# the tests' FROM-scratch images carry the host's static busybox; systemd-analyze verifies the service unit
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   # Debian starts services on install; pushdock runs its own nginx, so keep the system one from
@@ -28,10 +32,18 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 
-if [ ! -x .venv/bin/pushdock ] || [ pyproject.toml -nt .venv/.installed ]; then
-  log "creating .venv"
-  [ -d .venv ] || python3 -m venv .venv
-  .venv/bin/pip install -q -e '.[dev]'
+# Python dependencies: exactly uv.lock (hashes included), installed by a pinned uv (scripts/uv-requirements.txt).
+# uv never downloads a Python of its own here: the machine's python3 is the one.
+export UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1
+if [ ! -x .uv/bin/uv ] || [ scripts/uv-requirements.txt -nt .uv/.installed ]; then
+  log "installing uv (scripts/uv-requirements.txt)"
+  python3 -m venv .uv
+  .uv/bin/pip install -q --require-hashes -r scripts/uv-requirements.txt
+  touch .uv/.installed
+fi
+if [ ! -x .venv/bin/pushdock ] || [ uv.lock -nt .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  log "installing the locked Python dependencies into .venv (uv.lock)"
+  .uv/bin/uv sync --quiet --frozen --extra dev --python python3
   touch .venv/.installed
 fi
 

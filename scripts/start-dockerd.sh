@@ -8,7 +8,9 @@ LOG=/var/log/pushdock-dockerd.log
 docker info >/dev/null 2>&1 && exit 0
 log "starting dockerd (log: $LOG)"
 mkdir -p "$(dirname "$LOG")"
-nohup dockerd >>"$LOG" 2>&1 </dev/null &
+# In a session of its own (setsid): Ctrl-C on `make run`, or any signal to the process group that ran set-up,
+# never reaches the engine, so stopping `pushdock serve` never stops the apps.
+setsid --fork dockerd >>"$LOG" 2>&1 </dev/null
 for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && exit 0; sleep 0.5; done
 log "dockerd did not start; see $LOG"
 exit 1

@@ -15,6 +15,11 @@ from pushdock.state import Identity
 
 ENGINE_RESTART = "engine_restart"
 
+# git and ssh never prompt, even when the suite runs in a terminal: a prompt would hang a test until its timeout.
+os.environ["GIT_TERMINAL_PROMPT"] = "0"
+for _askpass in ("GIT_ASKPASS", "SSH_ASKPASS"):
+    os.environ.pop(_askpass, None)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--engine-restart", action="store_true",
@@ -54,7 +59,7 @@ def ctx(settings: Settings) -> Context:
 def git_env(home: Path) -> dict[str, str]:
     """A scrubbed environment for the real git client: no user config, no GIT_* leaking in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", GIT_AUTHOR_NAME="T", GIT_AUTHOR_EMAIL="t@example.com",
+    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", GIT_AUTHOR_NAME="T", GIT_AUTHOR_EMAIL="t@example.com",
                GIT_COMMITTER_NAME="T", GIT_COMMITTER_EMAIL="t@example.com")
     return env
 

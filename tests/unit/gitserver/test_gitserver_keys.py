@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncssh
 import pytest
 
 from gitserver import keys
+from gitserver.sshlib import asyncssh
 from pushdock.context import Context
 from pushdock.errors import Conflict, Forbidden, NotFound, UsageError
 from pushdock.settings import Settings
