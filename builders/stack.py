@@ -30,12 +30,12 @@ if TYPE_CHECKING:
 DEFAULT_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_INCLUDE = ("python3", "python3-venv", "python3-pip", "ca-certificates", "curl")
-# uv from PyPI into its own venv in the image (the python buildpack uses it when present).
-UV_REQUIREMENT = "uv>=0.5,<1"
+# uv from PyPI, pinned, into its own venv in the image (the python buildpack uses it when present).
+UV_REQUIREMENT = "uv==0.13.9"  # as set-up's (scripts/uv-requirements.txt): a rebuilt stack is the same stack
 UV_VENV = "/opt/uv"
 # Node: Debian's nodejs (18 in bookworm); npm from the registry (npm 10 supports node >= 18.17).
 NODE_PACKAGES = ("nodejs",)
-NPM_REQUIREMENT = "npm@10"
+NPM_REQUIREMENT = "npm@10.9.9"  # pinned, as uv is
 CHROOT_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
     "DEBIAN_FRONTEND": "noninteractive",
