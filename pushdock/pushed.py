@@ -105,6 +105,22 @@ def write_new(root: Path, rel: str, text: str) -> None:
         f.write(text)
 
 
+def drop_links_out(root: Path) -> int:
+    """Remove every symlink of the tree in `root` that resolves outside it; return how many.
+
+    For a throwaway export that programs on this host look at (the shipped buildpacks' `bin/detect`,
+    run by `builder:report`): they test files with the shell, which would follow a link out."""
+    base = os.path.realpath(root)
+    dropped = 0
+    for folder, dirs, files in os.walk(base):  # not into linked folders: those are links themselves
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path) and os.path.commonpath([base, os.path.realpath(path)]) != base:
+                os.unlink(path)
+                dropped += 1
+    return dropped
+
+
 def excerpt(text: str, size: int = EXCERPT) -> str:
     """A short, printable excerpt of pushed content, for a reason shown to the pusher."""
     shown = "".join(c if c.isprintable() else "?" for c in text[: size + 1])
