@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builders import DETECTION_ORDER
+from pushdock import pushed
 from pushdock.errors import BuildFailed
 
 DEFAULT_DOCKERFILE = "Dockerfile"
@@ -105,31 +106,26 @@ def _first_match(tree: _Tree) -> tuple[str, _Match]:
 def _read_tree(build_dir: Path, env: Mapping[str, str], dockerfile: str) -> _Tree:
     return _Tree(
         dockerfile=dockerfile,
-        has_dockerfile=(build_dir / dockerfile).is_file(),
-        has_project_toml=(build_dir / "project.toml").is_file(),
+        has_dockerfile=pushed.is_file(build_dir, dockerfile),
+        has_project_toml=pushed.is_file(build_dir, "project.toml"),
         buildpack_marker=_buildpack_marker(build_dir, env),
     )
 
 
 def _buildpack_marker(build_dir: Path, env: Mapping[str, str]) -> str | None:
-    if (build_dir / ".buildpacks").exists():
+    if pushed.exists(build_dir, ".buildpacks"):
         return ".buildpacks found"
     if env.get("BUILDPACK_URL", "").strip():
         return "BUILDPACK_URL is set"
-    if _dotenv_sets(build_dir / ".env", "BUILDPACK_URL"):
+    if dotenv_value(build_dir, "BUILDPACK_URL"):
         return "BUILDPACK_URL is set in .env"
     return None
 
 
-def _dotenv_sets(path: Path, key: str) -> bool:
-    return bool(dotenv_value(path, key))
-
-
-def dotenv_value(path: Path, key: str) -> str:
-    """`key`'s value in a committed dotenv file (as Dokku reads `.env`), or "" if it has none."""
-    try:
-        text = path.read_text(errors="replace")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+def dotenv_value(build_dir: Path, key: str) -> str:
+    """`key`'s value in the tree's committed `.env` (as Dokku reads it), or "" if it has none."""
+    text = pushed.read_text(build_dir, ".env")
+    if text is None:
         return ""
     value = ""
     for raw in text.splitlines():

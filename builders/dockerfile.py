@@ -12,7 +12,7 @@ from loguru import logger
 from builders import properties
 from builders.base import BuildRequest, BuildResult
 from hooks.source import read_procfile
-from pushdock import resources
+from pushdock import pushed, resources
 from pushdock.errors import BuildFailed
 
 if TYPE_CHECKING:
@@ -34,13 +34,16 @@ class DockerfileBuilder:
     name = "dockerfile"
 
     def detect(self, build_dir: Path) -> bool:
-        return (build_dir / "Dockerfile").is_file()
+        return pushed.is_file(build_dir, "Dockerfile")
 
     def build(self, ctx: Context, req: BuildRequest, progress: Progress) -> BuildResult:
         read_procfile(req.build_dir)  # a bad Procfile fails before anything is built
         dockerfile = properties.resolve_dockerfile(
             req.build_dir, properties.get_dockerfile_path(ctx.state, req.app)
         )
+        # the engine's client reads .dockerignore on this host: only from inside the tree (the context itself
+        # is sent as a tar of lstat()ed entries, symlinks as symlinks: tests/e2e/test_pushed_symlinks.py)
+        pushed.read_bytes(req.build_dir, ".dockerignore")
         buildargs = properties.build_args(properties.get_build_args(ctx.state, req.app), req.env)
         api = _docker_api()
         limits = resources.for_build(ctx, req.app)
@@ -60,7 +63,7 @@ class DockerfileBuilder:
                 raise BuildFailed(f"docker build failed: {error}: {resources.build_out_of_memory(limits)}")
             raise BuildFailed(f"docker build failed: {error}")
         config = _api_call(lambda: api.inspect_image(req.image)).get("Config") or {}
-        text = (req.build_dir / dockerfile).read_text(errors="replace")
+        text = pushed.read_text(req.build_dir, dockerfile) or ""
         return BuildResult(
             image=req.image,
             processes={"web": ""} if (config.get("Cmd") or config.get("Entrypoint")) else {},

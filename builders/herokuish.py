@@ -31,6 +31,7 @@ from builders.base import BuildRequest, BuildResult
 from builders.buildpack_source import SHIPPED_DIR, BuildpackRef, parse_buildpack, parse_lines, resolve
 from builders.detect import dotenv_value
 from hooks.source import read_procfile
+from pushdock import pushed
 from pushdock.errors import BuildFailed, UsageError
 from pushdock.state import ENV_KEY, PROCESS_NAME
 
@@ -62,14 +63,13 @@ class Selection:
 
 def select(state: State, app: str, build_dir: Path, env: dict[str, str]) -> Selection:
     """The buildpacks for the tree in `build_dir`; BuildFailed (one line) on a bad reference."""
-    dotfile = build_dir / ".buildpacks"
-    if dotfile.is_file():
-        text = dotfile.read_text(errors="replace")
+    text = pushed.read_text(build_dir, ".buildpacks")
+    if text is not None:
         source = next((src for src, header in HEADERS.items() if text.startswith(header)), ".buildpacks")
         refs = parse_lines(text, source if source == ".buildpacks" else f"the buildpacks of {source}")
         if refs:
             return Selection(tuple(refs), source, detect=False)
-    url = (env.get("BUILDPACK_URL") or "").strip() or dotenv_value(build_dir / ".env", "BUILDPACK_URL")
+    url = (env.get("BUILDPACK_URL") or "").strip() or dotenv_value(build_dir, "BUILDPACK_URL")
     if url:
         try:
             return Selection((parse_buildpack(url),), "BUILDPACK_URL", detect=False)
@@ -85,13 +85,13 @@ def select(state: State, app: str, build_dir: Path, env: dict[str, str]) -> Sele
 def write_app_list(state: State, app: str, build_dir: Path, env: dict[str, str]) -> bool:
     """At post-extract: the app's list (else app.json's `buildpacks`) becomes `.buildpacks`, unless the tree
     or BUILDPACK_URL chooses; so they win over a Dockerfile in detection, as in Dokku."""
-    if (build_dir / ".buildpacks").exists() or (env.get("BUILDPACK_URL") or "").strip():
+    if pushed.exists(build_dir, ".buildpacks") or (env.get("BUILDPACK_URL") or "").strip():
         return False
-    if dotenv_value(build_dir / ".env", "BUILDPACK_URL"):
+    if dotenv_value(build_dir, "BUILDPACK_URL"):
         return False
     for source, listed in _lists(state, app, build_dir):
         if listed:
-            (build_dir / ".buildpacks").write_text("\n".join([HEADERS[source], *listed]) + "\n")
+            pushed.write_new(build_dir, ".buildpacks", "\n".join([HEADERS[source], *listed]) + "\n")
             return True
     return False
 
@@ -103,8 +103,8 @@ def _lists(state: State, app: str, build_dir: Path) -> list[tuple[str, list[str]
 
 def _app_json_urls(build_dir: Path) -> list[str]:
     try:
-        data = json.loads((build_dir / "app.json").read_text())
-    except (OSError, ValueError):
+        data = json.loads(pushed.read_text(build_dir, "app.json") or "null")
+    except (UsageError, ValueError):
         return []  # no app.json, or one the app.json stage rejects with its own message
     entries = data.get("buildpacks") if isinstance(data, dict) else None
     if not isinstance(entries, list):

@@ -25,6 +25,7 @@ from builders.base import BuildRequest, BuildResult
 from builders.build_container import engine_errors
 from builders.dockerfile import clean, one_line
 from hooks.source import read_procfile
+from pushdock import pushed
 from pushdock.errors import BuildFailed
 
 if TYPE_CHECKING:
@@ -53,12 +54,13 @@ class PackBuilder:
     name = "pack"
 
     def detect(self, build_dir: Path) -> bool:
-        return (build_dir / "project.toml").is_file()
+        return pushed.is_file(build_dir, "project.toml")
 
     def build(self, ctx: Context, req: BuildRequest, progress: Progress) -> BuildResult:
         import sh
 
         procfile = read_procfile(req.build_dir)  # a bad Procfile fails before anything is built
+        pushed.read_bytes(req.build_dir, "project.toml")  # pack reads it on this host: never through a link out
         exe = shutil.which("pack")
         if exe is None:
             raise BuildFailed(f"pack is not installed: {INSTALL}",

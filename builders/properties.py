@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from builders import DETECTION_ORDER
+from pushdock import pushed
 from pushdock.errors import BuildFailed, UsageError
 from pushdock.state import ENV_KEY, GLOBAL, validate_env_key
 
@@ -99,15 +100,15 @@ def resolve_dockerfile(build_dir: Path, configured: str | None) -> str:
         rel = check_relative_path(name)
     except UsageError as e:
         raise BuildFailed(e.message) from None
-    root = build_dir.resolve()
-    target = (root / rel).resolve()  # follows symlinks: a link out of the tree is an escape too
-    if not target.is_relative_to(root):
-        raise BuildFailed(f"invalid dockerfile-path {name!r}: it leaves the repository")
-    if not target.is_file():
+    try:
+        target = pushed.locate(build_dir, rel)  # follows symlinks inside the tree only
+    except UsageError:
+        raise BuildFailed(f"invalid dockerfile-path {name!r}: it leaves the repository") from None
+    if target is None:
         if configured:
             raise BuildFailed(f"invalid dockerfile-path {name!r}: no such file in the pushed tree")
         raise BuildFailed("no Dockerfile found in the pushed tree")
-    return target.relative_to(root).as_posix()
+    return target.relative_to(build_dir.resolve()).as_posix()
 
 
 # -- builder-dockerfile:set APP build-args KEY1,KEY2 ----------------------------------------------

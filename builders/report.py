@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from builders import properties
 from builders.buildpack_source import hide_credentials
 from builders.detect import detect_builder
+from pushdock import pushed
 from pushdock.errors import PushdockError
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ def _detect(ctx: Context, app: str, sha: str, build_dir: Path) -> dict[str, str]
     if name == "herokuish":
         selection = select(state, app, build_dir, env)
         if selection.detect:
+            pushed.drop_links_out(build_dir)  # bin/detect runs here, on the host: it must not follow them
             found = detect_shipped(build_dir)
             out["builder buildpacks"] = f"pushdock/{found} (detected)" if found else "none detects this app"
         else:

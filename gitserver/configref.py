@@ -42,7 +42,8 @@ from gitserver.settings_file import (
     render_settings,
 )
 from pushdock import resources
-from pushdock.errors import Conflict, UsageError
+from pushdock.apps import authorize_domains
+from pushdock.errors import Conflict, Forbidden, UsageError
 from pushdock.state import APP_NAME, GLOBAL
 
 if TYPE_CHECKING:
@@ -148,6 +149,11 @@ def validate_push(ctx: Context, app: str, repo: Repo, old: bytes, new: bytes) ->
     check(ctx, app, cfg)
     if ctx.identity.role != "admin" and cfg.settings.resources != from_state(ctx.state, app).settings.resources:
         raise ConfigFileError(f"{SETTINGS_FILE}: resources: only an admin may change resource limits")
+    stored = set(ctx.state.get_json(DOMAINS[0], app, DOMAINS[1], []))
+    try:
+        authorize_domains(ctx, app, [n for n in cfg.settings.domains if n not in stored])
+    except Forbidden as e:
+        raise ConfigFileError(f"{SETTINGS_FILE}: domains: {e.message}") from None
     return cfg
 
 

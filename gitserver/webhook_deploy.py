@@ -6,7 +6,9 @@ if `serve` stops; jobs still queued then are lost and stay `queued` in the log).
 commit from the configured repository with dulwich, then, under the app lock, takes the same path as a
 `git push`: checks (a commit, connected, deploys not locked), `pipeline.deploy_push`, and a
 compare-and-swap of the branch ref. Each step's outcome goes to the delivery log (`webhooks:report`);
-the final one (deployed, already deployed, failed, superseded) is also a `webhook:deploy` audit event.
+the final one (deployed, already deployed, ignored, failed, superseded) is also a `webhook:deploy` audit event.
+A commit that is an ancestor of the deployed one (or of the branch's tip) is ignored, never deployed:
+a webhook does not roll back (`rollback_reason`, checked when the delivery arrives and again under the lock).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
 JOB_VARIABLE = "PUSHDOCK_WEBHOOK_JOB"
 IDENTITY = "github-webhook"
 DOOR = "http"
-FINAL = ("deployed", "failed", "already", "superseded")
+FINAL = ("deployed", "failed", "already", "superseded", "ignored")
+NO_ROLLBACK = "a webhook never rolls back: push it, or use releases:rollback"
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,32 @@ def deploy_branch(ctx: Context, app: str) -> str:
     finally:
         repo.close()
     return head.decode().removeprefix("refs/heads/")
+
+
+def rollback_reason(ctx: Context, app: str, ref: str, after: str) -> str | None:
+    """Why a webhook must not deploy `after` (an `ignored: ...` outcome), or None.
+
+    `after` must not be a strict ancestor of the deployed commit or of the branch's tip: deploying it would
+    take the app and its branch back (a captured delivery re-sent, GitHub retrying an old one)."""
+    from dulwich.graph import can_fast_forward
+    from dulwich.objects import Commit
+    from dulwich.repo import Repo
+
+    release = ctx.state.current_release(app)
+    repo = Repo(str(ctx.state.repo_path(app)))
+    try:
+        store, new = repo.object_store, after.encode()
+        if new not in store or not isinstance(store[new], Commit):
+            return None  # a commit this repository does not hold is no ancestor of anything in it
+        tip = repo.refs.as_dict().get(ref.encode())
+        branch = ref.removeprefix("refs/heads/")
+        for what, old in (("the deployed commit", (release.sha if release else "").encode()),
+                          (f"the tip of {branch}", tip or b"")):
+            if old and old != new and old in store and can_fast_forward(repo, new, old):
+                return f"ignored: {after[:7]} is an ancestor of {what} ({old.decode()[:7]}); {NO_ROLLBACK}"
+        return None
+    finally:
+        repo.close()
 
 
 # -- the queue (in serve) --------------------------------------------------------------------------------
@@ -240,6 +269,9 @@ def _deploy(ctx: Context, job: Job) -> str:
             release = state.current_release(app)
             if current == after and release is not None and release.sha == job.after:
                 return f"already deployed ({release.name})"
+            stale = rollback_reason(ctx, app, job.ref, job.after)  # again: the app may have moved on meanwhile
+            if stale is not None:
+                return stale
             if not isinstance(repo[after], Commit):
                 return f"failed: {job.after[:7]} is not a commit"
             try:
@@ -286,7 +318,7 @@ def main() -> int:
         logger.exception("webhook worker crashed", app=job.app, error_id=error_id)
         _finish(ctx, job, f"failed: internal error {error_id}")
         return 1
-    return 0 if outcome.startswith(("deployed", "already")) else 1
+    return 0 if outcome.startswith(("deployed", "already", "ignored")) else 1
 
 
 if __name__ == "__main__":

@@ -5,9 +5,16 @@ body size (413, by the router), `X-Hub-Signature-256` = HMAC-SHA256 of the raw b
 time (401), `Content-Type: application/json` (415), a delivery id (400), a delivery already accepted (200,
 duplicate), `ping` (200), other events (202, ignored), the payload's repository = the one set with
 `webhooks:set APP repo URL` (403), a deleted branch or another branch than the deploy branch (202, ignored).
-A push that passes is answered 202 and queued. Every answer lands in the app's delivery log
-(`webhooks:report`); only accepted deliveries (signed, answered 2xx) count for deduplication, so a forger
-cannot pre-empt one and a delivery refused for a setting since fixed can be redelivered.
+A push whose commit is the deployed one's ancestor (already in the app's repository) is answered 202 and
+ignored: a webhook never rolls an app back, whatever delivery carries it (the worker checks again under the
+lock). A push that passes is answered 202 and queued. Every answer lands in the app's delivery log
+(`webhooks:report`, the last DELIVERY_LOG_SIZE; refused entries leave it first).
+
+Deduplication has its own record (`webhooks/APP/seen`): the delivery id and, for a push, the digest of the
+signed body of every accepted delivery (signed, answered 2xx), kept for DEDUPE_SECONDS (GitHub retries for
+7 days). Unsigned deliveries never enter it, so no flood can flush it; the body digest catches a captured
+delivery re-sent under a new id (the id header is not signed); a delivery refused for a setting since fixed
+can be redelivered.
 
 Every delivery to an existing app is also an audit event (`webhook`; who `github-webhook`, door `http`):
 its delivery id, GitHub event, status, outcome, result (`ok`, `ignored`, `queued`, `duplicate`, `denied`
@@ -44,6 +51,7 @@ if TYPE_CHECKING:
 
 MAX_BODY = 1024 * 1024
 DELIVERY_LOG_SIZE = 100
+DEDUPE_SECONDS = 7 * 24 * 3600
 DELIVERY_ID = re.compile(r"^[A-Za-z0-9-]{1,100}\Z")
 ZERO = "0" * 40
 SHA = re.compile(r"^[0-9a-f]{40}\Z")
@@ -138,18 +146,35 @@ def update_delivery(ctx: Context, app: str, delivery: str, **fields: Any) -> Non
         ctx.state.set_json("webhooks", app, "deliveries", log)
 
 
-def _append(ctx: Context, app: str, entry: dict[str, Any]) -> dict[str, Any] | None:
-    """Add `entry`. If it would be accepted but an earlier accepted entry has its delivery id, it is added as
-    a duplicate instead, and that earlier entry is returned."""
+def _append(ctx: Context, app: str, entry: dict[str, Any], body_key: str | None = None) -> dict[str, Any] | None:
+    """Add `entry`. If it would be accepted but an accepted delivery of the last DEDUPE_SECONDS had its id
+    (or its signed body: `body_key`), it is added as a duplicate instead, and that earlier entry is returned."""
     with ctx.state.global_lock("webhook-deliveries"):
         log = deliveries(ctx, app)
         earlier = None
         if entry.get("accepted"):
-            earlier = next((e for e in log if e.get("delivery") == entry["delivery"] and e.get("accepted")), None)
-            if earlier is not None:
+            now = entry.setdefault("time", time.time())
+            seen = {k: t for k, t in ctx.state.get_json("webhooks", app, "seen", {}).items()
+                    if isinstance(t, (int, float)) and t > now - DEDUPE_SECONDS}
+            keys = [f"id:{entry['delivery']}", *([body_key] if body_key else [])]
+            first = next((seen[k] for k in keys if k in seen), None)
+            if first is not None or any(e.get("delivery") == entry["delivery"] and e.get("accepted") for e in log):
+                earlier = next((e for e in reversed(log) if e.get("accepted") and (
+                    e.get("delivery") == entry["delivery"] or e.get("time") == first)), None) or \
+                    {"outcome": f"accepted {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(first or 0))} UTC"}
                 entry.update(accepted=False, status=200, outcome="duplicate delivery ignored")
-        ctx.state.set_json("webhooks", app, "deliveries", [*log, entry][-DELIVERY_LOG_SIZE:])
+            else:
+                ctx.state.set_json("webhooks", app, "seen", {**seen, **dict.fromkeys(keys, now)})
+        ctx.state.set_json("webhooks", app, "deliveries", _trim([*log, entry]))
     return earlier
+
+
+def _trim(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The log cut to DELIVERY_LOG_SIZE, refused entries first (a flood of them cannot hide accepted ones)."""
+    while len(log) > DELIVERY_LOG_SIZE:
+        drop = next((i for i, e in enumerate(log[:-1]) if not e.get("accepted")), 0)
+        log = log[:drop] + log[drop + 1:]
+    return log
 
 
 # -- the HTTP handler --------------------------------------------------------------------------------------
@@ -192,7 +217,8 @@ class GithubWebhook:
         if job is not None:
             entry.update(ref=job.ref, sha=job.after)
         entry.update(status=status, outcome=outcome, accepted=status < 400)
-        earlier = _append(ctx, app, entry)
+        body_key = f"body:{hashlib.sha256(request.body).hexdigest()}" if entry["event"] == "push" else None
+        earlier = _append(ctx, app, entry, body_key)
         logger.info("webhook delivery", app=app, delivery=entry["delivery"], status=entry["status"],
                     outcome=entry["outcome"])
         _record(ctx, app, entry, started, _result(entry, earlier is not None, job is not None))
@@ -233,7 +259,7 @@ def _record(ctx: Context, app: str, entry: dict[str, Any], started: float, resul
 
 def _decide(ctx: Context, app: str, event: str, body: bytes, delivery: str) -> tuple[int, str, Any]:
     """(status, outcome, Job or None) for a signed delivery; no side effects."""
-    from gitserver.webhook_deploy import Job, deploy_branch
+    from gitserver.webhook_deploy import Job, deploy_branch, rollback_reason
 
     if event == "ping":
         return 200, "pong", None
@@ -261,6 +287,9 @@ def _decide(ctx: Context, app: str, event: str, body: bytes, delivery: str) -> t
         return 202, f"ignored: {ref} is not the deploy branch ({branch})", None
     if not SHA.match(after):
         return 400, "payload's `after` is not a commit id", None
+    stale = rollback_reason(ctx, app, ref, after)
+    if stale is not None:
+        return 202, stale, None
     pusher = payload.get("pusher") if isinstance(payload.get("pusher"), dict) else {}
     return 202, "queued", Job(app=app, delivery=delivery, ref=ref, after=after, repo=configured,
                              pusher=str(pusher.get("name", ""))[:64])

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hooks.checks import parse_healthchecks
+from pushdock import pushed
 from pushdock.errors import UsageError
 
 SCRIPTS = ("predeploy", "postdeploy")
@@ -32,12 +33,8 @@ class AppJson:
 
 def read_app_json(build_dir: Path) -> AppJson:
     """The build dir's app.json, parsed; an empty AppJson when there is none."""
-    path = build_dir / "app.json"
-    if not path.is_file():
-        return AppJson()
-    if path.stat().st_size > MAX_BYTES:
-        raise UsageError(f"app.json is larger than {MAX_BYTES // 1024} KiB")
-    return parse_app_json(path.read_bytes().decode("utf-8", "replace"))
+    text = pushed.read_text(build_dir, "app.json", limit=MAX_BYTES)
+    return AppJson() if text is None else parse_app_json(text)
 
 
 def parse_app_json(text: str) -> AppJson:

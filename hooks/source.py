@@ -7,10 +7,12 @@ import re
 import stat
 from pathlib import Path
 
+from pushdock import pushed
 from pushdock.errors import BuildFailed, UsageError
 
 PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.+)$")
 _MAX_BLOB = 256 * 1024 * 1024
+MAX_PROCFILE = 64 * 1024
 
 
 def export_tree(repo_path: Path, sha: str, dest: Path) -> int:
@@ -31,7 +33,7 @@ def export_tree(repo_path: Path, sha: str, dest: Path) -> int:
             if any(p in ("", ".", "..", ".git") for p in parts):
                 raise BuildFailed(f"refusing to export unsafe path {rel!r}")
             target = Path(dest, *parts)
-            if not os.path.realpath(target.parent).startswith(dest_real):
+            if os.path.commonpath([dest_real, os.path.realpath(target.parent)]) != dest_real:
                 raise BuildFailed(f"refusing to export {rel!r}: it escapes the build dir through a symlink")
             if stat.S_ISDIR(entry.mode) or entry.mode == 0o160000:  # gitlink (submodule): not fetched
                 continue
@@ -40,12 +42,22 @@ def export_tree(repo_path: Path, sha: str, dest: Path) -> int:
             if stat.S_ISLNK(entry.mode):
                 os.symlink(blob.as_raw_string(), target)
             else:
-                target.write_bytes(blob.as_raw_string())
-                os.chmod(target, 0o755 if entry.mode & 0o111 else 0o644)
+                _write_new(target, blob.as_raw_string(), 0o755 if entry.mode & 0o111 else 0o644, rel)
             count += 1
         return count
     finally:
         repo.close()
+
+
+def _write_new(target: Path, data: bytes, mode: int, rel: str) -> None:
+    """A new file, never written through a symlink: a malformed tree may name one path twice."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except FileExistsError:
+        raise BuildFailed(f"refusing to export {pushed.excerpt(rel)!r}: the tree names it twice") from None
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), mode)
+        f.write(data)
 
 
 def parse_procfile(text: str) -> dict[str, str]:
@@ -57,7 +69,7 @@ def parse_procfile(text: str) -> dict[str, str]:
             continue
         m = PROCFILE_LINE.match(line)
         if not m:
-            raise UsageError(f"Procfile line {n} is not 'type: command': {line[:60]!r}")
+            raise UsageError(f"Procfile line {n} is not 'type: command': {pushed.excerpt(line)!r}")
         name, command = m.group(1).lower(), m.group(2).strip()
         if name in processes:
             raise UsageError(f"Procfile line {n}: process type {name!r} is defined twice")
@@ -66,7 +78,6 @@ def parse_procfile(text: str) -> dict[str, str]:
 
 
 def read_procfile(build_dir: Path) -> dict[str, str]:
-    path = build_dir / "Procfile"
-    if not path.is_file():
-        return {}
-    return parse_procfile(path.read_text(errors="replace"))
+    """The tree's Procfile, parsed ({} without one); a Procfile that links out of the tree is refused."""
+    text = pushed.read_text(build_dir, "Procfile", limit=MAX_PROCFILE)
+    return {} if text is None else parse_procfile(text)

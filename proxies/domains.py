@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pushdock.apps import authorize_domains
 from pushdock.errors import Conflict, NotFound, UsageError
 from pushdock.state import GLOBAL
 
@@ -111,6 +112,7 @@ def plan(ctx: Context, app: str, verb: str, names: list[str]) -> AppDomains:
         own, disabled = [], False
     else:
         raise UsageError(f"unknown domains verb {verb!r}")
+    authorize_domains(ctx, app, [n for n in own if n not in cur.own])
     after = AppDomains(tuple(own), disabled)
     served = ([] if disabled else sorted(defaults)) + own
     if not served:

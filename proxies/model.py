@@ -142,7 +142,8 @@ def conflict(table: Table, route: Route) -> Conflict | None:
             continue
         shared = names.intersection(r.domains)
         if shared:
-            return Conflict(f"domain {min(shared)} is already routed to app {other}")
+            return Conflict(f"domain {min(shared)} is already routed to app {other}",
+                            hint=f"an admin can free it: domains:remove {other} {min(shared)}")
         for li in r.listeners:
             if ports.get(li.port, li.scheme) != li.scheme:
                 return Conflict(f"port {li.port} serves {li.scheme} for app {other}: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from pushdock.errors import Forbidden
@@ -31,6 +32,24 @@ def require_admin(ctx: Context) -> None:
     who = ctx.identity
     if who.role != "admin":
         raise Forbidden(f"{who.name} ({who.role}) may not run this command: admin only")
+
+
+def authorize_domains(ctx: Context, app: str, names: Iterable[str]) -> None:
+    """Forbidden unless the caller may give `app` these hostnames: under the global domain (and the global
+    suffixes) a deployer may add only names of its own apps (`APP.DOMAIN` and what is under it are reserved
+    for app APP, existing or not), elsewhere anything; an admin may add any (docs/proxies.md)."""
+    who = ctx.identity
+    if who.role == "admin":
+        return
+    for name in names:
+        owner = ctx.reserved_for(name)
+        if owner is None or (owner[0] and who.may_use(owner[0])):
+            continue
+        taker, suffix = owner
+        whose = f"reserved for app {taker}" if taker else "reserved for admins"
+        raise Forbidden(f"domain {name} is {whose}: under {suffix}, {who.name} ({who.role}) may add only names "
+                        f"of its own apps ({app}.{suffix}, www.{app}.{suffix}) or domains outside it",
+                        hint="an admin may add any domain")
 
 
 def create_app(ctx: Context, app: str) -> None:

@@ -52,6 +52,20 @@ class Context:
         defaults = [] if self.state.get("domains", app, "default-disabled") else [f"{app}.{s}" for s in suffixes]
         return list(dict.fromkeys([*defaults, *extra])) or [f"{app}.{self.settings.domain}"]
 
+    def reserved_for(self, name: str) -> tuple[str, str] | None:
+        """(app, suffix) if hostname `name` lies under the global domain or a global suffix, else None.
+
+        `APP.SUFFIX` and every name under it belong to app APP, whether it exists yet or not; the suffix
+        itself and a wildcard over it (`*.SUFFIX`) belong to no app (app ""): only an admin assigns them.
+        """
+        for suffix in [self.settings.domain, *self.state.get_json("domains", "--global", "list", [])]:
+            if name == suffix:
+                return "", suffix
+            if name.endswith(f".{suffix}"):
+                label = name[: -len(suffix) - 1].rsplit(".", 1)[-1]
+                return ("" if label == "*" else label), suffix
+        return None
+
     def event(self, action: str, *, app: str | None = None, result: str = "ok", started: float | None = None,
               **extra: Any) -> None:
         """Append an audit event (who, door, app, action, result, duration); never values of secrets."""

@@ -183,3 +183,42 @@ def test_every_delivery_is_an_audit_event(server, github) -> None:
     table = server.cli("events", "--app", app).stdout
     assert "webhook" in table and "denied" in table and "duplicate" in table
     assert_nothing_secret_logged(server)
+
+
+def test_a_replayed_old_delivery_never_rolls_the_app_back(server, github) -> None:
+    """Anyone may capture a signed delivery and send it again, under its id or a new one (the id header is
+    not signed), after flooding the delivery log with unsigned ones: the app and its branch stay put."""
+    url, bare = github
+    app = unique("replayed")
+    server.cli("apps:create", app)
+    server.ssh("webhooks:set", app, "secret", SECRET)
+    server.ssh("webhooks:set", app, "repo", url)
+    work = server.app_repo(app, body="old")
+    server.git("push", "-q", "--force", str(bare), "main", cwd=work, check=True)
+    old = server.git("rev-parse", "HEAD", cwd=work, check=True).stdout.strip()
+    captured = push_payload(url, "0" * 40, old)
+    assert deliver(server, app, captured, delivery="d-old")[0] == 202
+    assert wait_outcome(server, app, old) == "deployed v1"
+    new = server.commit(work, "new", {"body.txt": "new\n"})
+    server.git("push", "-q", str(bare), "main", cwd=work, check=True)
+    assert deliver(server, app, push_payload(url, old, new), delivery="d-new")[0] == 202
+    assert wait_outcome(server, app, new) == "deployed v2"
+
+    for n in range(120):  # more than the delivery log keeps
+        assert deliver(server, app, {"zen": str(n)}, event="ping", delivery=f"flood-{n}", secret=None)[0] == 401
+    assert deliver(server, app, captured, delivery="d-old")[:2] == (
+        200, {"status": "duplicate delivery ignored", "outcome": "deployed v1"})
+    assert deliver(server, app, captured, delivery="d-old-again")[1]["status"] == "duplicate delivery ignored"
+    # the same old commit in a delivery never seen (a dedupe record expired, GitHub retrying an old push)
+    status, answer, _ = deliver(server, app, {**captured, "before": "f" * 40}, delivery="d-old-later")
+    reason = f"ignored: {old[:7]} is an ancestor of the deployed commit ({new[:7]})"
+    assert (status, answer["status"].split(";")[0]) == (202, reason)
+    report = server.ssh("webhooks:report", app).stdout
+    assert reason in report and "a webhook never rolls back" in report
+    assert [e["result"] for e in audit(server, app)][-3:] == ["duplicate", "duplicate", "ignored"]
+    time.sleep(1)  # nothing was queued: nothing may change
+    assert server.get(app) == (200, "new")
+    assert server.git("ls-remote", server.remote(app), "refs/heads/main", cwd=work).stdout.split()[0] == new
+    releases = json.loads(server.cli("releases", app, "--format", "json").stdout)
+    assert len(releases) == 2
+    assert_nothing_secret_logged(server)

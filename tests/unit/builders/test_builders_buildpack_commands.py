@@ -139,3 +139,29 @@ def test_builder_report_detects_on_the_last_deployed_commit(ctx: Context, run) -
     assert report["builder buildpacks"] == "pushdock/python (detected)"
     text = run("builder:report", APP)[1]
     assert "builder reason:" in text and "selected with builder:set" in text
+
+
+def test_builder_report_never_detects_through_a_link_out_of_the_tree(ctx: Context, run, tmp_path: Path) -> None:
+    """The shipped bin/detect scripts run on this host for the report: a file linked from outside the tree
+    is not looked at (here a host index.html would make pushdock/static detect the app)."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "index.html").write_text("on the host\n")
+    ctx.state.create_app(APP)
+    repo = ctx.state.repo_path(APP)
+    work = repo.parent / "work"
+    env = {"GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@x",
+           "HOME": str(repo.parent), "GIT_CONFIG_NOSYSTEM": "1", "PATH": "/usr/bin:/bin"}
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True, env=env)
+    (work / "index.html").symlink_to(host / "index.html")
+    (work / "public").symlink_to(host)
+    subprocess.run(["git", "-C", str(work), "add", "-A"], check=True, env=env)
+    subprocess.run(["git", "-C", str(work), "commit", "-qm", "x"], check=True, env=env)
+    subprocess.run(["git", "-C", str(work), "push", "-q", str(repo), "main"], check=True, env=env, capture_output=True)
+    sha = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], check=True, env=env, capture_output=True,
+                         text=True).stdout.strip()
+    ctx.state.promote_release(Release(app=APP, number=1, image="pushdock/myapp:v1", env={}, processes={},
+                                      formation={}, sha=sha))
+    report = json.loads(run("builder:report", APP, "--format", "json")[1])
+    assert report["builder detected"] == "herokuish"
+    assert report["builder buildpacks"] == "none detects this app"

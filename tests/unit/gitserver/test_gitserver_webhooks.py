@@ -175,6 +175,22 @@ def test_a_replayed_delivery_deploys_once(ctx: Context, door: int, queue: Deploy
     assert [o[1] for o in outcomes(ctx)][1:] == ["deployed v9", "duplicate delivery ignored"]
 
 
+def test_unsigned_floods_cannot_flush_the_dedupe_record(ctx: Context, door: int, queue: DeployQueue,
+                                                        recorder: Recorder) -> None:
+    assert post(door, payload(), delivery="d-8")[0] == 202
+    assert queue.idle(10)
+    for n in range(webhooks.DELIVERY_LOG_SIZE + 20):
+        assert post(door, payload(), delivery=f"flood-{n}", secret=None)[0] == 401
+    assert post(door, payload(), delivery="d-8") == (200, {"status": "duplicate delivery ignored",
+                                                           "outcome": "deployed v9"})
+    # the delivery id is not signed: the same signed body under a new id is the same delivery
+    assert post(door, payload(), delivery="d-8-again")[1]["status"] == "duplicate delivery ignored"
+    assert queue.idle(10)
+    assert len(recorder.jobs) == 1
+    log = webhooks.deliveries(ctx, APP)
+    assert len(log) == webhooks.DELIVERY_LOG_SIZE and log[0]["delivery"] == "d-8"  # refused entries leave first
+
+
 def test_oversized_and_chunked_bodies(ctx: Context, door: int, recorder: Recorder) -> None:
     big = payload(commits=["x" * 1024] * 10 * 1024)  # about 10 MB
     assert post(door, big) == (413, {"error": "request body over 1048576 bytes"})
