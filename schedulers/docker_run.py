@@ -47,11 +47,17 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
 
     shown = command if len(command) <= 120 else command[:117] + "..."
     progress.step(f"Running the {label} command: {shown}")
+    labels = eng.one_off_labels(ctx, release, label)
+    if commit_to:
+        # The engine copies a committed container's labels into the image, and every container of the image
+        # would inherit them: no `pushdock.one-off` there (app, release and data dir are set on each anyway).
+        # Without it, the container still carries the app's labels and is removed below, or as a stray.
+        del labels[eng.LABEL_ONE_OFF]
     with eng.engine_errors(DeployFailed, f"{label} command"):
         api = eng.client().api
         made = api.create_container(
             release.image, command=task_command(release.image, command), name=_name(release, label),
-            environment=eng.container_env(release, Slot(label, 1)), labels=eng.one_off_labels(ctx, release, label),
+            environment=eng.container_env(release, Slot(label, 1)), labels=labels,
             stop_signal="SIGTERM", use_config_proxy=False,
             host_config=api.create_host_config(init=True, **limits_of(ctx, release, label)),
         )
