@@ -80,28 +80,19 @@ class LogFollower(threading.Thread):
         self.lines = buf.decode(errors="replace").splitlines()
 
 
-@pytest.mark.parametrize("builder", ["dockerfile", "herokuish"])
-def test_sigterm_reaches_the_procfile_process_and_predeploy_files_are_kept(server: Server, builder: str) -> None:
-    app = unique(f"sig{builder[:3]}")
-    server.cli("apps:create", app)
-    server.cli("config:set", "--no-restart", app, "SECRET_TOKEN=s3cr3t-never-in-an-image")
-    files = {"Procfile": PROCFILE, "app.json": PREDEPLOY}
-    if builder == "dockerfile":
-        files["Dockerfile"] = DOCKERFILE
+def procs_app(server: Server, prefix: str, builder: str, files: dict[str, str]):
+    app = unique(prefix)
     work = server.app_repo(app, "procs")
-    server.commit(work, "procfile", files)
+    server.commit(work, builder, {**files, **({"Dockerfile": DOCKERFILE} if builder == "dockerfile" else {})})
+    return app, work
+
+
+@pytest.mark.parametrize("builder", ["dockerfile", "herokuish"])
+def test_sigterm_reaches_the_procfile_process_at_a_redeploy(server: Server, builder: str) -> None:
+    app, work = procs_app(server, f"sig{builder[:3]}", builder, {"Procfile": PROCFILE})
     res = server.push(work, app)
     assert res.returncode == 0, res.stderr
     assert f"Building with the {builder} builder" in res.stderr
-    assert "remote:        predeploy task of v1 runs" in res.stderr
-
-    # predeploy's file is in the image that serves; the config reaches the app but was not stored in the image
-    assert server.get(app, "/file/predeploy.txt") == (200, "kept by predeploy of v1")
-    assert server.get(app, "/env/SECRET_TOKEN") == (200, "s3cr3t-never-in-an-image")
-    image = docker.from_env().images.get(f"pushdock/{app}:v1")
-    assert "s3cr3t" not in json.dumps(image.attrs["Config"]), image.attrs["Config"]["Env"]
-    assert not any(k.startswith("pushdock.one-off") for k in image.attrs["Config"].get("Labels") or {})
-
     server.cli("ps:scale", app, "worker=1")
     [worker] = containers(server, app, "worker")
     assert app_processes(worker) == ["python3 -u worker.py"]  # one process: no `sh -c` around it
@@ -125,10 +116,36 @@ def test_sigterm_reaches_the_procfile_process_and_predeploy_files_are_kept(serve
     assert 2.0 <= took < 3.0, took
     [new_worker] = containers(server, app, "worker")
     assert new_worker.labels["pushdock.release"] == "3"
-    assert server.get(app, "/file/predeploy.txt") == (200, "kept by predeploy of v3")
 
     # a `run` command line is the init's only child too
     assert server.cli("run", app, "python3 -c 'import os; print(os.getppid())'").stdout.split() == ["1"]
+
+
+@pytest.mark.parametrize("builder", ["dockerfile", "herokuish"])
+def test_predeploy_files_are_kept_in_the_deployed_image(server: Server, builder: str) -> None:
+    app = unique(f"pre{builder[:3]}")
+    server.cli("apps:create", app)
+    server.cli("config:set", "--no-restart", app, "SECRET_TOKEN=s3cr3t-never-in-an-image")
+    files = {"Procfile": "web: python3 -u web.py\n", "app.json": PREDEPLOY}
+    work = server.app_repo(app, "procs")
+    server.commit(work, builder, {**files, **({"Dockerfile": DOCKERFILE} if builder == "dockerfile" else {})})
+    res = server.push(work, app)
+    assert res.returncode == 0, res.stderr
+    assert "remote:        predeploy task of v1 runs" in res.stderr
+
+    # predeploy's file is in the image that serves; the config reaches the app but is not stored in the image
+    assert server.get(app, "/file/predeploy.txt") == (200, "kept by predeploy of v1")
+    assert server.get(app, "/env/SECRET_TOKEN") == (200, "s3cr3t-never-in-an-image")
+    image = docker.from_env().images.get(f"pushdock/{app}:v1")
+    assert "s3cr3t" not in json.dumps(image.attrs["Config"]), image.attrs["Config"]["Env"]
+    assert "pushdock.one-off" not in (image.attrs["Config"].get("Labels") or {})
+
+    # a config change runs predeploy again, on the image it reuses, as an image of its own
+    server.cli("config:set", app, "GREETING=hi")
+    assert server.get(app, "/file/predeploy.txt") == (200, "kept by predeploy of v2")
+    [web] = containers(server, app, "web")
+    assert web.attrs["Config"]["Image"] == f"pushdock/{app}:v2"
+    assert server.get(app, "/env/GREETING") == (200, "hi")
 
 
 def test_an_entrypoint_gets_the_commands_as_arguments(server: Server) -> None:
