@@ -52,7 +52,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
             builder = bus.lookup("builders", name)
 
             number = state.next_release_number(app)
-            image = f"pushdock/{app}:v{number}"
+            image = releases.image_name(app, number)
             bus.call("pre_build", ctx=ctx, app=app, builder=name, build_dir=str(build_dir))
             result = builder.build(ctx, BuildRequest(app, build_dir, image, env), progress)
             bus.call("post_build", ctx=ctx, app=app, builder=name, image=result.image)
@@ -105,7 +105,7 @@ def new_release(
         formation=_formation(wanted, current.processes), web_port=_web_port(env, current.web_port),
         created=time.time(), status="pending",
     )
-    return _deploy_release(ctx, release, progress, previous=current)
+    return _deploy_change(ctx, release, progress, previous=current)
 
 
 def rollback(ctx: Context, app: str, number: int | None, progress: Progress = NULL) -> Release:
@@ -120,7 +120,7 @@ def rollback(ctx: Context, app: str, number: int | None, progress: Progress = NU
     progress.step(f"Rolling back {app} to {target.name} as {release.name}")
     started = time.time()
     try:
-        deployed = _deploy_release(ctx, release, progress, previous=current)
+        deployed = _deploy_change(ctx, release, progress, previous=current)
     except PushdockError as e:
         ctx.event("rollback", app=app, started=started, result="failed", target=target.name, reason=str(e))
         raise
@@ -255,7 +255,7 @@ def _deploy_release(ctx: Context, release: Release, progress: Progress, *, previ
     try:
         bus.call("pre_release", ctx=ctx, app=release.app, release=release.number, image=release.image)
         if phases:
-            releases.run_before(ctx, release, progress)
+            release = releases.run_before(ctx, release, progress)
         _run_scheduler(ctx, release, progress)
     except PushdockError:
         state.save_release(release.with_(status="failed"))
@@ -267,13 +267,29 @@ def _deploy_release(ctx: Context, release: Release, progress: Progress, *, previ
     state.set_env(release.app, release.env)
     state.set_formation(release.app, release.formation)
     state.delete("ps", release.app, "stopped")
-    if phases and (failure := releases.run_after(ctx, release, progress)):
+    failure = releases.run_after(ctx, release, progress) if phases else None
+    if failure:
         ctx.event("postdeploy", app=release.app, result="failed", release=release.name, reason=failure)
     bus.call("post_deploy", ctx=ctx, app=release.app, release=release.number, image=release.image)
     releases.prune(ctx, release.app, progress)
     port = "" if ctx.settings.proxy_port == 80 else f":{ctx.settings.proxy_port}"
     progress.step(f"Released {release.name}: http://{ctx.domains(release.app)[0]}{port}")
+    if failure:
+        # A push fails as Dokku's does, so CI notices; the release is live and not undone (see releases.md).
+        raise releases.PostdeployFailed(current, failure)
     return current
+
+
+def _deploy_change(ctx: Context, release: Release, progress: Progress, *, previous: Release | None) -> Release:
+    """_deploy_release for a config or scale change or a rollback: a failed postdeploy is a warning there.
+
+    The change is applied and serves; its command goes on to record it (refs/meta/config, events).
+    """
+    try:
+        return _deploy_release(ctx, release, progress, previous=previous)
+    except releases.PostdeployFailed as e:
+        progress.detail(f"warning: {e}")
+        return e.release
 
 
 def _run_scheduler(ctx: Context, release: Release, progress: Progress) -> None:

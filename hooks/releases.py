@@ -1,9 +1,10 @@
 """Release lifecycle around the swap: the release phase and scripts, rollback targets, image pruning.
 
 Release phase (each in a one-off container of the new image, with the new env, through the scheduler's
-`run_task`): app.json `scripts.dokku.predeploy`, then the Procfile `release:` command — both before any
-new process starts, a failure or timeout aborts the release with the old one untouched — and app.json
-`postdeploy` after the swap (the new release already serves: a failure is reported, not undone). They
+`run_task`): app.json `scripts.dokku.predeploy` (its files kept: committed as the release's image), then
+the Procfile `release:` command — both before any new process starts, a failure or timeout aborts the
+release with the old one untouched — and app.json `postdeploy` after the swap (the new release already
+serves: a failure fails the push or command, and is not undone). They
 run when what a process sees changes (a build, a config change, a rollback), not for a scale change or
 a restart, as Heroku's release phase does.
 
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from pushdock.errors import Conflict, NotFound, PushdockError, UsageError
+from pushdock.errors import Conflict, DeployFailed, NotFound, PushdockError, UsageError
 from pushdock.state import GLOBAL, Release
 
 if TYPE_CHECKING:
@@ -37,31 +38,55 @@ def needs_release_phase(release: Release, previous: Release | None) -> bool:
     return previous is None or previous.image != release.image or previous.env != release.env
 
 
-def run_before(ctx: Context, release: Release, progress: Progress) -> None:
-    """predeploy, then the release command; DeployFailed (from the scheduler) stops the deploy."""
-    steps = [("predeploy", release.scripts.get("predeploy")), ("release", release.processes.get("release"))]
-    _run(ctx, release, progress, [(label, cmd) for label, cmd in steps if cmd])
+class PostdeployFailed(DeployFailed):
+    """postdeploy failed after the swap: `release` is live (current) and stays so."""
+
+    def __init__(self, release: Release, failure: str) -> None:
+        super().__init__(f"postdeploy failed ({failure}): the new release {release.name} keeps serving")
+        self.release = release
+
+
+def image_name(app: str, number: int) -> str:
+    """The local image of release vN (a build's, or the one predeploy's files were committed to)."""
+    return f"pushdock/{app}:v{number}"
+
+
+def run_before(ctx: Context, release: Release, progress: Progress) -> Release:
+    """predeploy, then the release command; DeployFailed (from the scheduler) stops the deploy.
+
+    predeploy's file changes are kept, as Dokku keeps them: its container is committed as the release's
+    own image (`pushdock/APP:vN`, on top of the image it ran in), and the release returned (and saved)
+    runs that image. The release command's changes are not kept (Heroku's rule).
+    """
+    if predeploy := release.scripts.get("predeploy"):
+        target = image_name(release.app, release.number)
+        _run(ctx, release, progress, "predeploy", predeploy, commit_to=target)
+        release = release.with_(image=target)
+        ctx.state.save_release(release)
+    if command := release.processes.get("release"):
+        _run(ctx, release, progress, "release", command)
+    return release
 
 
 def run_after(ctx: Context, release: Release, progress: Progress) -> str | None:
-    """postdeploy, after the swap; returns the failure (already shown to the pusher) or None."""
+    """postdeploy, after the swap; returns the failure (its output already shown to the pusher) or None."""
     command = release.scripts.get("postdeploy")
     if not command:
         return None
     try:
-        _run(ctx, release, progress, [("postdeploy", command)])
+        _run(ctx, release, progress, "postdeploy", command)
     except PushdockError as e:
-        progress.detail(f"warning: {e}; {release.name} serves anyway (postdeploy runs after the swap)")
         logger.warning("postdeploy failed", app=release.app, release=release.number, error=str(e))
         return str(e)
     return None
 
 
-def _run(ctx: Context, release: Release, progress: Progress, steps: list[tuple[str, str]]) -> None:
+def _run(ctx: Context, release: Release, progress: Progress, label: str, command: str, *,
+         commit_to: str | None = None) -> None:
     scheduler = ctx.scheduler(release.app)
-    for label, command in steps:
-        with logger.contextualize(task=label):
-            scheduler.run_task(ctx, release, command, progress, timeout=ctx.settings.release_timeout, label=label)
+    with logger.contextualize(task=label):
+        scheduler.run_task(ctx, release, command, progress, timeout=ctx.settings.release_timeout, label=label,
+                           **({"commit_to": commit_to} if commit_to else {}))
 
 
 # -- rollback -------------------------------------------------------------------------------------------

@@ -73,9 +73,10 @@ class Scheduler(Protocol):
         ...
 
     def run_task(self, ctx: Context, release: Release, command: str, progress: Progress, *, timeout: float,
-                 label: str) -> None:
+                 label: str, commit_to: str | None = None) -> None:
         """Run `command` once in a new container of the release (release phase, predeploy, postdeploy),
-        streaming its output to progress; DeployFailed on a non-zero exit or after `timeout` seconds."""
+        streaming its output to progress; DeployFailed on a non-zero exit or after `timeout` seconds.
+        `commit_to`: on success, the container's files become that local image (predeploy, as Dokku does)."""
         ...
 
     def reconcile(self, ctx: Context, release: Release, route: Route, progress: Progress) -> list[str]:

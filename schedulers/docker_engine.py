@@ -12,12 +12,13 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pushdock.errors import PushdockError
 from pushdock.routing import Upstream
+from schedulers import crash_output, process_command
 from schedulers.base import Instance
 
 if TYPE_CHECKING:
@@ -194,14 +195,25 @@ def container_labels(ctx: Context, release: Release, slot: Slot) -> dict[str, st
     }
 
 
-def container_command(release: Release, process: str) -> list[str] | None:
-    """The Procfile command through a shell (what Heroku does); None runs the image's own CMD.
+def container_command(release: Release, process: str, entrypoint: Sequence[str] = ()) -> list[str] | None:
+    """The Procfile command as the container's command (process_command); None runs the image's own CMD.
 
-    The command is the app owner's own text, run inside their own container: the shell is theirs,
-    not pushdock's.
+    `entrypoint`: the app image's own ENTRYPOINT (`image_entrypoint`), which then gets the command's words.
+    The command is the app owner's own text, run inside their own container: the shell is theirs.
     """
     cmd = release.processes.get(process, "").strip()
-    return ["/bin/sh", "-c", cmd] if cmd else None
+    return process_command.command_argv(cmd, entrypoint) if cmd else None
+
+
+def image_entrypoint(image: str) -> tuple[str, ...]:
+    """The app's own ENTRYPOINT of a local image; () if none (or the builder's own: /start, the CNB launcher)."""
+    import docker
+
+    try:
+        config = client().api.inspect_image(image).get("Config") or {}
+    except docker.errors.ImageNotFound:
+        return ()  # creating the container reports the missing image in its own words
+    return process_command.image_entrypoint(config)
 
 
 def free_port() -> int:
@@ -284,12 +296,18 @@ def exit_reason(container: Any) -> str | None:
     return how
 
 
-def last_log_lines(container: Any, n: int = 5) -> list[str]:
+def last_log_lines(container: Any, n: int = crash_output.SHOWN) -> list[str]:
+    """The container's last meaningful log lines, stderr first (crash_output)."""
     import docker
     import requests
 
     try:
-        raw = container.logs(tail=n)
+        err = container.logs(stdout=False, stderr=True, tail=crash_output.TAIL)
+        out = container.logs(stdout=True, stderr=False, tail=crash_output.TAIL)
     except (docker.errors.DockerException, requests.exceptions.RequestException):
         return []  # best effort: the container may be gone already
-    return raw.decode("utf-8", "replace").splitlines()[-n:]
+    return crash_output.last_lines(_text_lines(err), _text_lines(out), n)
+
+
+def _text_lines(raw: bytes) -> list[str]:
+    return raw.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")

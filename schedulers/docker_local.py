@@ -117,10 +117,10 @@ class DockerLocalScheduler:
         return docker_run.run(ctx, release, argv, tty=tty)
 
     def run_task(self, ctx: Context, release: Release, command: str, progress: Progress, *, timeout: float,
-                 label: str) -> None:
+                 label: str, commit_to: str | None = None) -> None:
         from schedulers import docker_run
 
-        docker_run.run_task(ctx, release, command, progress, timeout=timeout, label=label)
+        docker_run.run_task(ctx, release, command, progress, timeout=timeout, label=label, commit_to=commit_to)
 
     # -- reconcile --------------------------------------------------------------------------------
     def reconcile(self, ctx: Context, release: Release, route: Route, progress: Progress) -> list[str]:

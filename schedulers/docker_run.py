@@ -16,7 +16,7 @@ import socket
 import struct
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -24,6 +24,7 @@ from loguru import logger
 from pushdock import resources
 from pushdock.errors import DeployFailed, PushdockError
 from schedulers import docker_engine as eng
+from schedulers import process_command
 from schedulers.docker_engine import Slot
 
 if TYPE_CHECKING:
@@ -37,17 +38,26 @@ RESIZE_POLL = 0.5  # seconds between looks at the terminal size (a worker behind
 
 # -- release-phase tasks -----------------------------------------------------------------------------
 def run_task(ctx: Context, release: Release, command: str, progress: Progress, *, timeout: float,
-             label: str) -> None:
-    """Run `command` once in a new container of the release; DeployFailed on a non-zero exit or a timeout."""
+             label: str, commit_to: str | None = None) -> None:
+    """Run `command` once in a new container of the release; DeployFailed on a non-zero exit or a timeout.
+
+    `commit_to`: on success, the container's files become image `commit_to` (`commit`).
+    """
     import requests
 
     shown = command if len(command) <= 120 else command[:117] + "..."
     progress.step(f"Running the {label} command: {shown}")
+    labels = eng.one_off_labels(ctx, release, label)
+    if commit_to:
+        # The engine copies a committed container's labels into the image, and every container of the image
+        # would inherit them: no `pushdock.one-off` there (app, release and data dir are set on each anyway).
+        # Without it, the container still carries the app's labels and is removed below, or as a stray.
+        del labels[eng.LABEL_ONE_OFF]
     with eng.engine_errors(DeployFailed, f"{label} command"):
         api = eng.client().api
         made = api.create_container(
-            release.image, command=["/bin/sh", "-c", command], name=_name(release, label),
-            environment=eng.container_env(release, Slot(label, 1)), labels=eng.one_off_labels(ctx, release, label),
+            release.image, command=task_command(release.image, command), name=_name(release, label),
+            environment=eng.container_env(release, Slot(label, 1)), labels=labels,
             stop_signal="SIGTERM", use_config_proxy=False,
             host_config=api.create_host_config(init=True, **limits_of(ctx, release, label)),
         )
@@ -63,13 +73,37 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
             except requests.exceptions.RequestException:  # the wait's read timeout
                 _kill(cid)
                 raise DeployFailed(f"{label} command did not finish within {timeout:g}s") from None
+            if code == 0 and commit_to:
+                commit(cid, release.image, commit_to)
     finally:
         if reader is not None:
             reader.join(5)
         _remove(cid)
     if code != 0:
         raise DeployFailed(f"{label} command failed with exit status {code}")
-    logger.info("release task done", task=label, release=release.number)
+    logger.info("release task done", task=label, release=release.number, committed=commit_to)
+
+
+def commit(cid: str, source: str, target: str) -> None:
+    """The files of container `cid` (of image `source`) as image `target`, with `source`'s own config.
+
+    The engine merges the container's environment into a committed image's: every variable the task got
+    (the app's config, secrets too) is given the value `source` has for it, or none (`KEY=`), so no value
+    of the app's config is ever stored in an image. A container's environment replaces these at start.
+    """
+    api = eng.client().api
+    config = dict(api.inspect_image(source).get("Config") or {})
+    task_env = (api.inspect_container(cid).get("Config") or {}).get("Env") or []
+    own = list(config.get("Env") or [])
+    own_keys = {item.partition("=")[0] for item in own}
+    config["Env"] = own + sorted({f"{item.partition('=')[0]}=" for item in task_env} - {f"{k}=" for k in own_keys})
+    repository, _, tag = target.rpartition(":")
+    api.commit(cid, repository=repository, tag=tag, conf=config, message="predeploy", pause=False)
+
+
+def task_command(image: str, command: str) -> list[str]:
+    """A deploy task's container command: through the shell, or as arguments to the app's ENTRYPOINT."""
+    return process_command.command_argv(command, eng.image_entrypoint(image))
 
 
 def _stream(cid: str, progress: Progress) -> None:
@@ -114,13 +148,17 @@ def _name(release: Release, kind: str) -> str:
 
 
 # -- run ---------------------------------------------------------------------------------------------
-def command_of(release: Release, argv: list[str]) -> list[str] | None:
-    """What `run APP ...` runs: a Procfile type's command, a quoted command line through sh, or argv as is."""
+def command_of(release: Release, argv: list[str], entrypoint: Sequence[str] = ()) -> list[str] | None:
+    """What `run APP ...` runs: a Procfile type's command, a quoted command line, or argv as is.
+
+    A command line runs as a Procfile command does (process_command): through the shell with `exec`, or
+    as words for the app's own ENTRYPOINT.
+    """
     if len(argv) == 1 and argv[0] in release.processes:
         command = release.processes[argv[0]].strip()
-        return ["/bin/sh", "-c", command] if command else None  # none: the image's own CMD
+        return process_command.command_argv(command, entrypoint) if command else None  # none: the image's CMD
     if len(argv) == 1 and any(c.isspace() for c in argv[0]):
-        return ["/bin/sh", "-c", argv[0]]
+        return process_command.command_argv(argv[0], entrypoint)
     return argv or None
 
 
@@ -132,7 +170,8 @@ def run(ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
         api = eng.client().api
         try:
             made = api.create_container(
-                release.image, command=command_of(release, argv), name=_name(release, "run"),
+                release.image, command=command_of(release, argv, eng.image_entrypoint(release.image)),
+                name=_name(release, "run"),
                 environment=eng.container_env(release, Slot("run", 1)), labels=eng.one_off_labels(ctx, release, "run"),
                 stdin_open=True, tty=tty, stop_signal="SIGTERM", use_config_proxy=False,
                 host_config=api.create_host_config(init=True, **limits_of(ctx, release, "run")),

@@ -116,13 +116,14 @@ def launch(
     web = slot.process == "web"
     port = eng.container_port(release)
     limits = resources.host_config(resources.for_process(ctx.state, release.app, slot.process))
+    command = eng.container_command(release, slot.process, eng.image_entrypoint(release.image))
     for attempt in range(1, START_ATTEMPTS + 1):
         host_port = eng.free_port() if web else None
         api = eng.client().api
         # The low-level call: the high-level create() has no stop_timeout.
         made = api.create_container(
             release.image,
-            command=eng.container_command(release, slot.process),
+            command=command,
             name=eng.container_name(release.app, slot, release.number),
             environment=eng.container_env(release, slot),
             labels=eng.container_labels(ctx, release, slot),

@@ -197,7 +197,14 @@ class SwarmScheduler:
         return swarm_run.run(ctx, release, argv, tty=tty)
 
     def run_task(self, ctx: Context, release: Release, command: str, progress: Progress, *, timeout: float,
-                 label: str) -> None:
+                 label: str, commit_to: str | None = None) -> None:
+        if commit_to:
+            # A task whose files are kept runs on the manager, where the image is built and from where the
+            # deploy then distributes the committed image like any release image.
+            from schedulers import docker_run
+
+            docker_run.run_task(ctx, release, command, progress, timeout=timeout, label=label, commit_to=commit_to)
+            return
         from schedulers import swarm_run
 
         swarm_run.run_task(ctx, release, command, progress, timeout=timeout, label=label)

@@ -108,7 +108,7 @@ def create_service(
     web = process == "web"
     spec = ContainerSpec(
         image,
-        command=eng.container_command(release, process),
+        command=eng.container_command(release, process, eng.image_entrypoint(release.image)),
         env=service_env(release, process),
         labels=labels,
         init=True,  # PID 1 forwards SIGTERM (see docker_local)

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pushdock.routing import Upstream
+from schedulers import crash_output, healthchecks
 from schedulers import docker_engine as eng
-from schedulers import healthchecks
 from schedulers import swarm_engine as sw
 from schedulers import swarm_nodes as sn
 from schedulers.readiness import (
@@ -265,13 +265,13 @@ def _mesh_upstreams(new: list[NewService], by_node: dict[str, sn.Node], *, probe
     return sorted(set(upstreams))
 
 
-def task_log_lines(service: Any, task_id: str, n: int = 5) -> list[str]:
-    """The task's last log lines, read through the service's logs (works for tasks on any node)."""
+def task_log_lines(service: Any, task_id: str, n: int = crash_output.SHOWN) -> list[str]:
+    """The task's last meaningful log lines (crash_output), read through the service's logs (any node)."""
     import docker
     import requests
 
     try:
-        raw = eng.client().api.service_logs(service.id, details=True, stdout=True, stderr=True, tail=50,
+        raw = eng.client().api.service_logs(service.id, details=True, stdout=True, stderr=True, tail=crash_output.TAIL,
                                             is_tty=False)
         lines = []
         for chunk in raw:
@@ -281,7 +281,7 @@ def task_log_lines(service: Any, task_id: str, n: int = 5) -> list[str]:
                     lines.append(text)
     except (docker.errors.DockerException, requests.exceptions.RequestException):
         return []  # best effort: the service may be gone already
-    return lines[-n:]
+    return crash_output.last_lines(lines, [], n)  # one merged stream: noise dropped, order kept
 
 
 class TaskView:

@@ -27,6 +27,7 @@ from schedulers import docker_engine as eng
 from schedulers import log_follow, swarm_images, swarm_logs
 from schedulers import swarm_engine as sw
 from schedulers import swarm_nodes as sn
+from schedulers.docker_run import task_command
 
 if TYPE_CHECKING:
     from pushdock.context import Context
@@ -54,7 +55,7 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
             placement = swarm_images.prepare(ctx, release, nodes, progress)
             labels = {**sw.service_labels(ctx, release, what), sw.LABEL_ONE_OFF: what}
             spec = ContainerSpec(
-                placement.image, command=["/bin/sh", "-c", command], env=sw.service_env(release, what),
+                placement.image, command=task_command(release.image, command), env=sw.service_env(release, what),
                 labels=labels, init=True, stop_signal="SIGTERM",
                 stop_grace_period=check_settings(ctx, release.app).stop_timeout * 1_000_000_000,
             )

@@ -47,7 +47,7 @@ class FakeScheduler:
         self.calls.append(("reconcile", release.number))
         return []
 
-    def run_task(self, ctx, release, command, progress, *, timeout, label) -> None:
+    def run_task(self, ctx, release, command, progress, *, timeout, label, commit_to=None) -> None:
         self.calls.append((label, command))
         progress.detail(f"output of {label}")
         if label == self.fail_task:
@@ -169,14 +169,21 @@ def test_release_phase_failure_keeps_the_old_release(fctx, sched, git_repo) -> N
     assert fctx.state.get_env(APP) == {"A": "1"}
 
 
-def test_postdeploy_failure_is_reported_not_undone(fctx, sched, git_repo) -> None:
+def test_postdeploy_failure_fails_the_push_not_undone(fctx, sched, git_repo) -> None:
     sha = push(fctx, git_repo, {"app.json": '{"scripts": {"dokku": {"postdeploy": "false"}}}'})
     sched.fail_task = "postdeploy"
     out = Lines()
-    r = pipeline.deploy_push(fctx, APP, sha, out.progress, branch="main")
-    assert r.status == "current"
-    assert any("warning: postdeploy command failed" in line for line in out.lines)
-    assert fctx.state.read_events()[-2]["action"] == "postdeploy"
+    with pytest.raises(DeployFailed, match=r"^postdeploy failed \(postdeploy command failed with exit status 1\): "
+                                           r"the new release v1 keeps serving$"):
+        pipeline.deploy_push(fctx, APP, sha, out.progress, branch="main")
+    assert fctx.state.current_release(APP).number == 1
+    assert [e["action"] for e in fctx.state.read_events()[-2:]] == ["postdeploy", "deploy"]
+
+    # a config change applies and serves: the failure is a warning there, the command records the change
+    r = pipeline.new_release(fctx, APP, why="config:set A", env={"A": "1"}, progress=out.progress)
+    assert r is not None and r.status == "current" and fctx.state.get_env(APP) == {"A": "1"}
+    assert any(line.endswith("warning: postdeploy failed (postdeploy command failed with exit status 1): the new "
+                             "release v2 keeps serving") for line in out.lines)
 
 
 def test_unknown_type_in_app_json_formation_fails_before_anything_starts(fctx, sched, git_repo) -> None:

@@ -88,7 +88,8 @@ def test_scaled_process_types_need_a_command():
 
 def test_command_runs_procfile_text_through_sh_or_image_cmd():
     r = release()
-    assert eng.container_command(r, "worker") == ["/bin/sh", "-c", "w.sh"]
+    assert eng.container_command(r, "worker") == ["/bin/sh", "-c", "exec w.sh"]
+    assert eng.container_command(r, "worker", ("/entry.sh",)) == ["w.sh"]  # the app's ENTRYPOINT gets the words
     assert eng.container_command(r, "web") is None
     assert eng.container_command(r, "other") is None
 

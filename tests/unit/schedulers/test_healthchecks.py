@@ -67,8 +67,8 @@ class FakeContainer:
     def reload(self) -> None:
         pass
 
-    def logs(self, tail: int = 5) -> bytes:
-        return b"line one\nline two\n"
+    def logs(self, tail: int = 5, stdout: bool = True, stderr: bool = True) -> bytes:
+        return b"line one\nline two\n" if stderr else b""
 
 
 def started(upstream: Upstream, container: FakeContainer | None = None) -> Started:
@@ -139,8 +139,8 @@ def test_validate_refuses_a_check_on_another_port() -> None:
 @pytest.mark.parametrize(("argv", "command"), [
     (["env"], ["env"]),
     (["python3", "-c", "print(1)"], ["python3", "-c", "print(1)"]),
-    (["echo $HOME"], ["/bin/sh", "-c", "echo $HOME"]),
-    (["worker"], ["/bin/sh", "-c", "celery"]),
+    (["echo $HOME"], ["/bin/sh", "-c", "exec echo $HOME"]),
+    (["worker"], ["/bin/sh", "-c", "exec celery"]),
     (["web"], None),  # the image's own CMD
 ])
 def test_run_command(argv: list[str], command: list[str] | None) -> None:
