@@ -1,15 +1,22 @@
-# pushdock: `make run` sets everything up and serves; `make test` sets up and runs the whole suite.
+# pushdock: `make run` sets everything up and serves; `make test` sets up and runs the whole suite;
+# `make install` sets up and installs `pushdock serve` as a systemd service (docs/install.md).
 SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test test-fast lint bench clean
+.PHONY: setup run install uninstall test test-fast lint bench clean
 
 setup:
 	./scripts/setup.sh
 
 run: setup
 	$(VENV)/bin/pushdock serve
+
+install: setup
+	$(VENV)/bin/pushdock service:install
+
+uninstall:
+	$(VENV)/bin/pushdock service:uninstall
 
 test: setup
 	$(VENV)/bin/ruff check .
