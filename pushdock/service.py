@@ -152,13 +152,13 @@ def _documentation() -> str:
     return f"Documentation=file://{doc}\n" if doc.is_file() else ""
 
 
-def render_env(settings: Settings) -> str:
+def render_env(settings: Settings, path: Path) -> str:
     """The environment file: every PUSHDOCK_ setting, commented with its default, except the ones the
     installer's environment set (and the data dir, always): the service then runs as the installer's CLI does."""
     lines = ["# pushdock's settings for `pushdock serve` under systemd (docs/settings.md).",
              "# Uncomment and edit, then: systemctl restart pushdock",
              "# The host CLI reads its own environment, not this file: to reach the same data dir and ports,",
-             "#   set -a; . THIS_FILE; set +a",
+             f"#   set -a; . {path}; set +a",
              ""]
     explicit = settings.model_fields_set | {"data_dir"}
     for name, field in type(settings).model_fields.items():
@@ -193,7 +193,7 @@ def install(settings: Settings, target: Target, *, booted: bool, run: Systemctl 
     if target.env_file.exists():
         said.append(f"Kept {target.env_file}: it exists (your settings)")
     else:
-        _write(target.env_file, render_env(settings), 0o600)
+        _write(target.env_file, render_env(settings, target.env_file), 0o600)
         said.append(f"Wrote {target.env_file} (0600): every setting, commented; edit it, then restart the service")
     try:
         _write(target.unit, render_unit(exe, target.env_file), 0o644)
