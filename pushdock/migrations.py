@@ -81,7 +81,11 @@ def migrate(state: State, migrations: Sequence[Migration] = MIGRATIONS, *,
             if m.version <= version:
                 continue
             started = time.time()
-            m.step(state)
+            try:
+                m.step(state)
+            except OSError as e:
+                raise PushdockError(f"migrating the data dir {state.root} to schema version {m.version} "
+                                    f"({m.name}) failed: {e}") from e
             state.set_schema_version(m.version)
             done.append(m)
             state.append_event({"time": started, "who": who.name if who else "pushdock",

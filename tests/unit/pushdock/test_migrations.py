@@ -85,10 +85,10 @@ def test_the_version_is_written_only_after_its_step_succeeded(tmp_path: Path) ->
         return lambda s: ran.append(n)
 
     def boom(s: State) -> None:
-        raise PushdockError("step 2 failed")
+        raise OSError(28, "No space left on device")
 
     broken = (Migration(1, "one", ok(1)), Migration(2, "two", boom), Migration(3, "three", ok(3)))
-    with pytest.raises(PushdockError, match="step 2 failed"):
+    with pytest.raises(PushdockError, match=r"to schema version 2 \(two\) failed: \[Errno 28\] No space left"):
         migrate(state, broken)
     assert state.schema_version() == 1 and ran == [1]
     fixed = (Migration(1, "one", ok(1)), Migration(2, "two", ok(2)), Migration(3, "three", ok(3)))
