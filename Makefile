@@ -1,4 +1,5 @@
-# pushdock: `make run` sets everything up and serves; `make test` sets up and runs the whole suite.
+# pushdock: `make run` sets everything up and serves; `make test` sets up and runs the whole suite;
+# `make install` sets up and installs `pushdock serve` as a systemd service (docs/install.md).
 SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -6,13 +7,19 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 UV := .uv/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup run test test-fast lint lock bench clean
+.PHONY: setup run install uninstall test test-fast lint lock bench clean
 
 setup:
 	./scripts/setup.sh
 
 run: setup
 	$(VENV)/bin/pushdock serve
+
+install: setup
+	$(VENV)/bin/pushdock service:install
+
+uninstall:
+	$(VENV)/bin/pushdock service:uninstall
 
 test: setup
 	$(UV) lock --check --quiet  # fails when pyproject.toml and uv.lock disagree (refresh: make lock)

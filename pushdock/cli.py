@@ -10,10 +10,11 @@ import click
 
 from pushdock.errors import PushdockError
 
-CORE_COMMAND_MODULES = ("apps", "config", "ps", "logs", "events", "core", "releases", "run", "checks")
+CORE_COMMAND_MODULES = ("apps", "config", "ps", "logs", "events", "core", "releases", "run", "checks", "service")
 # Which core module defines which top-level name, so a command loads only what it needs (start-up time).
 CORE_NAMES = {"apps": "apps", "config": "config", "ps": "ps", "logs": "logs", "events": "events",
-              "version": "core", "help": "core", "releases": "releases", "run": "run", "checks": "checks"}
+              "version": "core", "help": "core", "releases": "releases", "run": "run", "checks": "checks",
+              "service": "service"}
 
 
 class Registry(click.Group):
@@ -157,7 +158,7 @@ def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
 
             ctx.event(action, app=app, result="ok" if rc == 0 else f"exit {rc}", started=started,
                       command=" ".join(redact_argv(argv))[:300])
-        except OSError:
+        except (OSError, PushdockError):  # the data dir unusable (or newer): its error is already shown
             pass
     return rc
 
@@ -193,14 +194,20 @@ def main() -> None:
 
     settings = load_settings()
     serving = sys.argv[1:2] == ["serve"]
+    who = getpass.getuser()
+    ctx = Context(settings=settings, identity=Identity(name=who, role="admin", door="cli"))
+    if sys.argv[1:2] not in (["help"], ["version"], ["--help"], ["-h"], []):
+        try:  # open the data dir before the log file is made in it: a newer schema is refused untouched
+            ctx.state  # noqa: B018
+        except PushdockError as e:
+            sys.stderr.write(f"error: {e.message}\n")
+            sys.exit(e.exit_code)
     logfile = settings.data_dir / "logs" / "pushdock.log"
     try:
         logfile.parent.mkdir(parents=True, exist_ok=True)
     except OSError:
         logfile = None  # type: ignore[assignment]
     configure(settings.log_level, logfile, stderr=serving)
-    who = getpass.getuser()
-    ctx = Context(settings=settings, identity=Identity(name=who, role="admin", door="cli"))
     sys.exit(dispatch(sys.argv[1:], ctx, sys.stdout, sys.stderr))
 
 

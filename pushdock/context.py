@@ -22,7 +22,13 @@ class Context:
 
     @cached_property
     def state(self) -> State:
-        return State(self.settings.data_dir)
+        """The data dir, opened: every entry point comes here first, so an older schema is migrated here
+        and a newer one refused (PushdockError) before anything reads or writes it."""
+        from pushdock.migrations import ensure_current
+
+        state = State(self.settings.data_dir)
+        ensure_current(state, self.identity)
+        return state
 
     @cached_property
     def bus(self) -> Bus:

@@ -322,6 +322,46 @@ class State:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
+    # -- schema version (pushdock.migrations) -----------------------------------------------------
+    def schema_version(self) -> int:
+        """The data dir's schema version (DATA_DIR/VERSION); 0 when there is none: the layout before versions."""
+        path = self.root / "VERSION"
+        try:
+            raw = path.read_text()
+        except FileNotFoundError:
+            return 0
+        except OSError as e:
+            raise PushdockError(f"cannot read {path}: {e.strerror}") from None
+        if not raw.strip().isdigit():
+            raise PushdockError(f"{path} does not hold a schema version: {raw.strip()[:20]!r}")
+        return int(raw)
+
+    def set_schema_version(self, version: int) -> None:
+        atomic_write(self.root / "VERSION", f"{version}\n")
+
+    def is_empty(self) -> bool:
+        """True if the data dir does not exist or holds nothing yet."""
+        try:
+            return not any(os.scandir(self.root))
+        except FileNotFoundError:
+            return True
+
+    def create_root(self) -> None:
+        """Make the data dir (0700) if it does not exist; an existing one is left as it is."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def make_private(self) -> None:
+        """The data dir itself 0700: what is under it is pushdock's only (repos, logs, keys, secrets)."""
+        self.create_root()
+        os.chmod(self.root, 0o700)
+
+    @contextlib.contextmanager
+    def migration_lock(self, timeout: float = 600.0) -> Iterator[None]:
+        """Held while the data dir is migrated: one process migrates, the others wait and find it done."""
+        with exclusive_flock(self.root / "locks" / f"{GLOBAL}-migrate.lock", timeout=timeout,
+                             busy="the data dir is being migrated by another process"):
+            yield
+
     # -- events and deploy logs -------------------------------------------------------------------
     def append_event(self, event: dict[str, Any]) -> None:
         """One JSON line, one O_APPEND write (lines of concurrent writers never mix); rotated past 16 MiB."""

@@ -146,3 +146,15 @@ def test_clone_and_push_over_http_with_a_token(server: Server) -> None:
     server.ssh("tokens:remove", "ci")
     cp = server.git("ls-remote", url, cwd=server.base)
     assert cp.returncode != 0
+
+
+def test_service_commands_are_host_only(server: Server) -> None:
+    """An admin key over SSH may not write a systemd unit or remove one, as it may not run `serve`."""
+    for verb in ("install", "uninstall"):
+        target = server.base / f"units-{verb}"
+        res = server.ssh(f"service:{verb}", "--unit-dir", str(target), "--env-file", str(target / "e.env"),
+                         check=False)
+        assert (res.returncode, res.stderr) == (13, f"error: service:{verb} runs on the host only\n")
+        assert not target.exists()
+    res = server.ssh("serve", check=False)
+    assert (res.returncode, res.stderr) == (13, "error: serve runs on the host only\n")
