@@ -28,7 +28,10 @@ def storage_group() -> None:
                    "or the UID[:GID] a Dockerfile app's USER has.")
 @click.pass_obj
 def ensure_directory(ctx: Context, name: str, chown: str) -> None:
-    """Create DATA_DIR/storage/NAME (if missing) for apps to mount; admin only."""
+    """Create a storage directory (admin only).
+
+    DATA_DIR/storage/NAME, if missing, owned by --chown; apps mount it with storage:mount.
+    """
     require_admin(ctx)
     storage.check_name(name)
     owner = storage.parse_chown(chown)
@@ -53,7 +56,11 @@ def _change(ctx: Context, app: str, new: list[Mount], why: str, no_restart: bool
 @click.argument("spec", metavar="SOURCE:CONTAINER_PATH[:ro]")
 @click.pass_obj
 def mount(ctx: Context, app: str, spec: str, no_restart: bool) -> None:
-    """Mount a storage directory (or, admins only, a host path) into every container of the app."""
+    """Mount storage into the app (a new release).
+
+    SOURCE is a storage directory (storage:ensure-directory) or, for admins, an absolute host path; every
+    container of the app gets it: processes, run, the release phase.
+    """
     authorized_app(ctx, app)
     wanted = storage.parse_input(ctx.state, spec)
     with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
@@ -73,7 +80,7 @@ def mount(ctx: Context, app: str, spec: str, no_restart: bool) -> None:
 @click.argument("spec", metavar="SOURCE:CONTAINER_PATH")
 @click.pass_obj
 def unmount(ctx: Context, app: str, spec: str, no_restart: bool) -> None:
-    """Remove a mount from the app (the directory and its files stay)."""
+    """Remove a mount (the files stay)."""
     authorized_app(ctx, app)
     gone = storage.parse_input(ctx.state, spec)
     with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
@@ -90,7 +97,7 @@ def unmount(ctx: Context, app: str, spec: str, no_restart: bool) -> None:
 @format_option
 @click.pass_obj
 def list_(ctx: Context, app: str, fmt: str) -> None:
-    """The app's mounts (host path:container path)."""
+    """List the app's mounts."""
     authorized_app(ctx, app)
     mounts = storage.stored(ctx.state, app)
     if fmt == "json":
@@ -106,7 +113,7 @@ def list_(ctx: Context, app: str, fmt: str) -> None:
 @format_option
 @click.pass_obj
 def report(ctx: Context, app: str, fmt: str) -> None:
-    """Where the app's mounts apply, and which ones its running release has."""
+    """Show where the app's mounts apply."""
     authorized_app(ctx, app)
     mounts = storage.stored(ctx.state, app)
     current = ctx.state.current_release(app)
