@@ -55,7 +55,9 @@ def test_a_file_in_a_mount_survives_redeploy_rollback_and_rename(server) -> None
     app, name = unique("st"), unique("data")
     host = server.data / "storage" / name
     server.cli("apps:create", app)
+    t0 = time.monotonic()
     out = server.ssh("storage:ensure-directory", name)
+    print(f"\nstorage:ensure-directory over ssh: {time.monotonic() - t0:.2f}s")
     assert out.stderr == "" and str(host) in out.stdout
     assert (os.stat(host).st_uid, os.stat(host).st_gid) == (32767, 32767)  # the app's user, not root
     out = server.ssh("storage:mount", app, f"{name}:/data")
@@ -87,8 +89,12 @@ def test_a_file_in_a_mount_survives_redeploy_rollback_and_rename(server) -> None
     (server.data / "storage" / more / "motd").write_text("read only\n")
     with server.load(app, threads=2, max_seconds=90) as load:
         time.sleep(0.5)
+        t0 = time.monotonic()
         out = server.ssh("storage:mount", app, f"{more}:/app/more:ro")
+        took = time.monotonic() - t0
         time.sleep(0.5)
+    print(f"\nstorage:mount on a live app (new release, release phase, swap) under load: {took:.2f}s, "
+          f"{load.result.requests} requests, {load.result.failed} failed")
     assert out.stderr == "" and "Released v4" in out.stdout, out.stdout
     assert load.result.requests > 20 and load.result.failed == 0, load.result.errors
     assert (host / "release.log").read_text().splitlines()[-1] == "release v4 as 32767"
