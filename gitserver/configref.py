@@ -36,14 +36,15 @@ from gitserver.settings_file import (
     Checks,
     ConfigFileError,
     ResourceLimit,
+    Storage,
     parse_env,
     parse_settings,
     render_env,
     render_settings,
 )
-from pushdock import resources
+from pushdock import resources, storage
 from pushdock.apps import authorize_domains
-from pushdock.errors import Conflict, Forbidden, UsageError
+from pushdock.errors import Conflict, Forbidden, PushdockError, UsageError
 from pushdock.state import APP_NAME, GLOBAL
 
 if TYPE_CHECKING:
@@ -63,8 +64,9 @@ SELECTED = ("builder", "selected")
 DOCKERFILE_PATH = ("builder-dockerfile", "dockerfile-path")
 DEPLOY_BRANCH = ("git", "deploy-branch")
 RESOURCES = (resources.PLUGIN, resources.PROPERTY)
+MOUNTS = (storage.PLUGIN, storage.PROPERTY)
 PROPERTIES = (DOMAINS, *CHECK_FLAGS.values(), *CHECK_NUMBERS.values(), SELECTED, DOCKERFILE_PATH, DEPLOY_BRANCH,
-              RESOURCES)
+              RESOURCES, MOUNTS)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ def from_state(state: State, app: str) -> AppConfig:
         scale=dict(state.get_formation(app) or {}), checks=checks, builder=builder,
         resources={k: ResourceLimit.model_construct(memory=v.memory, cpu=v.cpu)
                    for k, v in sorted(resources.stored(state, app).items())},
+        storage=Storage.model_construct(mounts=tuple(storage.specs(storage.stored(state, app)))),
     )
     return AppConfig(env=state.get_env(app), settings=settings)
 
@@ -145,7 +148,7 @@ def validate_push(ctx: Context, app: str, repo: Repo, old: bytes, new: bytes) ->
     """The settings of a commit pushed to the ref, if it may replace `old`; ConfigFileError (one line) if not."""
     if old != ZERO_SHA and not can_fast_forward(repo, old, new):
         raise ConfigFileError("refs/meta/config only moves forward: fetch it, commit on top, push again")
-    cfg = read_commit(repo, new)
+    cfg = _canonical_mounts(ctx.state, read_commit(repo, new))
     check(ctx, app, cfg)
     if ctx.identity.role != "admin" and cfg.settings.resources != from_state(ctx.state, app).settings.resources:
         raise ConfigFileError(f"{SETTINGS_FILE}: resources: only an admin may change resource limits")
@@ -155,6 +158,15 @@ def validate_push(ctx: Context, app: str, repo: Repo, old: bytes, new: bytes) ->
     except Forbidden as e:
         raise ConfigFileError(f"{SETTINGS_FILE}: domains: {e.message}") from None
     return cfg
+
+
+def _canonical_mounts(state: State, cfg: AppConfig) -> AppConfig:
+    """Mounts of DATA_DIR/storage/NAME written as host paths are the storage directory NAME."""
+    mounts = tuple(storage.canonical(state, storage.parse(m)).spec for m in cfg.settings.storage.mounts)
+    if mounts == cfg.settings.storage.mounts:
+        return cfg
+    settings = cfg.settings.model_copy(update={"storage": Storage.model_construct(mounts=mounts)})
+    return AppConfig(env=cfg.env, settings=settings)
 
 
 def check(ctx: Context, app: str, cfg: AppConfig) -> None:
@@ -172,6 +184,11 @@ def check(ctx: Context, app: str, cfg: AppConfig) -> None:
             raise ConfigFileError(f"{SETTINGS_FILE}: resources: unknown process type {unknown[0]!r} "
                                   f"(known: {', '.join(sorted(current.processes))}, {resources.DEFAULT}, "
                                   f"{resources.BUILD})")
+    old_mounts = storage.stored(state, app)
+    try:
+        storage.check_change(ctx, app, old_mounts, [storage.parse(m) for m in s.storage.mounts])
+    except PushdockError as e:
+        raise ConfigFileError(f"{SETTINGS_FILE}: storage.mounts: {e.message}") from None
     if s.builder.selected is not None:
         names = sorted(set(KNOWN_BUILDERS) | set(ctx.bus.registry("builders")))
         if s.builder.selected not in names:
@@ -200,6 +217,8 @@ def changes(old: AppConfig, new: AppConfig) -> list[str]:
     a, b = old.settings, new.settings
     if a.scale != b.scale:
         out.append("scale " + " ".join(f"{k}={v}" for k, v in sorted(b.scale.items())))
+    if a.storage != b.storage:
+        out.append("storage " + (" ".join(b.storage.mounts) or "(no mounts)"))
     for name in ("deploy_branch", "domains", "checks", "builder", "resources"):
         if getattr(a, name) != getattr(b, name):
             out.append(name)
@@ -209,7 +228,7 @@ def changes(old: AppConfig, new: AppConfig) -> list[str]:
 # -- applying a pushed config (caller holds the app lock) ---------------------------------------------------
 def apply(ctx: Context, app: str, repo: Repo, cfg: AppConfig, *, restart: bool, why: str,
           progress: Progress) -> list[str]:
-    """Store `cfg`. With `restart`: a new env or scale is released as vN+1 (zero downtime), new resource
+    """Store `cfg`. With `restart`: a new env, scale or mounts is released as vN+1 (zero downtime), new resource
     limits restart the app (zero downtime), new domains alone are re-routed; checks, builder and deploy branch
     apply from the next deploy. All or nothing."""
     from hooks import pipeline
@@ -219,15 +238,17 @@ def apply(ctx: Context, app: str, repo: Repo, cfg: AppConfig, *, restart: bool, 
     changed = changes(old, cfg)
     if not changed:
         return changed
-    release = old.env != cfg.env or old.settings.scale != cfg.settings.scale
+    remounted = old.settings.storage != cfg.settings.storage
+    release = old.env != cfg.env or old.settings.scale != cfg.settings.scale or remounted
     reroute = old.settings.domains != cfg.settings.domains
     resized = _runtime(old.settings.resources) != _runtime(cfg.settings.resources)
     with _restored_on_failure(state, app, repo):
         _store(state, app, cfg.settings, repo)
         if restart and release:
             if pipeline.new_release(ctx, app, why=why, env=cfg.env, formation=dict(cfg.settings.scale),
-                                    progress=progress) is None:
+                                    mounts=list(cfg.settings.storage.mounts), progress=progress) is None:
                 progress.step("Stored; the app is not deployed yet")
+            _mounts_changed(ctx, app, old, cfg)
             return changed
         state.set_env(app, cfg.env)
         state.set_formation(app, dict(cfg.settings.scale))
@@ -237,7 +258,17 @@ def apply(ctx: Context, app: str, repo: Repo, cfg: AppConfig, *, restart: bool, 
         restarted = restart and resized and pipeline.restart_running(ctx, app, progress)
         if not restart or set(changed) - {"domains", *(["resources"] if restarted else [])}:
             progress.step("Stored; takes effect on the next deploy")
+        _mounts_changed(ctx, app, old, cfg)
     return changed
+
+
+def _mounts_changed(ctx: Context, app: str, old: AppConfig, new: AppConfig) -> None:
+    """Mounts changed by a push: the directories' users and an audit event (commands are audited by dispatch)."""
+    before, after = set(old.settings.storage.mounts), set(new.settings.storage.mounts)
+    if before == after:
+        return
+    storage.remember_users(ctx.state, app, [storage.parse(m) for m in after])
+    ctx.event("storage:mounts", app=app, added=sorted(after - before), removed=sorted(before - after))
 
 
 def _runtime(limits: dict[str, ResourceLimit]) -> dict[str, ResourceLimit]:
@@ -265,6 +296,7 @@ def _store(state: State, app: str, s: AppSettings, repo: Repo) -> None:
     put(DOCKERFILE_PATH, s.builder.dockerfile_path)
     put(DEPLOY_BRANCH, s.deploy_branch)
     resources.store(state, app, {k: resources.Limits(v.memory, v.cpu) for k, v in s.resources.items()})
+    storage.store(state, app, list(s.storage.mounts))
     if s.deploy_branch is not None:
         repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + s.deploy_branch.encode())
 

@@ -16,7 +16,7 @@ from typing import Any
 from dulwich.refs import check_ref_format
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pushdock import resources
+from pushdock import resources, storage
 from pushdock.errors import UsageError
 from pushdock.state import ENV_KEY, PROCESS_NAME
 
@@ -109,6 +109,27 @@ class ResourceLimit(_Strict):
         return value
 
 
+class Storage(_Strict):
+    """`[storage]`: the app's mounts, `SOURCE:CONTAINER_PATH[:ro]` (`storage:mount`, pushdock/storage.py)."""
+
+    mounts: tuple[str, ...] = ()
+
+    @field_validator("mounts", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("mounts")
+    @classmethod
+    def _mounts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            parsed = [storage.parse(spec) for spec in value]
+            storage.check_list(parsed)
+        except UsageError as e:
+            raise ValueError(str(e)) from None
+        return tuple(m.spec for m in parsed)
+
+
 class AppSettings(_Strict):
     """`pushdock.toml`: every setting of an app that is not its environment. Missing keys mean the default."""
 
@@ -118,6 +139,7 @@ class AppSettings(_Strict):
     checks: Checks = Field(default_factory=Checks)
     builder: Builder = Field(default_factory=Builder)
     resources: dict[str, ResourceLimit] = Field(default_factory=dict)  # `resource:limit`
+    storage: Storage = Field(default_factory=Storage)
 
     @field_validator("resources")
     @classmethod
@@ -210,6 +232,7 @@ def render_settings(s: AppSettings) -> str:
     for key in ("selected", "dockerfile_path"):
         if (value := getattr(s.builder, key)) is not None:
             lines.append(f"{key} = {_toml_string(value)}")
+    lines += ["", "[storage]", "mounts = [" + ", ".join(_toml_string(m) for m in s.storage.mounts) + "]"]
     for key, limit in sorted(s.resources.items()):
         lines += ["", f"[resources.{key}]"]
         if limit.memory is not None:

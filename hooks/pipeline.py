@@ -21,9 +21,10 @@ from builders.detect import detect_builder
 from hooks import releases
 from hooks.appjson import read_app_json
 from hooks.source import export_tree, read_procfile
+from pushdock import storage
 from pushdock.errors import DeployFailed, PushdockError, UsageError
 from pushdock.progress import NULL, Progress
-from pushdock.state import Release
+from pushdock.state import Release, State
 
 if TYPE_CHECKING:
     from pushdock.context import Context
@@ -65,6 +66,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
                 formation=_formation(_wanted_formation(ctx, app, app_json.formation, processes), processes),
                 sha=sha, who=ctx.identity.name, why=f"deploy {sha[:7]}",
                 web_port=_web_port(env, result.web_port), scripts=app_json.scripts, checks=app_json.checks,
+                mounts=_mounts(state, app),
             )
             current = _deploy_release(ctx, release, progress, previous=state.current_release(app))
             ctx.event("deploy", app=app, started=started, release=current.name, sha=sha)
@@ -83,11 +85,12 @@ def new_release(
     why: str,
     env: dict[str, str] | None = None,
     formation: dict[str, int] | None = None,
+    mounts: list[str] | None = None,
     progress: Progress = NULL,
 ) -> Release | None:
-    """A config or scale change: the current image with new env/formation as release vN+1.
+    """A config, scale or storage change: the current image with new env/formation/mounts as release vN+1.
 
-    The new env/formation is stored only once the release serves (a failed deploy changes nothing).
+    The new env/formation/mounts are stored only once the release serves (a failed deploy changes nothing).
     Returns None when the app was never deployed (the change is then stored for its first deploy).
     """
     state = ctx.state
@@ -97,11 +100,14 @@ def new_release(
             state.set_env(app, env)
         if formation is not None:
             state.set_formation(app, formation)
+        if mounts is not None:
+            storage.store(state, app, mounts)
         return None
     env = state.get_env(app) if env is None else env
     wanted = state.get_formation(app) if formation is None else formation
     release = current.with_(
         number=state.next_release_number(app), env=env, who=ctx.identity.name, why=why,
+        mounts=_mounts(state, app) if mounts is None else list(mounts),
         formation=_formation(wanted, current.processes), web_port=_web_port(env, current.web_port),
         created=time.time(), status="pending",
     )
@@ -115,7 +121,7 @@ def rollback(ctx: Context, app: str, number: int | None, progress: Progress = NU
     current = state.current_release(app)
     release = target.with_(
         number=state.next_release_number(app), who=ctx.identity.name, why=f"rollback to {target.name}",
-        created=time.time(), status="pending", pruned=False,
+        created=time.time(), status="pending", pruned=False, mounts=_mounts(state, app),  # data stays mounted
     )
     progress.step(f"Rolling back {app} to {target.name} as {release.name}")
     started = time.time()
@@ -266,6 +272,7 @@ def _deploy_release(ctx: Context, release: Release, progress: Progress, *, previ
     current = state.promote_release(release)
     state.set_env(release.app, release.env)
     state.set_formation(release.app, release.formation)
+    storage.store(state, release.app, release.mounts)
     state.delete("ps", release.app, "stopped")
     failure = releases.run_after(ctx, release, progress) if phases else None
     if failure:
@@ -300,6 +307,10 @@ def _run_scheduler(ctx: Context, release: Release, progress: Progress) -> None:
 def _route(ctx: Context, app: str):  # type: ignore[no-untyped-def]
     proxy = ctx.proxy()
     return lambda upstreams: proxy.apply(ctx, app, ctx.domains(app), upstreams)
+
+
+def _mounts(state: State, app: str) -> list[str]:
+    return storage.specs(storage.stored(state, app))
 
 
 def _wanted_formation(

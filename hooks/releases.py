@@ -5,7 +5,7 @@ Release phase (each in a one-off container of the new image, with the new env, t
 the Procfile `release:` command — both before any new process starts, a failure or timeout aborts the
 release with the old one untouched — and app.json `postdeploy` after the swap (the new release already
 serves: a failure fails the push or command, and is not undone). They
-run when what a process sees changes (a build, a config change, a rollback), not for a scale change or
+run when what a process sees changes (a build, a config or storage change, a rollback), not for a scale change or
 a restart, as Heroku's release phase does.
 
 Pruning: after each successful deploy, the releases outside the last N successful ones (N: property
@@ -34,8 +34,9 @@ SUCCESSFUL = ("current", "superseded")
 
 
 def needs_release_phase(release: Release, previous: Release | None) -> bool:
-    """A new image or a new environment runs the release phase; a formation change or restart does not."""
-    return previous is None or previous.image != release.image or previous.env != release.env
+    """A new image, environment or set of mounts runs the release phase; a formation change or restart does not."""
+    return (previous is None or previous.image != release.image or previous.env != release.env
+            or previous.mounts != release.mounts)
 
 
 class PostdeployFailed(DeployFailed):

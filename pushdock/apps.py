@@ -71,10 +71,12 @@ def rename_app(ctx: Context, old: str, new: str) -> None:
     validate_app_name(new)
     ctx.state.require_app(old)
     from hooks import pipeline
+    from pushdock import storage
 
     with ctx.state.app_lock(old, timeout=ctx.settings.lock_timeout):
         ctx.bus.call("pre_delete", ctx=ctx, app=old)
         ctx.state.rename_app(old, new)
+        storage.renamed(ctx.state, old, new)  # the app's mounts moved with its properties and releases
     ctx.bus.call("post_app_rename", ctx=ctx, old_app=old, new_app=new)
     with ctx.state.app_lock(new, timeout=ctx.settings.lock_timeout):
         pipeline.restart(ctx, new)

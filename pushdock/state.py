@@ -89,6 +89,8 @@ class Release:
     checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # The image was removed by pruning (releases keep the last N images): rollback cannot reach it.
     pruned: bool = False
+    # Storage mounts every container of the release gets (`SOURCE:CONTAINER_PATH[:ro]`, pushdock/storage.py).
+    mounts: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -139,6 +141,17 @@ class State:
     def path(self, *parts: str) -> Path:
         """A path for a component's own files (nginx config, keys, logs) under the data dir."""
         return self.root.joinpath(*parts)
+
+    @property
+    def storage_root(self) -> Path:
+        """Where `storage:ensure-directory` makes directories (absolute: the engine binds it)."""
+        return self.root.absolute() / "storage"
+
+    def storage_dir(self, name: str) -> Path:
+        """The directory of storage NAME (the caller validated the name: one path component)."""
+        if not name or "/" in name or name in (".", ".."):
+            raise UsageError(f"invalid storage directory name {name[:40]!r}")
+        return self.storage_root / name
 
     def _prop_path(self, plugin: str, app: str, prop: str) -> Path:
         if app != GLOBAL:

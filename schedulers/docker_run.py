@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from pushdock import resources
+from pushdock import resources, storage
 from pushdock.errors import DeployFailed, PushdockError
 from schedulers import docker_engine as eng
 from schedulers import process_command
@@ -139,8 +139,10 @@ def _remove(cid: str) -> None:
 
 
 def limits_of(ctx: Context, release: Release, kind: str) -> dict[str, Any]:
-    """A one-off container's limits: those of process type `kind` (`release`, `run`…) or the app's default."""
-    return resources.host_config(resources.for_process(ctx.state, release.app, kind))
+    """A one-off container's limits (those of process type `kind`: `release`, `run`…, or the app's default) and
+    the release's mounts, as create_host_config keywords."""
+    return resources.host_config(resources.for_process(ctx.state, release.app, kind)) | storage.binds(ctx.state,
+                                                                                                       release)
 
 
 def _name(release: Release, kind: str) -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from hooks.checks import CheckSettings
-from pushdock import resources
+from pushdock import resources, storage
 from pushdock.routing import Upstream
 from schedulers import docker_engine as eng
 from schedulers import healthchecks
@@ -106,7 +106,7 @@ def launch(
 ) -> Started:
     """Create and start one container; web ones publish PORT on 127.0.0.1:<free port>.
 
-    It runs with the process type's resource limits (`resource:limit`) as they are now.
+    It runs with the process type's resource limits (`resource:limit`) as they are now, and the release's mounts.
 
     The host port is explicit (not left to docker) so it survives an engine restart unchanged.
     Containers run with `--init` so PID 1 forwards SIGTERM (busybox httpd as PID 1 ignores it).
@@ -117,6 +117,7 @@ def launch(
     port = eng.container_port(release)
     limits = resources.host_config(resources.for_process(ctx.state, release.app, slot.process))
     command = eng.container_command(release, slot.process, eng.image_entrypoint(release.image))
+    mounts = storage.binds(ctx.state, release)
     for attempt in range(1, START_ATTEMPTS + 1):
         host_port = eng.free_port() if web else None
         api = eng.client().api
@@ -136,6 +137,7 @@ def launch(
                 restart_policy={"Name": "no"},  # until ready: see start_all
                 port_bindings={port: ("127.0.0.1", host_port)} if web else None,
                 **limits,
+                **mounts,
             ),
         )
         c = eng.client().containers.prepare_model(made)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from pushdock import resources
+from pushdock import resources, storage
 from pushdock.errors import PushdockError
 from pushdock.routing import Upstream
 from schedulers import docker_engine as eng
@@ -114,6 +114,7 @@ def create_service(
         init=True,  # PID 1 forwards SIGTERM (see docker_local)
         stop_signal="SIGTERM",
         stop_grace_period=(ctx.settings.stop_timeout if stop_timeout is None else stop_timeout) * 1_000_000_000,
+        mounts=storage.swarm_mounts(ctx.state, release),  # bind mounts: the source must exist on each node
     )
     template = TaskTemplate(
         spec,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from hooks.checks import check_settings
-from pushdock import resources
+from pushdock import resources, storage
 from pushdock.errors import DeployFailed, PushdockError
 from schedulers import docker_engine as eng
 from schedulers import log_follow, swarm_images, swarm_logs
@@ -58,6 +58,7 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
                 placement.image, command=task_command(release.image, command), env=sw.service_env(release, what),
                 labels=labels, init=True, stop_signal="SIGTERM",
                 stop_grace_period=check_settings(ctx, release.app).stop_timeout * 1_000_000_000,
+                mounts=storage.swarm_mounts(ctx.state, release),
             )
             template = TaskTemplate(spec, restart_policy=RestartPolicy("none"),
                                     resources=resources.swarm_resources(resources.for_process(ctx.state, release.app,

@@ -218,6 +218,30 @@ def test_resource_limits_go_into_each_task_template(sched, ctx, app, image, engi
     assert f"       {64 << 20}" in out.lines, out.lines
 
 
+def test_storage_mounts_go_into_every_task_template(sched, ctx, app, image, engine):
+    """`storage:mount` on swarm: a bind mount in each service's task template and in one-shot release tasks (one
+    node here; with more, the source path must exist on every node that may run a task: docs/swarm.md)."""
+    from pushdock import storage
+
+    path = storage.ensure_directory(ctx.state, f"{app}-up", None)
+    (path / "seen").write_text("from the host\n")
+    release = dataclasses.replace(
+        rel(app, 1, image, formation={"web": 1, "worker": 1}, processes={"web": "", "worker": WORKER}),
+        mounts=[f"{app}-up:/data:ro", f"{app}-up:/rw"])
+    sched.deploy(ctx, release, FakeRoute(), Out().progress)
+    for process in ("web", "worker"):
+        spec = engine.services.get(f"{app}-{process}-v1").attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+        assert spec["Mounts"] == [{"Target": "/data", "Source": str(path), "Type": "bind", "ReadOnly": True},
+                                  {"Target": "/rw", "Source": str(path), "Type": "bind"}]  # false is left out
+        [task] = engine.containers.list(filters={"label": [f"pushdock.app={app}", f"pushdock.process={process}"]})
+        assert task.exec_run(["cat", "/data/seen"]).output == b"from the host\n"
+    out = Out()
+    sched.run_task(ctx, release, "cat /data/seen; echo from-the-task > /rw/written; touch /data/no || echo ro",
+                   out.progress, timeout=30, label="release")
+    assert "       from the host" in out.lines and "       ro" in out.lines, out.lines
+    assert (path / "written").read_text() == "from-the-task\n"
+
+
 def test_crashing_or_silent_release_keeps_the_old_one(sched, ctx, app, image, engine):
     first = FakeRoute()
     sched.deploy(ctx, rel(app, 1, image), first, Out().progress)
@@ -830,3 +854,27 @@ def test_check_settings_and_app_json_healthchecks_through_a_push(server, engine)
     assert server.get(app) == (200, "checked body")
     server.cli("apps:destroy", app, "--force")
     assert services_of(engine, app) == []
+
+
+def test_a_pushed_app_keeps_the_file_it_wrote_to_a_storage_mount(server, engine):
+    """The storage test app (uid 32767) on swarm: the release task and the web task see the mount; the file
+    survives a redeploy (a new service) and `run` reads it."""
+    app, name = unique("swst"), unique("d")
+    host = server.data / "storage" / name
+    server.cli("apps:create", app)
+    server.ssh("storage:ensure-directory", name)
+    server.ssh("storage:mount", app, f"{name}:/data")
+    work = server.app_repo(app, sample="storage-web")
+    res = server.push(work, app)
+    assert res.returncode == 0, res.stderr
+    assert (host / "release.log").read_text() == "release v1 as 32767\n"
+    assert server.get(app, "/write/note?on%20swarm") == (200, "written")
+    assert (host / "note").read_text() == "on swarm\n"
+    server.commit(work, "redeploy", {"body.txt": "again\n"})
+    res = server.push(work, app)
+    assert res.returncode == 0, res.stderr
+    assert services_of(engine, app) == [f"{app}-web-v2"]
+    assert server.get(app) == (200, "again") and server.get(app, "/read/note") == (200, "on swarm")
+    assert server.ssh("run", app, "cat", "/data/note").stdout == "on swarm\n"
+    server.cli("apps:destroy", app, "--force")
+    assert (host / "note").exists()

@@ -215,3 +215,20 @@ def test_resource_sizes_and_cpus(memory: str, cpu: str) -> None:
             assert "\n" not in str(e)
             continue
         assert check(value)
+
+
+@given(st.text(max_size=80))
+def test_storage_mounts_never_reach_a_system_path(spec: str) -> None:
+    """`storage:mount` specs: an accepted one is absolute, without '..', mounts over nothing the system owns (or
+    /app itself), and renders back to itself."""
+    from pushdock import storage
+
+    try:
+        m = storage.parse(spec)
+    except PushdockError as e:
+        assert "\n" not in str(e)
+        return
+    assert m.target.startswith("/") and m.target not in storage.HIDDEN
+    assert not any(m.target == t or m.target.startswith(t + "/") for t in storage.SYSTEM_TREES)
+    assert ".." not in m.target.split("/") and ".." not in m.source.split("/") and ":" not in m.source
+    assert storage.parse(m.spec) == m

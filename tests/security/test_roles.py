@@ -42,7 +42,8 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-APP_READ = [["config:show", "{app}"], ["apps:report", "{app}"], ["ps:report", "{app}"]]
+APP_READ = [["config:show", "{app}"], ["apps:report", "{app}"], ["ps:report", "{app}"], ["storage:list", "{app}"],
+            ["storage:report", "{app}"]]
 APP_WRITE = [["config:set", "--no-restart", "{app}", "SECRET=s3cr3t-value"], ["apps:lock", "{app}"],
              ["apps:unlock", "{app}"]]
 ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{app}", "--force"],
@@ -55,7 +56,9 @@ ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{ap
               ["scheduler:set", "--global", "selected", "swarm"], ["builder-pack:set", "--global", "builder", "x"],
               ["registry:set", "--global", "server", "evil.example.com"], ["releases:set", "--global", "keep", "1"],
               # limits protect the host from the apps: a deployer may read its app's, not change them
-              ["resource:limit", "{app}", "--memory", "64m"], ["resource:limit-clear", "{app}", "--all"]]
+              ["resource:limit", "{app}", "--memory", "64m"], ["resource:limit-clear", "{app}", "--all"],
+              # storage directories are host-wide; host paths reach the host's files
+              ["storage:ensure-directory", "{new}"], ["storage:mount", "{app}", "/tmp:/host"]]
 
 
 def fill(argv: list[str], app: str) -> list[str]:

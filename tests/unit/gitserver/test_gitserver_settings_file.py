@@ -12,6 +12,7 @@ from gitserver.settings_file import (
     Checks,
     ConfigFileError,
     ResourceLimit,
+    Storage,
     parse_env,
     parse_settings,
     render_env,
@@ -35,6 +36,9 @@ stop_timeout = 5
 [builder]
 selected = "dockerfile"
 dockerfile_path = "docker/Dockerfile.web"
+
+[storage]
+mounts = ["uploads:/app/uploads", "/srv/shared//:/shared:ro"]
 """
 
 
@@ -44,6 +48,7 @@ def test_a_full_file_parses_and_renders_back() -> None:
         deploy_branch="production", domains=("www.example.com", "*.example.com"), scale={"web": 2, "worker": 1},
         checks=Checks(skipped=True, wait_to_retire=30, stop_timeout=5),
         builder=Builder(selected="dockerfile", dockerfile_path="docker/Dockerfile.web"),
+        storage=Storage(mounts=("uploads:/app/uploads", "/srv/shared:/shared:ro")),  # paths in their plain form
     )
     assert parse_settings(render_settings(s)) == s
 
@@ -82,6 +87,16 @@ def test_an_empty_file_means_every_default() -> None:
     ("[builder]\ndockerfile_path = '/etc/passwd'\n",
      "pushdock.toml: builder.dockerfile_path: '/etc/passwd' must be a file path relative to the repository "
      "root, without '..'"),
+    ("[storage]\nmounts = ['up:/']\n", "pushdock.toml: storage.mounts: container path / may not be mounted over "
+                                      "(it would hide the system's files); use a path below it"),
+    ("[storage]\nmounts = ['up:/proc/1']\n", "pushdock.toml: storage.mounts: container path /proc/1 is inside "
+                                             "/proc, which belongs to the system"),
+    ("[storage]\nmounts = ['../up:/x']\n", "pushdock.toml: storage.mounts: source '../up' must be a storage "
+                                           "directory name (storage:ensure-directory) or an absolute host path; "
+                                           "relative paths are not accepted"),
+    ("[storage]\nmounts = ['up:/x', 'down:/x/']\n", "pushdock.toml: storage.mounts: /x is mounted twice"),
+    ("[storage]\nmounts = 'up:/x'\n", "pushdock.toml: storage.mounts: Input should be a valid tuple"),
+    ("[storage]\nmount = ['up:/x']\n", "pushdock.toml: unknown key 'storage.mount'"),
 ])
 def test_bad_settings_are_refused_with_one_line(text: str, reason: str) -> None:
     with pytest.raises(ConfigFileError) as e:
@@ -144,6 +159,9 @@ def test_env_round_trips(env: dict[str, str]) -> None:
                       cpu=st.integers(1, 102400).map(lambda n: n / 100)),
         ),
         max_size=3),
+    storage=st.builds(Storage, mounts=st.lists(
+        st.from_regex(r"(?:[a-z0-9]{1,6}|/[a-z0-9]{1,6}):/(?:srv|app|data)/[a-z0-9]{1,6}(?::ro)?", fullmatch=True),
+        max_size=3, unique_by=lambda m: m.split(":")[1]).map(tuple)),
 ))
 def test_settings_round_trip(settings: AppSettings) -> None:
     assert parse_settings(render_settings(settings)) == settings

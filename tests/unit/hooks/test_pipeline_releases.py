@@ -287,3 +287,23 @@ def test_parse_version(text: str, number: int) -> None:
 def test_parse_bad_version(text: str) -> None:
     with pytest.raises(UsageError, match="expected a release such as v3"):
         parse_version(text)
+
+
+def test_mounts_are_a_new_release_that_runs_the_release_phase_and_a_rollback_keeps_them(fctx, sched) -> None:
+    """A storage change is release vN+1 of the same image; the mounts are stored only once it serves; a rollback
+    runs the target's code with the app's mounts as they are now (data is not versioned with the code)."""
+    seed(fctx, "superseded", "current")
+    fctx.state.set_json("storage", APP, "mounts", ["old:/old"])
+    sched.fail_deploy = True
+    with pytest.raises(DeployFailed):
+        pipeline.new_release(fctx, APP, why="storage:mount up:/data", mounts=["up:/data"])
+    assert fctx.state.get_json("storage", APP, "mounts") == ["old:/old"]  # nothing half-applied
+    sched.fail_deploy, sched.calls[:] = False, []
+    r = pipeline.new_release(fctx, APP, why="storage:mount up:/data", mounts=["up:/data"])
+    assert (r.number, r.image, r.mounts) == (4, "pushdock/demo:v2", ["up:/data"])
+    assert [c[0] for c in sched.calls] == ["release", "deploy"]  # what processes see changed: release phase
+    assert fctx.state.get_json("storage", APP, "mounts") == ["up:/data"]
+    r = pipeline.new_release(fctx, APP, why="config:set", env={"N": "9"})
+    assert r.mounts == ["up:/data"]
+    r = pipeline.rollback(fctx, APP, 1, Lines().progress)
+    assert (r.image, r.mounts) == ("pushdock/demo:v1", ["up:/data"])
