@@ -6,11 +6,17 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 LOG=/var/log/pushdock-dockerd.log
 
 docker info >/dev/null 2>&1 && exit 0
-log "starting dockerd (log: $LOG)"
-mkdir -p "$(dirname "$LOG")"
-# In a session of its own (setsid): Ctrl-C on `make run`, or any signal to the process group that ran set-up,
-# never reaches the engine, so stopping `pushdock serve` never stops the apps.
-setsid --fork dockerd >>"$LOG" 2>&1 </dev/null
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  # A systemd host: the engine is docker.io's own service (pushdock's unit requires docker.service).
+  log "starting docker.service"
+  systemctl start docker.service
+else
+  log "starting dockerd (log: $LOG)"
+  mkdir -p "$(dirname "$LOG")"
+  # In a session of its own (setsid): Ctrl-C on `make run`, or any signal to the process group that ran set-up,
+  # never reaches the engine, so stopping `pushdock serve` never stops the apps.
+  setsid --fork dockerd >>"$LOG" 2>&1 </dev/null
+fi
 for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && exit 0; sleep 0.5; done
 log "dockerd did not start; see $LOG"
 exit 1
