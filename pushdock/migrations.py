@@ -36,17 +36,18 @@ def _stamp(state: State) -> None:
 
 
 def _private_data_dir(state: State) -> None:
-    """Secrets were 0600 file by file, but the data dir itself was 0755 (the umask's): every local user could
-    read the deploy logs (the build output of private repos), `logs/pushdock.log`, the proxy's config and the
-    app properties, and list the apps. Nothing but pushdock (as its owner) reads the data dir: not the proxy's
-    workers (they run as the same user), not the containers (dockerd, as root, makes their bind mounts)."""
+    """Secrets were 0600 file by file, but the data dir and what is in it were 0755/0644 (the umask's): every local
+    user could read the repos, the deploy logs (the build output of private repos), `logs/pushdock.log`,
+    events.log and the app properties, and list the apps. Now the data dir is 0711 (nginx's unprivileged workers
+    must still traverse it to their temp dir) and everything at its top but nginx's prefix 0700/0600. Containers
+    are unaffected: dockerd, as root, makes their bind mounts."""
     state.make_private()
 
 
 # Order is data: a data dir at version N runs every step after N, in this order.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "stamp the layout before schema versions", _stamp),
-    Migration(2, "make the data dir private (0700)", _private_data_dir),
+    Migration(2, "make the data dir private (0711: not listable by other users)", _private_data_dir),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

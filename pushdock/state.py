@@ -67,6 +67,14 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
         raise
 
 
+# The data dir: pushdock's (as its owner) to read and list; others may only traverse it, because nginx's workers
+# drop to an unprivileged user and must reach their temp dir under DATA_DIR/nginx (0700 would force them to run
+# as root). Secrets under it are 0600 file by file.
+PRIVATE_ROOT_MODE = 0o711
+# What make_private leaves as it is: nginx's prefix (its workers reach prefix/temp; its certs/ is 0700 itself).
+TRAVERSED = frozenset({"nginx"})
+
+
 @dataclass(frozen=True)
 class Release:
     """A numbered, immutable snapshot: what ran (image), with what (env), how many (formation)."""
@@ -350,7 +358,7 @@ class State:
         return int(raw)
 
     def set_schema_version(self, version: int) -> None:
-        atomic_write(self.root / "VERSION", f"{version}\n")
+        atomic_write(self.root / "VERSION", f"{version}\n", mode=0o600)
 
     def is_empty(self) -> bool:
         """True if the data dir does not exist or holds nothing yet."""
@@ -360,13 +368,17 @@ class State:
             return True
 
     def create_root(self) -> None:
-        """Make the data dir (0700) if it does not exist; an existing one is left as it is."""
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Make the data dir (0711) if it does not exist; an existing one is left as it is."""
+        self.root.mkdir(mode=PRIVATE_ROOT_MODE, parents=True, exist_ok=True)
 
     def make_private(self) -> None:
-        """The data dir itself 0700: what is under it is pushdock's only (repos, logs, keys, secrets)."""
+        """The data dir itself 0711: no other user can list it (apps, repos, logs, keys); see PRIVATE_ROOT_MODE."""
         self.create_root()
-        os.chmod(self.root, 0o700)
+        os.chmod(self.root, PRIVATE_ROOT_MODE)
+        for entry in os.scandir(self.root):
+            if entry.name in TRAVERSED or entry.is_symlink():
+                continue
+            os.chmod(entry.path, 0o700 if entry.is_dir() else 0o600)
 
     @contextlib.contextmanager
     def migration_lock(self, timeout: float = 600.0) -> Iterator[None]:

@@ -43,17 +43,23 @@ def test_a_new_data_dir_is_made_private_and_current_without_steps(tmp_path: Path
         state.root.mkdir(mode=0o755)
     ensure_current(state)
     assert state.schema_version() == SCHEMA_VERSION
-    assert stat.S_IMODE(state.root.stat().st_mode) == 0o700
+    assert stat.S_IMODE(state.root.stat().st_mode) == 0o711
     assert state.read_events() == []
 
 
 def test_an_old_data_dir_is_migrated_and_each_step_is_an_event(tmp_path: Path) -> None:
     state = State(tmp_path)
-    (tmp_path / "repos").mkdir()
+    (tmp_path / "repos").mkdir(mode=0o755)
+    (tmp_path / "nginx").mkdir(mode=0o755)
+    (tmp_path / "events.log").write_text("")
+    os.chmod(tmp_path / "events.log", 0o644)
     os.chmod(tmp_path, 0o755)
     ensure_current(state)
     assert state.schema_version() == SCHEMA_VERSION
-    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o711  # not listable; nginx's workers still traverse it
+    assert stat.S_IMODE((tmp_path / "repos").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "events.log").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "nginx").stat().st_mode) == 0o755
     steps = [e for e in state.read_events() if e["action"] == "data:migrate"]
     assert [e["version"] for e in steps] == [m.version for m in MIGRATIONS]
 
@@ -151,3 +157,23 @@ def test_every_entry_point_opens_the_data_dir_through_context_state(tmp_path: Pa
                 offenders.append(str(path.relative_to(root)))
     assert offenders == []
     assert Context(settings=Settings(data_dir=tmp_path / "d")).state.schema_version() == SCHEMA_VERSION
+
+
+def test_nginx_workers_stay_unprivileged_under_a_private_data_dir() -> None:
+    """A 0700 data dir would make nginx's workers run as root (they could not reach prefix/temp): 0711 keeps
+    them on nginx's default unprivileged user. Made outside pytest's 0700 temp root, which would hide it."""
+    import shutil
+    import tempfile
+
+    from proxies.nginx import _layout, _worker_user
+
+    base = Path(tempfile.mkdtemp(prefix="pushdock-perm-", dir="/tmp"))
+    try:
+        os.chmod(base, 0o755)
+        state = State(base / "data")
+        ensure_current(state)
+        lay = _layout(state.path("nginx").absolute())
+        state.make_private()
+        assert _worker_user(lay.prefix) is None
+    finally:
+        shutil.rmtree(base)
