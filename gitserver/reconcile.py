@@ -83,11 +83,10 @@ class Reconciler:
 
         held: list[bool] = []
         was_waiting = self.pending().get(app) == WAITING
-        if not was_waiting:
-            self._set(app, RUNNING)
         try:
             messages = pipeline.reconcile_app(self.ctx, app, self.progress, timeout=0,
-                                              on_wait=lambda: held.append(True))
+                                              on_wait=lambda: held.append(True),
+                                              on_locked=lambda: self._set(app, RUNNING))
         except Conflict as e:
             if held:
                 if not was_waiting:

@@ -232,11 +232,14 @@ def reconcile_all(ctx: Context, progress: Progress = NULL) -> list[str]:
 
 
 def reconcile_app(ctx: Context, app: str, progress: Progress = NULL, *, timeout: float,
-                  on_wait: Callable[[], None] | None = None) -> list[str]:
-    """Under the app's lock (Conflict if another holds it past `timeout`; `on_wait` is called if it is held):
-    releases left pending marked failed, then what runs made to match the current release."""
+                  on_wait: Callable[[], None] | None = None, on_locked: Callable[[], None] | None = None) -> list[str]:
+    """Under the app's lock (Conflict if another holds it past `timeout`; `on_wait` is called if it is held,
+    `on_locked` once it is taken): releases left pending marked failed, then what runs made to match the
+    current release."""
     messages: list[str] = []
     with ctx.state.app_lock(app, timeout=timeout, on_wait=on_wait):
+        if on_locked is not None:
+            on_locked()
         messages += [f"{app}: {m}" for m in _fail_interrupted(ctx, app)]
         current = ctx.state.current_release(app)
         if current is None or ctx.state.get("ps", app, "stopped"):
