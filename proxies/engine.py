@@ -156,8 +156,9 @@ class ProxyEngine:
         for port in sorted(set(ports) & set(taken)):
             raise Conflict(f"port {port} is {taken[port]}")
 
-    def _commit_ports(self, ctx: Context, old: Table, new: Table, changed: set[str]) -> None:
-        """`_commit`, with every port another program holds left out (see the module's docstring)."""
+    def _commit_ports(self, ctx: Context, old: Table, new: Table, changed: set[str], *, again: bool = True) -> None:
+        """`_commit`, with every port another program holds left out (see the module's docstring). A start
+        that fails (a port taken between the check and the bind) is checked and tried once more."""
         default = Listener("http", ctx.settings.proxy_port)
         was = self.parked(ctx)
         wanted = {li.port for li in ports_in_use(new, default)} - self._serving(ctx, old, was)
@@ -169,7 +170,14 @@ class ProxyEngine:
             self._refuse(taken, {li.port for li in new[app].listeners} - had)
         now = {app: ps for app, r in new.items() if (ps := sorted({li.port for li in r.listeners} & set(taken)))}
         moved = {app for app in set(was) | set(now) if was.get(app) != now.get(app) and (app in old or app in new)}
-        self._commit(ctx, _without(old, was), _without(new, now), changed | moved)
+        try:
+            self._commit(ctx, _without(old, was), _without(new, now), changed | moved)
+        except PushdockError as e:
+            if not again or self.pids(ctx):
+                raise
+            logger.warning("the proxy did not start: checking its ports again", error=e.message)
+            self._commit_ports(ctx, old, new, changed, again=False)
+            return
         if now != was:
             for app in sorted(now):
                 logger.warning("port not served: another program holds it", app=app, ports=now[app])

@@ -16,7 +16,7 @@ import pytest
 from proxies import listen
 from proxies.model import Listener
 from pushdock.context import Context
-from pushdock.errors import Conflict
+from pushdock.errors import Conflict, PushdockError
 from tests.harness import free_port
 from tests.unit.proxies.test_engine import RecordingProxy, up
 
@@ -77,3 +77,33 @@ def test_a_port_taken_while_the_proxy_was_down_is_parked_until_free(ctx: Context
     px.apply(ctx, "api", ["api.test"], [up(4)])  # the next commit once it is free serves it again
     assert px.commits[-1] == {"api", "web"}
     assert px.parked(ctx) == {} and Listener("http", port) in px.live["web"].listeners
+
+
+def test_a_start_that_loses_a_port_after_the_check_checks_again(ctx: Context) -> None:
+    """The race cannot be timed against a real proxy: this one's start takes the port for another program
+    right after the check and fails as a proxy that cannot bind would; the second try parks the port."""
+    port = free_port()
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    route_ports(ctx, "web", ctx.settings.proxy_port, port)
+
+    class Racing(RecordingProxy):
+        race = False
+
+        def _commit(self, ctx: Context, old: dict, new: dict, changed: set[str]) -> None:  # type: ignore[type-arg]
+            if self.race:
+                self.race = False
+                other.bind(("0.0.0.0", port))
+                other.listen(4)
+                raise PushdockError(f"bind() to 0.0.0.0:{port} failed (98: Address already in use)")
+            super()._commit(ctx, old, new, changed)
+
+    px = Racing()
+    try:
+        px.apply(ctx, "web", ["web.test"], [up(1)])
+        px.race = True
+        px.ensure_running(ctx)  # the proxy was down: a start
+        assert px.parked(ctx) == {"web": [port]}
+        assert px.live["web"].listeners == (Listener("http", ctx.settings.proxy_port),)
+    finally:
+        other.close()
