@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tests.harness import Server, http_get, unique
+from tests.harness import Server, unique
 
 pytestmark = pytest.mark.docker
 
@@ -155,25 +155,24 @@ def test_restarted_serve_opens_at_once_while_a_deploy_holds_an_app(server) -> No
             break
     server.stop_serve()  # SIGTERM: the deploy worker finishes on its own, holding the app's lock
     started = time.monotonic()
-    server.start()
-    status, body = http_get(server.http_port, "localhost", "/healthz")
+    server.start(reconciled=False)
+    health = server.health()
     opened = time.monotonic() - started
-    health = json.loads(body)
-    assert status == 200 and opened < 10, (status, opened)
-    assert held in health["reconciling"] and other not in health["reconciling"], health
+    assert opened < 10 and held in health["reconciling"], (opened, health)
+    deadline = time.monotonic() + 30  # the other app is reconciled meanwhile, the held one waits
+    while other in health["reconciling"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        health = server.health()
+    assert list(health["reconciling"]) == [held], health
     # the other app is served and takes commands and pushes meanwhile
     assert server.ssh("config:set", "--no-restart", other, "WHILE=held").returncode == 0
     assert server.ssh("config:get", other, "WHILE").stdout.strip() == "held"
     server.commit(other_work, "v2", {"body.txt": "free v2\n"})
     assert server.push(other_work, other).returncode == 0
     assert server.get(other) == (200, "free v2")
-    assert held in json.loads(http_get(server.http_port, "localhost", "/healthz")[1])["reconciling"]
+    assert held in server.health()["reconciling"]
     push.wait(120)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and held in json.loads(http_get(server.http_port, "localhost",
-                                                                      "/healthz")[1])["reconciling"]:
-        time.sleep(0.5)
-    assert json.loads(http_get(server.http_port, "localhost", "/healthz")[1])["reconciling"] == {}
+    server.wait_reconciled(90)
     releases = json.loads(server.cli("releases", held, "--format", "json").stdout)
     assert releases[0]["status"] == "current" and all(r["status"] != "pending" for r in releases), releases
     assert server.get(held) == (200, "held v2")
