@@ -169,14 +169,22 @@ def _drain_chunked(stream: Any, limit: int) -> None:
 
 
 # -- routes ---------------------------------------------------------------------------------------------
-def healthz(ctx: Context, request: Request) -> Response:
-    from pushdock import __version__
-
-    return json_response(200, {"status": "ok", "version": __version__})
+Health = Callable[[], dict[str, Any]]
 
 
-def make_app(ctx: Context, queue: DeployQueue | None = None) -> Router:
-    """The route table of pushdock's HTTP door; webhook deploys go to `queue` (a new DeployQueue by default)."""
+def _healthz(detail: Health | None) -> Handler:
+    def healthz(ctx: Context, request: Request) -> Response:
+        """200 once the doors are open; `detail` adds what serve is still doing (apps being reconciled)."""
+        from pushdock import __version__
+
+        return json_response(200, {"status": "ok", "version": __version__, **(detail() if detail else {})})
+
+    return healthz
+
+
+def make_app(ctx: Context, queue: DeployQueue | None = None, health: Health | None = None) -> Router:
+    """The route table of pushdock's HTTP door; webhook deploys go to `queue` (a new DeployQueue by default),
+    `/healthz` adds what `health()` returns."""
     from gitserver.smarthttp import PREFIX, SmartHttp
     from gitserver.webhook_deploy import DeployQueue
     from gitserver.webhooks import MAX_BODY as WEBHOOK_MAX_BODY
@@ -184,7 +192,7 @@ def make_app(ctx: Context, queue: DeployQueue | None = None) -> Router:
 
     router = Router(ctx)
     router.mount(PREFIX, SmartHttp(ctx))
-    router.add("GET", r"/healthz", healthz)
+    router.add("GET", r"/healthz", _healthz(health))
     router.add("POST", r"/webhooks/github/(?P<app>[^/]+)", GithubWebhook(queue or DeployQueue(ctx)),
                max_body=WEBHOOK_MAX_BODY)
     return router
@@ -207,9 +215,9 @@ class _Handler(WSGIRequestHandler):
 class HttpDoor:
     """The HTTP server of `pushdock serve`, in a background thread."""
 
-    def __init__(self, ctx: Context, queue: DeployQueue | None = None) -> None:
+    def __init__(self, ctx: Context, queue: DeployQueue | None = None, health: Health | None = None) -> None:
         s = ctx.settings
-        self.app = make_app(ctx, queue)
+        self.app = make_app(ctx, queue, health)
         try:
             self.server = make_server(s.http_host, s.http_port, self.app,
                                       server_class=_ThreadingWSGIServer, handler_class=_Handler)

@@ -1,7 +1,9 @@
-"""`pushdock serve`: the proxy, a reconcile pass, then the HTTP and SSH doors until SIGTERM/SIGINT.
+"""`pushdock serve`: the proxy, then the HTTP and SSH doors until SIGTERM/SIGINT.
 
-Meanwhile a thread follows instances that move by themselves (swarm replacing a failed task gets a new
-host port) and re-routes their apps (hooks.pipeline.follow_upstreams).
+The reconcile pass runs beside the doors (gitserver/reconcile.py): an app whose lock a deploy worker still
+holds is reconciled once that deploy ends, and keeps no other app waiting. Meanwhile a thread follows
+instances that move by themselves (swarm replacing a failed task gets a new host port) and re-routes their
+apps (hooks.pipeline.follow_upstreams).
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from pushdock.progress import Progress
-
 FOLLOW_INTERVAL = 3.0  # seconds between looks at instances that can move
 
 if TYPE_CHECKING:
@@ -26,18 +26,17 @@ if TYPE_CHECKING:
 def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
     """Run in the foreground; `on_ready` gets one line once every door listens. The proxy keeps running after."""
     from gitserver.http import HttpDoor
-    from hooks import pipeline
+    from gitserver.reconcile import Reconciler
     from pushdock import log
 
     log.configure(ctx.settings.log_level, logfile=ctx.state.path("logs", "pushdock.log"), stderr=True)
     proxy = ctx.proxy()
     proxy.ensure_running(ctx)
-    progress = Progress(lambda line: logger.info("reconcile output", line=line))
-    for message in pipeline.reconcile_all(ctx, progress):
-        logger.info("reconciled", message=message)
-    http = HttpDoor(ctx)
+    reconciler = Reconciler(ctx)
+    http = HttpDoor(ctx, health=lambda: {"reconciling": reconciler.pending()})
     done = threading.Event()
     follower = threading.Thread(target=_follow, args=(ctx, done), name="pushdock-follow", daemon=True)
+    reconciler.start()
     follower.start()
     try:
         asyncio.run(_serve(ctx, http, proxy.name, on_ready))
@@ -45,6 +44,7 @@ def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
         done.set()
         http.stop()
         follower.join(10)
+        reconciler.stop()
     logger.info("pushdock stopped")
 
 

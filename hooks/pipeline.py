@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -226,19 +227,30 @@ def follow_upstreams(ctx: Context) -> list[str]:
 
 
 def reconcile_all(ctx: Context, progress: Progress = NULL) -> list[str]:
-    """At `serve` start: make what runs match each app's current release; report what was fixed."""
+    """Make what runs match each app's current release (waiting for each app's lock); report what was fixed."""
     messages: list[str] = []
     for app in ctx.state.list_apps():
         try:
-            with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
-                messages += [f"{app}: {m}" for m in _fail_interrupted(ctx, app)]
-                current = ctx.state.current_release(app)
-                if current is None or ctx.state.get("ps", app, "stopped"):
-                    continue
-                messages += [f"{app}: {m}" for m in
-                             ctx.scheduler(app).reconcile(ctx, current, _route(ctx, app), progress)]
+            messages += reconcile_app(ctx, app, progress, timeout=ctx.settings.lock_timeout)
         except PushdockError as e:
             messages.append(f"{app}: reconcile failed: {e}")
+    return messages
+
+
+def reconcile_app(ctx: Context, app: str, progress: Progress = NULL, *, timeout: float,
+                  on_wait: Callable[[], None] | None = None, on_locked: Callable[[], None] | None = None) -> list[str]:
+    """Under the app's lock (Conflict if another holds it past `timeout`; `on_wait` is called if it is held,
+    `on_locked` once it is taken): releases left pending marked failed, then what runs made to match the
+    current release."""
+    messages: list[str] = []
+    with ctx.state.app_lock(app, timeout=timeout, on_wait=on_wait):
+        if on_locked is not None:
+            on_locked()
+        messages += [f"{app}: {m}" for m in _fail_interrupted(ctx, app)]
+        current = ctx.state.current_release(app)
+        if current is None or ctx.state.get("ps", app, "stopped"):
+            return messages
+        messages += [f"{app}: {m}" for m in ctx.scheduler(app).reconcile(ctx, current, _route(ctx, app), progress)]
     return messages
 
 

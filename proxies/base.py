@@ -40,6 +40,10 @@ class Proxy(Protocol):
         """What the proxy was last told to serve, by app."""
         ...
 
+    def check_ports(self, ctx: Context, ports: list[int]) -> None:
+        """Conflict if another program holds one of these host ports (one this proxy listens on is fine)."""
+        ...
+
     def stop(self, ctx: Context) -> None:
         """Stop the proxy process this data dir started."""
         ...

@@ -148,6 +148,7 @@ class CaddyProxy(ProxyEngine):
             "port": ctx.settings.proxy_port,
             "tls_port": ctx.settings.proxy_tls_port,
             "listening": [str(li) for li in ports_in_use(table, Listener("http", ctx.settings.proxy_port))],
+            "parked": self.parked(ctx),
             "admin": lay.admin(),
             "binary": binary,
             "apps": sorted(table),
@@ -158,6 +159,10 @@ class CaddyProxy(ProxyEngine):
         route = self.routes(ctx).get(app)
         ids = [r["@id"] for r in caddy_config.app_routes(route).values()] if route else []
         return {"caddy @ids": " ".join(ids), "admin": _Layout(self.root(ctx)).admin()}
+
+    def pids(self, ctx: Context) -> list[int]:
+        pid = self._pid(_Layout(self.root(ctx)))
+        return [] if pid is None else [pid]
 
     def live_config(self, ctx: Context) -> Any:
         """What caddy runs now (GET /config/), None if it does not run."""

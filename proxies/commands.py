@@ -36,6 +36,7 @@ def report(ctx: Context, app: str | None, fmt: str) -> None:
         fields["apps"] = len(fields.get("apps", []))
         for key in ("listening",):
             fields[key] = " ".join(fields.get(key) or [])
+        fields["parked"] = _parked(fields.get("parked") or {})
         print_report("proxy", fields, fmt)
         return
     authorized_app(ctx, app)
@@ -123,6 +124,14 @@ def start(ctx: Context) -> None:
     px = ctx.proxy()
     px.ensure_running(ctx)
     click.echo(f"-----> {px.name} " + ("running" if px.serving(ctx) else "configured (not running)"))
+    for app, ports in sorted((px.report(ctx).get("parked") or {}).items()):
+        for port in ports:
+            click.echo(f"       port {port} of {app}: in use by another program, not served until it is free")
+
+
+def _parked(parked: dict[str, list[int]]) -> str:
+    """`APP:PORT ...`: the ports left out of the proxy's configuration because another program holds them."""
+    return " ".join(f"{app}:{port}" for app in sorted(parked) for port in parked[app])
 
 
 @proxy.command("stop")

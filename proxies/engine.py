@@ -3,12 +3,21 @@
 A proxy subclass renders and applies; it implements `_commit(ctx, old, new, changed)`: make what
 runs serve `new` (only the apps in `changed` differ from `old`), starting its process if needed, and
 return once the new routes are live and the old upstreams drained — or raise PushdockError with
-`old` still live. Everything else (validation, batching, conflicts, per-app fallback) is here.
+`old` still live (and its files as they were); and `pids(ctx)`: the processes that hold its sockets.
+Everything else (validation, batching, conflicts, per-app fallback, ports) is here.
+
+Ports (issue 13): a commit never asks the proxy to listen on a port another program holds (listen.py),
+since the proxy could not bind it and every app would pay. A change that adds such a port to an app is
+refused (Conflict). A port an app already had, taken while the proxy was down, is *parked*: the app is
+served on its other ports, the others on theirs, and the port is listened on again by the first commit
+after it is free (`parked.json`: what the live configuration leaves out, by app).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from proxies import listen
 from proxies.batch import Batcher, Change
-from proxies.model import Route, Table, conflict, load_table, save_table
+from proxies.model import Listener, Route, Table, conflict, load_table, ports_in_use, save_table
 from proxies.routes import resolve
-from pushdock.errors import PushdockError
-from pushdock.state import validate_app_name
+from pushdock.errors import Conflict, PushdockError
+from pushdock.state import atomic_write, validate_app_name
 
 if TYPE_CHECKING:
     from pushdock.context import Context
@@ -47,6 +57,9 @@ class ProxyEngine:
 
     def _table_path(self, ctx: Context) -> Path:
         return self.root(ctx) / "routes.json"
+
+    def _parked_path(self, ctx: Context) -> Path:
+        return self.root(ctx) / "parked.json"
 
     # -- the Proxy protocol -------------------------------------------------------------------------
     def apply(self, ctx: Context, app: str, domains: list[str], upstreams: list[Upstream]) -> None:
@@ -88,7 +101,7 @@ class ProxyEngine:
                 except PushdockError as e:
                     logger.warning("route kept as it was", app=app, error=str(e))
             changed = {app for app in table if fresh[app] != table[app]}
-            self._commit(ctx, table, fresh, changed)
+            self._commit_ports(ctx, table, fresh, changed)
             if changed:
                 save_table(self._table_path(ctx), fresh)
 
@@ -99,9 +112,76 @@ class ProxyEngine:
     def report(self, ctx: Context) -> dict[str, Any]:
         raise NotImplementedError
 
+    def pids(self, ctx: Context) -> list[int]:
+        """The running processes of this proxy that hold its listening sockets (none known: every port it
+        is to listen on is checked on every commit)."""
+        return []
+
+    def parked(self, ctx: Context) -> dict[str, list[int]]:
+        """Ports of apps left out of the live configuration because another program holds them, by app."""
+        try:
+            raw = json.loads(self._parked_path(ctx).read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {str(app): [int(p) for p in ports] for app, ports in raw.items()}
+
+    def check_ports(self, ctx: Context, ports: list[int]) -> None:
+        """Conflict if the proxy could not listen on one of `ports`: another program holds it (checked under
+        the proxy's lock, so a port the proxy listens on meanwhile counts as its own)."""
+        with self._batcher(ctx).locked():
+            serving = self._serving(ctx, self.routes(ctx), self.parked(ctx))
+            self._refuse(listen.taken(set(ports) - serving, lambda: self._own_pids(ctx)), ports)
+
     # -- internals ----------------------------------------------------------------------------------
     def _commit(self, ctx: Context, old: Table, new: Table, changed: set[str]) -> None:
         raise NotImplementedError
+
+    def _own_pids(self, ctx: Context) -> list[int]:
+        """Every process of this data dir's proxies (during `proxy:set --global` two of them share the ports)."""
+        pids = []
+        for proxy in ctx.bus.registry("proxies").values():
+            if isinstance(proxy, ProxyEngine):
+                with contextlib.suppress(PushdockError, OSError):
+                    pids += proxy.pids(ctx)
+        return pids
+
+    def _serving(self, ctx: Context, live: Table, parked: dict[str, list[int]]) -> set[int]:
+        """The ports the running proxy listens on: those of its live routes (none if it does not run)."""
+        if not self.pids(ctx):
+            return set()
+        return {li.port for li in ports_in_use(_without(live, parked), Listener("http", ctx.settings.proxy_port))}
+
+    @staticmethod
+    def _refuse(taken: dict[int, str], ports: list[int] | set[int]) -> None:
+        for port in sorted(set(ports) & set(taken)):
+            raise Conflict(f"port {port} is {taken[port]}")
+
+    def _commit_ports(self, ctx: Context, old: Table, new: Table, changed: set[str], *, again: bool = True) -> None:
+        """`_commit`, with every port another program holds left out (see the module's docstring). A start
+        that fails (a port taken between the check and the bind) is checked and tried once more."""
+        default = Listener("http", ctx.settings.proxy_port)
+        was = self.parked(ctx)
+        wanted = {li.port for li in ports_in_use(new, default)} - self._serving(ctx, old, was)
+        taken = listen.taken(wanted, lambda: self._own_pids(ctx))
+        if default.port in taken:
+            raise PushdockError(f"the proxy port {default.port} (PUSHDOCK_PROXY_PORT) is {taken[default.port]}")
+        for app in sorted(changed & set(new)):
+            had = {li.port for li in old[app].listeners} if app in old else set()
+            self._refuse(taken, {li.port for li in new[app].listeners} - had)
+        now = {app: ps for app, r in new.items() if (ps := sorted({li.port for li in r.listeners} & set(taken)))}
+        moved = {app for app in set(was) | set(now) if was.get(app) != now.get(app) and (app in old or app in new)}
+        try:
+            self._commit(ctx, _without(old, was), _without(new, now), changed | moved)
+        except PushdockError as e:
+            if not again or self.pids(ctx):
+                raise
+            logger.warning("the proxy did not start: checking its ports again", error=e.message)
+            self._commit_ports(ctx, old, new, changed, again=False)
+            return
+        if now != was:
+            for app in sorted(now):
+                logger.warning("port not served: another program holds it", app=app, ports=now[app])
+            atomic_write(self._parked_path(ctx), json.dumps(now))
 
     def _submit(self, ctx: Context, changes: list[Change]) -> None:
         deferred = getattr(self._local, "deferred", None)
@@ -132,7 +212,7 @@ class ProxyEngine:
                 new[app] = route
         changed = {a for a in latest if a not in failed and table.get(a) != new.get(a)}
         try:
-            self._commit(ctx, table, new, changed)
+            self._commit_ports(ctx, table, new, changed)
         except PushdockError as e:
             if len(changed) <= 1:
                 failed.update({a: e for a in latest if a not in failed})
@@ -153,8 +233,18 @@ class ProxyEngine:
             else:
                 trial.pop(app, None)
             try:
-                self._commit(ctx, current, trial, {app})
+                self._commit_ports(ctx, current, trial, {app})
                 current = trial
             except PushdockError as e:
                 failed[app] = e
         return current
+
+
+def _without(table: Table, parked: dict[str, list[int]]) -> Table:
+    """The table with the parked ports of each app left out of its listeners."""
+    out = dict(table)
+    for app, ports in parked.items():
+        if app in out:
+            r = out[app]
+            out[app] = dataclasses.replace(r, listeners=tuple(li for li in r.listeners if li.port not in ports))
+    return out

@@ -198,6 +198,7 @@ class NginxProxy(ProxyEngine):
             "port": ctx.settings.proxy_port,
             "tls_port": ctx.settings.proxy_tls_port,
             "listening": [str(li) for li in ports_in_use(table, Listener("http", ctx.settings.proxy_port))],
+            "parked": self.parked(ctx),
             "generation": _disk_gen(lay),
             "live_generation": _live_gen(lay.sock) if master else None,
             "apps": sorted(table),
@@ -206,6 +207,10 @@ class NginxProxy(ProxyEngine):
 
     def describe(self, ctx: Context, app: str) -> dict[str, str]:
         return {"config file": str(_layout(self.root(ctx)).app_file(app))}
+
+    def pids(self, ctx: Context) -> list[int]:
+        master = _master_pid(_layout(self.root(ctx)))  # the master holds every listening socket
+        return [] if master is None else [master]
 
     # -- internals (called with the proxy's lock held) ------------------------------------------------
     def _commit(self, ctx: Context, old: Table, new: Table, changed: set[str]) -> None:
@@ -233,7 +238,9 @@ class NginxProxy(ProxyEngine):
     ) -> None:
         """Write `changes` (None deletes) and a new generation, validate, then start or reload and wait.
 
-        A config nginx rejects is rolled back file by file, so the running config stays the valid one.
+        If nginx rejects the files, or the start or reload fails for any reason (a port taken after it was
+        checked), every file is put back; after a failed reload the master is reloaded once more on the
+        files put back, under a generation of its own, so what runs is what is on disk.
         """
         gen = _disk_gen(lay) + 1
         changes = {**changes, lay.gen_conf: f'return 200 "{gen}\\n";\n', lay.gen_file: f"{gen}\n"}
@@ -251,10 +258,31 @@ class NginxProxy(ProxyEngine):
             for path, text in before.items():
                 _put(path, text)
             raise
+        try:
+            if master is None:
+                self._start(lay, gen)
+            else:
+                self._reload(lay, master, gen)
+        except PushdockError as e:
+            logger.warning("nginx did not take the new configuration: files put back", error=e.message)
+            for path, text in before.items():
+                if path not in (lay.gen_conf, lay.gen_file):  # generations only go up: never one number twice
+                    _put(path, text)
+            self._resync(lay, gen + 1)
+            raise
+
+    def _resync(self, lay: _Layout, gen: int) -> None:
+        """After a failed start or reload: have a running master load the files on disk as generation `gen`."""
+        _put(lay.gen_conf, f'return 200 "{gen}\\n";\n')
+        _put(lay.gen_file, f"{gen}\n")
+        master = _master_pid(lay)
         if master is None:
-            self._start(lay, gen)
-        else:
-            self._reload(lay, master, gen)
+            return
+        try:
+            # a master still retrying the failed reload (bind: 5 tries, 0.5 s apart) takes this SIGHUP after
+            self._reload(lay, master, gen, fail_fast=False)
+        except PushdockError as e:
+            logger.error("nginx did not reload the configuration put back", error=e.message)
 
     def _start(self, lay: _Layout, gen: int) -> None:
         lay.sock.unlink(missing_ok=True)  # left behind by a master that was killed
@@ -264,14 +292,44 @@ class NginxProxy(ProxyEngine):
             raise PushdockError("nginx did not start", hint=f"see {lay.error_log}")
         logger.info("nginx started", pid=_master_pid(lay), gen=gen)
 
-    def _reload(self, lay: _Layout, master: int, gen: int) -> None:
+    def _reload(self, lay: _Layout, master: int, gen: int, *, fail_fast: bool = True) -> None:
+        """SIGHUP, then wait for generation `gen` and the old workers' exit. `fail_fast`: give up at the
+        first [emerg] nginx logs (it keeps the configuration it ran); else wait the whole LOAD_TIMEOUT."""
         old = _workers(master)
         started = time.monotonic()
+        offset = _size(lay.error_log)
+        failure: list[str] = []
+
+        def loaded() -> bool:
+            if _live_gen(lay.sock) == gen:
+                return True
+            if fail_fast:
+                failure.extend(_emerg_since(lay.error_log, offset)[:1])  # the master keeps the old configuration
+            return bool(failure)
+
         os.kill(master, signal.SIGHUP)  # after our own `nginx -t`: `nginx -s reload` would parse once more
-        if not procs.wait(lambda: _live_gen(lay.sock) == gen, LOAD_TIMEOUT):
-            raise PushdockError(
-                f"nginx did not load configuration generation {gen}", hint=f"see {lay.error_log}"
-            )
+        if not procs.wait(loaded, LOAD_TIMEOUT) or failure:
+            reason = f": {failure[0]}" if failure else ""
+            raise PushdockError(f"nginx did not load configuration generation {gen}{reason}",
+                                hint=f"see {lay.error_log}")
         if not procs.wait(lambda: not any(_alive_child(p, master) for p in old), DRAIN_TIMEOUT):
             logger.warning("nginx old workers still running", pids=sorted(old), timeout=DRAIN_TIMEOUT)
         logger.debug("nginx reloaded", gen=gen, seconds=round(time.monotonic() - started, 3))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _emerg_since(log: Path, offset: int) -> list[str]:
+    """The [emerg] messages nginx logged after `offset` (a reload it gave up: bind() failed, ...)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            text = f.read(1 << 20).decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    return [m.group(1).strip()[:300] for m in re.finditer(r"\[emerg\] \d+#\d+: (.*)", text)]

@@ -122,12 +122,14 @@ def plan(ctx: Context, app: str, verb: str, raws: list[str]) -> list[PortMap] | 
     else:
         raise UsageError(f"unknown ports verb {verb!r}")
     check(ctx, app, after)
+    ctx.proxy().check_ports(ctx, sorted({m.host for m in after} - {m.host for m in base}))
     return after
 
 
 def check(ctx: Context, app: str, maps: list[PortMap]) -> None:
     """Conflict for a port pushdock itself uses or another app serves with the other scheme; UsageError
-    for a container port that is not the web process's."""
+    for a container port that is not the web process's. (Whether another program holds a port is the
+    proxy's to say: `plan` asks it, and every commit checks again under the proxy's lock.)"""
     own = {ctx.settings.ssh_port: "SSH", ctx.settings.http_port: "HTTP"}
     fixed = {ctx.settings.proxy_port: "http", ctx.settings.proxy_tls_port: "https"}
     web = web_port(ctx, app)

@@ -210,6 +210,7 @@ class TraefikProxy(ProxyEngine):
             "port": ctx.settings.proxy_port,
             "tls_port": ctx.settings.proxy_tls_port,
             "listening": [str(li) for li in ports_in_use(table, Listener("http", ctx.settings.proxy_port))],
+            "parked": self.parked(ctx),
             "api": f"127.0.0.1:{lay.api_port()}",
             "apps": sorted(table),
             "files": str(lay.dynamic),
@@ -217,6 +218,10 @@ class TraefikProxy(ProxyEngine):
 
     def describe(self, ctx: Context, app: str) -> dict[str, str]:
         return {"config file": str(_Layout(self.root(ctx)).app_file(app))}
+
+    def pids(self, ctx: Context) -> list[int]:
+        pid = self._pid(_Layout(self.root(ctx)))
+        return [] if pid is None else [pid]
 
     def files(self, ctx: Context) -> list[Path]:
         """Every dynamic configuration file (what traefik reads)."""
@@ -247,11 +252,9 @@ class TraefikProxy(ProxyEngine):
             crt, key = route.cert.read() if has_tls and route is not None and route.cert else (None, None)
             writes[lay.certs / f"{app}.crt"], writes[lay.certs / f"{app}.key"] = crt, key
             writes[lay.app_file(app)] = HEADER.format(app=app) + _yaml(doc) if doc else None
+        before = {path: _read(path) for path in (*writes, lay.static)}
         for path, text in writes.items():  # certificates before the files naming them
-            if text is None:
-                path.unlink(missing_ok=True)
-            elif _read(path) != text:
-                atomic_write(path, text, mode=0o600 if path.suffix == ".key" else 0o644)
+            _put(path, text)
         restart = _read(lay.static) != static
         if restart:
             atomic_write(lay.static, static)
@@ -259,11 +262,30 @@ class TraefikProxy(ProxyEngine):
         if binary is None:
             logger.debug("traefik not installed: files written only", apps=len(changed))
             return
-        if restart:
-            self._stop(lay)
-        if self._pid(lay) is None:
-            self._start(lay, binary)
-        self._wait_live(lay, new, changed)
+        try:
+            if restart:
+                self._stop(lay)
+            if self._pid(lay) is None:
+                self._start(lay, binary)
+            self._wait_live(lay, new, changed)
+        except PushdockError as e:
+            self._put_back(lay, binary, before, restart, e)
+            raise
+
+    def _put_back(self, lay: _Layout, binary: str, before: dict[Path, str | None], restart: bool,
+                  error: PushdockError) -> None:
+        """After a failed start or load: every file as it was, and traefik running on them again."""
+        logger.warning("traefik did not take the new configuration: files put back", error=error.message)
+        # certificates before the files naming them; the ones the old files did not have, once none names them
+        for path in sorted(before, key=lambda p: 1 if p.suffix == ".yml" else 0 if before[p] is not None else 2):
+            _put(path, before[path])
+        try:
+            if restart:
+                self._stop(lay)
+            if self._pid(lay) is None and before[lay.static] is not None:
+                self._start(lay, binary)
+        except PushdockError as e:
+            logger.error("traefik did not start again on the configuration put back", error=e.message)
 
     def _start(self, lay: _Layout, binary: str) -> None:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(lay.root)}
@@ -304,6 +326,13 @@ def _read(path: Path) -> str | None:
         return path.read_text()
     except FileNotFoundError:
         return None
+
+
+def _put(path: Path, text: str | None) -> None:
+    if text is None:
+        path.unlink(missing_ok=True)
+    elif _read(path) != text:
+        atomic_write(path, text, mode=0o600 if path.suffix == ".key" else 0o644)
 
 
 def _get(lay: _Layout, path: str) -> Any:

@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PUSHDOCK = [sys.executable, "-m", "pushdock.cli"]
@@ -128,17 +129,35 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def start(self) -> Server:
+    def start(self, *, reconciled: bool = True) -> Server:
+        """Start serve; wait until its doors are open and (unless `reconciled` is False) every app reconciled."""
         self.data.mkdir(parents=True, exist_ok=True)
         log = open(self.base / "serve.log", "ab")
         self.proc = subprocess.Popen([*PUSHDOCK, "serve"], env=self.env, stdout=log, stderr=log, cwd=ROOT)
         try:
             wait_port(self.ssh_port, 30)
             wait_port(self.proxy_port, 10)
+            if reconciled:
+                self.wait_reconciled()
         except TimeoutError:
             self.stop()
             raise AssertionError("serve did not start:\n" + (self.base / "serve.log").read_text()[-3000:]) from None
         return self
+
+    def health(self) -> dict[str, Any]:
+        import json
+
+        status, body = http_get(self.http_port, "localhost", "/healthz")
+        assert status == 200, (status, body)
+        return dict(json.loads(body))
+
+    def wait_reconciled(self, timeout: float = 180.0) -> None:
+        """Until serve's reconcile pass (it runs beside the open doors) has done every app."""
+        deadline = time.monotonic() + timeout
+        while self.health().get("reconciling"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still reconciling after {timeout:.0f}s: {self.health()}")
+            time.sleep(0.2)
 
     def stop_serve(self) -> None:
         if self.proc and self.proc.poll() is None:

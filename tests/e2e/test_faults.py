@@ -133,3 +133,48 @@ def test_kill_serve_and_worker_mid_deploy_then_recover(server) -> None:
         time.sleep(0.5)
     assert server.get(app) == (200, "new release")
     fsck(server, app)
+
+
+def test_restarted_serve_opens_at_once_while_a_deploy_holds_an_app(server) -> None:
+    """Issue 13 item 5: a deploy worker that outlives serve keeps its app's lock (here: a real push in a long
+    release phase); the restarted serve answers /healthz, SSH commands and pushes of other apps at once,
+    reports the held app as being reconciled, and reconciles it once the deploy ends."""
+    held, other = unique("held"), unique("free")
+    work = server.app_repo(held, body="held v1")
+    assert server.push(work, held).returncode == 0
+    other_work = server.app_repo(other, body="free v1")
+    assert server.push(other_work, other).returncode == 0
+    server.commit(work, "slow release", {"Procfile": "web: python3 -u /app/server.py\n"
+                                                     "release: echo release phase started; sleep 25\n",
+                                         "body.txt": "held v2\n"})
+    push = subprocess.Popen(["git", "push", server.remote(held), "main"], cwd=work, env=server.git_env,
+                            stderr=subprocess.PIPE, text=True)
+    assert push.stderr is not None
+    for line in push.stderr:
+        if "release phase started" in line:
+            break
+    server.stop_serve()  # SIGTERM: the deploy worker finishes on its own, holding the app's lock
+    started = time.monotonic()
+    server.start(reconciled=False)
+    health = server.health()
+    opened = time.monotonic() - started
+    assert opened < 10 and held in health["reconciling"], (opened, health)
+    deadline = time.monotonic() + 30  # the other app is reconciled meanwhile, the held one waits
+    while other in health["reconciling"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        health = server.health()
+    assert list(health["reconciling"]) == [held], health
+    # the other app is served and takes commands and pushes meanwhile
+    assert server.ssh("config:set", "--no-restart", other, "WHILE=held").returncode == 0
+    assert server.ssh("config:get", other, "WHILE").stdout.strip() == "held"
+    server.commit(other_work, "v2", {"body.txt": "free v2\n"})
+    assert server.push(other_work, other).returncode == 0
+    assert server.get(other) == (200, "free v2")
+    assert held in server.health()["reconciling"]
+    push.wait(120)
+    server.wait_reconciled(90)
+    releases = json.loads(server.cli("releases", held, "--format", "json").stdout)
+    assert releases[0]["status"] == "current" and all(r["status"] != "pending" for r in releases), releases
+    assert server.get(held) == (200, "held v2")
+    log = (server.data / "logs" / "pushdock.log").read_text()
+    assert "reconcile waits for the app's lock" in log

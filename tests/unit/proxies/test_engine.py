@@ -20,6 +20,7 @@ from proxies.model import Listener, Route, Table, conflict, load_table, ports_in
 from pushdock.context import Context
 from pushdock.errors import Conflict, NotFound, PushdockError, UsageError
 from pushdock.routing import Upstream
+from tests.harness import free_port
 
 
 class RecordingProxy(ProxyEngine):
@@ -121,7 +122,7 @@ def test_concurrent_callers_share_commits(ctx: Context) -> None:
 def test_ensure_running_rerenders_routes_when_the_ports_change(ctx: Context) -> None:
     px = RecordingProxy()
     px.apply(ctx, "web", ["web.test"], [up(1)])
-    ctx.settings.proxy_port += 1
+    ctx.settings.proxy_port = free_port()  # a port nothing holds: the commit checks it
     px.ensure_running(ctx)
     assert px.routes(ctx)["web"].listeners == (Listener("http", ctx.settings.proxy_port),)
     assert px.commits[-1] == {"web"}

@@ -25,6 +25,7 @@ from proxies.traefik import TraefikProxy, check_document, render_static
 from pushdock.context import Context
 from pushdock.errors import PushdockError
 from pushdock.routing import Upstream
+from tests.harness import free_port
 
 SCHEMA = resources.files("proxies") / "schemas" / "traefik-v3-file-provider.json"
 
@@ -160,3 +161,25 @@ def test_static_config_shape() -> None:
     doc = render_static([Listener("http", 80), Listener("https", 443)], Path("/d"), 9999, Path("/l"))
     assert doc["entryPoints"]["p80"] == {"address": "0.0.0.0:80"}
     assert doc["api"] == {"insecure": True, "dashboard": False} and doc["ping"] == {"entryPoint": "traefik"}
+
+
+def test_a_traefik_that_does_not_start_gets_its_files_back(ctx: Context, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """traefik cannot run here: a stand-in `traefik` on PATH exits at start, as traefik does when an entry
+    point's port was taken after pushdock checked it. Every file (static and the app's) is put back."""
+    px = TraefikProxy()
+    px.apply(ctx, "plain", ["plain.localhost"], [up(1)])  # no traefik on PATH: files only
+    lay_root = px.root(ctx)
+    before = {f: f.read_text() for f in [*px.files(ctx), lay_root / "traefik.yml"]}
+    fake = tmp_path / "bin" / "traefik"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'error while building entryPoint: bind: address already in use' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    ctx.state.create_app("plain")
+    extra = free_port()
+    ctx.state.set_json("ports", "plain", "map", [f"http:{ctx.settings.proxy_port}:5000", f"http:{extra}:5000"])
+    with pytest.raises(PushdockError, match="traefik did not start"):
+        px.apply(ctx, "plain", ["plain.localhost"], [up(2)])
+    assert {f: f.read_text() for f in [*px.files(ctx), lay_root / "traefik.yml"]} == before
+    assert f":{extra}" not in (lay_root / "traefik.yml").read_text()

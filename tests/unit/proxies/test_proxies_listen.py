@@ -1,0 +1,109 @@
+"""Ports another program holds (issue 13 item 2): refused for a change, parked at a start, never committed.
+
+The engine's `RecordingProxy` (tests/unit/proxies/test_engine.py) records what it is asked to serve; the
+"other program" and "our proxy" are real listening sockets of this process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from proxies import listen
+from proxies.model import Listener
+from pushdock.context import Context
+from pushdock.errors import Conflict, PushdockError
+from tests.harness import free_port
+from tests.unit.proxies.test_engine import RecordingProxy, up
+
+
+@contextmanager
+def listening(port: int, *, reuseport: bool = False) -> Iterator[socket.socket]:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        s.bind(("0.0.0.0", port))
+        s.listen(4)
+        yield s
+    finally:
+        s.close()
+
+
+def route_ports(ctx: Context, app: str, *ports: int) -> None:
+    ctx.state.set_json("ports", app, "map", [f"http:{p}:5000" for p in ports])
+
+
+def test_taken_tells_free_ours_and_others_apart() -> None:
+    free, ours, theirs = free_port(), free_port(), free_port()
+    with listening(ours, reuseport=True), listening(theirs):
+        assert listen.taken([free, ours], lambda: [os.getpid()]) == {}
+        assert listen.taken([free, ours, theirs], lambda: [os.getpid() + 10**7]) == {
+            ours: "in use by another program", theirs: "in use by another program"}
+
+
+def test_a_change_to_a_port_another_program_holds_is_refused(ctx: Context) -> None:
+    px = RecordingProxy()
+    ctx.state.create_app("web")
+    px.apply(ctx, "web", ["web.test"], [up(1)])
+    before = px.routes(ctx)
+    port = free_port()
+    with listening(port):
+        route_ports(ctx, "web", ctx.settings.proxy_port, port)
+        with pytest.raises(Conflict, match=f"port {port} is in use by another program"):
+            px.apply(ctx, "web", ["web.test"], [up(1)])
+        with pytest.raises(Conflict, match=f"port {port} is in use by another program"):
+            px.check_ports(ctx, [port])
+    assert px.routes(ctx) == before and px.live == before
+
+
+def test_a_port_taken_while_the_proxy_was_down_is_parked_until_free(ctx: Context) -> None:
+    px = RecordingProxy()
+    port = free_port()
+    route_ports(ctx, "web", ctx.settings.proxy_port, port)
+    px.apply(ctx, "web", ["web.test"], [up(1)])
+    px.apply(ctx, "api", ["api.test"], [up(2)])
+    with listening(port):
+        px.ensure_running(ctx)  # a start: nothing changed, but the port is taken meanwhile
+        assert px.parked(ctx) == {"web": [port]}
+        assert px.live["web"].listeners == (Listener("http", ctx.settings.proxy_port),)
+        px.apply(ctx, "api", ["api.test"], [up(3)])  # another app's change is not refused for it
+        assert px.live["api"].upstreams == (up(3),) and px.parked(ctx) == {"web": [port]}
+    px.apply(ctx, "api", ["api.test"], [up(4)])  # the next commit once it is free serves it again
+    assert px.commits[-1] == {"api", "web"}
+    assert px.parked(ctx) == {} and Listener("http", port) in px.live["web"].listeners
+
+
+def test_a_start_that_loses_a_port_after_the_check_checks_again(ctx: Context) -> None:
+    """The race cannot be timed against a real proxy: this one's start takes the port for another program
+    right after the check and fails as a proxy that cannot bind would; the second try parks the port."""
+    port = free_port()
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    route_ports(ctx, "web", ctx.settings.proxy_port, port)
+
+    class Racing(RecordingProxy):
+        race = False
+
+        def _commit(self, ctx: Context, old: dict, new: dict, changed: set[str]) -> None:  # type: ignore[type-arg]
+            if self.race:
+                self.race = False
+                other.bind(("0.0.0.0", port))
+                other.listen(4)
+                raise PushdockError(f"bind() to 0.0.0.0:{port} failed (98: Address already in use)")
+            super()._commit(ctx, old, new, changed)
+
+    px = Racing()
+    try:
+        px.apply(ctx, "web", ["web.test"], [up(1)])
+        px.race = True
+        px.ensure_running(ctx)  # the proxy was down: a start
+        assert px.parked(ctx) == {"web": [port]}
+        assert px.live["web"].listeners == (Listener("http", ctx.settings.proxy_port),)
+    finally:
+        other.close()
