@@ -86,7 +86,7 @@ def run(command: str, ctx: Context, stdin: IO[bytes], stdout: TextIO, stderr: Te
         stderr.write(f"error: cannot parse the command: {e}\n")
         return 2
     if argv and argv[0] in GIT_COMMANDS:
-        from dulwich.errors import HangupException, NotGitRepository
+        from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 
         started = time.time()
         try:
@@ -102,6 +102,11 @@ def run(command: str, ctx: Context, stdin: IO[bytes], stdout: TextIO, stderr: Te
             logger.info("client hung up", command=argv[0], who=ctx.identity.name)
             if argv[0] == "git-receive-pack":  # (`git ls-remote` hangs up an upload-pack on purpose)
                 _git_event(ctx, argv, started, result="failed", reason="the client hung up")
+            return FATAL
+        except GitProtocolError as e:  # a malformed request: one line, like C git's "protocol error"
+            message = " ".join(str(e).split())[:200]
+            stderr.write(f"fatal: protocol error: {message}\n")
+            _git_event(ctx, argv, started, result="failed", reason=f"protocol error: {message}")
             return FATAL
         except Exception:
             error_id = uuid.uuid4().hex[:8]
