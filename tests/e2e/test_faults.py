@@ -15,6 +15,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,38 @@ def test_kill_serve_and_worker_mid_deploy_then_recover(server) -> None:
         time.sleep(0.5)
     assert server.get(app) == (200, "new release")
     fsck(server, app)
+
+
+def test_a_worker_killed_mid_build_leaves_no_build_directory(server) -> None:
+    """The build directory lives under the data dir and the next `serve` start removes it; nothing is left in
+    the system's temp dir."""
+    import glob
+    import tempfile
+
+    app = unique("killbuild")
+    work = server.app_repo(app, sample="dockerfile-hello")
+    with open(work / "Dockerfile", "a") as f:
+        f.write("RUN echo build-is-running && sleep 120\n")
+    server.commit(work, "slow build")
+    p = subprocess.Popen(["git", "push", server.remote(app), "main"], cwd=work, env=server.git_env,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None
+    for line in p.stderr:
+        if "build-is-running" in line:
+            break
+    in_tmp = f"{tempfile.gettempdir()}/pushdock-build-{app}-*"
+    during = sorted((server.data / "builds").glob(f"{app}.*")) + [Path(d) for d in glob.glob(in_tmp)]
+    assert during, "no build directory while the build runs"
+    workers = [int(x) for x in subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True,
+                                               text=True).stdout.split()]
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait()
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+    p.wait(60)
+    server.start()  # reconciles
+    left = sorted({str(d) for d in during if d.exists()} | set(glob.glob(in_tmp)))
+    assert left == [], left
+    assert all(d.parent == server.data / "builds" for d in during), during
+    assert "build directories left by dead processes" in (server.base / "serve.log").read_text()
