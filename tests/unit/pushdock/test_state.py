@@ -128,5 +128,12 @@ def test_build_dirs_of_dead_processes_are_cleaned_and_running_ones_kept(tmp_path
     orphan = tmp_path / "builds" / f"app.{dead.pid}.src.x1y2"  # a build killed with its process
     orphan.mkdir()
     (orphan / "file").write_text("left behind")
-    assert state.clean_build_dirs() == [orphan.name]
-    assert mine.is_dir() and not orphan.exists()
+    zombie = subprocess.Popen(["true"])  # exited, not reaped yet: as a killed worker whose parent died too
+    time.sleep(0.3)
+    unreaped = tmp_path / "builds" / f"app.{zombie.pid}.env.a1b2"
+    unreaped.mkdir()
+    try:
+        assert sorted(state.clean_build_dirs()) == sorted([orphan.name, unreaped.name])
+    finally:
+        zombie.wait()
+    assert mine.is_dir() and not orphan.exists() and not unreaped.exists()
