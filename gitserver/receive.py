@@ -40,7 +40,7 @@ from dulwich.refs import check_ref_format
 from dulwich.server import ReceivePackHandler
 from loguru import logger
 
-from gitserver import configref
+from gitserver import configref, packin
 from gitserver.backend import AppBackend, app_from_path
 from gitserver.configref import CONFIG_REF
 from gitserver.connectivity import Unconnected, check_connected
@@ -223,17 +223,19 @@ class PushdockReceivePack(ReceivePackHandler):
         objects = Path(self.repo.object_store.path)
         before = set(objects.glob("tmp_pack_*"))
         try:
-            self.repo.object_store.add_thin_pack(
-                self.proto.read, getattr(self.proto, "recv", None), max_input_size=limit
-            )
+            packin.add_pack(self.repo.object_store, self.proto.read, getattr(self.proto, "recv", None),
+                            max_input_size=limit)
         except Exception as e:
-            # dulwich leaves its temp file behind; ours is the only new one (the app lock is held)
+            # a temp file left behind (packin removes its own) is ours: the app lock is held
             for tmp in set(objects.glob("tmp_pack_*")) - before:
                 tmp.unlink(missing_ok=True)
             if isinstance(e, HangupException):
                 raise
             if isinstance(e, PackInputTooLarge):
                 return f"pack exceeds the limit of {limit} bytes (PUSHDOCK_MAX_PUSH_BYTES)"
+            if isinstance(e, packin.BadPack):
+                logger.warning("pack rejected", app=self.app, error=str(e))
+                return f"bad pack: {e}"
             if isinstance(e, UnresolvedDeltas):  # a thin pack against bases we lack (its repr: a list of SHAs)
                 logger.warning("thin pack with missing bases", app=self.app, missing=len(e.shas))
                 return "the pack refers to objects the server does not have"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shlex
 import sys
 import time
@@ -145,8 +146,9 @@ def main() -> int:
     except Exception as e:  # no context, no log file: say what we can
         sys.stderr.write(f"fatal: {e}\n")
         return FATAL
+    command = os.environ.get("SSH_ORIGINAL_COMMAND", "")
     try:
-        return run(os.environ.get("SSH_ORIGINAL_COMMAND", ""), ctx, sys.stdin.buffer, sys.stdout, sys.stderr)
+        return run(command, ctx, sys.stdin.buffer, sys.stdout, sys.stderr)
     except Exception:
         error_id = uuid.uuid4().hex[:8]
         logger.exception("worker crashed", error_id=error_id)
@@ -157,6 +159,9 @@ def main() -> int:
             sys.stdout.flush()
         except OSError:
             pass
+        # what a session costs (docs/resources.md): the command's first word only, never its arguments
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        logger.info("worker done", command=(command.split() or ["-"])[0][:40], peak_rss_kib=peak)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ def export_tree(repo_path: Path, sha: str, dest: Path) -> int:
     from dulwich.objects import Commit
     from dulwich.repo import Repo
 
+    from hooks.blobs import write_blob
+
     repo = Repo(str(repo_path))
     try:
         commit = repo[sha.encode()]
@@ -36,11 +38,11 @@ def export_tree(repo_path: Path, sha: str, dest: Path) -> int:
             if stat.S_ISDIR(entry.mode) or entry.mode == 0o160000:  # gitlink (submodule): not fetched
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            blob = repo.object_store[entry.sha]
             if stat.S_ISLNK(entry.mode):
-                os.symlink(blob.as_raw_string(), target)
+                os.symlink(repo.object_store[entry.sha].as_raw_string(), target)
             else:
-                target.write_bytes(blob.as_raw_string())
+                with open(target, "wb") as f:  # a big file is never held whole (hooks/blobs.py)
+                    write_blob(repo.object_store, entry.sha, f)
                 os.chmod(target, 0o755 if entry.mode & 0o111 else 0o644)
             count += 1
         return count
