@@ -169,6 +169,8 @@ def add_pack(store: DiskObjectStore, read_all: Callable[[int], bytes],
             pack_sha, extra = extend_pack(f, set(indexer.ext_refs()), get_raw=store.get_raw, object_format=fmt,
                                           compression_level=store.pack_compression_level)
             entries = sorted(entries + extra)
+            if not entries:  # a push of commits the server has (a new branch at an old commit): nothing to keep
+                return
             f.flush()
             os.fsync(f.fileno())
         base = os.path.join(store.pack_dir, "pack-" + iter_sha1(e[0] for e in entries).decode("ascii"))
@@ -238,14 +240,14 @@ def _copy(
             entries.append((sha, offset, crc))
             whole[offset], by_sha[sha] = kind, offset
         elif kind == OFS_DELTA:
-            base = offset - _ofs_delta_base(wire)
+            distance = _ofs_delta_base(wire)
             _inflate(wire, size, None)
-            indexer.record(_delta(kind, base=offset - base, offset=offset))
-            bases_ofs.add(base)
+            indexer.record(_unpacked(kind, base=distance, offset=offset))
+            bases_ofs.add(offset - distance)
         elif kind == REF_DELTA:
             base_sha = wire.take(hash_size)
             _inflate(wire, size, None)
-            indexer.record(_delta(kind, base=base_sha, offset=offset))
+            indexer.record(_unpacked(kind, base=base_sha, offset=offset))
             bases_sha.add(base_sha)
         else:
             raise BadPack(f"unknown object type {kind} in the pack")
@@ -255,11 +257,12 @@ def _copy(
     # whole objects that deltas need: the indexer inflates them (again) as the bases of its chains
     for offset in sorted(bases_ofs | {by_sha[s] for s in bases_sha if s in by_sha}):
         if offset in whole:
-            indexer.record(_delta(whole[offset], base=None, offset=offset))
+            indexer.record(_unpacked(whole[offset], base=None, offset=offset))
     return entries
 
 
-def _delta(kind: int, *, base: int | bytes | None, offset: int) -> UnpackedObject:
+def _unpacked(kind: int, *, base: int | bytes | None, offset: int) -> UnpackedObject:
+    """What dulwich's indexer records of an object: its type, where it is and what it is a delta against."""
     unpacked = UnpackedObject(kind, delta_base=base)
     unpacked.offset = offset
     return unpacked
