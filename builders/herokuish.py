@@ -19,7 +19,6 @@ import json
 import os
 import shlex
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -138,7 +137,7 @@ class HerokuishBuilder:
         folders = [resolve(ctx, ref, req.build_dir, progress) for ref in selection.refs]
         cache = ctx.state.path("cache", req.app)
         cache.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f"pushdock-build-{req.app}-"))  # root-only: hides ENV_DIR
+        scratch = ctx.state.make_build_dir(req.app, "env")  # 0700: hides ENV_DIR
         env_dir = _env_dir(scratch, req.env)
         try:
             mounts = [(req.build_dir, "/tmp/src"), (env_dir, "/tmp/env"), (cache, "/cache"),

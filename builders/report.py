@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,11 +37,13 @@ def builder_report(ctx: Context, app: str) -> dict[str, Any]:
         fields["builder reason"] = "not deployed yet: detection needs a pushed commit"
         return fields
     fields["builder detected for"] = f"{release.name} ({release.sha[:7]})"
-    with tempfile.TemporaryDirectory(prefix=f"pushdock-report-{app}-") as tmp:
-        try:
-            fields.update(_detect(ctx, app, release.sha, Path(tmp)))
-        except PushdockError as e:
-            fields["builder reason"] = f"detection failed: {e.message}"
+    tmp = state.make_build_dir(app, "report")
+    try:
+        fields.update(_detect(ctx, app, release.sha, tmp))
+    except PushdockError as e:
+        fields["builder reason"] = f"detection failed: {e.message}"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return fields
 
 

@@ -399,8 +399,10 @@ def report(ctx: Context, app: str) -> dict[str, object]:
     repo = Repo(str(ctx.state.repo_path(app)))
     try:
         refs = repo.get_refs()
-        head = repo.refs.get_symrefs().get(b"HEAD", b"").decode()
-        branches = sorted(r.decode().removeprefix("refs/heads/") for r in refs if r.startswith(b"refs/heads/"))
+        # refs written before receive required UTF-8 names may hold other bytes: show them, never crash
+        head = repo.refs.get_symrefs().get(b"HEAD", b"").decode("utf-8", "replace")
+        branches = sorted(r.decode("utf-8", "replace").removeprefix("refs/heads/")
+                          for r in refs if r.startswith(b"refs/heads/"))
         last: dict[str, object] = {}
         if CONFIG_REF in refs:
             commit = repo[refs[CONFIG_REF]]

@@ -33,7 +33,7 @@ STATUS_OF: tuple[tuple[type[PushdockError], int], ...] = (
     (UsageError, 400), (Forbidden, 403), (NotFound, 404), (Conflict, 409),
 )
 REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-           404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
+           404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 411: "Length Required",
            413: "Payload Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error"}
 
 
@@ -108,6 +108,8 @@ class Router:
                 return handler(self.ctx, _request(environ, method, path, match.groupdict(), max_body))
             except HttpError as e:
                 return json_response(e.status, {"error": str(e)})
+            except TimeoutError:  # the body stalled past PUSHDOCK_HTTP_IDLE_TIMEOUT
+                return json_response(408, {"error": "the request body stalled"})
             except PushdockError as e:
                 status = next((code for kind, code in STATUS_OF if isinstance(e, kind)), 500)
                 return json_response(status, {"error": str(e)})
@@ -205,6 +207,14 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 class _Handler(WSGIRequestHandler):
+    timeout: float | None = None  # HttpDoor sets settings.http_idle_timeout: every read and write is bounded
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except TimeoutError:  # a silent client: its thread is freed and the connection closed
+            logger.debug("http connection idle: closed", peer=str(self.client_address[0]))
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         logger.debug("http request", line=self.requestline, status=str(code))
 
@@ -219,8 +229,9 @@ class HttpDoor:
         s = ctx.settings
         self.app = make_app(ctx, queue, health)
         try:
+            handler = type("Handler", (_Handler,), {"timeout": s.http_idle_timeout or None})
             self.server = make_server(s.http_host, s.http_port, self.app,
-                                      server_class=_ThreadingWSGIServer, handler_class=_Handler)
+                                      server_class=_ThreadingWSGIServer, handler_class=handler)
         except OSError as e:
             raise PushdockError(f"cannot listen for http on {s.http_host}:{s.http_port}: {e.strerror or e}") from e
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, name="http",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from dulwich.errors import GitProtocolError, HangupException
 from dulwich.object_store import PackInputTooLarge
 from dulwich.objects import Commit, valid_hexsha
+from dulwich.pack import UnresolvedDeltas
 from dulwich.protocol import (
     CAPABILITIES_REF,
     CAPABILITY_ATOMIC,
@@ -32,7 +33,6 @@ from dulwich.protocol import (
     SIDE_BAND_CHANNEL_PROGRESS,
     ZERO_SHA,
     Protocol,
-    extract_capabilities,
     format_ref_line,
     symref_capabilities,
 )
@@ -40,7 +40,7 @@ from dulwich.refs import check_ref_format
 from dulwich.server import ReceivePackHandler
 from loguru import logger
 
-from gitserver import configref
+from gitserver import configref, packin
 from gitserver.backend import AppBackend, app_from_path
 from gitserver.configref import CONFIG_REF
 from gitserver.connectivity import Unconnected, check_connected
@@ -167,18 +167,22 @@ class PushdockReceivePack(ReceivePackHandler):
         while line is not None and line.startswith(b"shallow "):
             sha = line[len(b"shallow ") :].strip()
             if not valid_hexsha(sha):
-                raise GitProtocolError(f"invalid shallow line from client: {line!r}")
+                raise PushdockError(f"protocol error: invalid shallow line {_excerpt(line)}")
             self.client_shallow.add(sha)
             line = self.proto.read_pkt_line()
         if line is None:
             return []
-        line, caps = extract_capabilities(line)
-        self.set_client_capabilities(caps)
+        line, _, caps = line.partition(b"\0")  # as C git: the first NUL ends the command, capabilities follow
+        try:
+            self.set_client_capabilities(caps.split())
+        except GitProtocolError as e:
+            raise PushdockError(f"protocol error: {e}") from None
         commands = []
         while line:
-            parts = line.rstrip(b"\n").split(b" ")
+            # As C git: the ref name is everything after the second space; a bad one is refused by _check.
+            parts = line.rstrip(b"\n").split(b" ", 2)
             if len(parts) != 3 or not valid_hexsha(parts[0]) or not valid_hexsha(parts[1]):
-                raise GitProtocolError(f"invalid ref update line from client: {line!r}")
+                raise PushdockError(f"protocol error: expected 'OLD NEW REF', got {_excerpt(line)}")
             commands.append(Command(parts[0], parts[1], parts[2]))
             line = self.proto.read_pkt_line()
         return commands
@@ -219,17 +223,22 @@ class PushdockReceivePack(ReceivePackHandler):
         objects = Path(self.repo.object_store.path)
         before = set(objects.glob("tmp_pack_*"))
         try:
-            self.repo.object_store.add_thin_pack(
-                self.proto.read, getattr(self.proto, "recv", None), max_input_size=limit
-            )
+            packin.add_pack(self.repo.object_store, self.proto.read, getattr(self.proto, "recv", None),
+                            max_input_size=limit)
         except Exception as e:
-            # dulwich leaves its temp file behind; ours is the only new one (the app lock is held)
+            # a temp file left behind (packin removes its own) is ours: the app lock is held
             for tmp in set(objects.glob("tmp_pack_*")) - before:
                 tmp.unlink(missing_ok=True)
             if isinstance(e, HangupException):
                 raise
             if isinstance(e, PackInputTooLarge):
                 return f"pack exceeds the limit of {limit} bytes (PUSHDOCK_MAX_PUSH_BYTES)"
+            if isinstance(e, packin.BadPack):
+                logger.warning("pack rejected", app=self.app, error=str(e))
+                return f"bad pack: {e}"
+            if isinstance(e, UnresolvedDeltas):  # a thin pack against bases we lack (its repr: a list of SHAs)
+                logger.warning("thin pack with missing bases", app=self.app, missing=len(e.shas))
+                return "the pack refers to objects the server does not have"
             logger.warning("pack rejected", app=self.app, error=repr(e))  # corrupt or truncated
             return f"{type(e).__name__}: {e}"
         return "ok"
@@ -239,7 +248,8 @@ class PushdockReceivePack(ReceivePackHandler):
         configured = self.ctx.state.get("git", self.app, "deploy-branch")
         if configured:
             return BRANCH_PREFIX + configured.strip().encode()
-        candidates = [c.ref for c in commands if c.ref.startswith(BRANCH_PREFIX) and not c.deleting]
+        candidates = [c.ref for c in commands if c.ref.startswith(BRANCH_PREFIX) and not c.deleting
+                      and check_ref_format(c.ref) and _utf8(c.ref)]
         head = self.repo.refs.get_symrefs().get(b"HEAD")
         if head in candidates:
             return head
@@ -267,8 +277,10 @@ class PushdockReceivePack(ReceivePackHandler):
     def _check(
         self, c: Command, current: bytes, deploy_ref: bytes | None, have: list[bytes], shallow: set[bytes]
     ) -> str | None:
-        if not c.ref.startswith(b"refs/") or not check_ref_format(c.ref):
+        if not c.ref.startswith(b"refs/") or not check_ref_format(c.ref) or b"\0" in c.ref:
             return "funny refname"
+        if not _utf8(c.ref):
+            return "ref names must be valid UTF-8"
         if c.ref != CONFIG_REF and not c.ref.startswith(BRANCH_PREFIX):
             return "only branches and refs/meta/config can be pushed"
         if current != c.old:
@@ -463,6 +475,20 @@ class PushdockReceivePack(ReceivePackHandler):
         finally:
             stop.set()
             thread.join()
+
+
+def _excerpt(line: bytes, limit: int = 60) -> str:
+    """A short, printable excerpt of a client's line for an error message (it is untrusted)."""
+    shown = repr(line[:limit])
+    return shown + ("..." if len(line) > limit else "")
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _fail_together(commands: list[Command]) -> bool:

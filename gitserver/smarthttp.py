@@ -146,6 +146,7 @@ class SmartHttp:
     def _serve(self, ctx: Context, app: str, service: str, environ: WSGIEnvironment,
                start_response: StartResponse, *, started: float) -> Iterator[bytes]:
         from dulwich.errors import GitProtocolError, HangupException
+        from dulwich.protocol import pkt_line
         from dulwich.server import UploadPackHandler
         from dulwich.web import make_wsgi_chain
 
@@ -165,6 +166,10 @@ class SmartHttp:
             except GeneratorExit:  # the server closed the response early: the client went away
                 result, reason = "failed", "the client went away"
                 raise
+            except PushdockError as e:  # a malformed request (protocol error): one line, in the protocol
+                logger.info("git over http refused", service=service, error=str(e))
+                result, reason = "failed", str(e)
+                yield pkt_line(b"ERR " + str(e).encode("utf-8", "replace"))
             except (HangupException, GitProtocolError, OSError) as e:  # the client went away
                 logger.info("git over http ended early", service=service, error=repr(e))
                 result, reason = "failed", "the client went away"

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import uuid
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from pushdock.state import Identity
 
 CHUNK = 65536
+# The command travels to the worker in SSH_ORIGINAL_COMMAND, and Linux refuses an environment string over
+# 128 KiB (MAX_ARG_STRLEN: "Argument list too long"): refuse long commands here, in one line, well below it.
+MAX_COMMAND = 64 * 1024
 USAGE = "pushdock: no shell here; run a command: ssh pushdock@HOST help, or git push ssh://pushdock@HOST/APP\n"
 
 
@@ -100,6 +104,8 @@ class SSHDoor:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.workers: set[asyncio.Task[int]] = set()
+        self.per_key: Counter[str] = Counter()  # running workers by key name, and by client address
+        self.per_host: Counter[str] = Counter()
         self._acceptor: asyncssh.SSHAcceptor | None = None
 
     async def start(self) -> tuple[str, int]:
@@ -131,10 +137,22 @@ class SSHDoor:
                 process.stderr.write(USAGE.encode())
             process.exit(1)
             return
+        peer = process.get_extra_info("peername")
+        host = str(peer[0]) if peer else "?"
+        refusal = self._refusal(command, identity, host)
+        if refusal:
+            logger.info("ssh session refused", who=identity.name, host=host, reason=refusal)
+            with contextlib.suppress(Exception):
+                process.stderr.write(f"error: {refusal}\n".encode())
+            process.exit(1)
+            return
         # Shielded: if this session is torn down, the worker still runs to the end with its output drained.
+        # It holds its place under the caps until it ends, not until its client leaves.
         task = asyncio.create_task(self._run_worker(process, command, identity))
         self.workers.add(task)
-        task.add_done_callback(self.workers.discard)
+        self.per_key[identity.name] += 1
+        self.per_host[host] += 1
+        task.add_done_callback(lambda t: self._release(t, identity.name, host))
         try:
             rc = await asyncio.shield(task)
         except Exception:  # the worker could not even start
@@ -145,6 +163,27 @@ class SSHDoor:
             rc = 1
         with contextlib.suppress(Exception):  # the client may be gone: its outcome is already recorded
             process.exit(rc)
+
+    def _refusal(self, command: str, who: Identity, host: str) -> str | None:
+        """Why this session may not start (too long a command, a cap reached), or None."""
+        s = self.ctx.settings
+        size = len(command.encode("utf-8", "surrogateescape"))
+        if size > MAX_COMMAND:
+            return f"the command is too long ({size} bytes; at most {MAX_COMMAND})"
+        if s.ssh_max_sessions_per_key and self.per_key[who.name] >= s.ssh_max_sessions_per_key:
+            return (f"too many sessions for key {who.name}: {s.ssh_max_sessions_per_key} already running "
+                    "(PUSHDOCK_SSH_MAX_SESSIONS_PER_KEY); try again when one ends")
+        if s.ssh_max_sessions_per_host and self.per_host[host] >= s.ssh_max_sessions_per_host:
+            return (f"too many sessions from {host}: {s.ssh_max_sessions_per_host} already running "
+                    "(PUSHDOCK_SSH_MAX_SESSIONS_PER_HOST); try again when one ends")
+        return None
+
+    def _release(self, task: asyncio.Task[int], key: str, host: str) -> None:
+        self.workers.discard(task)
+        for counts, name in ((self.per_key, key), (self.per_host, host)):
+            counts[name] -= 1
+            if counts[name] <= 0:
+                del counts[name]
 
     async def _run_worker(self, process: asyncssh.SSHServerProcess[bytes], command: str, who: Identity) -> int:
         env = {

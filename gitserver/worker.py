@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shlex
 import sys
 import time
@@ -86,7 +87,7 @@ def run(command: str, ctx: Context, stdin: IO[bytes], stdout: TextIO, stderr: Te
         stderr.write(f"error: cannot parse the command: {e}\n")
         return 2
     if argv and argv[0] in GIT_COMMANDS:
-        from dulwich.errors import HangupException, NotGitRepository
+        from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 
         started = time.time()
         try:
@@ -102,6 +103,11 @@ def run(command: str, ctx: Context, stdin: IO[bytes], stdout: TextIO, stderr: Te
             logger.info("client hung up", command=argv[0], who=ctx.identity.name)
             if argv[0] == "git-receive-pack":  # (`git ls-remote` hangs up an upload-pack on purpose)
                 _git_event(ctx, argv, started, result="failed", reason="the client hung up")
+            return FATAL
+        except GitProtocolError as e:  # a malformed request: one line, like C git's "protocol error"
+            message = " ".join(str(e).split())[:200]
+            stderr.write(f"fatal: protocol error: {message}\n")
+            _git_event(ctx, argv, started, result="failed", reason=f"protocol error: {message}")
             return FATAL
         except Exception:
             error_id = uuid.uuid4().hex[:8]
@@ -140,8 +146,9 @@ def main() -> int:
     except Exception as e:  # no context, no log file: say what we can
         sys.stderr.write(f"fatal: {e}\n")
         return FATAL
+    command = os.environ.get("SSH_ORIGINAL_COMMAND", "")
     try:
-        return run(os.environ.get("SSH_ORIGINAL_COMMAND", ""), ctx, sys.stdin.buffer, sys.stdout, sys.stderr)
+        return run(command, ctx, sys.stdin.buffer, sys.stdout, sys.stderr)
     except Exception:
         error_id = uuid.uuid4().hex[:8]
         logger.exception("worker crashed", error_id=error_id)
@@ -152,6 +159,9 @@ def main() -> int:
             sys.stdout.flush()
         except OSError:
             pass
+        # what a session costs (docs/resources.md): the command's first word only, never its arguments
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        logger.info("worker done", command=(command.split() or ["-"])[0][:40], peak_rss_kib=peak)
 
 
 if __name__ == "__main__":

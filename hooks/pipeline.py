@@ -9,10 +9,8 @@ Config and scale changes, restarts and rollbacks enter at the release stage (hoo
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loguru import logger
@@ -37,7 +35,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
     """Build commit `sha` of `app` and deploy it as a new release with zero downtime."""
     state, bus = ctx.state, ctx.bus
     started = time.time()
-    build_dir = Path(tempfile.mkdtemp(prefix=f"pushdock-build-{app}-"))
+    build_dir = state.make_build_dir(app, "src")
     with logger.contextualize(app=app, sha=sha[:12]):
         try:
             progress.step(f"Deploying {app} ({sha[:7]}, branch {branch})")
@@ -229,6 +227,9 @@ def follow_upstreams(ctx: Context) -> list[str]:
 def reconcile_all(ctx: Context, progress: Progress = NULL) -> list[str]:
     """Make what runs match each app's current release (waiting for each app's lock); report what was fixed."""
     messages: list[str] = []
+    left = ctx.state.clean_build_dirs()  # of builds killed with their process (a running one's is kept)
+    if left:
+        messages.append(f"removed {len(left)} build directories left by dead processes: {', '.join(left)}")
     for app in ctx.state.list_apps():
         try:
             messages += reconcile_app(ctx, app, progress, timeout=ctx.settings.lock_timeout)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from pushdock import pushed
 from pushdock.errors import BuildFailed, UsageError
@@ -19,6 +22,8 @@ def export_tree(repo_path: Path, sha: str, dest: Path) -> int:
     """Write the tree of commit `sha` into `dest` (files, modes, symlinks; no submodules). Returns file count."""
     from dulwich.objects import Commit
     from dulwich.repo import Repo
+
+    from hooks.blobs import write_blob
 
     repo = Repo(str(repo_path))
     try:
@@ -38,26 +43,27 @@ def export_tree(repo_path: Path, sha: str, dest: Path) -> int:
             if stat.S_ISDIR(entry.mode) or entry.mode == 0o160000:  # gitlink (submodule): not fetched
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            blob = repo.object_store[entry.sha]
             if stat.S_ISLNK(entry.mode):
-                os.symlink(blob.as_raw_string(), target)
+                os.symlink(repo.object_store[entry.sha].as_raw_string(), target)
             else:
-                _write_new(target, blob.as_raw_string(), 0o755 if entry.mode & 0o111 else 0o644, rel)
+                with _new_file(target, 0o755 if entry.mode & 0o111 else 0o644, rel) as f:
+                    write_blob(repo.object_store, entry.sha, f)  # a big file is never held whole (hooks/blobs.py)
             count += 1
         return count
     finally:
         repo.close()
 
 
-def _write_new(target: Path, data: bytes, mode: int, rel: str) -> None:
-    """A new file, never written through a symlink: a malformed tree may name one path twice."""
+@contextlib.contextmanager
+def _new_file(target: Path, mode: int, rel: str) -> Iterator[IO[bytes]]:
+    """A new file to write, never through a symlink: a malformed tree may name one path twice."""
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     except FileExistsError:
         raise BuildFailed(f"refusing to export {pushed.excerpt(rel)!r}: the tree names it twice") from None
     with os.fdopen(fd, "wb") as f:
         os.fchmod(f.fileno(), mode)
-        f.write(data)
+        yield f
 
 
 def parse_procfile(text: str) -> dict[str, str]:

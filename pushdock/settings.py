@@ -43,5 +43,10 @@ class Settings(BaseSettings):
     max_push_bytes: int = 512 * 1024 * 1024
     # How long a release-phase command (Procfile `release:`, app.json predeploy/postdeploy) may run.
     release_timeout: float = 600.0
+    # SSH sessions (one worker process each, ~45 MB) one key, and one client address, may hold at once; 0: no cap.
+    ssh_max_sessions_per_key: int = 10
+    ssh_max_sessions_per_host: int = 20
+    # Seconds the HTTP door waits on a silent connection (no request yet, or a stalled body) before closing it.
+    http_idle_timeout: float = 30.0
     # Memory cap of every build (e.g. 2g); empty: half the host's memory. `resource:limit APP --build` overrides.
     build_memory: str = ""

@@ -433,6 +433,44 @@ class State:
     def deploy_log(self, app: str) -> Path:
         return self.root / "logs" / validate_app_name(app) / "deploy.log"
 
+    # -- build directories ------------------------------------------------------------------------
+    # Under the data dir, not the system's temp dir, so a process killed mid-build leaves nothing behind
+    # that no one cleans: the name carries the owner's pid, and `clean_build_dirs` removes those of dead owners.
+    def make_build_dir(self, app: str, kind: str) -> Path:
+        """A new private (0700) directory for one build of `app`: DATA_DIR/builds/APP.PID.KIND.XXXX."""
+        builds = self.root / "builds"
+        builds.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{validate_app_name(app)}.{os.getpid()}.{kind}.", dir=builds))
+
+    def clean_build_dirs(self) -> list[str]:
+        """Remove the build directories whose owner process is gone (never a running build's); their names."""
+        try:
+            entries = list((self.root / "builds").iterdir())
+        except FileNotFoundError:
+            return []
+        removed = []
+        for path in entries:
+            owner = path.name.split(".")[1] if path.name.count(".") >= 3 else ""
+            if owner.isdigit() and _alive(int(owner)):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+        return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    try:  # a killed process its parent has not reaped yet is a zombie: dead
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
 
 def _tail_lines(path: Path, n: int, block: int = 1 << 16) -> list[bytes]:
     """The last `n` non-empty lines of a file, read backwards in blocks (a big log is not read whole)."""

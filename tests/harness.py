@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -218,6 +219,12 @@ class Server:
 
     def load(self, app: str, **kw: float) -> Load:
         return Load(self.proxy_port, f"{app}.localhost", **kw)  # type: ignore[arg-type]
+
+    def worker_peaks(self, command: str) -> list[int]:
+        """Peak RSS (KiB) of every finished SSH worker that ran `command`, oldest first (its `worker done` line)."""
+        log = (self.data / "logs" / "pushdock.log").read_text()
+        return [int(m) for m in re.findall(rf"worker done .*'command': '{re.escape(command)}', 'peak_rss_kib': (\d+)",
+                                           log)]
 
     # -- sample apps -------------------------------------------------------------------------------
     def app_repo(self, name: str, sample: str = "e2e-web", body: str | None = None) -> Path:

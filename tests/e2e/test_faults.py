@@ -15,6 +15,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +179,53 @@ def test_restarted_serve_opens_at_once_while_a_deploy_holds_an_app(server) -> No
     assert server.get(held) == (200, "held v2")
     log = (server.data / "logs" / "pushdock.log").read_text()
     assert "reconcile waits for the app's lock" in log
+
+
+def test_a_worker_killed_mid_build_leaves_no_build_directory(server) -> None:
+    """The build directory lives under the data dir and the next `serve` start removes it; nothing is left in
+    the system's temp dir."""
+    import glob
+    import tempfile
+
+    app = unique("killbuild")
+    work = server.app_repo(app, sample="dockerfile-hello")
+    with open(work / "Dockerfile", "a") as f:
+        f.write("RUN echo build-is-running && sleep 120\n")
+    server.commit(work, "slow build")
+    p = subprocess.Popen(["git", "push", server.remote(app), "main"], cwd=work, env=server.git_env,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None
+    for line in p.stderr:
+        if "build-is-running" in line:
+            break
+    in_tmp = f"{tempfile.gettempdir()}/pushdock-build-{app}-*"
+    during = sorted((server.data / "builds").glob(f"{app}.*")) + [Path(d) for d in glob.glob(in_tmp)]
+    assert during, "no build directory while the build runs"
+    workers = [int(x) for x in subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True,
+                                               text=True).stdout.split()]
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait()
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+    p.wait(60)
+    server.start()  # reconciles
+    left = sorted({str(d) for d in during if d.exists()} | set(glob.glob(in_tmp)))
+    assert left == [], left
+    assert all(d.parent == server.data / "builds" for d in during), during
+    assert "build directories left by dead processes" in (server.base / "serve.log").read_text()
+
+
+def test_a_large_file_is_deployed_with_bounded_memory(server) -> None:
+    """Neither taking the pack in nor exporting the tree for the build holds a pushed file whole: deploying a
+    48 MiB incompressible file costs the worker far less than its size (it was about three times its size)."""
+    app = unique("bigdeploy")
+    work = server.app_repo(app)
+    assert server.push(work, app).returncode == 0
+    small = server.worker_peaks("git-receive-pack")[-1]
+    (work / "big.bin").write_bytes(os.urandom(48 << 20))
+    server.commit(work, "a big file")
+    res = server.push(work, app)
+    assert res.returncode == 0, res.stderr
+    big = server.worker_peaks("git-receive-pack")[-1]
+    assert big - small < 16 << 10, f"the worker's peak grew by {(big - small) >> 10} MiB for a 48 MiB file"

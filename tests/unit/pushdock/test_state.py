@@ -115,3 +115,25 @@ def test_read_events_skips_a_torn_line(tmp_path) -> None:
         f.write(b'{"action": "torn\n')
     s.append_event({"action": "b"})
     assert [e["action"] for e in s.read_events(10)] == ["a", "b"]
+
+
+def test_build_dirs_of_dead_processes_are_cleaned_and_running_ones_kept(tmp_path) -> None:
+    import subprocess
+
+    state = State(tmp_path)
+    mine = state.make_build_dir("app", "src")
+    assert mine.parent == tmp_path / "builds" and oct(mine.stat().st_mode & 0o777) == "0o700"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = tmp_path / "builds" / f"app.{dead.pid}.src.x1y2"  # a build killed with its process
+    orphan.mkdir()
+    (orphan / "file").write_text("left behind")
+    zombie = subprocess.Popen(["true"])  # exited, not reaped yet: as a killed worker whose parent died too
+    time.sleep(0.3)
+    unreaped = tmp_path / "builds" / f"app.{zombie.pid}.env.a1b2"
+    unreaped.mkdir()
+    try:
+        assert sorted(state.clean_build_dirs()) == sorted([orphan.name, unreaped.name])
+    finally:
+        zombie.wait()
+    assert mine.is_dir() and not orphan.exists() and not unreaped.exists()
