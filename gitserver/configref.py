@@ -153,6 +153,8 @@ def validate_push(ctx: Context, app: str, repo: Repo, old: bytes, new: bytes) ->
 
 def check(ctx: Context, app: str, cfg: AppConfig) -> None:
     """What the schema cannot know: process types of the release, builder names, domains of other apps."""
+    from hooks import pipeline
+
     s, state = cfg.settings, ctx.state
     current = state.current_release(app)
     if current is not None:
@@ -161,6 +163,8 @@ def check(ctx: Context, app: str, cfg: AppConfig) -> None:
         if unknown:
             raise ConfigFileError(f"{SETTINGS_FILE}: scale: unknown process type {unknown[0]!r} "
                                   f"(known: {', '.join(known)})")
+        if s.scale != current.formation and (refusal := pipeline.scale_refusal(ctx, app)) is not None:
+            raise ConfigFileError(f"{SETTINGS_FILE}: scale: {refusal}")
         unknown = sorted(set(s.resources) - {*current.processes, resources.DEFAULT, resources.BUILD})
         if unknown:
             raise ConfigFileError(f"{SETTINGS_FILE}: resources: unknown process type {unknown[0]!r} "

@@ -19,7 +19,7 @@ from loguru import logger
 from builders.base import BuildRequest
 from builders.detect import detect_builder
 from hooks import releases
-from hooks.appjson import read_app_json
+from hooks.appjson import AppJson, read_app_json
 from hooks.source import export_tree, read_procfile
 from pushdock.errors import DeployFailed, PushdockError, UsageError
 from pushdock.progress import NULL, Progress
@@ -62,9 +62,10 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
                 raise DeployFailed("nothing to run: add a Procfile or give the image a CMD")
             release = Release(
                 app=app, number=number, image=result.image, env=env, processes=processes,
-                formation=_formation(_wanted_formation(ctx, app, app_json.formation, processes), processes),
+                formation=_formation(_wanted_formation(ctx, app, app_json, processes), processes),
                 sha=sha, who=ctx.identity.name, why=f"deploy {sha[:7]}",
                 web_port=_web_port(env, result.web_port), scripts=app_json.scripts, checks=app_json.checks,
+                formation_fixed=app_json.formation_fixed,
             )
             current = _deploy_release(ctx, release, progress, previous=state.current_release(app))
             ctx.event("deploy", app=app, started=started, release=current.name, sha=sha)
@@ -286,18 +287,31 @@ def _route(ctx: Context, app: str):  # type: ignore[no-untyped-def]
     return lambda upstreams: proxy.apply(ctx, app, ctx.domains(app), upstreams)
 
 
-def _wanted_formation(
-    ctx: Context, app: str, from_app_json: dict[str, int], processes: dict[str, str]
-) -> dict[str, int] | None:
-    """The stored formation; on an app's first deploy (nothing stored yet), app.json's `formation`."""
+def _wanted_formation(ctx: Context, app: str, app_json: AppJson, processes: dict[str, str]) -> dict[str, int] | None:
+    """app.json's `formation` when it gives quantities (authoritative: unnamed types get 0, as in Dokku);
+    else the stored formation, or on an app's first deploy (nothing stored yet) app.json's `formation`."""
+    from_app_json = app_json.formation
     stored = ctx.state.get_formation(app)
-    if stored is not None or ctx.state.current_release(app) is not None or not from_app_json:
+    if not app_json.formation_fixed and (
+            stored is not None or ctx.state.current_release(app) is not None or not from_app_json):
         return stored
     unknown = sorted(set(from_app_json) - set(processes))
     if unknown:
         raise DeployFailed(f"app.json formation names process type {unknown[0]!r}, which the app does not "
                            f"define (it has: {', '.join(sorted(processes))})")
+    if app_json.formation_fixed:
+        return {name: from_app_json.get(name, 0) for name in processes}
     return from_app_json
+
+
+def scale_refusal(ctx: Context, app: str) -> str | None:
+    """Why `ps:scale` (or a `[scale]` change in refs/meta/config) is refused now, or None."""
+    current = ctx.state.current_release(app)
+    if current is None or not current.formation_fixed:
+        return None
+    return (f"{app}'s formation comes from the formation key of its app.json "
+            f"({' '.join(f'{k}={v}' for k, v in current.formation.items())}): change app.json and push, "
+            "or remove the key to scale with ps:scale")
 
 
 def _formation(stored: dict[str, int] | None, processes: dict[str, str]) -> dict[str, int]:

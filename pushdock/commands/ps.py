@@ -111,6 +111,8 @@ def scale(ctx: Context, app: str, pairs: tuple[str, ...]) -> None:
             click.echo(f"{k}={v}")
         return
     changes = parse_scale(pairs)
+    if (refusal := pipeline.scale_refusal(ctx, app)) is not None:
+        raise UsageError(refusal)
     if "release" in changes:
         raise UsageError("release is the release phase (it runs once per deploy), not a process to scale")
     if current is not None:

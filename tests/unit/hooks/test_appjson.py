@@ -93,3 +93,24 @@ def test_parse_setting(key: str, value: str, ok: str | None) -> None:
             parse_setting(key, value)
     else:
         assert parse_setting(key, value) == ok
+
+
+def test_comments_and_trailing_commas_are_accepted_as_dokku_does() -> None:
+    text = """{
+      // deploy tasks
+      "scripts": {"dokku": {"predeploy": "echo 'http://x/*y*/', done",},},  /* trailing commas too */
+      "formation": {"web": {"quantity": 2}, "worker": {"max_parallel": 1},},
+    }"""
+    aj = parse_app_json(text)
+    assert aj.scripts == {"predeploy": "echo 'http://x/*y*/', done"}
+    assert aj.formation == {"web": 2, "worker": 1} and aj.formation_fixed
+    with pytest.raises(UsageError, match="unterminated /\\* comment at line 2"):
+        parse_app_json('{\n /* "a": 1 }')
+    with pytest.raises(UsageError, match="not valid JSON"):
+        parse_app_json('{"a": 1 // the brace is commented out }')
+
+
+def test_formation_is_fixed_only_when_a_quantity_is_given() -> None:
+    assert not parse_app_json('{"formation": {"web": {"max_parallel": 1}}}').formation_fixed
+    assert not parse_app_json('{}').formation_fixed
+    assert parse_app_json('{"formation": {"worker": {"quantity": 0}}}').formation_fixed
