@@ -57,13 +57,15 @@ COMMITTER = b"pushdock <pushdock@localhost>"
 # The properties pushdock.toml maps to (besides env and formation): (plugin, property).
 DOMAINS = ("domains", "list")
 CHECK_FLAGS = {"disabled": ("checks", "disabled"), "skipped": ("checks", "skipped")}
-CHECK_NUMBERS = {"wait_to_retire": ("checks", "wait-to-retire"), "stop_timeout": ("checks", "stop-timeout")}
+CHECK_NUMBERS = {"wait_to_retire": ("checks", "wait-to-retire"), "stop_timeout": ("checks", "stop-timeout"),
+                 "wait": ("checks", "wait")}
+CHECK_TYPE = ("checks", "type")
 SELECTED = ("builder", "selected")
 DOCKERFILE_PATH = ("builder-dockerfile", "dockerfile-path")
 DEPLOY_BRANCH = ("git", "deploy-branch")
 RESOURCES = (resources.PLUGIN, resources.PROPERTY)
-PROPERTIES = (DOMAINS, *CHECK_FLAGS.values(), *CHECK_NUMBERS.values(), SELECTED, DOCKERFILE_PATH, DEPLOY_BRANCH,
-              RESOURCES)
+PROPERTIES = (DOMAINS, *CHECK_FLAGS.values(), *CHECK_NUMBERS.values(), CHECK_TYPE, SELECTED, DOCKERFILE_PATH,
+              DEPLOY_BRANCH, RESOURCES)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ def from_state(state: State, app: str) -> AppConfig:
     checks = Checks.model_construct(
         **{k: _text(state, key, app) not in (None, "0") for k, key in CHECK_FLAGS.items()},
         **{k: _number(state, key, app) for k, key in CHECK_NUMBERS.items()},
+        type=_text(state, CHECK_TYPE, app),
     )
     builder = Builder.model_construct(selected=_text(state, SELECTED, app),
                                       dockerfile_path=_text(state, DOCKERFILE_PATH, app))
@@ -259,6 +262,7 @@ def _store(state: State, app: str, s: AppSettings, repo: Repo) -> None:
     for name, key in CHECK_NUMBERS.items():
         value = getattr(s.checks, name)
         put(key, None if value is None else str(value))
+    put(CHECK_TYPE, s.checks.type)
     put(SELECTED, s.builder.selected)
     put(DOCKERFILE_PATH, s.builder.dockerfile_path)
     put(DEPLOY_BRANCH, s.deploy_branch)

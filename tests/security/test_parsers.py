@@ -245,7 +245,7 @@ def test_app_json_comments_and_trailing_commas_change_no_value(value: object, no
     for i, line in enumerate(lines):
         after = lines[i + 1].strip() if i + 1 < len(lines) else ""
         comma = "," if after[:1] in ("}", "]") and not line.rstrip().endswith(("{", "[")) else ""
-        noisy.append(f"{line}{comma} // {note}" if i % 2 else f"/* {note.replace('*/', '')} */ {line}{comma}")
+        noisy.append(f"{line}{comma} // {note}" if i % 2 else f"/* {note.replace('*', '')} */ {line}{comma}")
     assert json.loads(strip_jsonc("\n".join(noisy))) == value
 
 

@@ -81,11 +81,17 @@ def test_check_settings_defaults_and_values(ctx) -> None:
     assert (s.disabled, s.skipped, s.wait_to_retire, s.stop_timeout) == (True, True, 7.0, 20)
     ctx.state.set("checks", "demo", "stop-timeout", "garbage")
     assert check_settings(ctx, "demo").stop_timeout == 3
+    assert (s.type, s.wait, s.uptime) == ("http", 10, None)  # Dokku's default wait, once type is uptime
+    ctx.state.set("checks", "demo", "type", "uptime")
+    ctx.state.set("checks", "demo", "wait", "4")
+    assert check_settings(ctx, "demo").uptime == 4.0
 
 
 @pytest.mark.parametrize(("key", "value", "ok"), [
     ("wait-to-retire", "30", "30"), ("stop-timeout", "007", "7"), ("wait-to-retire", "-1", None),
     ("stop-timeout", "601", None), ("stop-timeout", "1.5", None), ("drain", "3", None),
+    ("type", "uptime", "uptime"), ("type", "http", "http"), ("type", "tcp", None),
+    ("wait", "5", "5"), ("wait", "0", None), ("wait", "601", None),
 ])
 def test_parse_setting(key: str, value: str, ok: str | None) -> None:
     if ok is None:
