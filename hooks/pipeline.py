@@ -39,7 +39,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
     with logger.contextualize(app=app, sha=sha[:12]):
         try:
             progress.step(f"Deploying {app} ({sha[:7]}, branch {branch})")
-            export_tree(state.repo_path(app), sha, build_dir)
+            export_tree(state.repo_path(app), sha, build_dir, progress=progress)
             bus.call("post_extract", ctx=ctx, app=app, build_dir=str(build_dir), sha=sha)
             app_json = read_app_json(build_dir)  # a malformed app.json fails before the build
 
