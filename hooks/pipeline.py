@@ -65,7 +65,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
                 formation=_formation(_wanted_formation(ctx, app, app_json, processes), processes),
                 sha=sha, who=ctx.identity.name, why=f"deploy {sha[:7]}",
                 web_port=_web_port(env, result.web_port), scripts=app_json.scripts, checks=app_json.checks,
-                formation_fixed=app_json.formation_fixed,
+                formation_fixed=app_json.formation_fixed, exposed=list(result.exposed),
             )
             current = _deploy_release(ctx, release, progress, previous=state.current_release(app))
             ctx.event("deploy", app=app, started=started, release=current.name, sha=sha)
@@ -268,6 +268,8 @@ def _deploy_release(ctx: Context, release: Release, progress: Progress, *, previ
     state.set_env(release.app, release.env)
     state.set_formation(release.app, release.formation)
     state.delete("ps", release.app, "stopped")
+    if ctx.settings.expose_ports and release.exposed != (previous.exposed if previous else []):
+        reroute(ctx, release.app)  # the default listeners follow the EXPOSEd ports of the release now current
     if phases and (failure := releases.run_after(ctx, release, progress)):
         ctx.event("postdeploy", app=release.app, result="failed", release=release.name, reason=failure)
     bus.call("post_deploy", ctx=ctx, app=release.app, release=release.number, image=release.image)

@@ -89,6 +89,8 @@ class Release:
     checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # app.json's `formation` gave quantities: the counts are the code's, `ps:scale` is refused (Dokku's rule).
     formation_fixed: bool = False
+    # tcp ports the image EXPOSEs (Dockerfile builds): the proxy's default `http:P:P` mappings (proxies/ports.py).
+    exposed: list[int] = field(default_factory=list)
     # The image was removed by pruning (releases keep the last N images): rollback cannot reach it.
     pruned: bool = False
 

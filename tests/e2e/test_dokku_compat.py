@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Server, free_port, unique
+from tests.harness import Server, free_port, http_get, unique
 
 pytestmark = pytest.mark.docker
 
@@ -202,3 +202,33 @@ def test_a_submodule_is_fetched_and_served_and_an_unfetchable_one_rejects_the_pu
         assert res.returncode != 0
         assert "local paths and file:// are not fetched" in res.stderr, res.stderr
     assert server.get(app) == (200, "served from the submodule")  # the last good release still serves
+
+
+def test_an_exposed_port_is_served_by_the_proxy_on_that_port(tmp_path) -> None:
+    """EXPOSE P (the web port) gets Dokku's `http:P:P`. The test EXPOSEs free ports, not 3000: servers of other
+    tests run beside this one, and the mapping binds the same port on the host."""
+    srv = Server(tmp_path)
+    srv.env["PUSHDOCK_EXPOSE_PORTS"] = "1"  # the harness turns it off for every other server
+    srv.start()
+    try:
+        srv.add_key()
+        web, other = free_port(), free_port()
+        app = unique("expose")
+        work = srv.app_repo(app, body="exposed")
+        srv.commit(work, "expose", {"Dockerfile": (
+            "FROM pushdock/stack:bookworm\nWORKDIR /app\nCOPY server.py body.txt /app/\n"
+            f'EXPOSE {web} {other}/tcp\nCMD ["python3", "-u", "/app/server.py"]\n')})
+        res = srv.push(work, app)
+        assert res.returncode == 0, res.stderr
+        assert http_get(web, f"{app}.localhost") == (200, "exposed")  # through the proxy, on the EXPOSEd port
+        assert srv.get(app) == (200, "exposed")  # and still on the proxy's port (APP.DOMAIN:PROXY_PORT)
+        report = json.loads(srv.ssh("ports:report", app, "--format", "json").stdout)
+        assert report["sources"] == f"http:{srv.proxy_port}:{web} default, http:{web}:{web} dockerfile EXPOSE"
+        assert report["exposed, not mapped"] == f"{other} (not the web port ({web}): only the web port is routed)"
+
+        srv.ssh("ports:set", app, f"http:{srv.proxy_port}:{web}")
+        report = json.loads(srv.ssh("ports:report", app, "--format", "json").stdout)
+        assert report["sources"] == f"http:{srv.proxy_port}:{web} ports:set"
+        assert srv.get(app) == (200, "exposed")
+    finally:
+        srv.stop()
