@@ -29,7 +29,8 @@ from pushdock.progress import NULL, Progress
 SCHEMES = ("https", "http", "git")
 FETCH_TIMEOUT = 300.0  # seconds per git fetch
 MAX_DEPTH = 5  # submodules of submodules...
-SHA = re.compile(r"^[0-9a-f]{40}\Z")
+SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?\Z")  # sha1 or sha256
+USERINFO = re.compile(r"://[^/\s@]*@")  # user:password@ in a URL git printed
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ class Submodule:
 
     @property
     def shown(self) -> str:
-        return f"{self.path} ({shown_url(self.url)})"
+        """Path and URL for a message: pushed content, so kept short; never a user:password."""
+        return f"{self.path[:120]} ({shown_url(self.url)[:200]})"
 
 
 def shown_url(url: str) -> str:
@@ -72,7 +74,9 @@ def check_url(sub: Submodule) -> None:
         scheme = urlsplit(sub.url).scheme.lower()
     except ValueError:
         scheme = ""
-    if sub.url.startswith(("./", "../")):
+    if any(ord(c) < 0x20 or c == "\x7f" for c in sub.url):
+        why = "the URL holds control characters"
+    elif sub.url.startswith(("./", "../")):
         why = "a relative URL (relative to the pushed repository, which has no network URL): use an absolute one"
     elif scheme in SCHEMES and "://" in sub.url:
         return
@@ -84,20 +88,32 @@ def check_url(sub: Submodule) -> None:
 
 
 def fetch(sub: Submodule, dest_repo: Path) -> None:
-    """Fetch commit `sub.sha` of `sub.url` into the bare repository `dest_repo`; BuildFailed naming it if not."""
+    """Fetch commit `sub.sha` of `sub.url` into the bare repository `dest_repo`; BuildFailed naming it if not.
+
+    The URL goes into the repository's config as remote `submodule`, not on a command line: argv is logged.
+    """
+    from dulwich.repo import Repo
+
     check_url(sub)
+    repo = Repo(str(dest_repo))
+    try:
+        config = repo.get_config()
+        config.set((b"remote", b"submodule"), b"url", sub.url.encode())
+        config.write_to_path()
+    finally:
+        repo.close()
     with tempfile.TemporaryDirectory(prefix="pushdock-submodule-home-") as home:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true", "GIT_PROTOCOL_FROM_USER": "0",
             "LC_ALL": "C",
         }
-        allow = [f"protocol.{s}.allow=always" for s in SCHEMES]
-        git = ["git", "-c", "protocol.allow=never", *[a for pair in (("-c", x) for x in allow) for a in pair],
-               "-c", "credential.helper=", "--git-dir", str(dest_repo)]
+        git = ["git", "-c", "protocol.allow=never", "-c", "credential.helper=", "--git-dir", str(dest_repo)]
+        for scheme in SCHEMES:
+            git[1:1] = ["-c", f"protocol.{scheme}.allow=always"]
         attempts = (
-            [*git, "fetch", "--quiet", "--no-tags", "--depth=1", sub.url, sub.sha],  # servers that allow any sha
-            [*git, "fetch", "--quiet", "--no-tags", sub.url, "+refs/heads/*:refs/fetched/heads/*",
+            [*git, "fetch", "--quiet", "--no-tags", "--depth=1", "submodule", sub.sha],  # servers that allow it
+            [*git, "fetch", "--quiet", "--no-tags", "submodule", "+refs/heads/*:refs/fetched/heads/*",
              "+refs/tags/*:refs/fetched/tags/*"],
         )
         last = ""
@@ -109,9 +125,11 @@ def fetch(sub: Submodule, dest_repo: Path) -> None:
                 continue
             if _has_commit(git, env, sub.sha):
                 return
-            last = (res.stderr.strip().splitlines() or [f"git fetch exited {res.returncode}"])[-1]
-        logger.warning("submodule fetch failed", path=sub.path, url=shown_url(sub.url), error=last[:200])
-        reason = "its commit is not there" if "couldn't find remote ref" in last or not last else "it cannot be fetched"
+            last = (res.stderr.strip().splitlines() or [""])[-1]
+        logger.warning("submodule fetch failed", path=sub.path[:120], url=shown_url(sub.url)[:200],
+                       error=USERINFO.sub("://", last)[:200])
+        missing = not last or "couldn't find remote ref" in last  # the remote answered, without that commit
+        reason = "its commit is not there" if missing else "it cannot be fetched"
         raise BuildFailed(f"submodule {sub.shown}: {reason} ({sub.sha[:7]}); the push is not deployed without it")
 
 
@@ -124,6 +142,8 @@ def export_submodules(
     gitlinks: list[tuple[str, str]], gitmodules: bytes | None, dest: Path, *, depth: int, progress: Progress = NULL,
 ) -> int:
     """Fetch and export every gitlink `(path, sha)` of a tree under `dest`; the file count."""
+    from dulwich.repo import Repo
+
     from hooks.source import export_tree
 
     if depth >= MAX_DEPTH:
@@ -132,12 +152,13 @@ def export_submodules(
     count = 0
     for path, sha in gitlinks:
         if path not in urls:
-            raise BuildFailed(f"submodule {path}: no entry in .gitmodules, so it cannot be fetched")
+            raise BuildFailed(f"submodule {path[:120]}: no entry in .gitmodules, so it cannot be fetched")
+        if not SHA.match(sha):
+            raise BuildFailed(f"submodule {path[:120]}: {sha[:12]!r} is not a commit id")
         sub = Submodule(path, urls[path], sha)
         progress.detail(f"Fetching submodule {sub.shown} at {sha[:7]}")
         with tempfile.TemporaryDirectory(prefix="pushdock-submodule-") as tmp:
-            proc.run(["git", "init", "--quiet", "--bare", tmp], env={"PATH": os.environ.get("PATH", ""),
-                                                                     "GIT_CONFIG_NOSYSTEM": "1", "HOME": tmp})
+            Repo.init_bare(tmp).close()
             fetch(sub, Path(tmp))
             target = Path(dest, *path.split("/"))
             target.mkdir(parents=True, exist_ok=True)

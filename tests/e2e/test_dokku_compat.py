@@ -193,7 +193,8 @@ def test_a_submodule_is_fetched_and_served_and_an_unfetchable_one_rejects_the_pu
         assert res.returncode != 0
         assert "[remote rejected] main -> main (submodule content (http://127.0.0.1:" in res.stderr, res.stderr
         assert "it cannot be fetched" in res.stderr and "s3cret" not in res.stderr
-        assert "s3cret" not in (server.base / "serve.log").read_text()
+        for log in (server.base / "serve.log", server.data / "logs" / "pushdock.log", server.data / "events.log"):
+            assert "s3cret" not in log.read_text(), log
 
         server.git("config", "-f", ".gitmodules", "submodule.content.url", str(hosted / "lib.git"), cwd=work,
                    check=True)

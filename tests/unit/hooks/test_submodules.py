@@ -19,6 +19,7 @@ from pushdock.errors import BuildFailed
     ("file:///var/lib/pushdock/repos/other.git", "local paths and file://"),
     ("/var/lib/pushdock/repos/other.git", "local paths and file://"),
     ("ext::sh -c touch% /tmp/pwned", "local paths and file://"),
+    ("https://h/r.git\n[core]", "control characters"),
 ])
 def test_only_network_urls_are_fetched(url: str, why: str | None) -> None:
     sub = Submodule("vendor/lib", url, "0" * 40)
