@@ -6,7 +6,7 @@
 
 Other keys (Heroku's env, addons, buildpacks...) are left to whoever reads them. A malformed file fails
 the deploy before anything is built, with a one-line reason naming the field. As Dokku does, the file may
-hold `//` and `/* */` comments and trailing commas (`strip_jsonc` removes them, strings left intact).
+hold `//` and `/* */` comments and trailing commas (pushdock/jsonc.py).
 
 A `formation` that gives any `quantity` is authoritative (Dokku's rule): each deploy sets every count from
 it (types it does not name: 0) and `ps:scale` is refused until a deploy without it.
@@ -14,12 +14,12 @@ it (types it does not name: 0) and `ps:scale` is refused until a deploy without 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hooks.checks import parse_healthchecks
+from pushdock import jsonc
 from pushdock.errors import UsageError
 
 SCRIPTS = ("predeploy", "postdeploy")
@@ -48,7 +48,7 @@ def read_app_json(build_dir: Path) -> AppJson:
 def parse_app_json(text: str) -> AppJson:
     """Parse and validate app.json; UsageError with a one-line reason for anything malformed."""
     try:
-        data = json.loads(strip_jsonc(text))
+        data = jsonc.loads(text)
     except ValueError as e:
         raise UsageError(f"app.json is not valid JSON: {e}") from None
     if not isinstance(data, dict):
@@ -61,59 +61,6 @@ def parse_app_json(text: str) -> AppJson:
         formation_fixed=isinstance(raw_formation, dict)
         and any(isinstance(spec, dict) and "quantity" in spec for spec in raw_formation.values()),
     )
-
-
-def strip_jsonc(text: str) -> str:
-    """JSON with `//` and `/* */` comments and trailing commas -> plain JSON; strings are kept byte for byte.
-
-    Comments become spaces (newlines kept, so a JSON error still names the right line); a comma whose next
-    significant character closes an object or array is dropped. ValueError for an unterminated comment.
-    """
-    out: list[str] = []
-    comma: int | None = None  # index in `out` of the last comma not yet followed by a significant character
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == '"':
-            end = _string_end(text, i)
-            out.append(text[i:end])
-            comma, i = None, end
-            continue
-        if c == "/" and text.startswith("//", i):
-            end = text.find("\n", i)
-            end = n if end < 0 else end
-            out.append(" " * (end - i))
-            i = end
-            continue
-        if c == "/" and text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            if end < 0:
-                raise ValueError(f"unterminated /* comment at line {text.count(chr(10), 0, i) + 1}")
-            out.append("".join(ch if ch == "\n" else " " for ch in text[i:end + 2]))
-            i = end + 2
-            continue
-        if c in "}]" and comma is not None:
-            out[comma] = " "
-        if c == ",":
-            comma = len(out)
-        elif not c.isspace():
-            comma = None
-        out.append(c)
-        i += 1
-    return "".join(out)
-
-
-def _string_end(text: str, start: int) -> int:
-    """The index just past the JSON string opening at `start` (or the end of the text if unterminated)."""
-    i = start + 1
-    while i < len(text):
-        if text[i] == "\\":
-            i += 2
-        elif text[i] == '"':
-            return i + 1
-        else:
-            i += 1
-    return len(text)
 
 
 def _scripts(raw: Any) -> dict[str, str]:

@@ -42,7 +42,8 @@ def report(ctx: Context, app: str, fmt: str) -> None:
         click.echo(f"=====> {app} processes (release {current.name if current else 'none'}"
                    f"{', stopped' if stopped else ''})")
         if current:
-            click.echo("       formation: " + " ".join(f"{k}={v}" for k, v in current.formation.items()))
+            click.echo("       formation: " + " ".join(f"{k}={v}" for k, v in current.formation.items())
+                       + (" (from app.json: ps:scale is off)" if current.formation_fixed else ""))
         click.echo(f"       restart policy: {ctx.state.get('ps', app, 'restart-policy') or DEFAULT_POLICY}")
         for r in rows:
             if r["state"] == "crash-looping":

@@ -104,6 +104,7 @@ def test_app_json_with_comments_and_an_authoritative_formation(server) -> None:
     assert res.returncode == 0, res.stderr
     assert "after // deploy" in res.stderr
     assert formation(server, app) == ["web.1", "web.2"]  # app.json's counts, the stored worker=1 is gone
+    assert "formation: web=2 worker=0 (from app.json: ps:scale is off)" in server.ssh("ps:report", app).stdout
 
     cp = server.ssh("ps:scale", app, "worker=1", check=False)
     one_line_error(cp, "formation key of its app.json (web=2 worker=0)")

@@ -238,7 +238,7 @@ JSON_VALUES = st.recursive(
 def test_app_json_comments_and_trailing_commas_change_no_value(value: object, note: str) -> None:
     """Comments after every line and a trailing comma in every non-empty container parse to the same value;
     strings that look like comments or commas are kept byte for byte."""
-    from hooks.appjson import strip_jsonc
+    from pushdock.jsonc import strip_jsonc
 
     lines = json.dumps(value, indent=1).split("\n")
     noisy = []
