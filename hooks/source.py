@@ -14,9 +14,12 @@ PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.+)$")
 _MAX_BLOB = 256 * 1024 * 1024
 
 
-def export_tree(repo_path: Path, sha: str, dest: Path, *, depth: int = 0, progress: Progress = NULL) -> int:
+def export_tree(
+    repo_path: Path, sha: str, dest: Path, *, depth: int = 0, progress: Progress = NULL, submodules: bool = True,
+) -> int:
     """Write the tree of commit `sha` into `dest` (files, modes, symlinks, and submodules fetched from the URLs
-    of its .gitmodules: hooks/submodules.py). Returns the file count; BuildFailed naming what cannot be had."""
+    of its .gitmodules: hooks/submodules.py; `submodules=False` leaves them out). Returns the file count;
+    BuildFailed naming what cannot be had."""
     from dulwich.objects import Commit
     from dulwich.repo import Repo
 
@@ -54,7 +57,7 @@ def export_tree(repo_path: Path, sha: str, dest: Path, *, depth: int = 0, progre
             count += 1
     finally:
         repo.close()
-    if gitlinks:
+    if gitlinks and submodules:
         from hooks.submodules import export_submodules
 
         count += export_submodules(gitlinks, gitmodules, dest, depth=depth, progress=progress)
