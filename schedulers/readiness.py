@@ -8,7 +8,7 @@ Then the release's app.json healthchecks of the process type (schedulers/healthc
 `checks:skip` replaces all of this with "the container runs"; `checks:set APP type uptime` with Dokku's
 default check: every instance, web too, must still run, never restarted, `wait` seconds (10) after start.
 A web instance that never answers is not left a mystery: the reason names the TCP ports it listens on
-(read from /proc/net/tcp{,6} inside the container), e.g. a port hard-coded instead of $PORT.
+(schedulers/listening.py), e.g. a port hard-coded instead of $PORT, or 127.0.0.1 instead of 0.0.0.0.
 """
 
 from __future__ import annotations
@@ -117,49 +117,12 @@ def _default_ready(ctx: Context, s: Started, abort: threading.Event) -> None:
 
 
 def _silent_reason(s: Started, timeout: float) -> str:
-    """One line: the web instance never answered HTTP on $PORT; which ports it listens on instead, if any."""
+    """One line: the web instance never answered HTTP on $PORT, and what it listens on instead."""
+    from schedulers.listening import explain
+
     port = _container_port(s.container)
     head = f"{s.slot} did not answer HTTP on PORT={port} within {timeout:g}s"
-    uptime = f"`checks:set {s.container.labels.get('pushdock.app', 'APP')} type uptime`"
-    listening = listening_ports(s.container)
-    if listening is None:
-        return f"{head} (it must listen on 0.0.0.0:$PORT)"
-    others = [p for p in listening if str(p) != port]
-    if not listening:
-        where = "it listens on no TCP port"
-    elif not others:
-        return f"{head}: it listens on {port} but does not answer HTTP there ({uptime} checks that it keeps running)"
-    else:
-        where = f"it listens on {', '.join(map(str, others))} instead: read the port from $PORT"
-    return f"{head}: {where}, or use {uptime} if it serves no HTTP"
-
-
-def listening_ports(container: Any) -> list[int] | None:
-    """TCP ports the container listens on (its network namespace's /proc/net/tcp and tcp6); None if unreadable."""
-    import docker
-    import requests
-
-    try:
-        code, out = container.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"], demux=False)
-    except (docker.errors.DockerException, requests.exceptions.RequestException):
-        return None
-    if not out:
-        return None
-    return parse_proc_net_tcp(out.decode("ascii", "replace")) if code in (0, 1) else None
-
-
-def parse_proc_net_tcp(text: str) -> list[int]:
-    """The local ports of LISTEN (state 0A) sockets in /proc/net/tcp or tcp6 text, sorted, once each."""
-    ports = set()
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 4 or fields[3] != "0A" or ":" not in fields[1]:
-            continue
-        try:
-            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-        except ValueError:
-            continue
-    return sorted(ports)
+    return f"{head}: {explain(s.container, port, s.container.labels.get('pushdock.app', 'APP'))}"
 
 
 def answers(upstream: Upstream, timeout: float) -> bool:

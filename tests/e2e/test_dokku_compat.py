@@ -125,6 +125,10 @@ def test_a_web_process_off_port_is_named_and_the_uptime_check_deploys_it(server)
     assert res.returncode != 0 and "[remote rejected]" in res.stderr
     assert "web.1 did not answer HTTP on PORT=5000 within 8s: it listens on 3000 instead" in res.stderr, res.stderr
     assert f"checks:set {app} type uptime" in res.stderr
+    server.commit(work, "loopback", {"Procfile": "web: python3 -u -m http.server $PORT --bind 127.0.0.1\n"})
+    res = server.push(work, app)
+    assert "it listens on 127.0.0.1:5000 only: listen on 0.0.0.0:$PORT" in res.stderr, res.stderr
+    (work / "Procfile").unlink()
 
     server.ssh("checks:set", app, "type", "uptime")
     server.ssh("checks:set", app, "wait", "3")

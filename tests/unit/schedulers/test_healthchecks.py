@@ -160,7 +160,7 @@ def test_restart_policy(ctx, stored: str | None, policy: dict) -> None:
 
 
 def test_listening_ports_come_from_proc_net_tcp() -> None:
-    from schedulers.readiness import parse_proc_net_tcp
+    from schedulers.listening import parse_proc_net_tcp
 
     text = (
         "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
@@ -169,6 +169,9 @@ def test_listening_ports_come_from_proc_net_tcp() -> None:
         "  sl  local_address                         remote_address                        st\n"
         "   0: 00000000000000000000000000000000:1F40 00000000000000000000000000000000:0000 0A 0\n"
         "   1: 00000000000000000000000000000000:0BB8 00000000000000000000000000000000:0000 0A 0\n"
+        "   2: 0100007F:1388 00000000:0000 0A 0\n"
+        "   3: 00000000000000000000000001000000:1389 00000000000000000000000000000000:0000 0A 0\n"
         "garbage line\n"
     )
-    assert parse_proc_net_tcp(text) == [3000, 8000]  # LISTEN only (8080 is an established connection)
+    # LISTEN only (8080 is an established connection); 5000 and 5001 are bound to loopback only
+    assert parse_proc_net_tcp(text) == {3000: False, 8000: False, 5000: True, 5001: True}
