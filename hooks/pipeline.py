@@ -269,7 +269,7 @@ def _deploy_release(ctx: Context, release: Release, progress: Progress, *, previ
     state.set_formation(release.app, release.formation)
     state.delete("ps", release.app, "stopped")
     if ctx.settings.expose_ports and release.exposed != (previous.exposed if previous else []):
-        reroute(ctx, release.app)  # the default listeners follow the EXPOSEd ports of the release now current
+        _follow_exposed(ctx, release, progress)
     if phases and (failure := releases.run_after(ctx, release, progress)):
         ctx.event("postdeploy", app=release.app, result="failed", release=release.name, reason=failure)
     bus.call("post_deploy", ctx=ctx, app=release.app, release=release.number, image=release.image)
@@ -277,6 +277,16 @@ def _deploy_release(ctx: Context, release: Release, progress: Progress, *, previ
     port = "" if ctx.settings.proxy_port == 80 else f":{ctx.settings.proxy_port}"
     progress.step(f"Released {release.name}: http://{ctx.domains(release.app)[0]}{port}")
     return current
+
+
+def _follow_exposed(ctx: Context, release: Release, progress: Progress) -> None:
+    """Re-route once the release is current: its EXPOSEd ports are default listeners (proxies/ports.py), which
+    the swap could not know yet. The release serves already, so a refusal is a warning, not a failed deploy."""
+    try:
+        reroute(ctx, release.app)
+    except PushdockError as e:
+        logger.warning("exposed ports not routed", app=release.app, reason=e.message)
+        progress.detail(f"warning: the EXPOSEd ports are not served: {e.message} (see ports:report {release.app})")
 
 
 def _run_scheduler(ctx: Context, release: Release, progress: Progress) -> None:
