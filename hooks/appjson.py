@@ -1,4 +1,4 @@
-"""app.json (Dokku's format) at the root of the pushed tree: deploy scripts, healthchecks, first formation.
+"""app.json (Dokku's format) at the root of the pushed tree: deploy scripts, healthchecks, formation.
 
     {"scripts": {"dokku": {"predeploy": "...", "postdeploy": "..."}},
      "healthchecks": {"web": [{"type": "startup", "path": "/health", "content": "ok", "attempts": 5}]},
