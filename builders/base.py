@@ -27,6 +27,8 @@ class BuildResult:
     processes: dict[str, str] = field(default_factory=dict)
     # Port the web process listens on when PORT is not configured (Dockerfile EXPOSE).
     web_port: int | None = None
+    # Every tcp port the image EXPOSEs (Dockerfile order first): Dokku's default `http:P:P` mappings.
+    exposed: tuple[int, ...] = ()
 
 
 class Builder(Protocol):

@@ -68,6 +68,7 @@ class DockerfileBuilder:
             image=req.image,
             processes={"web": ""} if (config.get("Cmd") or config.get("Entrypoint")) else {},
             web_port=web_port(config.get("ExposedPorts") or {}, text),
+            exposed=exposed_ports(config.get("ExposedPorts") or {}, text),
         )
 
 
@@ -133,6 +134,13 @@ def web_port(exposed: Mapping[str, Any] | Iterable[str], dockerfile_text: str) -
         if port in image_ports:
             return port
     return image_ports[0] if image_ports else None
+
+
+def exposed_ports(exposed: Mapping[str, Any] | Iterable[str], dockerfile_text: str) -> tuple[int, ...]:
+    """Every tcp port the image exposes: those the Dockerfile EXPOSEs in its order, then the others, lowest first."""
+    image_ports = sorted({p for p in (_tcp_port(s) for s in exposed) if p is not None})
+    first = [p for p in dict.fromkeys(dockerfile_exposes(dockerfile_text)) if p in image_ports]
+    return (*first, *(p for p in image_ports if p not in first))
 
 
 def dockerfile_exposes(text: str) -> list[int]:

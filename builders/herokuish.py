@@ -15,7 +15,6 @@ image, with `/start` as its entrypoint. `bin/release` gives default process type
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -30,7 +29,7 @@ from builders.base import BuildRequest, BuildResult
 from builders.buildpack_source import SHIPPED_DIR, BuildpackRef, parse_buildpack, parse_lines, resolve
 from builders.detect import dotenv_value
 from hooks.source import read_procfile
-from pushdock import pushed
+from pushdock import jsonc, pushed
 from pushdock.errors import BuildFailed, UsageError
 from pushdock.state import ENV_KEY, PROCESS_NAME
 
@@ -102,7 +101,7 @@ def _lists(state: State, app: str, build_dir: Path) -> list[tuple[str, list[str]
 
 def _app_json_urls(build_dir: Path) -> list[str]:
     try:
-        data = json.loads(pushed.read_text(build_dir, "app.json") or "null")
+        data = jsonc.loads(pushed.read_text(build_dir, "app.json") or "null")  # comments, trailing commas: as Dokku
     except (UsageError, ValueError):
         return []  # no app.json, or one the app.json stage rejects with its own message
     entries = data.get("buildpacks") if isinstance(data, dict) else None

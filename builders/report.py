@@ -52,7 +52,7 @@ def _detect(ctx: Context, app: str, sha: str, build_dir: Path) -> dict[str, str]
     from hooks.source import export_tree
 
     state, env = ctx.state, ctx.state.get_env(app)
-    export_tree(state.repo_path(app), sha, build_dir)
+    export_tree(state.repo_path(app), sha, build_dir, submodules=False)  # a report fetches nothing
     write_app_list(state, app, build_dir, env)
     forced = ctx.bus.first("builder_detect", ctx=ctx, app=app, build_dir=str(build_dir)) or \
         properties.get_selected(state, app)

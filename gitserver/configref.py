@@ -59,14 +59,16 @@ COMMITTER = b"pushdock <pushdock@localhost>"
 # The properties pushdock.toml maps to (besides env and formation): (plugin, property).
 DOMAINS = ("domains", "list")
 CHECK_FLAGS = {"disabled": ("checks", "disabled"), "skipped": ("checks", "skipped")}
-CHECK_NUMBERS = {"wait_to_retire": ("checks", "wait-to-retire"), "stop_timeout": ("checks", "stop-timeout")}
+CHECK_NUMBERS = {"wait_to_retire": ("checks", "wait-to-retire"), "stop_timeout": ("checks", "stop-timeout"),
+                 "wait": ("checks", "wait")}
+CHECK_TYPE = ("checks", "type")
 SELECTED = ("builder", "selected")
 DOCKERFILE_PATH = ("builder-dockerfile", "dockerfile-path")
 DEPLOY_BRANCH = ("git", "deploy-branch")
 RESOURCES = (resources.PLUGIN, resources.PROPERTY)
 MOUNTS = (storage.PLUGIN, storage.PROPERTY)
-PROPERTIES = (DOMAINS, *CHECK_FLAGS.values(), *CHECK_NUMBERS.values(), SELECTED, DOCKERFILE_PATH, DEPLOY_BRANCH,
-              RESOURCES, MOUNTS)
+PROPERTIES = (DOMAINS, *CHECK_FLAGS.values(), *CHECK_NUMBERS.values(), CHECK_TYPE, SELECTED, DOCKERFILE_PATH,
+              DEPLOY_BRANCH, RESOURCES, MOUNTS)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ def from_state(state: State, app: str) -> AppConfig:
     checks = Checks.model_construct(
         **{k: _text(state, key, app) not in (None, "0") for k, key in CHECK_FLAGS.items()},
         **{k: _number(state, key, app) for k, key in CHECK_NUMBERS.items()},
+        type=_text(state, CHECK_TYPE, app),
     )
     builder = Builder.model_construct(selected=_text(state, SELECTED, app),
                                       dockerfile_path=_text(state, DOCKERFILE_PATH, app))
@@ -171,6 +174,8 @@ def _canonical_mounts(state: State, cfg: AppConfig) -> AppConfig:
 
 def check(ctx: Context, app: str, cfg: AppConfig) -> None:
     """What the schema cannot know: process types of the release, builder names, domains of other apps."""
+    from hooks import pipeline
+
     s, state = cfg.settings, ctx.state
     current = state.current_release(app)
     if current is not None:
@@ -179,6 +184,8 @@ def check(ctx: Context, app: str, cfg: AppConfig) -> None:
         if unknown:
             raise ConfigFileError(f"{SETTINGS_FILE}: scale: unknown process type {unknown[0]!r} "
                                   f"(known: {', '.join(known)})")
+        if s.scale != current.formation and (refusal := pipeline.scale_refusal(ctx, app)) is not None:
+            raise ConfigFileError(f"{SETTINGS_FILE}: scale: {refusal}")
         unknown = sorted(set(s.resources) - {*current.processes, resources.DEFAULT, resources.BUILD})
         if unknown:
             raise ConfigFileError(f"{SETTINGS_FILE}: resources: unknown process type {unknown[0]!r} "
@@ -292,6 +299,7 @@ def _store(state: State, app: str, s: AppSettings, repo: Repo) -> None:
     for name, key in CHECK_NUMBERS.items():
         value = getattr(s.checks, name)
         put(key, None if value is None else str(value))
+    put(CHECK_TYPE, s.checks.type)
     put(SELECTED, s.builder.selected)
     put(DOCKERFILE_PATH, s.builder.dockerfile_path)
     put(DEPLOY_BRANCH, s.deploy_branch)

@@ -11,7 +11,7 @@ import json
 import re
 import tomllib
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from dulwich.refs import check_ref_format
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,6 +25,7 @@ SETTINGS_FILE = "pushdock.toml"
 MAX_SCALE = 50  # as `ps:scale`
 MAX_WAIT_TO_RETIRE = 3600  # as `checks:set` (hooks/checks.py)
 MAX_STOP_TIMEOUT = 600
+MAX_UPTIME_WAIT = 600  # as `checks:set APP wait`
 MAX_DOMAINS = 100  # as `domains:*`
 LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 HOSTNAME = re.compile(rf"^(?=.{{1,253}}\Z)(?:\*\.)?(?:{LABEL}\.)*{LABEL}\Z")  # `*.example.com`: a wildcard
@@ -48,6 +49,8 @@ class Checks(_Strict):
     skipped: bool = False  # new containers take traffic once running, unchecked: `checks:skip`
     wait_to_retire: int | None = Field(default=None, ge=0, le=MAX_WAIT_TO_RETIRE)  # seconds old ones keep serving
     stop_timeout: int | None = Field(default=None, ge=0, le=MAX_STOP_TIMEOUT)  # SIGTERM -> SIGKILL grace period
+    type: Literal["http", "uptime"] | None = None  # readiness of new instances (`checks:set APP type`); unset: http
+    wait: int | None = Field(default=None, ge=1, le=MAX_UPTIME_WAIT)  # seconds of the uptime check; unset: 10
 
 
 class Builder(_Strict):
@@ -225,9 +228,11 @@ def render_settings(s: AppSettings) -> str:
     lines += ["", "[scale]", *(f"{k} = {v}" for k, v in sorted(s.scale.items()))]
     lines += ["", "[checks]", f"disabled = {str(s.checks.disabled).lower()}",
               f"skipped = {str(s.checks.skipped).lower()}"]
-    for key in ("wait_to_retire", "stop_timeout"):
+    for key in ("wait_to_retire", "stop_timeout", "wait"):
         if (value := getattr(s.checks, key)) is not None:
             lines.append(f"{key} = {value}")
+    if s.checks.type is not None:
+        lines.append(f"type = {_toml_string(s.checks.type)}")
     lines += ["", "[builder]"]
     for key in ("selected", "dockerfile_path"):
         if (value := getattr(s.builder, key)) is not None:

@@ -1,22 +1,25 @@
-"""app.json (Dokku's format) at the root of the pushed tree: deploy scripts, healthchecks, first formation.
+"""app.json (Dokku's format) at the root of the pushed tree: deploy scripts, healthchecks, formation.
 
     {"scripts": {"dokku": {"predeploy": "...", "postdeploy": "..."}},
      "healthchecks": {"web": [{"type": "startup", "path": "/health", "content": "ok", "attempts": 5}]},
      "formation": {"web": {"quantity": 2}, "worker": {"quantity": 1}}}
 
 Other keys (Heroku's env, addons, buildpacks...) are left to whoever reads them. A malformed file fails
-the deploy before anything is built, with a one-line reason naming the field.
+the deploy before anything is built, with a one-line reason naming the field. As Dokku does, the file may
+hold `//` and `/* */` comments and trailing commas (pushdock/jsonc.py).
+
+A `formation` that gives any `quantity` is authoritative (Dokku's rule): each deploy sets every count from
+it (types it does not name: 0) and `ps:scale` is refused until a deploy without it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hooks.checks import parse_healthchecks
-from pushdock import pushed
+from pushdock import jsonc, pushed
 from pushdock.errors import UsageError
 
 SCRIPTS = ("predeploy", "postdeploy")
@@ -29,6 +32,7 @@ class AppJson:
     scripts: dict[str, str] = field(default_factory=dict)
     checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     formation: dict[str, int] = field(default_factory=dict)
+    formation_fixed: bool = False  # some entry gives a quantity: the formation is app.json's, not ps:scale's
 
 
 def read_app_json(build_dir: Path) -> AppJson:
@@ -40,15 +44,18 @@ def read_app_json(build_dir: Path) -> AppJson:
 def parse_app_json(text: str) -> AppJson:
     """Parse and validate app.json; UsageError with a one-line reason for anything malformed."""
     try:
-        data = json.loads(text)
+        data = jsonc.loads(text)
     except ValueError as e:
         raise UsageError(f"app.json is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise UsageError("app.json must be a JSON object")
+    raw_formation = data.get("formation")
     return AppJson(
         scripts=_scripts(data.get("scripts")),
         checks=parse_healthchecks(data["healthchecks"]) if data.get("healthchecks") is not None else {},
-        formation=_formation(data.get("formation")),
+        formation=_formation(raw_formation),
+        formation_fixed=isinstance(raw_formation, dict)
+        and any(isinstance(spec, dict) and "quantity" in spec for spec in raw_formation.values()),
     )
 
 

@@ -11,6 +11,9 @@ Settings (property -> meaning):
                   SIGTERM (default 0: pushdock's proxies return from the switch only once the old
                   routes drained, so no request is in flight to them any more).
   stop-timeout    seconds between SIGTERM and SIGKILL for the app's containers (default: PUSHDOCK_STOP_TIMEOUT).
+  type            `http` (default): a web instance is ready once it answers HTTP on $PORT; `uptime`: Dokku's
+                  default check, every instance must still run (never restarted) `wait` seconds after start.
+  wait            seconds of the uptime check (default 10, as Dokku's).
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ KNOWN_KEYS = frozenset({"type", "name", "description", "path", "content", "comma
 PATH = re.compile(r"^/[\x21-\x7e]{0,2047}\Z")  # printable ASCII, no spaces: it goes into an HTTP request line
 MAX_WAIT_TO_RETIRE = 3600
 MAX_STOP_TIMEOUT = 600
+CHECK_KINDS = ("http", "uptime")  # the default readiness check of new instances (`checks:set APP type`)
+DEFAULT_UPTIME_WAIT = 10  # seconds: Dokku's DOKKU_DEFAULT_CHECKS_WAIT
+MAX_UPTIME_WAIT = 600
 
 
 @dataclass(frozen=True)
@@ -168,6 +174,13 @@ class CheckSettings:
     skipped: bool = False
     wait_to_retire: float = 0.0
     stop_timeout: int = 10
+    type: str = "http"
+    wait: int = DEFAULT_UPTIME_WAIT
+
+    @property
+    def uptime(self) -> float | None:
+        """Seconds of the uptime check, or None for the HTTP check."""
+        return float(self.wait) if self.type == "uptime" else None
 
 
 def check_settings(ctx: Context, app: str) -> CheckSettings:
@@ -178,16 +191,24 @@ def check_settings(ctx: Context, app: str) -> CheckSettings:
         skipped=get("checks", app, "skipped") == "1",
         wait_to_retire=_stored_number(get("checks", app, "wait-to-retire"), 0.0),
         stop_timeout=int(_stored_number(get("checks", app, "stop-timeout"), ctx.settings.stop_timeout)),
+        type="uptime" if get("checks", app, "type") == "uptime" else "http",
+        wait=int(_stored_number(get("checks", app, "wait"), DEFAULT_UPTIME_WAIT)) or DEFAULT_UPTIME_WAIT,
     )
 
 
 def parse_setting(key: str, value: str) -> str:
     """Validate a `checks:set` value; returns it normalized. UsageError for anything else."""
-    limits = {"wait-to-retire": MAX_WAIT_TO_RETIRE, "stop-timeout": MAX_STOP_TIMEOUT}
+    limits = {"wait-to-retire": (0, MAX_WAIT_TO_RETIRE), "stop-timeout": (0, MAX_STOP_TIMEOUT),
+              "wait": (1, MAX_UPTIME_WAIT)}
+    if key == "type":
+        if value not in CHECK_KINDS:
+            raise UsageError(f"type must be one of {', '.join(CHECK_KINDS)} (got {value[:20]!r})")
+        return value
     if key not in limits:
-        raise UsageError(f"unknown checks setting {key[:40]!r} (known: {', '.join(limits)})")
-    if not value.isdigit() or int(value) > limits[key]:
-        raise UsageError(f"{key} must be a whole number of seconds from 0 to {limits[key]} (got {value[:20]!r})")
+        raise UsageError(f"unknown checks setting {key[:40]!r} (known: {', '.join([*limits, 'type'])})")
+    low, high = limits[key]
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise UsageError(f"{key} must be a whole number of seconds from {low} to {high} (got {value[:20]!r})")
     return str(int(value))
 
 

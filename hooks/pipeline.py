@@ -18,7 +18,7 @@ from loguru import logger
 from builders.base import BuildRequest
 from builders.detect import detect_builder
 from hooks import releases
-from hooks.appjson import read_app_json
+from hooks.appjson import AppJson, read_app_json
 from hooks.source import export_tree, read_procfile
 from pushdock import storage
 from pushdock.errors import DeployFailed, PushdockError, UsageError
@@ -39,7 +39,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
     with logger.contextualize(app=app, sha=sha[:12]):
         try:
             progress.step(f"Deploying {app} ({sha[:7]}, branch {branch})")
-            export_tree(state.repo_path(app), sha, build_dir)
+            export_tree(state.repo_path(app), sha, build_dir, progress=progress)
             bus.call("post_extract", ctx=ctx, app=app, build_dir=str(build_dir), sha=sha)
             app_json = read_app_json(build_dir)  # a malformed app.json fails before the build
 
@@ -62,10 +62,11 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
                 raise DeployFailed("nothing to run: add a Procfile or give the image a CMD")
             release = Release(
                 app=app, number=number, image=result.image, env=env, processes=processes,
-                formation=_formation(_wanted_formation(ctx, app, app_json.formation, processes), processes),
+                formation=_formation(_wanted_formation(ctx, app, app_json, processes), processes),
                 sha=sha, who=ctx.identity.name, why=f"deploy {sha[:7]}",
                 web_port=_web_port(env, result.web_port), scripts=app_json.scripts, checks=app_json.checks,
                 mounts=_mounts(state, app),
+                formation_fixed=app_json.formation_fixed, exposed=list(result.exposed),
             )
             current = _deploy_release(ctx, release, progress, previous=state.current_release(app))
             ctx.event("deploy", app=app, started=started, release=current.name, sha=sha)
@@ -287,6 +288,8 @@ def _deploy_release(ctx: Context, release: Release, progress: Progress, *, previ
     state.set_formation(release.app, release.formation)
     storage.store(state, release.app, release.mounts)
     state.delete("ps", release.app, "stopped")
+    if ctx.settings.expose_ports and release.exposed != (previous.exposed if previous else []):
+        _follow_exposed(ctx, release, progress)
     failure = releases.run_after(ctx, release, progress) if phases else None
     if failure:
         ctx.event("postdeploy", app=release.app, result="failed", release=release.name, reason=failure)
@@ -312,6 +315,16 @@ def _deploy_change(ctx: Context, release: Release, progress: Progress, *, previo
         return e.release
 
 
+def _follow_exposed(ctx: Context, release: Release, progress: Progress) -> None:
+    """Re-route once the release is current: its EXPOSEd ports are default listeners (proxies/ports.py), which
+    the swap could not know yet. The release serves already, so a refusal is a warning, not a failed deploy."""
+    try:
+        reroute(ctx, release.app)
+    except PushdockError as e:
+        logger.warning("exposed ports not routed", app=release.app, reason=e.message)
+        progress.detail(f"warning: the EXPOSEd ports are not served: {e.message} (see ports:report {release.app})")
+
+
 def _run_scheduler(ctx: Context, release: Release, progress: Progress) -> None:
     ctx.bus.call("pre_deploy", ctx=ctx, app=release.app, release=release.number, image=release.image)
     ctx.scheduler(release.app).deploy(ctx, release, _route(ctx, release.app), progress)
@@ -326,18 +339,31 @@ def _mounts(state: State, app: str) -> list[str]:
     return storage.specs(storage.stored(state, app))
 
 
-def _wanted_formation(
-    ctx: Context, app: str, from_app_json: dict[str, int], processes: dict[str, str]
-) -> dict[str, int] | None:
-    """The stored formation; on an app's first deploy (nothing stored yet), app.json's `formation`."""
+def _wanted_formation(ctx: Context, app: str, app_json: AppJson, processes: dict[str, str]) -> dict[str, int] | None:
+    """app.json's `formation` when it gives quantities (authoritative: unnamed types get 0, as in Dokku);
+    else the stored formation, or on an app's first deploy (nothing stored yet) app.json's `formation`."""
+    from_app_json = app_json.formation
     stored = ctx.state.get_formation(app)
-    if stored is not None or ctx.state.current_release(app) is not None or not from_app_json:
+    if not app_json.formation_fixed and (
+            stored is not None or ctx.state.current_release(app) is not None or not from_app_json):
         return stored
     unknown = sorted(set(from_app_json) - set(processes))
     if unknown:
         raise DeployFailed(f"app.json formation names process type {unknown[0]!r}, which the app does not "
                            f"define (it has: {', '.join(sorted(processes))})")
+    if app_json.formation_fixed:
+        return {name: from_app_json.get(name, 0) for name in processes}
     return from_app_json
+
+
+def scale_refusal(ctx: Context, app: str) -> str | None:
+    """Why `ps:scale` (or a `[scale]` change in refs/meta/config) is refused now, or None."""
+    current = ctx.state.current_release(app)
+    if current is None or not current.formation_fixed:
+        return None
+    return (f"{app}'s formation comes from the formation key of its app.json "
+            f"({' '.join(f'{k}={v}' for k, v in current.formation.items())}): change app.json and push, "
+            "or remove the key to scale with ps:scale")
 
 
 def _formation(stored: dict[str, int] | None, processes: dict[str, str]) -> dict[str, int]:

@@ -12,14 +12,19 @@ from typing import IO
 
 from pushdock import pushed
 from pushdock.errors import BuildFailed, UsageError
+from pushdock.progress import NULL, Progress
 
 PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.+)$")
 _MAX_BLOB = 256 * 1024 * 1024
 MAX_PROCFILE = 64 * 1024
 
 
-def export_tree(repo_path: Path, sha: str, dest: Path) -> int:
-    """Write the tree of commit `sha` into `dest` (files, modes, symlinks; no submodules). Returns file count."""
+def export_tree(
+    repo_path: Path, sha: str, dest: Path, *, depth: int = 0, progress: Progress = NULL, submodules: bool = True,
+) -> int:
+    """Write the tree of commit `sha` into `dest` (files, modes, symlinks, and submodules fetched from the URLs
+    of its .gitmodules: hooks/submodules.py; `submodules=False` leaves them out). Returns the file count;
+    BuildFailed naming what cannot be had."""
     from dulwich.objects import Commit
     from dulwich.repo import Repo
 
@@ -31,6 +36,8 @@ def export_tree(repo_path: Path, sha: str, dest: Path) -> int:
         if not isinstance(commit, Commit):
             raise BuildFailed(f"{sha[:12]} is not a commit")
         count = 0
+        gitlinks: list[tuple[str, str]] = []
+        gitmodules: bytes | None = None
         dest_real = os.path.realpath(dest)
         for entry in repo.object_store.iter_tree_contents(commit.tree):
             rel = entry.path.decode("utf-8", "surrogateescape")
@@ -40,18 +47,27 @@ def export_tree(repo_path: Path, sha: str, dest: Path) -> int:
             target = Path(dest, *parts)
             if os.path.commonpath([dest_real, os.path.realpath(target.parent)]) != dest_real:
                 raise BuildFailed(f"refusing to export {rel!r}: it escapes the build dir through a symlink")
-            if stat.S_ISDIR(entry.mode) or entry.mode == 0o160000:  # gitlink (submodule): not fetched
+            if entry.mode == 0o160000:  # gitlink: a submodule's commit, fetched once the tree is out
+                gitlinks.append((rel, entry.sha.decode()))
+                continue
+            if stat.S_ISDIR(entry.mode):
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
+            if rel == ".gitmodules" and stat.S_ISREG(entry.mode):
+                gitmodules = repo.object_store[entry.sha].as_raw_string()
             if stat.S_ISLNK(entry.mode):
                 os.symlink(repo.object_store[entry.sha].as_raw_string(), target)
             else:
                 with _new_file(target, 0o755 if entry.mode & 0o111 else 0o644, rel) as f:
                     write_blob(repo.object_store, entry.sha, f)  # a big file is never held whole (hooks/blobs.py)
             count += 1
-        return count
     finally:
         repo.close()
+    if gitlinks and submodules:
+        from hooks.submodules import export_submodules
+
+        count += export_submodules(gitlinks, gitmodules, dest, depth=depth, progress=progress)
+    return count
 
 
 @contextlib.contextmanager

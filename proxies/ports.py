@@ -1,9 +1,11 @@
 """Port mappings `scheme:host:container` (Dokku's format): which ports the proxy serves an app on.
 
 Without mappings of its own an app gets `http:PROXY_PORT:WEB_PORT`, plus `https:PROXY_TLS_PORT:WEB_PORT`
-once it has a certificate. The container port must be the web process's port (`PORT`, default 5000):
-schedulers publish that one port, and every mapping routes to it. An `https` mapping is inactive
-until the app has a certificate. Stored as `ports/APP/map` (JSON list of `scheme:host:container`).
+once it has a certificate, and, as in Dokku, `http:P:P` for the port P its Dockerfile EXPOSEs (when P is
+the web port; PUSHDOCK_EXPOSE_PORTS=0 turns this off). The container port must be the web process's port
+(`PORT`, default 5000): schedulers publish that one port, and every mapping routes to it, so other EXPOSEd
+ports are reported, not routed. An `https` mapping is inactive until the app has a certificate. Stored as
+`ports/APP/map` (JSON list of `scheme:host:container`).
 """
 
 from __future__ import annotations
@@ -81,7 +83,31 @@ def defaults(ctx: Context, app: str, *, tls: bool) -> list[PortMap]:
     maps = [PortMap("http", ctx.settings.proxy_port, port)]
     if tls:
         maps.append(PortMap("https", ctx.settings.proxy_tls_port, port))
-    return maps
+    return maps + [m for m, why in exposed(ctx, app) if why is None]
+
+
+def exposed(ctx: Context, app: str) -> list[tuple[PortMap, str | None]]:
+    """Dokku's `http:P:P` for each port P the current release's image EXPOSEs, with why it is not served
+    (None: it is). Only the web port can be: it is the one port schedulers publish."""
+    current = ctx.state.current_release(app)
+    if current is None or not current.exposed:
+        return []
+    s = ctx.settings
+    fixed = {s.proxy_port: "it is the proxy's http port already", s.proxy_tls_port: "it is the proxy's https port",
+             s.ssh_port: "it is pushdock's SSH port", s.http_port: "it is pushdock's HTTP port"}
+    out: list[tuple[PortMap, str | None]] = []
+    for port in current.exposed:
+        why = None
+        if not s.expose_ports:
+            why = "PUSHDOCK_EXPOSE_PORTS is off"
+        elif port != current.web_port:
+            why = f"not the web port ({current.web_port}): only the web port is routed"
+        elif port in fixed:
+            why = fixed[port]
+        elif (other := _https_elsewhere(ctx, app, port)) is not None:
+            why = f"app {other} serves https on it"
+        out.append((PortMap("http", port, port), why))
+    return out
 
 
 def effective(ctx: Context, app: str, *, tls: bool) -> list[PortMap]:
@@ -150,6 +176,14 @@ def check(ctx: Context, app: str, maps: list[PortMap]) -> None:
                     raise Conflict(f"port {m.host} serves {o.scheme} for app {other}: it cannot serve {m.scheme}")
 
 
+def _https_elsewhere(ctx: Context, app: str, port: int) -> str | None:
+    """Another app that serves https on `port` by its own mappings (the same port cannot serve http), or None."""
+    for other in ctx.state.list_apps():
+        if other != app and any(o.host == port and o.scheme == "https" for o in explicit(ctx, other) or []):
+            return other
+    return None
+
+
 def report(ctx: Context, app: str) -> dict[str, str]:
     from proxies import certs
 
@@ -157,10 +191,18 @@ def report(ctx: Context, app: str) -> dict[str, str]:
     own = explicit(ctx, app)
     active = effective(ctx, app, tls=tls)
     inactive = [m for m in (own or []) if m not in active]
+    from_expose = exposed(ctx, app)
+    served = {m for m, why in from_expose if why is None}
+    if own is not None:
+        sources = [f"{m} ports:set" for m in own]
+    else:
+        sources = [f"{m} {'dockerfile EXPOSE' if m in served else 'default'}" for m in defaults(ctx, app, tls=tls)]
     return {
         "mappings": " ".join(map(str, own if own is not None else defaults(ctx, app, tls=tls))),
         "source": "ports:set" if own is not None else "defaults",
+        "sources": ", ".join(sources),
         "active": " ".join(map(str, active)),
         "inactive (no certificate)": " ".join(map(str, inactive)),
+        "exposed, not mapped": ", ".join(f"{m.container} ({why})" for m, why in from_expose if why is not None),
         "web port": str(web_port(ctx, app)),
     }

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     proxy_port: int = 80
     # HTTPS port of apps that have a certificate (certs:add / certs:generate).
     proxy_tls_port: int = 443
+    # A Dockerfile app's EXPOSEd web port P is also served on the proxy's port P (`http:P:P`), as in Dokku.
+    expose_ports: bool = True
     domain: str = "localhost"
     scheduler: str = "docker-local"
     stack_image: str = "pushdock/stack:bookworm"

@@ -95,6 +95,10 @@ class Release:
     # (normalized by hooks.checks), kept per release so a rollback runs the scripts of the code it runs.
     scripts: dict[str, str] = field(default_factory=dict)
     checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # app.json's `formation` gave quantities: the counts are the code's, `ps:scale` is refused (Dokku's rule).
+    formation_fixed: bool = False
+    # tcp ports the image EXPOSEs (Dockerfile builds): the proxy's default `http:P:P` mappings (proxies/ports.py).
+    exposed: list[int] = field(default_factory=list)
     # The image was removed by pruning (releases keep the last N images): rollback cannot reach it.
     pruned: bool = False
     # Storage mounts every container of the release gets (`SOURCE:CONTAINER_PATH[:ro]`, pushdock/storage.py).

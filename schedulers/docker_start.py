@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from hooks.checks import CheckSettings
+from hooks.checks import CheckSettings, check_settings
 from pushdock import resources, storage
 from pushdock.routing import Upstream
 from schedulers import docker_engine as eng
@@ -74,7 +74,8 @@ def start_all(
     def one(slot: Slot) -> Started:
         try:
             s = launch(ctx, release, slot, created, lock, stop_timeout=checks.stop_timeout)
-            notes = wait_ready(ctx, s, abort, healthchecks.for_process(release, slot.process), skip=checks.skipped)
+            notes = wait_ready(ctx, s, abort, healthchecks.for_process(release, slot.process), skip=checks.skipped,
+                               uptime=checks.uptime)
             # Only a ready instance gets restarted by the engine: a crash while starting stays a
             # crash (with its exit status), not a restart loop that hides it.
             s.container.update(restart_policy=policy)
@@ -172,7 +173,9 @@ def revive(ctx: Context, slot: Slot, c: Any, say: Say, messages: list[str]) -> b
         return False
     c.reload()
     try:
-        wait_ready(ctx, Started(slot, c, eng.upstream_of(c)), threading.Event())
+        settings = check_settings(ctx, c.labels["pushdock.app"])
+        wait_ready(ctx, Started(slot, c, eng.upstream_of(c)), threading.Event(), skip=settings.skipped,
+                   uptime=settings.uptime)
     except NotReady as e:
         report(say, e)
         messages.append(f"{slot} not ready: {e.reason}")

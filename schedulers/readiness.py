@@ -5,7 +5,10 @@ the app listens). A TCP connect proves nothing here: docker-proxy accepts on the
 before the app listens, then drops the connection (research/proxies.md §4: 7,552 x 502 in 2 s
 without this check). Other processes: still running, never restarted, after a short settle time.
 Then the release's app.json healthchecks of the process type (schedulers/healthchecks.py).
-`checks:skip` replaces all of this with "the container runs".
+`checks:skip` replaces all of this with "the container runs"; `checks:set APP type uptime` with Dokku's
+default check: every instance, web too, must still run, never restarted, `wait` seconds (10) after start.
+A web instance that never answers is not left a mystery: the reason names the TCP ports it listens on
+(schedulers/listening.py), e.g. a port hard-coded instead of $PORT, or 127.0.0.1 instead of 0.0.0.0.
 """
 
 from __future__ import annotations
@@ -53,21 +56,40 @@ class Started:
 
 
 def wait_ready(
-    ctx: Context, s: Started, abort: threading.Event, checks: Sequence[Healthcheck] = (), *, skip: bool = False
+    ctx: Context, s: Started, abort: threading.Event, checks: Sequence[Healthcheck] = (), *, skip: bool = False,
+    uptime: float | None = None,
 ) -> list[str]:
     """Return when the instance is ready and passed `checks` (notes to show); NotReady if it exits, times out or
-    fails a check; Aborted if told. With `skip`, ready means running."""
+    fails a check; Aborted if told. With `skip`, ready means running; with `uptime`, running for that long."""
     if skip:
         s.container.reload()
         if (why := eng.exit_reason(s.container)) is not None:
             raise NotReady(f"{s.slot} {why}", eng.last_log_lines(s.container))
         return ["checks skipped"]
-    _default_ready(ctx, s, abort)
+    if uptime is not None:
+        _uptime_ready(s, abort, uptime)
+        notes = [f"still running after {uptime:g}s"]
+    else:
+        _default_ready(ctx, s, abort)
+        notes = []
     if not checks:
-        return []
+        return notes
     from schedulers.healthchecks import run_all
 
-    return run_all(s, checks, abort)
+    return notes + run_all(s, checks, abort)
+
+
+def _uptime_ready(s: Started, abort: threading.Event, seconds: float) -> None:
+    """Dokku's default check: the container still runs, never restarted, `seconds` after it started."""
+    deadline = time.monotonic() + seconds
+    while True:
+        s.container.reload()
+        if (why := eng.exit_reason(s.container)) is not None:
+            raise NotReady(f"{s.slot} {why} within the {seconds:g}s uptime check", eng.last_log_lines(s.container))
+        if time.monotonic() >= deadline:
+            return
+        if abort.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+            raise Aborted
 
 
 def _default_ready(ctx: Context, s: Started, abort: threading.Event) -> None:
@@ -90,12 +112,17 @@ def _default_ready(ctx: Context, s: Started, abort: threading.Event) -> None:
         if s.upstream is None and time.monotonic() >= settle:
             return
         if time.monotonic() >= deadline:
-            raise NotReady(
-                f"{s.slot} did not answer HTTP within {timeout:g}s "
-                f"(it must listen on 0.0.0.0:$PORT; PORT={_container_port(s.container)})",
-                eng.last_log_lines(s.container),
-            )
+            raise NotReady(_silent_reason(s, timeout), eng.last_log_lines(s.container))
         abort.wait(PROBE_INTERVAL)
+
+
+def _silent_reason(s: Started, timeout: float) -> str:
+    """One line: the web instance never answered HTTP on $PORT, and what it listens on instead."""
+    from schedulers.listening import explain
+
+    port = _container_port(s.container)
+    head = f"{s.slot} did not answer HTTP on PORT={port} within {timeout:g}s"
+    return f"{head}: {explain(s.container, port, s.container.labels.get('pushdock.app', 'APP'))}"
 
 
 def answers(upstream: Upstream, timeout: float) -> bool:
@@ -117,5 +144,8 @@ def probe(upstream: Upstream, path: str, timeout: float) -> int | None:
 
 
 def _container_port(container: Any) -> str:
+    env = dict(e.partition("=")[::2] for e in (container.attrs.get("Config") or {}).get("Env") or [])
+    if env.get("PORT", "").isdigit():
+        return env["PORT"]
     exposed = (container.attrs.get("Config") or {}).get("ExposedPorts") or {}
     return next(iter(exposed), "?/tcp").split("/")[0]

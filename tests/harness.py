@@ -116,6 +116,9 @@ class Server:
             PUSHDOCK_DATA_DIR=str(self.data), PUSHDOCK_SSH_HOST="127.0.0.1", PUSHDOCK_SSH_PORT=str(self.ssh_port),
             PUSHDOCK_HTTP_HOST="127.0.0.1", PUSHDOCK_HTTP_PORT=str(self.http_port),
             PUSHDOCK_PROXY_PORT=str(self.proxy_port), PUSHDOCK_READY_TIMEOUT="30", PUSHDOCK_STOP_TIMEOUT="5",
+            # EXPOSEd ports would be bound on the host as they are (`http:5000:5000`): servers side by side
+            # would fight over them. A test that checks them sets it back on with a port of its own.
+            PUSHDOCK_EXPOSE_PORTS="0",
             PYTHONPATH=str(ROOT), **env,
         )
         self.key = base / "id_ed25519"

@@ -64,16 +64,21 @@ def skip(ctx: Context, app: str) -> None:
 @click.argument("value", required=False)
 @click.pass_obj
 def set_(ctx: Context, app: str, key: str, value: str | None) -> None:
-    """Set `wait-to-retire` or `stop-timeout` (seconds); no VALUE restores the default."""
+    """Set `wait-to-retire`, `stop-timeout`, `wait` (seconds) or `type` (http, uptime); no VALUE: the default.
+
+    `type uptime` is Dokku's default check: new instances must still run `wait` seconds (10) after start,
+    for apps that serve no HTTP on $PORT. `http` (the default): a web instance must answer HTTP on $PORT.
+    """
     authorized_app(ctx, app)
     if value is None or value == "":
-        parse_setting(key, "0")  # the key must still be known
+        parse_setting(key, "http" if key == "type" else "1")  # the key must still be known
         ctx.state.delete("checks", app, key)
     else:
         ctx.state.set("checks", app, key, parse_setting(key, value))
-    shown = {"wait-to-retire": check_settings(ctx, app).wait_to_retire,
-             "stop-timeout": check_settings(ctx, app).stop_timeout}[key]
-    _changed(ctx, app, f"checks:set {key}", f"{app} {key}: {shown:g}s")
+    s = check_settings(ctx, app)
+    shown = {"wait-to-retire": f"{s.wait_to_retire:g}s", "stop-timeout": f"{s.stop_timeout}s",
+             "wait": f"{s.wait}s", "type": s.type}[key]
+    _changed(ctx, app, f"checks:set {key}", f"{app} {key}: {shown}")
 
 
 @checks.command("report")
@@ -91,14 +96,16 @@ def report(ctx: Context, app: str, fmt: str) -> None:
     fields = {
         "zero downtime": mode,
         "checks": "skipped" if s.skipped else "run",
+        "type": s.type if s.uptime is None else f"uptime (every instance still running after {s.wait}s)",
         "wait-to-retire": f"{s.wait_to_retire:g}s",
         "stop-timeout": f"{s.stop_timeout}s",
         "healthchecks": "; ".join(h.describe() for hs in startup.values() for h in hs)
-                        or "default (web answers HTTP below 500; others keep running)",
+                        or ("none" if s.uptime is not None else
+                            "default (web answers HTTP below 500; others keep running)"),
     }
     if fmt == "json":
         fields = {"disabled": s.disabled, "skipped": s.skipped, "wait_to_retire": s.wait_to_retire,
-                  "stop_timeout": s.stop_timeout, "healthchecks": found}
+                  "stop_timeout": s.stop_timeout, "type": s.type, "wait": s.wait, "healthchecks": found}
     print_report(f"{app} checks", fields, fmt)
 
 

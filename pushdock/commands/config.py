@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 import shlex
 
 import click
@@ -13,6 +16,8 @@ from pushdock.commands import echo_progress, group
 from pushdock.context import Context
 from pushdock.errors import NotFound, UsageError
 from pushdock.state import validate_env_key
+
+PLAIN = re.compile(r"[A-Za-z0-9_./:@%+,-]+")  # written bare in `--format env`; anything else is quoted
 
 
 @group("config", "Manage an app's environment.", default_verb="show")
@@ -33,6 +38,20 @@ def parse_assignments(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def decode_values(env: dict[str, str]) -> dict[str, str]:
+    """`config:set --encoded`: every value is base64 of UTF-8 text; UsageError naming the first bad one."""
+    out = {}
+    for key, value in env.items():
+        try:
+            text = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise UsageError(f"the value of {key} is not base64 of UTF-8 text (--encoded)") from None
+        if "\0" in text:
+            raise UsageError(f"the value of {key} holds a NUL byte: an environment value cannot")
+        out[key] = text
+    return out
+
+
 def _apply(ctx: Context, app: str, env: dict[str, str], why: str, no_restart: bool) -> None:
     if no_restart:
         ctx.state.set_env(app, env)
@@ -45,14 +64,17 @@ def _apply(ctx: Context, app: str, env: dict[str, str], why: str, no_restart: bo
 
 @config.command("set")
 @click.option("--no-restart", is_flag=True, help="Store only; apply at the next deploy.")
+@click.option("--encoded", is_flag=True, help="Values are base64 (for multi-line values: keys, certificates).")
 @click.argument("app")
 @click.argument("pairs", nargs=-1, required=True)
 @click.pass_obj
-def set_(ctx: Context, app: str, pairs: tuple[str, ...], no_restart: bool) -> None:
+def set_(ctx: Context, app: str, pairs: tuple[str, ...], no_restart: bool, encoded: bool) -> None:
     """Set KEY=VALUE pairs and redeploy."""
     authorize(ctx, app)
     ctx.state.require_app(app)
     changes = parse_assignments(pairs)
+    if encoded:
+        changes = decode_values(changes)
     with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
         env = ctx.state.get_env(app) | changes
         click.echo(f"-----> Setting config vars: {', '.join(sorted(changes))}")
@@ -86,17 +108,18 @@ def unset(ctx: Context, app: str, keys: tuple[str, ...], no_restart: bool) -> No
 
 
 @config.command("get")
+@click.option("--encoded", is_flag=True, help="Print the value as base64 (one line, byte-exact).")
 @click.argument("app")
 @click.argument("key")
 @click.pass_obj
-def get(ctx: Context, app: str, key: str) -> None:
+def get(ctx: Context, app: str, key: str, encoded: bool) -> None:
     """Print one value."""
     authorize(ctx, app)
     ctx.state.require_app(app)
     env = ctx.state.get_env(app)
     if validate_env_key(key) not in env:
         raise NotFound(f"{app} has no config key {key}")
-    click.echo(env[key])
+    click.echo(base64.b64encode(env[key].encode()).decode() if encoded else env[key])
 
 
 @config.command("show")
@@ -137,7 +160,7 @@ def export(ctx: Context, app: str, fmt: str) -> None:
 
 
 def _needs_quotes(value: str) -> bool:
-    return any(c in value for c in " \t\n\"'#$\\=") or value == ""
+    return not PLAIN.fullmatch(value)  # whitespace, line breaks, quotes, `#`, `$`...: JSON escapes keep it whole
 
 
 def register(cli: click.Group) -> None:

@@ -42,7 +42,8 @@ def report(ctx: Context, app: str, fmt: str) -> None:
         click.echo(f"=====> {app} processes (release {current.name if current else 'none'}"
                    f"{', stopped' if stopped else ''})")
         if current:
-            click.echo("       formation: " + " ".join(f"{k}={v}" for k, v in current.formation.items()))
+            click.echo("       formation: " + " ".join(f"{k}={v}" for k, v in current.formation.items())
+                       + (" (from app.json: ps:scale is off)" if current.formation_fixed else ""))
         click.echo(f"       restart policy: {ctx.state.get('ps', app, 'restart-policy') or DEFAULT_POLICY}")
         for r in rows:
             if r["state"] == "crash-looping":
@@ -111,6 +112,8 @@ def scale(ctx: Context, app: str, pairs: tuple[str, ...]) -> None:
             click.echo(f"{k}={v}")
         return
     changes = parse_scale(pairs)
+    if (refusal := pipeline.scale_refusal(ctx, app)) is not None:
+        raise UsageError(refusal)
     if "release" in changes:
         raise UsageError("release is the release phase (it runs once per deploy), not a process to scale")
     if current is not None:

@@ -272,8 +272,12 @@ def test_checks_commands_and_process_model(server) -> None:
     assert server.get(app) == (200, "ps body")
     server.ssh("checks:enable", app)
 
-    # a crash-looping process shows in ps:report
-    server.cli("ps:scale", app, "crasher=1")
+    # a crash-looping process shows in ps:report. app.json's formation decides the counts (Dokku's rule):
+    # ps:scale is refused, the crasher is started by a push of app.json
+    one_line_error(server.cli("ps:scale", app, "crasher=1", check=False), "formation key of its app.json")
+    server.commit(work, "crasher", {"app.json": json.dumps({"formation": {
+        "web": {"quantity": 2}, "worker": {"quantity": 1}, "crasher": {"quantity": 1}}})})
+    assert server.push(work, app).returncode == 0
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         text = server.cli("ps:report", app).stdout

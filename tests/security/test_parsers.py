@@ -89,18 +89,28 @@ def admin(tmp_path_factory) -> Context:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=st.text(max_size=60))
 def test_env_values_round_trip_exactly(admin: Context, value: str) -> None:
-    """Newlines, quotes, `=`, `$`, NULs-free unicode: stored and exported byte for byte."""
+    """Newlines, quotes, `=`, `$`, NULs-free unicode: stored, exported in every format and read back by
+    `config:get --encoded` byte for byte; `config:set --encoded` sets exactly the decoded value."""
+    import base64
+
+    from gitserver.settings_file import parse_env
+
     if "\x00" in value:
         return
-    err = io.StringIO()
-    assert dispatch(["config:set", "--no-restart", "app", f"K={value}"], admin, io.StringIO(), err) == 0, err.getvalue()
-    out = io.StringIO()
-    dispatch(["config:export", "app", "--format", "json"], admin, out, io.StringIO())
-    assert json.loads(out.getvalue())["K"] == value
-    out = io.StringIO()
-    dispatch(["config:export", "app", "--format", "shell"], admin, out, io.StringIO())
-    line = next(ln for ln in out.getvalue().split("\nexport ") if ln.startswith(("export K=", "K=")))
-    assert shlex.split(line.removeprefix("export "))[0] == f"K={value}" or "\n" in value
+
+    def call(*argv: str) -> str:
+        out, err = io.StringIO(), io.StringIO()
+        assert dispatch(list(argv), admin, out, err) == 0, err.getvalue()
+        return out.getvalue()
+
+    call("config:set", "--no-restart", "app", f"K={value}")
+    assert json.loads(call("config:export", "app", "--format", "json"))["K"] == value
+    words = shlex.split(call("config:export", "app", "--format", "shell"))
+    assert words[words.index(f"K={value}") - 1] == "export"
+    assert parse_env(call("config:export", "app", "--format", "env"))["K"] == value
+    assert base64.b64decode(call("config:get", "--encoded", "app", "K")) == value.encode()
+    call("config:set", "--no-restart", "--encoded", "app", f"K={base64.b64encode(value[::-1].encode()).decode()}")
+    assert call("config:get", "app", "K") == value[::-1] + "\n"
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -232,3 +242,35 @@ def test_storage_mounts_never_reach_a_system_path(spec: str) -> None:
     assert not any(m.target == t or m.target.startswith(t + "/") for t in storage.SYSTEM_TREES)
     assert ".." not in m.target.split("/") and ".." not in m.source.split("/") and ":" not in m.source
     assert storage.parse(m.spec) == m
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet=st.sampled_from('ab/*,]}"\\\n /'), max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(JSON_VALUES, st.text(alphabet=st.sampled_from('ab/*,]}" '), max_size=10))
+def test_app_json_comments_and_trailing_commas_change_no_value(value: object, note: str) -> None:
+    """Comments after every line and a trailing comma in every non-empty container parse to the same value;
+    strings that look like comments or commas are kept byte for byte."""
+    from pushdock.jsonc import strip_jsonc
+
+    lines = json.dumps(value, indent=1).split("\n")
+    noisy = []
+    for i, line in enumerate(lines):
+        after = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        comma = "," if after[:1] in ("}", "]") and not line.rstrip().endswith(("{", "[")) else ""
+        noisy.append(f"{line}{comma} // {note}" if i % 2 else f"/* {note.replace('*', '')} */ {line}{comma}")
+    assert json.loads(strip_jsonc("\n".join(noisy))) == value
+
+
+@given(st.text(alphabet=st.sampled_from('{}[],:"\\/*ab1 \n'), max_size=60))
+def test_app_json_text_is_parsed_or_refused_in_one_line(text_: str) -> None:
+    from hooks.appjson import parse_app_json
+
+    try:
+        parse_app_json(text_)
+    except PushdockError as e:
+        assert "\n" not in str(e)

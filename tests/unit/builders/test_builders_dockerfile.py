@@ -90,6 +90,14 @@ def test_web_port(exposed: dict, dockerfile: str, port: int | None) -> None:
     assert web_port(exposed, dockerfile) == port
 
 
+def test_exposed_ports_dockerfile_order_first() -> None:
+    from builders.dockerfile import exposed_ports
+
+    image = {"10000/tcp": {}, "5000/tcp": {}, "53/udp": {}, "8080/tcp": {}}
+    assert exposed_ports(image, "FROM x\nEXPOSE 10000 53/udp\nEXPOSE 5000 10000\n") == (10000, 5000, 8080)
+    assert exposed_ports({}, "FROM x\nEXPOSE 5000\n") == ()
+
+
 def test_dockerfile_exposes_in_order() -> None:
     text = "# EXPOSE 1\nFROM x\nEXPOSE 8000 \\\n  8001/tcp 53/udp\nRUN echo EXPOSE 7\n  EXPOSE 99999 0 80\n"
     assert dockerfile_exposes(text) == [8000, 8001, 80]

@@ -152,3 +152,10 @@ def test_app_json_buildpacks_come_after_the_app_list(ctx: Context, tmp_path: Pat
     p.clear_buildpacks(ctx.state, APP)
     for text in ("not json", '{"buildpacks": "x"}', "[]"):
         assert select(ctx.state, APP, tree(tmp_path / "c", {"app.json": text}), {}).source == "detection"
+
+
+def test_app_json_buildpacks_are_read_through_comments_and_trailing_commas(tmp_path) -> None:
+    from builders.herokuish import _app_json_urls
+
+    (tmp_path / "app.json").write_text('{\n  // as Dokku reads it\n  "buildpacks": [{"url": "heroku/python"},],\n}\n')
+    assert _app_json_urls(tmp_path) == ["heroku/python"]

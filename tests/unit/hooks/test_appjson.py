@@ -81,11 +81,17 @@ def test_check_settings_defaults_and_values(ctx) -> None:
     assert (s.disabled, s.skipped, s.wait_to_retire, s.stop_timeout) == (True, True, 7.0, 20)
     ctx.state.set("checks", "demo", "stop-timeout", "garbage")
     assert check_settings(ctx, "demo").stop_timeout == 3
+    assert (s.type, s.wait, s.uptime) == ("http", 10, None)  # Dokku's default wait, once type is uptime
+    ctx.state.set("checks", "demo", "type", "uptime")
+    ctx.state.set("checks", "demo", "wait", "4")
+    assert check_settings(ctx, "demo").uptime == 4.0
 
 
 @pytest.mark.parametrize(("key", "value", "ok"), [
     ("wait-to-retire", "30", "30"), ("stop-timeout", "007", "7"), ("wait-to-retire", "-1", None),
     ("stop-timeout", "601", None), ("stop-timeout", "1.5", None), ("drain", "3", None),
+    ("type", "uptime", "uptime"), ("type", "http", "http"), ("type", "tcp", None),
+    ("wait", "5", "5"), ("wait", "0", None), ("wait", "601", None),
 ])
 def test_parse_setting(key: str, value: str, ok: str | None) -> None:
     if ok is None:
@@ -93,3 +99,24 @@ def test_parse_setting(key: str, value: str, ok: str | None) -> None:
             parse_setting(key, value)
     else:
         assert parse_setting(key, value) == ok
+
+
+def test_comments_and_trailing_commas_are_accepted_as_dokku_does() -> None:
+    text = """{
+      // deploy tasks
+      "scripts": {"dokku": {"predeploy": "echo 'http://x/*y*/', done",},},  /* trailing commas too */
+      "formation": {"web": {"quantity": 2}, "worker": {"max_parallel": 1},},
+    }"""
+    aj = parse_app_json(text)
+    assert aj.scripts == {"predeploy": "echo 'http://x/*y*/', done"}
+    assert aj.formation == {"web": 2, "worker": 1} and aj.formation_fixed
+    with pytest.raises(UsageError, match="unterminated /\\* comment at line 2"):
+        parse_app_json('{\n /* "a": 1 }')
+    with pytest.raises(UsageError, match="not valid JSON"):
+        parse_app_json('{"a": 1 // the brace is commented out }')
+
+
+def test_formation_is_fixed_only_when_a_quantity_is_given() -> None:
+    assert not parse_app_json('{"formation": {"web": {"max_parallel": 1}}}').formation_fixed
+    assert not parse_app_json('{}').formation_fixed
+    assert parse_app_json('{"formation": {"worker": {"quantity": 0}}}').formation_fixed

@@ -146,13 +146,25 @@ def test_push_runs_predeploy_release_then_swap_then_postdeploy(fctx, sched, git_
     sched.calls.clear()
     pipeline.new_release(fctx, APP, why="ps:scale web=1", formation={"web": 1, "worker": 1})
     assert sched.calls == [("deploy", 2)]
-    # a config change is: the release phase runs again, the stored formation wins over app.json's
+    # a config change is: the release phase runs again
     sched.calls.clear()
     pipeline.new_release(fctx, APP, why="config:set X", env={"X": "1"})
     assert [c[0] for c in sched.calls] == ["predeploy", "release", "deploy", "postdeploy"]
+    # app.json's formation gives quantities: every deploy takes its counts (Dokku's rule), not the stored ones
     sched.calls.clear()
     r = pipeline.deploy_push(fctx, APP, sha, Lines().progress, branch="main")
-    assert r.formation == {"web": 1, "worker": 1} and r.number == 4
+    assert r.formation == {"web": 2, "worker": 1} and r.number == 4 and r.formation_fixed
+    assert "formation key of its app.json (web=2 worker=1)" in (pipeline.scale_refusal(fctx, APP) or "")
+
+
+def test_a_formation_without_quantities_leaves_scaling_to_ps_scale(fctx, sched, git_repo) -> None:
+    sha = push(fctx, git_repo, {"Procfile": "web: serve\nworker: work\n",
+                                "app.json": '{"formation": {"worker": {"max_parallel": 1}}}'})
+    r = pipeline.deploy_push(fctx, APP, sha, Lines().progress, branch="main")
+    assert not r.formation_fixed and pipeline.scale_refusal(fctx, APP) is None
+    pipeline.new_release(fctx, APP, why="ps:scale worker=2", formation={"web": 1, "worker": 2})
+    r = pipeline.deploy_push(fctx, APP, sha, Lines().progress, branch="main")
+    assert r.formation == {"web": 1, "worker": 2}
 
 
 def test_release_phase_failure_keeps_the_old_release(fctx, sched, git_repo) -> None:

@@ -200,3 +200,28 @@ def test_proxy_set_validates(apps: Context) -> None:
     assert apps.state.get("proxy", "web", "https-redirect") == "true"
     rc, _, err = run(apps, "proxy:set", "web", "caddy")
     assert rc == 2 and "usage" in err
+
+
+def test_exposed_web_port_is_a_default_mapping_with_its_source(apps: Context) -> None:
+    """A release's EXPOSEd web port P gives Dokku's http:P:P (the release is recorded directly: no image is built
+    and nothing is routed here; tests/e2e/test_dokku_compat.py serves one through nginx)."""
+    from pushdock.state import Release
+
+    ctx = apps
+    ctx.state.save_release(Release(app="web", number=1, image="x", env={}, processes={"web": ""},
+                                   formation={"web": 1}, web_port=3000, exposed=[3000, 9000, ctx.settings.ssh_port],
+                                   status="current"))
+    ctx.state.set("releases", "web", "current", "1")
+    proxy = ctx.settings.proxy_port
+    assert [str(m) for m in ports.defaults(ctx, "web", tls=False)] == [f"http:{proxy}:3000", "http:3000:3000"]
+    report = json.loads(run(ctx, "ports:report", "web", "--format", "json")[1])
+    assert report["sources"] == f"http:{proxy}:3000 default, http:3000:3000 dockerfile EXPOSE"
+    assert report["exposed, not mapped"] == (f"9000 (not the web port (3000): only the web port is routed), "
+                                             f"{ctx.settings.ssh_port} (not the web port (3000): only the web "
+                                             "port is routed)")
+    route = resolve(ctx, "web", ["web.localhost"], [])
+    assert Listener("http", 3000) in route.listeners
+    # ports:remove starts from the defaults, as in Dokku's docs (plan only: applying it would start the proxy)
+    assert ports.plan(ctx, "web", "remove", ["http:3000:3000"]) == [ports.parse(f"http:{proxy}:3000")]
+    ctx.settings.expose_ports = False
+    assert [str(m) for m in ports.defaults(ctx, "web", tls=False)] == [f"http:{proxy}:3000"]

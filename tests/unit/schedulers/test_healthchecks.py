@@ -157,3 +157,21 @@ def test_restart_policy(ctx, stored: str | None, policy: dict) -> None:
     if stored:
         ctx.state.set("ps", "demo", "restart-policy", stored)
     assert eng.restart_policy(ctx, "demo") == policy
+
+
+def test_listening_ports_come_from_proc_net_tcp() -> None:
+    from schedulers.listening import parse_proc_net_tcp
+
+    text = (
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        "   0: 00000000:0BB8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n"
+        "   1: 0100007F:1F90 0100007F:D2A4 01 00000000:00000000 00:00000000 00000000     0        0 2 1\n"
+        "  sl  local_address                         remote_address                        st\n"
+        "   0: 00000000000000000000000000000000:1F40 00000000000000000000000000000000:0000 0A 0\n"
+        "   1: 00000000000000000000000000000000:0BB8 00000000000000000000000000000000:0000 0A 0\n"
+        "   2: 0100007F:1388 00000000:0000 0A 0\n"
+        "   3: 00000000000000000000000001000000:1389 00000000000000000000000000000000:0000 0A 0\n"
+        "garbage line\n"
+    )
+    # LISTEN only (8080 is an established connection); 5000 and 5001 are bound to loopback only
+    assert parse_proc_net_tcp(text) == {3000: False, 8000: False, 5000: True, 5001: True}
