@@ -65,6 +65,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
                 formation=_formation(_wanted_formation(ctx, app, app_json.formation, processes), processes),
                 sha=sha, who=ctx.identity.name, why=f"deploy {sha[:7]}",
                 web_port=_web_port(env, result.web_port), scripts=app_json.scripts, checks=app_json.checks,
+                cron=app_json.cron,
             )
             current = _deploy_release(ctx, release, progress, previous=state.current_release(app))
             ctx.event("deploy", app=app, started=started, release=current.name, sha=sha)

@@ -10,10 +10,11 @@ import click
 
 from pushdock.errors import PushdockError
 
-CORE_COMMAND_MODULES = ("apps", "config", "ps", "logs", "events", "core", "releases", "run", "checks")
+CORE_COMMAND_MODULES = ("apps", "config", "ps", "logs", "events", "core", "releases", "run", "checks", "cron")
 # Which core module defines which top-level name, so a command loads only what it needs (start-up time).
 CORE_NAMES = {"apps": "apps", "config": "config", "ps": "ps", "logs": "logs", "events": "events",
-              "version": "core", "help": "core", "releases": "releases", "run": "run", "checks": "checks"}
+              "version": "core", "help": "core", "releases": "releases", "run": "run", "checks": "checks",
+              "cron": "cron"}
 
 
 class Registry(click.Group):

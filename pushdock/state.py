@@ -87,6 +87,8 @@ class Release:
     # (normalized by hooks.checks), kept per release so a rollback runs the scripts of the code it runs.
     scripts: dict[str, str] = field(default_factory=dict)
     checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # app.json `cron`: [{"command": ..., "schedule": ...}] (validated by hooks.appjson); what serve runs.
+    cron: list[dict[str, Any]] = field(default_factory=list)
     # The image was removed by pruning (releases keep the last N images): rollback cannot reach it.
     pruned: bool = False
 
@@ -358,7 +360,7 @@ class State:
         for name in ["events.log", *(f"events.log.{i}" for i in range(1, EVENTS_KEEP + 1))]:
             if len(lines) >= n:
                 break
-            lines = _tail_lines(self.root / name, n - len(lines)) + lines
+            lines = tail_lines(self.root / name, n - len(lines)) + lines
         out = []
         for line in lines[-n:]:
             with contextlib.suppress(ValueError):
@@ -369,7 +371,7 @@ class State:
         return self.root / "logs" / validate_app_name(app) / "deploy.log"
 
 
-def _tail_lines(path: Path, n: int, block: int = 1 << 16) -> list[bytes]:
+def tail_lines(path: Path, n: int, block: int = 1 << 16) -> list[bytes]:
     """The last `n` non-empty lines of a file, read backwards in blocks (a big log is not read whole)."""
     try:
         f = open(path, "rb")
