@@ -296,6 +296,10 @@ def sync(ctx: Context, timer: Timer) -> None:
             logger.info("cron job removed", job=name)
     known = set(timer.names(TIMER_PREFIX))
     for name, job in want.items():
-        timer.add(name, lambda job=job: tick(ctx, job), cron=job.schedule)  # type: ignore[misc]
+        try:
+            timer.add(name, lambda job=job: tick(ctx, job), cron=job.schedule)  # type: ignore[misc]
+        except PushdockError as e:  # checked at push time; a release recorded before that check is skipped
+            logger.warning("cron job not scheduled", app=job.app, job=job.id, reason=e.message)
+            continue
         if name not in known:
             logger.info("cron job scheduled", app=job.app, job=job.id, schedule=job.schedule)

@@ -29,7 +29,7 @@ MAX_WAIT = 1.0  # seconds the loop sleeps at most: a job added meanwhile or a cl
 def cron_expression(schedule: str) -> str:
     """`schedule` as five cron fields (descriptors expanded); UsageError with the reason if it is not one."""
     from croniter import croniter
-    from croniter.croniter import CroniterError
+    from croniter.croniter import CroniterBadDateError, CroniterError
 
     text = schedule.strip() if isinstance(schedule, str) else ""
     if text.startswith("@"):
@@ -42,7 +42,9 @@ def cron_expression(schedule: str) -> str:
         raise UsageError(f"schedule {text[:60]!r} must have five fields (minute hour day month weekday), "
                          f"not {len(fields)}")
     try:
-        croniter(" ".join(fields))
+        croniter(" ".join(fields), datetime.now().astimezone()).get_next(float)  # parsed, and it fires some day
+    except CroniterBadDateError:
+        raise UsageError(f"schedule {text[:60]!r} never fires") from None
     except (CroniterError, ValueError) as e:
         raise UsageError(f"invalid schedule {text[:60]!r}: {str(e).splitlines()[0][:120]}") from None
     return " ".join(fields)
@@ -147,7 +149,11 @@ class Timer:
             for job in self._jobs.values():
                 if job.due > now:
                     continue
-                job.due = job.schedule.next_after(max(now, job.due))
+                try:
+                    job.due = job.schedule.next_after(max(now, job.due))
+                except Exception as e:  # no tick left (a date that never comes again): never due, never in a loop
+                    logger.error("job has no next run: not scheduled again", job=job.name, error=str(e))
+                    job.due = float("inf")
                 if job.name in self._running:
                     logger.warning("job still running: this tick is skipped", job=job.name)
                     continue

@@ -129,6 +129,7 @@ def test_good_schedules(schedule: str, expected: str) -> None:
     ("* * * *", "must have five fields"), ("* * * * * *", "must have five fields"), ("", "must have five fields"),
     ("61 * * * *", "invalid schedule"), ("* * 32 * *", "invalid schedule"), ("@reboot", "unknown schedule"),
     ("@every 5m", "unknown schedule"), ("H * * * *", "invalid schedule"), ("a b c d e", "invalid schedule"),
+    ("0 0 30 2 *", "never fires"), ("32 1,2,3 5W 1-3 0", "never fires"),
 ])
 def test_bad_schedules_give_one_line_reasons(schedule: str, reason: str) -> None:
     with pytest.raises(UsageError) as e:
@@ -141,3 +142,29 @@ def test_next_cron_in_the_host_time_zone() -> None:
     assert at(3, 0) < next_cron("0 3 * * *", at(3, 0)) <= at(3, 0) + 90000  # strictly after: tomorrow's
     with pytest.raises(ValueError):
         Timer().add("x", lambda: None)
+
+
+def test_a_schedule_without_a_next_tick_is_dropped_not_looped_on() -> None:
+    """A job whose schedule has no tick left stops being due; the other jobs keep their ticks."""
+    from pushdock.timer import Every
+
+    class Once(Every):
+        def next_after(self, t: float) -> float:
+            if t > at(10, 0, 5):
+                raise ValueError("failed to find next date")
+            return t + self.seconds
+
+    timer = Timer(clock=Clock(at(10, 0)))
+    timer.add("fine", lambda: None, every=1)
+    timer.add("once", lambda: None, every=1)
+    timer._jobs["once"].schedule = Once(1)  # a schedule type of its own: no public way to build one that ends
+    timer.start(loop=False)
+    try:
+        assert timer.run_due(at(10, 0, 10)) == ["fine", "once"]
+        assert timer.next_run("once") == float("inf") and timer.next_run("fine") == at(10, 0, 11)
+        deadline = time.monotonic() + 5
+        while (timer.running("fine") or timer.running("once")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert timer.run_due(at(10, 0, 20)) == ["fine"]
+    finally:
+        timer.stop()
