@@ -76,6 +76,8 @@ def test_cron_run_runs_the_job_now_in_a_container_with_the_apps_env(server, depl
     assert f"{app} cron.{manual['id']}: manual run hello" in logs
     [event] = [e for e in cron_events(server, app) if e["job"] == manual["id"]]
     assert event["result"] == "exit 4" and event["door"] == "ssh" and event["release"] == "v1"
+    info = json.loads(server.cli("releases:info", app, "v1", "--format", "json").stdout)
+    assert [c["schedule"] for c in info["cron"]] == ["* * * * *", "@yearly"]  # kept on the release
     unknown = server.cli("cron:run", app, "nope", check=False)
     assert unknown.returncode == 1 and unknown.stderr == f"error: {app} has no cron job 'nope' (see `cron:list {app}`)\n"
 
