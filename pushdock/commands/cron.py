@@ -44,7 +44,7 @@ def list_(ctx: Context, app: str, fmt: str) -> None:
     print_table(shown, ["id", "schedule", "last_run", "status", "next_run", "command"], fmt)
 
 
-@cron.command("run", context_settings={"ignore_unknown_options": True})
+@cron.command("run")
 @click.argument("app")
 @click.argument("job_id", metavar="ID")
 @click.pass_obj
