@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -112,10 +113,12 @@ def listing(ctx: Context, app: str) -> list[dict[str, Any]]:
     rows = []
     for job in jobs(ctx, app):
         last = record.get(job.id, {})
+        status = last.get("status")
+        if last and not last.get("finished"):
+            status = "running" if _running(ctx, job) else "interrupted"  # its process died mid-run
         rows.append({
             "id": job.id, "schedule": job.schedule, "command": job.command,
-            "last_run": last.get("started"), "status": last.get("status") if last.get("finished") else
-            ("running" if last else None),
+            "last_run": last.get("started"), "status": status,
             "next_run": None if stopped or job.maintenance else next_run(job),
             "maintenance": stopped or job.maintenance,
         })
@@ -123,6 +126,19 @@ def listing(ctx: Context, app: str) -> list[dict[str, Any]]:
 
 
 # -- running a job -------------------------------------------------------------------------------------
+def _lock_path(ctx: Context, job: Job) -> Path:
+    return ctx.state.path("locks", f"cron-{job.app}-{job.id}.lock")
+
+
+def _running(ctx: Context, job: Job) -> bool:
+    """Whether a run of `job` holds its lock now (in any process)."""
+    try:
+        with exclusive_flock(_lock_path(ctx, job), timeout=0, busy="running"):
+            return False
+    except Conflict:
+        return True
+
+
 def run(ctx: Context, job: Job, *, echo: Callable[[str], None] | None = None, wait: bool = True) -> int | None:
     """Run `job` once now in a one-off container of the current release; its exit status.
 
@@ -131,7 +147,7 @@ def run(ctx: Context, job: Job, *, echo: Callable[[str], None] | None = None, wa
     """
     held = contextlib.ExitStack()
     try:
-        held.enter_context(exclusive_flock(ctx.state.path("locks", f"cron-{job.app}-{job.id}.lock"), timeout=0,
+        held.enter_context(exclusive_flock(_lock_path(ctx, job), timeout=0,
                                            busy=f"cron job {job.id} of {job.app} is running"))
     except Conflict:
         if wait:
@@ -208,11 +224,11 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def log_path(ctx: Context, app: str) -> Any:
+def log_path(ctx: Context, app: str) -> Path:
     return ctx.state.path("logs", app, "cron.log")
 
 
-def _append(path: Any, line: str) -> None:
+def _append(path: Path, line: str) -> None:
     """One O_APPEND write per line (jobs running at once never mix their lines); rotated past LOG_MAX_BYTES."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -260,7 +276,7 @@ def log_lines(ctx: Context, app: str, *, follow: bool, tail: int | None) -> Iter
             f.close()
 
 
-def _replaced(f: Any, path: Any) -> bool:
+def _replaced(f: Any, path: Path) -> bool:
     try:
         return f is None or os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
     except FileNotFoundError:

@@ -130,6 +130,8 @@ def test_a_running_job_is_not_started_again_by_a_tick_or_cron_run(fctx, sched) -
         first.join(10)
     assert len(sched.tasks) == 1
     assert cron.run(fctx, job) == 0  # once it ended, it runs again
+    cron._record(fctx, job, started=time.time(), finished=None, status=None)  # as a run whose process died
+    assert [r["status"] for r in cron.listing(fctx, APP) if r["id"] == job.id] == ["interrupted"]
 
 
 def test_the_timer_follows_releases_and_maintenance(fctx) -> None:
