@@ -147,7 +147,8 @@ def run(ctx: Context, job: Job, *, echo: Callable[[str], None] | None = None, wa
     """
     held = contextlib.ExitStack()
     try:
-        held.enter_context(exclusive_flock(_lock_path(ctx, job), timeout=0,
+        # A second of patience: `cron:list` probes the lock for an instant (_running); a run holds it throughout.
+        held.enter_context(exclusive_flock(_lock_path(ctx, job), timeout=1.0, interval=0.05,
                                            busy=f"cron job {job.id} of {job.app} is running"))
     except Conflict:
         if wait:
