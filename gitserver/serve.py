@@ -3,7 +3,8 @@
 The reconcile pass runs beside the doors (gitserver/reconcile.py): an app whose lock a deploy worker still
 holds is reconciled once that deploy ends, and keeps no other app waiting. Meanwhile a thread follows
 instances that move by themselves (swarm replacing a failed task gets a new host port) and re-routes their
-apps (hooks.pipeline.follow_upstreams).
+apps (hooks.pipeline.follow_upstreams), and the timer (pushdock/timer.py, the one clock: app cron jobs now,
+backups and certificate renewals later) runs what is scheduled.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 FOLLOW_INTERVAL = 3.0  # seconds between looks at instances that can move
+CRON_SYNC_INTERVAL = 5.0  # seconds between looks at the apps' cron jobs (a deploy or `cron:set` elsewhere)
 
 if TYPE_CHECKING:
     from gitserver.http import HttpDoor
     from pushdock.context import Context
+    from pushdock.timer import Timer
 
 
 def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
@@ -38,14 +41,33 @@ def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
     follower = threading.Thread(target=_follow, args=(ctx, done), name="pushdock-follow", daemon=True)
     reconciler.start()
     follower.start()
+    timer = _timer(ctx)
     try:
         asyncio.run(_serve(ctx, http, proxy.name, on_ready))
     finally:
         done.set()
+        timer.stop()
         http.stop()
         follower.join(10)
         reconciler.stop()
     logger.info("pushdock stopped")
+
+
+def _timer(ctx: Context) -> Timer:
+    """The timer with serve's periodic jobs, started: the apps' cron jobs, kept in step with their releases."""
+    from pushdock import cron
+    from pushdock.context import Context
+    from pushdock.state import Identity
+    from pushdock.timer import Timer
+
+    # Runs it starts are recorded as the timer's (door `cron`), not as whoever started serve.
+    scheduled = Context(settings=ctx.settings, identity=Identity(name="pushdock", role="admin", door="cron"),
+                        bus_override=ctx.bus)
+    timer = Timer()
+    cron.sync(scheduled, timer)
+    timer.add("pushdock:cron-sync", lambda: cron.sync(scheduled, timer), every=CRON_SYNC_INTERVAL)
+    timer.start()
+    return timer
 
 
 def _follow(ctx: Context, done: threading.Event) -> None:

@@ -2,7 +2,8 @@
 
     {"scripts": {"dokku": {"predeploy": "...", "postdeploy": "..."}},
      "healthchecks": {"web": [{"type": "startup", "path": "/health", "content": "ok", "attempts": 5}]},
-     "formation": {"web": {"quantity": 2}, "worker": {"quantity": 1}}}
+     "formation": {"web": {"quantity": 2}, "worker": {"quantity": 1}},
+     "cron": [{"command": "python task.py", "schedule": "*/5 * * * *"}]}
 
 Other keys (Heroku's env, addons, buildpacks...) are left to whoever reads them. A malformed file fails
 the deploy before anything is built, with a one-line reason naming the field. As Dokku does, the file may
@@ -25,6 +26,9 @@ from pushdock.errors import UsageError
 SCRIPTS = ("predeploy", "postdeploy")
 MAX_SCALE = 50
 MAX_BYTES = 1024 * 1024
+MAX_CRON = 50
+MAX_CRON_COMMAND = 1000
+CRON_KEYS = ("command", "schedule", "maintenance", "concurrency_policy")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class AppJson:
     checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     formation: dict[str, int] = field(default_factory=dict)
     formation_fixed: bool = False  # some entry gives a quantity: the formation is app.json's, not ps:scale's
+    cron: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_app_json(build_dir: Path) -> AppJson:
@@ -56,6 +61,7 @@ def parse_app_json(text: str) -> AppJson:
         formation=_formation(raw_formation),
         formation_fixed=isinstance(raw_formation, dict)
         and any(isinstance(spec, dict) and "quantity" in spec for spec in raw_formation.values()),
+        cron=_cron(data.get("cron")),
     )
 
 
@@ -95,4 +101,46 @@ def _formation(raw: Any) -> dict[str, int]:
         if isinstance(quantity, bool) or not isinstance(quantity, int) or not 0 <= quantity <= MAX_SCALE:
             raise UsageError(f"app.json formation.{process}.quantity must be a whole number from 0 to {MAX_SCALE}")
         out[process] = quantity
+    return out
+
+
+def _cron(raw: Any) -> list[dict[str, Any]]:
+    """Dokku's cron entries, each schedule checked now: a bad one rejects the push, naming the entry."""
+    from pushdock.timer import cron_expression
+
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise UsageError('app.json cron must be a list of {"command": ..., "schedule": ...}')
+    if len(raw) > MAX_CRON:
+        raise UsageError(f"app.json cron has {len(raw)} entries (at most {MAX_CRON})")
+    out: list[dict[str, Any]] = []
+    for i, entry in enumerate(raw):
+        where = f"app.json cron[{i}]"
+        if not isinstance(entry, dict):
+            raise UsageError(f'{where} must be an object {{"command": ..., "schedule": ...}}')
+        unknown = sorted(str(k)[:40] for k in entry if k not in CRON_KEYS)
+        if unknown:
+            raise UsageError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(CRON_KEYS)})")
+        command, schedule = entry.get("command"), entry.get("schedule")
+        if not isinstance(command, str) or not command.strip():
+            raise UsageError(f"{where}.command must be a non-empty command string")
+        if len(command) > MAX_CRON_COMMAND or "\n" in command:
+            raise UsageError(f"{where}.command must be one line of at most {MAX_CRON_COMMAND} characters")
+        if not isinstance(schedule, str):
+            raise UsageError(f'{where}.schedule must be a string such as "*/5 * * * *" or "@daily"')
+        try:
+            cron_expression(schedule)
+        except UsageError as e:
+            raise UsageError(f"{where}: {e}") from None
+        maintenance = entry.get("maintenance", False)
+        if not isinstance(maintenance, bool):
+            raise UsageError(f"{where}.maintenance must be true or false")
+        policy = entry.get("concurrency_policy", "forbid")
+        if policy != "forbid":
+            raise UsageError(f"{where}.concurrency_policy: only \"forbid\" is supported (a job never overlaps itself)")
+        job = {"command": command.strip(), "schedule": " ".join(schedule.split())}
+        if job in [{"command": j["command"], "schedule": j["schedule"]} for j in out]:
+            raise UsageError(f"{where} repeats an earlier entry (same command and schedule)")
+        out.append({**job, "maintenance": True} if maintenance else job)
     return out

@@ -67,6 +67,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
                 web_port=_web_port(env, result.web_port), scripts=app_json.scripts, checks=app_json.checks,
                 mounts=_mounts(state, app),
                 formation_fixed=app_json.formation_fixed, exposed=list(result.exposed),
+                cron=app_json.cron,
             )
             current = _deploy_release(ctx, release, progress, previous=state.current_release(app))
             ctx.event("deploy", app=app, started=started, release=current.name, sha=sha)

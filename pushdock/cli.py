@@ -11,11 +11,11 @@ import click
 from pushdock.errors import PushdockError
 
 CORE_COMMAND_MODULES = ("apps", "config", "ps", "logs", "events", "core", "releases", "run", "checks", "service",
-                        "storage")
+                        "storage", "cron")
 # Which core module defines which top-level name, so a command loads only what it needs (start-up time).
 CORE_NAMES = {"apps": "apps", "config": "config", "ps": "ps", "logs": "logs", "events": "events",
               "version": "core", "help": "core", "releases": "releases", "run": "run", "checks": "checks",
-              "service": "service", "storage": "storage"}
+              "service": "service", "storage": "storage", "cron": "cron"}
 
 
 class Registry(click.Group):

@@ -45,5 +45,13 @@ class DeployFailed(PushdockError):
     """Containers did not start or did not pass their checks."""
 
 
+class TaskFailed(DeployFailed):
+    """A one-off task (release phase, predeploy, a cron job) exited non-zero: `status` is its exit status."""
+
+    def __init__(self, message: str, *, status: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
 class HookFailed(PushdockError):
     """A trigger (Python plugin or script) failed."""

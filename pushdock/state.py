@@ -99,6 +99,8 @@ class Release:
     formation_fixed: bool = False
     # tcp ports the image EXPOSEs (Dockerfile builds): the proxy's default `http:P:P` mappings (proxies/ports.py).
     exposed: list[int] = field(default_factory=list)
+    # app.json `cron`: [{"command": ..., "schedule": ...}] (validated by hooks.appjson); what serve runs.
+    cron: list[dict[str, Any]] = field(default_factory=list)
     # The image was removed by pruning (releases keep the last N images): rollback cannot reach it.
     pruned: bool = False
     # Storage mounts every container of the release gets (`SOURCE:CONTAINER_PATH[:ro]`, pushdock/storage.py).
@@ -427,7 +429,7 @@ class State:
         for name in ["events.log", *(f"events.log.{i}" for i in range(1, EVENTS_KEEP + 1))]:
             if len(lines) >= n:
                 break
-            lines = _tail_lines(self.root / name, n - len(lines)) + lines
+            lines = tail_lines(self.root / name, n - len(lines)) + lines
         out = []
         for line in lines[-n:]:
             with contextlib.suppress(ValueError):
@@ -476,7 +478,7 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
-def _tail_lines(path: Path, n: int, block: int = 1 << 16) -> list[bytes]:
+def tail_lines(path: Path, n: int, block: int = 1 << 16) -> list[bytes]:
     """The last `n` non-empty lines of a file, read backwards in blocks (a big log is not read whole)."""
     try:
         f = open(path, "rb")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from pushdock import resources, storage
-from pushdock.errors import DeployFailed, PushdockError
+from pushdock.errors import DeployFailed, PushdockError, TaskFailed
 from schedulers import docker_engine as eng
 from schedulers import process_command
 from schedulers.docker_engine import Slot
@@ -80,7 +80,7 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
             reader.join(5)
         _remove(cid)
     if code != 0:
-        raise DeployFailed(f"{label} command failed with exit status {code}")
+        raise TaskFailed(f"{label} command failed with exit status {code}", status=code)
     logger.info("release task done", task=label, release=release.number, committed=commit_to)
 
 

@@ -22,7 +22,7 @@ from loguru import logger
 
 from hooks.checks import check_settings
 from pushdock import resources, storage
-from pushdock.errors import DeployFailed, PushdockError
+from pushdock.errors import DeployFailed, PushdockError, TaskFailed
 from schedulers import docker_engine as eng
 from schedulers import log_follow, swarm_images, swarm_logs
 from schedulers import swarm_engine as sw
@@ -81,7 +81,7 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
     if why is not None:
         raise DeployFailed(f"{label} command {why}")
     if code != 0:
-        raise DeployFailed(f"{label} command failed with exit status {code}")
+        raise TaskFailed(f"{label} command failed with exit status {code}", status=code)
 
 
 def _remove_service(service_id: str) -> None:

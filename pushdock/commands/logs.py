@@ -15,7 +15,7 @@ from pushdock.state import PROCESS_NAME
 @click.option("-t", "--tail", "follow", is_flag=True, help="Follow: keep streaming new lines.")
 @click.option("-n", "--num", "num", type=click.IntRange(0, 100_000), default=100, show_default=True,
               help="How many lines to show first.")
-@click.option("-p", "--ps", "process", default=None, help="Only this process type.")
+@click.option("-p", "--ps", "process", default=None, help="Only this process type (`cron`: the app's cron jobs).")
 @click.pass_obj
 def logs(ctx: Context, app: str, follow: bool, num: int, process: str | None) -> None:
     """Show (and with -t follow) the output of an app's containers; over SSH, -t ends when the client leaves."""
@@ -23,7 +23,12 @@ def logs(ctx: Context, app: str, follow: bool, num: int, process: str | None) ->
     ctx.state.require_app(app)
     if process is not None and not PROCESS_NAME.match(process):
         raise UsageError(f"invalid process type {process[:40]!r}")
-    lines = ctx.scheduler(app).logs(ctx, app, follow=follow, tail=num, process=process)
+    if process == "cron":  # cron jobs' containers are gone once they end: their output is kept by pushdock
+        from pushdock import cron
+
+        lines = cron.log_lines(ctx, app, follow=follow, tail=num)
+    else:
+        lines = ctx.scheduler(app).logs(ctx, app, follow=follow, tail=num, process=process)
     try:
         for line in lines:
             click.echo(f"{app} {line}")

@@ -53,7 +53,7 @@ def _json(r: Release) -> dict[str, Any]:
     return {"version": r.number, "name": r.name, "status": r.status, "pruned": r.pruned, "created": r.created,
             "who": r.who, "why": r.why, "image": r.image, "sha": r.sha, "formation": r.formation,
             "processes": r.processes, "env_keys": sorted(r.env), "scripts": r.scripts,
-            "healthchecks": r.checks}
+            "healthchecks": r.checks, "cron": r.cron}
 
 
 @releases.command("info")
@@ -73,6 +73,7 @@ def info(ctx: Context, app: str, version: str, fmt: str) -> None:
         "config keys": " ".join(sorted(r.env)) or "none",
         "scripts": "; ".join(f"{k}: {v}" for k, v in r.scripts.items()) or "none",
         "healthchecks": sum(len(v) for v in r.checks.values()) or "default",
+        "cron": "; ".join(f"{c['schedule']}: {c['command']}" for c in r.cron) or "none",
     }
     print_report(f"{app} {r.name}", fields, fmt)
 

@@ -318,6 +318,26 @@ def test_release_task_streams_output_and_fails_on_exit_status(sched, ctx, app, i
     assert services_of(engine, app) == []
 
 
+def test_cron_job_runs_as_a_one_shot_service_with_its_exit_status(ctx, app, image, engine):
+    """pushdock.cron on the swarm scheduler: the job's output lands in the cron log, its exit status is the
+    task's, and the one-shot service is removed (docker-local's path runs in tests/e2e/test_cron.py)."""
+    from pushdock import cron
+
+    ctx = dataclasses.replace(ctx, settings=ctx.settings.model_copy(update={"scheduler": "swarm"}))
+    assert ctx.scheduler(app).name == "swarm"
+    ctx.state.create_app(app)
+    release = rel(app, 1, image).with_(cron=[{"command": "echo cron on $DYNO; exit 3", "schedule": "@daily"}])
+    ctx.state.save_release(release)
+    ctx.state.promote_release(release)
+    [job] = cron.jobs(ctx, app)
+    shown: list[str] = []
+    assert cron.run(ctx, job, echo=shown.append) == 3
+    assert shown == ["cron on cron.1"]
+    assert list(cron.log_lines(ctx, app, follow=False, tail=5)) == [f"cron.{job.id}: cron on cron.1"]
+    assert [r["status"] for r in cron.listing(ctx, app)] == [3]
+    assert services_of(engine, app) == []
+
+
 def test_logs_reconcile_and_stop(sched, ctx, app, image, engine):
     release = rel(app, 1, image, formation={"web": 1, "worker": 1}, processes={"web": "", "worker": WORKER})
     sched.deploy(ctx, release, FakeRoute(), Out().progress)

@@ -183,6 +183,11 @@ APP_JSON = st.fixed_dictionaries({}, optional={
         max_size=2), max_size=2) | JSON,
     "formation": st.dictionaries(st.text(max_size=8), st.fixed_dictionaries({}, optional={"quantity": JSON}),
                                  max_size=3) | JSON,
+    "cron": st.lists(st.fixed_dictionaries({}, optional={
+        "command": st.text(max_size=30) | JSON,
+        "schedule": st.sampled_from(["* * * * *", "@daily", "@reboot", "61 * * * *", "*/5 1-3 * * mon", ""])
+        | st.text(alphabet="0123456789*/-, @LW#?abcdefghimnorstuwy", max_size=25) | JSON,
+        "maintenance": JSON, "concurrency_policy": JSON, "bogus": JSON}), max_size=3) | JSON,
 })
 
 
@@ -197,6 +202,10 @@ def test_app_json_is_parsed_or_refused_in_one_line(data: dict) -> None:  # type:
         return
     assert all(isinstance(v, str) for v in got.scripts.values())
     assert all(isinstance(n, int) and n >= 0 for n in got.formation.values())
+    for entry in got.cron:  # every accepted schedule is one the timer can run
+        from pushdock.timer import cron_expression, next_cron
+
+        assert next_cron(cron_expression(entry["schedule"]), 0.0) > 0 and entry["command"].strip()
 
 
 @given(st.text(max_size=300))

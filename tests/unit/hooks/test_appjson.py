@@ -120,3 +120,37 @@ def test_formation_is_fixed_only_when_a_quantity_is_given() -> None:
     assert not parse_app_json('{"formation": {"web": {"max_parallel": 1}}}').formation_fixed
     assert not parse_app_json('{}').formation_fixed
     assert parse_app_json('{"formation": {"worker": {"quantity": 0}}}').formation_fixed
+
+
+def test_cron_entries_in_dokku_format() -> None:
+    aj = parse_app_json(json.dumps({"cron": [
+        {"command": "python task.py", "schedule": "*/5 * * * *"},
+        {"command": " echo  hi ", "schedule": "@daily", "maintenance": True, "concurrency_policy": "forbid"},
+    ]}))
+    assert aj.cron == [{"command": "python task.py", "schedule": "*/5 * * * *"},
+                       {"command": "echo  hi", "schedule": "@daily", "maintenance": True}]
+    assert parse_app_json("{}").cron == []
+
+
+@pytest.mark.parametrize(("cron", "reason"), [
+    ({"command": "x"}, "app.json cron must be a list"),
+    (["x"], "app.json cron[0] must be an object"),
+    ([{"command": "x", "schedule": "61 * * * *"}], "app.json cron[0]: invalid schedule '61 * * * *'"),
+    ([{"command": "x", "schedule": "* * * *"}], "app.json cron[0]: schedule '* * * *' must have five fields"),
+    ([{"command": "x", "schedule": "@reboot"}], "app.json cron[0]: unknown schedule '@reboot'"),
+    ([{"command": "x", "schedule": 5}], "app.json cron[0].schedule must be a string"),
+    ([{"command": "", "schedule": "@daily"}], "app.json cron[0].command must be a non-empty"),
+    ([{"schedule": "@daily"}], "app.json cron[0].command must be a non-empty"),
+    ([{"command": "a\nb", "schedule": "@daily"}], "must be one line"),
+    ([{"command": "x", "schedule": "@daily", "when": 1}], "unknown key 'when'"),
+    ([{"command": "x", "schedule": "@daily", "maintenance": "yes"}], "maintenance must be true or false"),
+    ([{"command": "x", "schedule": "@daily", "concurrency_policy": "allow"}], 'only "forbid"'),
+    ([{"command": "x", "schedule": "@daily"}, {"command": "x", "schedule": "@daily"}],
+     "app.json cron[1] repeats an earlier entry"),
+    ([{"command": "x", "schedule": "@daily"}] * 51, "at most 50"),
+])
+def test_bad_cron_entries_fail_with_one_line(cron, reason) -> None:
+    with pytest.raises(UsageError) as e:
+        parse_app_json(json.dumps({"cron": cron}))
+    assert reason in e.value.message, e.value.message
+    assert "\n" not in e.value.message
