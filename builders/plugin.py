@@ -49,6 +49,21 @@ def post_delete(ctx: Context, app: str) -> None:
 
 
 @hookimpl
+def purge_cache(ctx: Context, app: str) -> str | None:
+    """Empty the herokuish cache (CACHE_DIR of the buildpacks); the next build starts from scratch."""
+    cache = ctx.state.path("cache", app)
+    if not cache.is_dir():
+        return None
+    size = sum(p.lstat().st_size for p in cache.rglob("*"))
+    for entry in cache.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    return f"herokuish cache ({size / (1 << 20):.1f} MiB)"
+
+
+@hookimpl
 def post_app_rename(ctx: Context, old_app: str, new_app: str) -> None:
     old, new = ctx.state.path("cache", old_app), ctx.state.path("cache", new_app)
     if old.exists() and not new.exists():

@@ -368,6 +368,36 @@ class State:
     def deploy_log(self, app: str) -> Path:
         return self.root / "logs" / validate_app_name(app) / "deploy.log"
 
+    def build_log(self, app: str, build: int) -> Path:
+        """The output of one build (builds:output); deploy.log has every deploy's, one after another."""
+        return self.root / "logs" / validate_app_name(app) / "builds" / f"{int(build)}.log"
+
+    def props(self, plugin: str, app: str) -> list[str]:
+        """The names of a plugin's properties of an app."""
+        try:
+            return sorted(os.listdir(self._prop_path(plugin, app, "x").parent))
+        except FileNotFoundError:
+            return []
+
+    def clone_app(self, old: str, new: str, *, skip: frozenset[str]) -> None:
+        """Copy the repo and the properties of `old` (but those of the plugins in `skip`) to a new app `new`."""
+        self.require_app(old)
+        if self.app_exists(validate_app_name(new)):
+            raise Conflict(f"app {new} already exists")
+        for d in (self.root / "data").glob(f"*/{old}"):
+            if d.parent.name not in skip and not (d.parent / new).exists():
+                tmp = Path(tempfile.mkdtemp(prefix=f".{new}.", dir=d.parent))
+                shutil.copytree(d, tmp, symlinks=True, dirs_exist_ok=True)
+                os.rename(tmp, d.parent / new)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{new}.", dir=self.repos_dir))
+        try:
+            shutil.copytree(self.repo_path(old), tmp, symlinks=True, dirs_exist_ok=True)
+            os.rename(tmp, self.repo_path(new))
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.set("apps", new, "created", str(time.time()))
+
 
 def _tail_lines(path: Path, n: int, block: int = 1 << 16) -> list[bytes]:
     """The last `n` non-empty lines of a file, read backwards in blocks (a big log is not read whole)."""
