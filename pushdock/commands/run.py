@@ -52,6 +52,11 @@ def enter(ctx: Context, app: str, args: tuple[str, ...], container_id: str | Non
     """Open a shell (or run COMMAND) in a running container of the app: the first of PROCESS (`web`,
     `web.2`), the only process type, or --container-id; interactive with `ssh -t`."""
     authorized_app(ctx, app)
+    if args and args[0].startswith("--container-id"):  # Dokku's order: `enter APP --container-id ID [CMD]`
+        name, eq, value = args[0].partition("=")
+        if name != "--container-id" or (not eq and len(args) < 2):
+            raise UsageError("--container-id needs a container id or name")
+        container_id, args = (value, args[1:]) if eq else (args[1], args[2:])
     process, command = (None, list(args)) if container_id else (args[0] if args else None, list(args[1:]))
     if process is not None and not PROCESS_INSTANCE.match(process):
         raise UsageError(f"invalid process {process[:40]!r}: a process type (`web`) or instance (`web.2`)")
