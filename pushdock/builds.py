@@ -48,8 +48,9 @@ class Build:
     release: str = ""
     reason: str = ""
     who: str = ""
-    pid: int | None = None  # the building process (None: it cannot be signalled, see above)
+    pid: int | None = None  # the building process
     pid_start: str = ""  # that process's start time, so a reused pid is never signalled
+    cancellable: bool = True  # False: it builds outside a main thread (inside `serve`), see above
 
     def view(self) -> dict[str, Any]:
         """The public fields (builds:list --format json)."""
@@ -64,7 +65,8 @@ def list_builds(state: State, app: str) -> list[Build]:
     for name in state.props(PLUGIN, app):
         if name.endswith(".json") and name[:-5].isdigit():
             with contextlib.suppress(ValueError, TypeError, OSError):
-                out.append(_alive_or_interrupted(Build(**state.get_json(PLUGIN, app, name))))
+                # (the app's name as asked: a record written before `apps:rename` still says the old one)
+                out.append(_alive_or_interrupted(Build(**{**state.get_json(PLUGIN, app, name), "app": app})))
     return sorted(out, key=lambda b: b.id)
 
 
@@ -103,7 +105,7 @@ def cancel(ctx: Context, app: str, *, wait: float = 60.0) -> Build:
     if build.phase != "build":
         raise PushdockError(f"build {build.id} of {app} is built and its release is being deployed: "
                             "too late to cancel")
-    if build.pid is None:
+    if build.pid is None or not build.cancellable:
         raise PushdockError(f"build {build.id} of {app} runs inside `serve` (a push over HTTP): "
                             "it cannot be cancelled")
     with contextlib.suppress(ProcessLookupError):
@@ -143,8 +145,8 @@ class Tracker:
         self.save(phase="release")
 
     def on_signal(self, signum: int, frame: object) -> None:
-        self.cancel_requested = True
-        if self.build.phase == "build":
+        first, self.cancel_requested = not self.cancel_requested, True
+        if first and self.build.phase == "build":  # once: a second cancel must not interrupt the clean-up
             raise BuildCancelled("cancelled")
 
     def write(self, line: str) -> None:
@@ -163,8 +165,8 @@ def track(ctx: Context, app: str, sha: str, progress: Progress) -> Iterator[Trac
     started = time.time()
     with open(path, "w", buffering=1, errors="replace") as log:
         tracker = Tracker(ctx, Build(app=app, id=number, sha=sha, started=started, who=ctx.identity.name,
-                                     pid=os.getpid() if cancellable else None,
-                                     pid_start=_process_start(os.getpid()) if cancellable else ""), log)
+                                     pid=os.getpid(), pid_start=_process_start(os.getpid()),
+                                     cancellable=cancellable), log)
         saved = signal.signal(CANCEL_SIGNAL, tracker.on_signal) if cancellable else None
         progress.sinks.append(tracker.write)
         try:

@@ -99,3 +99,12 @@ def test_builds_in_another_thread_cannot_be_cancelled_by_signal(ctx, app) -> Non
     t.start()
     t.join(10)
     assert errors == ["build 1 of web runs inside `serve` (a push over HTTP): it cannot be cancelled"]
+
+
+def test_builds_follow_a_renamed_app(ctx, app) -> None:
+    progress = Progress()
+    with builds.track(ctx, app, "9" * 40, progress):
+        progress.line("built as web")
+    ctx.state.rename_app(app, "site")
+    (b,) = builds.list_builds(ctx.state, "site")
+    assert b.app == "site" and list(builds.output(ctx.state, b)) == ["built as web"]
