@@ -8,6 +8,7 @@ from pushdock import builds as service
 from pushdock.apps import authorized_app
 from pushdock.commands import format_option, group, print_table
 from pushdock.context import Context
+from pushdock.errors import NotFound
 
 
 @group("builds", "Show and cancel an app's builds.", default_verb="list")
@@ -39,7 +40,7 @@ def output(ctx: Context, app: str, build_id: str | None) -> None:
     if build_id is None:
         every = service.list_builds(ctx.state, app)
         if not every:
-            raise click.UsageError(f"{app} has no builds yet")
+            raise NotFound(f"{app} has no builds yet")
         build = every[-1]
     else:
         build = service.get_build(ctx.state, app, build_id)

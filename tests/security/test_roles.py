@@ -42,11 +42,12 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-APP_READ = [["config:show", "{app}"], ["apps:report", "{app}"], ["ps:report", "{app}"]]
+APP_READ = [["config:show", "{app}"], ["apps:report", "{app}"], ["ps:report", "{app}"], ["builds:list", "{app}"],
+            ["ps:inspect", "{app}"]]
 APP_WRITE = [["config:set", "--no-restart", "{app}", "SECRET=s3cr3t-value"], ["apps:lock", "{app}"],
-             ["apps:unlock", "{app}"]]
+             ["apps:unlock", "{app}"], ["repo:gc", "{app}"], ["repo:purge-cache", "{app}"]]
 ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{app}", "--force"],
-              ["apps:rename", "{app}", "{new}"],
+              ["apps:rename", "{app}", "{new}"], ["apps:clone", "{app}", "{new}"],
               # host-wide settings and services
               ["tokens:list"], ["tokens:add", "{new}"], ["tokens:remove", "ci"], ["ssh-keys:remove", "ci"],
               ["proxy:start"], ["proxy:stop", "--all"], ["proxy:set", "--global", "type", "caddy"],
