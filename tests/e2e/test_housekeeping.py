@@ -129,6 +129,37 @@ def test_builds_cancel_during_a_long_build(server, main) -> None:
     assert [b["result"] for b in builds(server, app)] == ["succeeded", "cancelled", "failed", "succeeded"]
 
 
+def test_builds_cancel_removes_a_herokuish_build_container(server) -> None:
+    """A buildpack whose compile step sleeps: the cancel removes its build container (label pushdock.build)."""
+    app, marker = unique("slowbp"), uuid.uuid4().hex[:12]
+    work = server.base / f"work-{app}"
+    (work / "buildpacks" / "slow" / "bin").mkdir(parents=True)
+    for name, text in {"detect": "#!/bin/sh\necho Slow\n",
+                       "compile": f"#!/bin/sh\necho {marker}\nexec sleep 30\n"}.items():
+        (work / "buildpacks" / "slow" / "bin" / name).write_text(text)
+        (work / "buildpacks" / "slow" / "bin" / name).chmod(0o755)
+    server.git("init", "-q", "-b", "main", cwd=work, check=True)
+    server.commit(work, "slow buildpack", {".buildpacks": "./buildpacks/slow\n"})
+    push = subprocess.Popen(["git", "push", server.remote(app), "main"], cwd=work, env=server.git_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    labels = {"label": [f"pushdock.build={app}", f"pushdock.data-dir={server.data.absolute()}"]}
+    try:
+        deadline = time.monotonic() + 120
+        while marker not in server.ssh("builds:output", app, check=False).stdout:
+            assert time.monotonic() < deadline and push.poll() is None, "the buildpack never started compiling"
+            time.sleep(0.5)
+        assert len(docker.from_env().api.containers(filters=labels)) == 1
+        cancel = server.ssh("builds:cancel", app, check=False)
+        assert cancel.returncode == 0 and f"Cancelled build 1 of {app}" in cancel.stdout, cancel
+        _, stderr = push.communicate(timeout=60)
+    finally:
+        if push.poll() is None:
+            push.kill()
+    assert "[remote rejected] main -> main (cancelled)" in stderr, stderr
+    assert docker.from_env().api.containers(all=True, filters=labels) == []
+    assert [(b["builder"], b["result"]) for b in builds(server, app)] == [("herokuish", "cancelled")]
+
+
 def test_repo_gc_and_purge_cache(server, main) -> None:
     app, work = main
     gc = server.ssh("repo:gc", app)
