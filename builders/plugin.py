@@ -50,17 +50,22 @@ def post_delete(ctx: Context, app: str) -> None:
 
 @hookimpl
 def purge_cache(ctx: Context, app: str) -> str | None:
-    """Empty the herokuish cache (CACHE_DIR of the buildpacks); the next build starts from scratch."""
+    """Empty the herokuish cache (CACHE_DIR of the buildpacks) and make the next Dockerfile build skip the
+    engine's layer cache (shared by every app: not emptied); the next build starts from scratch."""
+    from builders import properties
+
+    ctx.state.set(properties.DOCKERFILE, app, properties.NO_CACHE, "1")
+    purged = "Dockerfile layer cache (the next build runs without it)"
     cache = ctx.state.path("cache", app)
     if not cache.is_dir():
-        return None
+        return purged
     size = sum(p.lstat().st_size for p in cache.rglob("*"))
     for entry in cache.iterdir():
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
             entry.unlink()
-    return f"herokuish cache ({size / (1 << 20):.1f} MiB)"
+    return f"herokuish cache ({size / (1 << 20):.1f} MiB), {purged}"
 
 
 @hookimpl

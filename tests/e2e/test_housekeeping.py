@@ -2,7 +2,8 @@
 nginx): builds:list|output|cancel, logs:failed, repo:gc|purge-cache, ps:inspect, enter, apps:clone.
 
 One server and one app (`main`) for the module; its pushes, in order: a good deploy, a failing build, a long
-build that is cancelled, a good deploy again (the lock is free); then the clone deploys once.
+build that is cancelled, a good deploy again (the lock is free), one after repo:purge-cache; then the clone
+deploys once. A second app's herokuish build is cancelled.
 """
 
 from __future__ import annotations
@@ -173,9 +174,15 @@ def test_repo_gc_and_purge_cache(server, main) -> None:
     (cache / "node_modules" / "x.js").write_text("x" * 4096)
     purged = server.ssh("repo:purge-cache", app)
     assert purged.stdout.startswith(f"=====> {app}: purged herokuish cache") and cache.is_dir()
-    assert list(cache.iterdir()) == []
-    assert server.ssh("repo:purge-cache", app).stdout.strip().endswith("purged herokuish cache (0.0 MiB)")
-    events = [e["action"] for e in json.loads(server.cli("events", "-n", "5", "--format", "json").stdout)]
+    assert "Dockerfile layer cache" in purged.stdout and list(cache.iterdir()) == []
+    assert "purged herokuish cache (0.0 MiB)" in server.ssh("repo:purge-cache", app).stdout
+    # the engine's layer cache is every app's: this app's next Dockerfile build ignores it instead, once
+    server.commit(work, "third", {"body.txt": "third\n"})
+    cp = server.push(work, app)
+    assert cp.returncode == 0 and "Building without the layer cache" in cp.stderr, cp.stderr
+    assert "Using cache" not in cp.stderr and server.get(app) == (200, "third")
+    assert not (server.data / "data" / "builder-dockerfile" / app / "no-cache-next-build").exists()
+    events = [e["action"] for e in json.loads(server.cli("events", "-n", "10", "--app", app, "--format", "json").stdout)]
     assert "repo:purge-cache" in events and "repo:gc" in events
 
 
@@ -193,7 +200,7 @@ def test_ps_inspect_masks_config_values(server, main) -> None:
 def test_enter_a_running_container(server, main) -> None:
     app, _ = main
     cp = server.ssh("enter", app, "web", "cat", "/app/body.txt")
-    assert cp.returncode == 0 and cp.stdout == "second\n"
+    assert cp.returncode == 0 and cp.stdout == "third\n"
     name = json.loads(server.ssh("ps:report", app, "--format", "json").stdout)[0]["container"]
     cp = server.ssh("enter", app, "--container-id", name, "sh", "-c", "echo $SECRET_TOKEN; exit 5", check=False)
     assert cp.returncode == 5 and cp.stdout == "hunter2-value\n"
@@ -215,7 +222,7 @@ def test_apps_clone_deploys_and_serves(server, main) -> None:
     clone = unique("clone")
     cp = server.ssh("apps:clone", app, clone)
     assert cp.returncode == 0 and f"Cloned {app} to {clone} (v1)" in cp.stdout, cp
-    assert server.get(clone) == (200, "second") and server.get(app) == (200, "second")
+    assert server.get(clone) == (200, "third") and server.get(app) == (200, "third")
     assert server.ssh("config:get", clone, "SECRET_TOKEN").stdout == "hunter2-value\n"
     assert "own.example.test" not in server.ssh("domains:report", clone).stdout
     assert [b["result"] for b in builds(server, clone)] == ["succeeded"]
