@@ -47,12 +47,15 @@ class DockerfileBuilder:
         buildargs = properties.build_args(properties.get_build_args(ctx.state, req.app), req.env)
         api = _docker_api()
         limits = resources.for_build(ctx, req.app)
+        nocache = bool(ctx.state.get(properties.DOCKERFILE, req.app, properties.NO_CACHE))
+        if nocache:
+            progress.step("Building without the layer cache (repo:purge-cache)")
         logger.info("dockerfile build", image=req.image, dockerfile=dockerfile, build_args=sorted(buildargs))
         chunks = _api_call(
             lambda: api.build(
                 path=str(req.build_dir), tag=req.image, dockerfile=dockerfile, buildargs=buildargs,
                 labels={"pushdock.app": req.app, "pushdock.builder": self.name},
-                decode=True, rm=True, forcerm=True, pull=False, timeout=None,
+                decode=True, rm=True, forcerm=True, pull=False, timeout=None, nocache=nocache,
                 container_limits=resources.build_container_limits(limits),
             )
         )
@@ -62,6 +65,7 @@ class DockerfileBuilder:
             if OOM_STATUS.search(error):  # SIGKILL: with a memory cap, almost always the kernel's OOM killer
                 raise BuildFailed(f"docker build failed: {error}: {resources.build_out_of_memory(limits)}")
             raise BuildFailed(f"docker build failed: {error}")
+        ctx.state.delete(properties.DOCKERFILE, req.app, properties.NO_CACHE)
         config = _api_call(lambda: api.inspect_image(req.image)).get("Config") or {}
         text = pushed.read_text(req.build_dir, dockerfile) or ""
         return BuildResult(

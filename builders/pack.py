@@ -12,6 +12,7 @@ container's command runs in the buildpacks' environment (what Dokku does with `-
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -74,13 +75,20 @@ class PackBuilder:
         argv = pack_argv(req.image, req.build_dir, builder, keys)
         logger.info("pack build", image=req.image, builder=builder, env_keys=keys)
         env = {**os.environ, **{k: req.env[k] for k in keys}}
+        # _bg_exc=False: a failure is raised here, at the end of the output, not also in sh's reader thread
+        running = sh.Command(exe)(*argv, _iter=True, _err_to_out=True, _env=env, _cwd=str(req.build_dir),
+                                  _bg_exc=False)
         try:
-            for line in sh.Command(exe)(*argv, _iter=True, _err_to_out=True, _env=env, _cwd=str(req.build_dir)):
+            for line in running:
                 progress.line(clean(str(line).rstrip("\n")))
         except sh.ErrorReturnCode as e:
             raise BuildFailed(f"pack build failed (exit status {e.exit_code}); see the output above") from None
         except sh.SignalException as e:
             raise BuildFailed(f"pack build was killed ({one_line(str(e.exit_code))})") from None
+        except BaseException:  # cancelled (`builds:cancel`) or interrupted: pack must not build on
+            with contextlib.suppress(Exception):
+                running.kill()
+            raise
         _finish(req.app, req.image)
         return BuildResult(image=req.image, processes={"web": "", **procfile})
 

@@ -49,6 +49,26 @@ def post_delete(ctx: Context, app: str) -> None:
 
 
 @hookimpl
+def purge_cache(ctx: Context, app: str) -> str | None:
+    """Empty the herokuish cache (CACHE_DIR of the buildpacks) and make the next Dockerfile build skip the
+    engine's layer cache (shared by every app: not emptied); the next build starts from scratch."""
+    from builders import properties
+
+    ctx.state.set(properties.DOCKERFILE, app, properties.NO_CACHE, "1")
+    purged = "Dockerfile layer cache (the next build runs without it)"
+    cache = ctx.state.path("cache", app)
+    if not cache.is_dir():
+        return purged
+    size = sum(p.lstat().st_size for p in cache.rglob("*"))
+    for entry in cache.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    return f"herokuish cache ({size / (1 << 20):.1f} MiB), {purged}"
+
+
+@hookimpl
 def post_app_rename(ctx: Context, old_app: str, new_app: str) -> None:
     old, new = ctx.state.path("cache", old_app), ctx.state.path("cache", new_app)
     if old.exists() and not new.exists():

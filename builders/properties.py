@@ -155,6 +155,11 @@ def set_dockerfile_property(state: State, app: str, key: str, value: str) -> str
     raise UsageError(f"unknown builder-dockerfile property {key!r}: use {' or '.join(DOCKERFILE_KEYS)}")
 
 
+# `repo:purge-cache`: the engine's layer cache is shared by every app, so it is not emptied; the app's next
+# Dockerfile build ignores it instead (the flag is dropped once a build succeeded).
+NO_CACHE = "no-cache-next-build"
+
+
 def build_args(keys: Iterable[str], env: dict[str, str]) -> dict[str, str]:
     """{key: value} for the listed keys the app's env has (missing keys are skipped)."""
     return {k: env[k] for k in keys if k in env}

@@ -19,9 +19,10 @@ if TYPE_CHECKING:
 def register_commands(cli: click.Group) -> None:
     from gitserver.commands import serve_cmd, ssh_keys, tokens
     from gitserver.git_commands import git, webhooks
+    from gitserver.repo_commands import repo
 
     cli.add_command(serve_cmd, name="serve")
-    for group in (ssh_keys, tokens, git, webhooks):
+    for group in (ssh_keys, tokens, git, webhooks, repo):
         cli.add_command(group)
 
 

@@ -224,7 +224,7 @@ class SSHDoor:
 
 def _ends_with_client(command: str) -> bool:
     words = command.split()
-    return bool(words) and words[0] in ("logs", "run")
+    return bool(words) and words[0] in ("logs", "run", "enter")
 
 
 async def _hang_up(process: asyncssh.SSHServerProcess[bytes], worker: asyncio.subprocess.Process) -> None:

@@ -20,7 +20,7 @@ from builders.detect import detect_builder
 from hooks import releases
 from hooks.appjson import AppJson, read_app_json
 from hooks.source import export_tree, read_procfile
-from pushdock import storage
+from pushdock import builds, storage
 from pushdock.errors import DeployFailed, PushdockError, UsageError
 from pushdock.progress import NULL, Progress
 from pushdock.state import Release, State
@@ -36,9 +36,9 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
     state, bus = ctx.state, ctx.bus
     started = time.time()
     build_dir = state.make_build_dir(app, "src")
-    with logger.contextualize(app=app, sha=sha[:12]):
+    with logger.contextualize(app=app, sha=sha[:12]), builds.track(ctx, app, sha, progress) as build:
         try:
-            progress.step(f"Deploying {app} ({sha[:7]}, branch {branch})")
+            progress.step(f"Deploying {app} ({sha[:7]}, branch {branch}): build {build.build.id}")
             export_tree(state.repo_path(app), sha, build_dir, progress=progress)
             bus.call("post_extract", ctx=ctx, app=app, build_dir=str(build_dir), sha=sha)
             app_json = read_app_json(build_dir)  # a malformed app.json fails before the build
@@ -49,6 +49,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
             name, reason = detect_builder(build_dir, env, forced, bus.registry("builders"),
                                           dockerfile=state.get("builder-dockerfile", app, "dockerfile-path"))
             progress.step(f"Building with the {name} builder ({reason})")
+            build.set_builder(name)
             builder = bus.lookup("builders", name)
 
             number = state.next_release_number(app)
@@ -57,6 +58,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
             result = builder.build(ctx, BuildRequest(app, build_dir, image, env), progress)
             bus.call("post_build", ctx=ctx, app=app, builder=name, image=result.image)
 
+            build.releasing()
             processes = {**result.processes, **read_procfile(build_dir)}
             if not processes:
                 raise DeployFailed("nothing to run: add a Procfile or give the image a CMD")
@@ -71,6 +73,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
             )
             current = _deploy_release(ctx, release, progress, previous=state.current_release(app))
             ctx.event("deploy", app=app, started=started, release=current.name, sha=sha)
+            build.save(release=current.name)
             return current
         except PushdockError as e:
             ctx.event("deploy", app=app, started=started, result="failed", sha=sha, reason=str(e))

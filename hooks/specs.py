@@ -119,3 +119,13 @@ def post_settings_change(ctx: Context, app: str, summary: str) -> None:
     `summary` is the command line with secret values removed (e.g. `config:set KEY1 KEY2`). The built-in
     git plugin commits the app's settings to refs/meta/config with it as the message.
     """
+
+
+@hookspec
+def purge_cache(ctx: Context, app: str) -> str | None:
+    """At `repo:purge-cache`: empty the app's build caches; a few words on what was purged (None: nothing)."""
+
+
+@hookspec
+def post_app_clone(ctx: Context, old_app: str, new_app: str) -> None:
+    """After `apps:clone` copied the repo and settings of old_app to new_app, before the clone deploys."""

@@ -10,6 +10,8 @@ from pushdock.state import validate_app_name
 
 if TYPE_CHECKING:
     from pushdock.context import Context
+    from pushdock.progress import Progress
+    from pushdock.state import Release
 
 
 def authorize(ctx: Context, app: str, *, admin: bool = False) -> None:
@@ -80,3 +82,30 @@ def rename_app(ctx: Context, old: str, new: str) -> None:
     ctx.bus.call("post_app_rename", ctx=ctx, old_app=old, new_app=new)
     with ctx.state.app_lock(new, timeout=ctx.settings.lock_timeout):
         pipeline.restart(ctx, new)
+
+
+# Settings a clone does not take: its own identity and history (apps, builds, releases), what names or
+# binds it on the host (domains, ports, certificates) and what ties it to a GitHub repository (webhooks).
+CLONE_SKIPS = frozenset({"apps", "builds", "releases", "domains", "ports", "certs", "letsencrypt", "webhooks",
+                         "previews"})
+
+
+def clone_app(ctx: Context, old: str, new: str, progress: Progress, *, deploy: bool = True) -> Release | None:
+    """A new app `new` with the repo, config and settings of `old` (not its domains); deployed from the
+    commit `old` runs unless `deploy` is false. The new release if it deployed."""
+    validate_app_name(new)
+    state = ctx.state
+    state.require_app(old)
+    with state.app_lock(old, timeout=ctx.settings.lock_timeout):  # a consistent copy: no push meanwhile
+        state.clone_app(old, new, skip=CLONE_SKIPS)
+    state.delete("ps", new, "stopped")
+    ctx.bus.call("post_create", ctx=ctx, app=new)
+    ctx.bus.call("post_app_clone", ctx=ctx, old_app=old, new_app=new)
+    current = state.current_release(old)
+    if not deploy or current is None or not current.sha:
+        return None
+    from hooks import pipeline
+
+    with state.app_lock(new, timeout=ctx.settings.lock_timeout):
+        branch = state.get("git", new, "deploy-branch") or "main"
+        return pipeline.deploy_push(ctx, new, current.sha, progress, branch=branch)

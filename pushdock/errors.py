@@ -41,6 +41,10 @@ class BuildFailed(PushdockError):
     """The build step failed."""
 
 
+class BuildCancelled(BuildFailed):
+    """`builds:cancel` stopped the build."""
+
+
 class DeployFailed(PushdockError):
     """Containers did not start or did not pass their checks."""
 

@@ -448,6 +448,49 @@ class State:
         builds.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f"{validate_app_name(app)}.{os.getpid()}.{kind}.", dir=builds))
 
+    def build_log(self, app: str, build: int) -> Path:
+        """The output of one build (builds:output); deploy.log has every deploy's, one after another."""
+        return self.root / "logs" / validate_app_name(app) / "builds" / f"{int(build)}.log"
+
+    def props(self, plugin: str, app: str) -> list[str]:
+        """The names of a plugin's properties of an app."""
+        try:
+            return sorted(os.listdir(self._prop_path(plugin, app, "x").parent))
+        except FileNotFoundError:
+            return []
+
+    def clone_app(self, old: str, new: str, *, skip: frozenset[str]) -> None:
+        """Copy the repo and the properties of `old` (but those of the plugins in `skip`) to a new app `new`.
+
+        The repo is renamed into place last: until then `new` does not exist, and a failure removes every copy.
+        """
+        self.require_app(old)
+        if self.app_exists(validate_app_name(new)):
+            raise Conflict(f"app {new} already exists")
+        repo_tmp = Path(tempfile.mkdtemp(prefix=f".{new}.", dir=self.repos_dir))
+        copied: list[Path] = []
+        try:
+            shutil.copytree(self.repo_path(old), repo_tmp, symlinks=True, dirs_exist_ok=True)
+            for d in sorted((self.root / "data").glob(f"*/{old}")):
+                if d.parent.name in skip:
+                    continue
+                target = d.parent / new
+                if target.exists():
+                    raise Conflict(f"leftover settings of an app called {new} in {d.parent.name}: remove them first")
+                tmp = Path(tempfile.mkdtemp(prefix=f".{new}.", dir=d.parent))
+                copied.append(tmp)
+                shutil.copytree(d, tmp, symlinks=True, dirs_exist_ok=True)
+                os.rename(tmp, target)
+                copied[-1] = target
+            os.rename(repo_tmp, self.repo_path(new))
+        except BaseException:
+            shutil.rmtree(repo_tmp, ignore_errors=True)
+            for target in copied:
+                shutil.rmtree(target, ignore_errors=True)
+            raise
+        self.set("apps", new, "created", str(time.time()))
+
+
     def clean_build_dirs(self) -> list[str]:
         """Remove the build directories whose owner process is gone (never a running build's); their names."""
         try:

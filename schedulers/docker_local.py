@@ -110,6 +110,19 @@ class DockerLocalScheduler:
         """Lines `web.1: text`; oldest first across containers, or live until the consumer closes."""
         return docker_logs.lines(ctx, app, follow=follow, tail=tail, process=process)
 
+    def inspect(self, ctx: Context, app: str) -> list[dict[str, Any]]:
+        """`docker inspect` of the app's containers (values of the environment are the caller's to mask)."""
+        with eng.engine_errors(doing=f"inspecting {app}"):
+            return [dict(c.attrs) for c in eng.app_containers(ctx, app)]
+
+    def enter(self, ctx: Context, app: str, argv: list[str], *, process: str | None, container_id: str | None,
+              tty: bool) -> int:
+        """Run argv in one of the app's running containers (docker_run.pick_instance); its exit status."""
+        from schedulers import docker_run
+
+        target = docker_run.pick_instance(self.instances(ctx, app), app, process=process, container_id=container_id)
+        return docker_run.exec_in(target.id, argv, tty=tty, app=app)
+
     # -- one-off containers ------------------------------------------------------------------------
     def run(self, ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
         from schedulers import docker_run

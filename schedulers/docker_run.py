@@ -196,6 +196,46 @@ def run(ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
         _remove(cid)
 
 
+# -- enter: a process in a running container -----------------------------------------------------------
+def exec_in(container_id: str, argv: list[str], *, tty: bool, app: str) -> int:
+    """Run argv in a running container attached to this process's stdio (as `run` is); its exit status."""
+    with eng.engine_errors(doing=f"entering a container of {app}"), _ended_by_signals():
+        api = eng.client().api
+        exec_id = api.exec_create(container_id, argv, stdin=True, stdout=True, stderr=True, tty=tty)["Id"]
+        sock = api.exec_start(exec_id, tty=tty, socket=True)
+        fds = _Fds.of_sys()
+        with _raw(fds.stdin if tty else None):
+            if tty:
+                threading.Thread(target=_follow_size, args=(container_id, fds), kwargs={"exec_id": exec_id},
+                                 name="pushdock-enter-size", daemon=True).start()
+            _pump(sock, fds, tty)
+        return int(api.exec_inspect(exec_id).get("ExitCode") or 0)
+
+
+def pick_instance(instances: Sequence[Any], app: str, *, process: str | None, container_id: str | None) -> Any:
+    """The running instance `enter` goes into: by container id (or name), by `web` or `web.2`, or the only
+    process type running. Only the app's own instances are candidates."""
+    running = [i for i in instances if i.state == "running"]
+    if container_id is not None:
+        found = [i for i in running if container_id in (i.name, i.id) or
+                 (len(container_id) >= 12 and i.id.startswith(container_id))]
+        if not found:
+            raise PushdockError(f"{app} has no running container {container_id[:64]!r} (see `ps:report {app}`)")
+        return found[0]
+    types = sorted({i.process for i in running})
+    if not running:
+        raise PushdockError(f"{app} has no running container")
+    if process is None:
+        if len(types) > 1:
+            raise PushdockError(f"{app} runs {', '.join(types)}: say which, e.g. `enter {app} {types[0]}`")
+        process = types[0]
+    name, _, index = process.partition(".")
+    found = [i for i in running if i.process == name and (not index or str(i.index) == index)]
+    if not found:
+        raise PushdockError(f"{app} has no running {process} container (running: {', '.join(types)})")
+    return sorted(found, key=lambda i: (-i.release, i.index))[0]
+
+
 class _Fds:
     """This process's stdio as file descriptors (None when a stream has none, e.g. in tests)."""
 
@@ -271,8 +311,8 @@ def terminal_size(fd: int | None) -> tuple[int, int] | None:
     return (rows, cols) if rows and cols else None
 
 
-def _follow_size(cid: str, fds: _Fds) -> None:
-    """Keep the container's TTY the size of ours (polled: behind SSH this process gets no SIGWINCH)."""
+def _follow_size(cid: str, fds: _Fds, *, exec_id: str | None = None) -> None:
+    """Keep the container's (or exec's) TTY the size of ours (polled: behind SSH this process gets no SIGWINCH)."""
     import time
 
     last = None
@@ -280,7 +320,10 @@ def _follow_size(cid: str, fds: _Fds) -> None:
         size = terminal_size(fds.stdout) or terminal_size(fds.stdin)
         if size != last and size is not None:
             try:
-                eng.client().api.resize(cid, height=size[0], width=size[1])
+                if exec_id is not None:
+                    eng.client().api.exec_resize(exec_id, height=size[0], width=size[1])
+                else:
+                    eng.client().api.resize(cid, height=size[0], width=size[1])
             except Exception:  # the container has ended
                 return
             last = size

@@ -24,7 +24,7 @@ Every command that changes something is recorded in `events`.
 """
 TAIL = """
 Roles: an `admin` key runs every command; a `deployer` key (`ssh-keys:add NAME --role deployer --apps a,b`)
-may push to and run app commands on its listed apps only; `apps:create|destroy|rename`, `ssh-keys:*` and
+may push to and run app commands on its listed apps only; `apps:create|destroy|rename|clone`, `ssh-keys:*` and
 `tokens:*` and `stack:build` are admin-only. `serve` and `service:*` run on the host only.
 """
 

@@ -1,4 +1,4 @@
-"""apps:create|destroy|list|rename|report|lock|unlock"""
+"""apps:create|destroy|list|rename|clone|report|lock|unlock"""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import click
 
 from pushdock import apps as service
-from pushdock.commands import format_option, group, print_report, print_table
+from pushdock.commands import echo_progress, format_option, group, print_report, print_table
 from pushdock.context import Context
 from pushdock.errors import UsageError
 
@@ -64,6 +64,22 @@ def rename(ctx: Context, old: str, new: str) -> None:
     service.authorize(ctx, old, admin=True)
     service.rename_app(ctx, old, new)
     click.echo(f"-----> Renamed {old} to {new}")
+
+
+@apps.command("clone")
+@click.argument("old")
+@click.argument("new")
+@click.option("--skip-deploy", is_flag=True, help="Copy only: do not deploy the clone.")
+@click.option("--ignore-existing", is_flag=True, help="If NEW exists, say so and succeed (nothing is copied).")
+@click.pass_obj
+def clone(ctx: Context, old: str, new: str, skip_deploy: bool, ignore_existing: bool) -> None:
+    """Clone an app: repo, config and settings (not domains), then deploy it."""
+    service.authorize(ctx, old, admin=True)
+    if ignore_existing and ctx.state.app_exists(new):
+        click.echo(f"=====> {new} exists: nothing cloned")
+        return
+    release = service.clone_app(ctx, old, new, echo_progress(), deploy=not skip_deploy)
+    click.echo(f"-----> Cloned {old} to {new}" + (f" ({release.name})" if release else ""))
 
 
 @apps.command("report")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 import click
 
@@ -166,6 +168,27 @@ def parse_scale(pairs: tuple[str, ...]) -> dict[str, int]:
             raise UsageError(f"{m.group(1)}={count} is above the limit of {MAX_SCALE}")
         out[m.group(1)] = count
     return out
+
+
+@ps.command("inspect")
+@click.argument("app")
+@click.pass_obj
+def inspect(ctx: Context, app: str) -> None:
+    """Print `docker inspect` of the app's containers as JSON, config values masked (see `config:show`)."""
+    authorized_app(ctx, app)
+    scheduler = ctx.scheduler(app)
+    if getattr(scheduler, "inspect", None) is None:
+        raise UsageError(f"the {scheduler.name} scheduler has no containers to inspect here")
+    click.echo(json.dumps(mask_env(scheduler.inspect(ctx, app), set(ctx.state.get_env(app))), indent=2))
+
+
+def mask_env(containers: list[dict[str, Any]], secret_keys: set[str]) -> list[dict[str, Any]]:
+    """Every container's Config.Env with the values of the app's config keys as `***`."""
+    for c in containers:
+        config = c.get("Config") or {}
+        config["Env"] = [f"{k}=***" if k in secret_keys else f"{k}={v}"
+                         for k, _, v in (e.partition("=") for e in config.get("Env") or [])]
+    return containers
 
 
 @ps.command("rebuild")

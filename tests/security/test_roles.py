@@ -43,11 +43,11 @@ def server(tmp_path_factory):
 
 
 APP_READ = [["config:show", "{app}"], ["apps:report", "{app}"], ["ps:report", "{app}"], ["storage:list", "{app}"],
-            ["storage:report", "{app}"]]
+            ["storage:report", "{app}"], ["builds:list", "{app}"], ["ps:inspect", "{app}"]]
 APP_WRITE = [["config:set", "--no-restart", "{app}", "SECRET=s3cr3t-value"], ["apps:lock", "{app}"],
-             ["apps:unlock", "{app}"]]
+             ["apps:unlock", "{app}"], ["repo:gc", "{app}"], ["repo:purge-cache", "{app}"]]
 ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{app}", "--force"],
-              ["apps:rename", "{app}", "{new}"],
+              ["apps:rename", "{app}", "{new}"], ["apps:clone", "{app}", "{new}"],
               # host-wide settings and services
               ["tokens:list"], ["tokens:add", "{new}"], ["tokens:remove", "ci"], ["ssh-keys:remove", "ci"],
               ["proxy:start"], ["proxy:stop", "--all"], ["proxy:set", "--global", "type", "caddy"],

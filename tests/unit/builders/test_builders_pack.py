@@ -63,3 +63,43 @@ def test_a_bad_procfile_fails_before_pack_runs(ctx: Context, tmp_path: Path) -> 
     (tmp_path / "Procfile").write_text("web\n")
     with pytest.raises(UsageError, match="Procfile line 1"):
         PackBuilder().build(ctx, BuildRequest(APP, tmp_path, "pushdock/myapp:v1"), Progress())
+
+
+def test_a_cancelled_pack_build_stops_pack(ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`builds:cancel` during a pack build: the build stops at once and pack is killed, not left building.
+    `pack` here is a script that writes its pid and sleeps (the real CLI cannot be installed here)."""
+    import os
+    import threading
+    import time
+
+    from pushdock import builds
+    from pushdock.errors import BuildCancelled
+
+    bin_dir, src = tmp_path / "bin", tmp_path / "src"
+    bin_dir.mkdir()
+    src.mkdir()
+    (src / "project.toml").write_text("")
+    (bin_dir / "pack").write_text(f"#!/bin/sh\necho $$ > {tmp_path}/pid\nexec sleep 30\n")
+    (bin_dir / "pack").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    ctx.state.create_app(APP)
+    lines: list[str] = []
+
+    def cancel_once_pack_runs() -> None:
+        while not (tmp_path / "pid").exists():
+            time.sleep(0.05)
+        builds.cancel(ctx, APP, wait=10)
+
+    helper = threading.Thread(target=cancel_once_pack_runs)
+    helper.start()
+    started = time.monotonic()
+    progress = Progress(lines.append)
+    with pytest.raises(BuildCancelled), builds.track(ctx, APP, "0" * 40, progress):
+        PackBuilder().build(ctx, BuildRequest(APP, src, "pushdock/myapp:v1"), progress)
+    helper.join(10)
+    assert time.monotonic() - started < 10
+    pid = int((tmp_path / "pid").read_text())
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split(")")[1][:3]:
+        assert time.monotonic() < deadline, "pack still runs"
+        time.sleep(0.1)

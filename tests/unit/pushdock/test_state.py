@@ -137,3 +137,29 @@ def test_build_dirs_of_dead_processes_are_cleaned_and_running_ones_kept(tmp_path
     finally:
         zombie.wait()
     assert mine.is_dir() and not orphan.exists() and not unreaped.exists()
+
+
+def test_clone_app_copies_repo_and_settings_but_skipped_ones(tmp_path) -> None:
+    s = State(tmp_path)
+    s.create_app("old")
+    s.set_env("old", {"SECRET": "x"})
+    s.set_json("domains", "old", "list", ["old.example.com"])
+    s.set("git", "old", "deploy-branch", "trunk")
+    s.clone_app("old", "new", skip=frozenset({"domains"}))
+    assert s.app_exists("new") and s.get_env("new") == {"SECRET": "x"} and s.get("git", "new", "deploy-branch") == "trunk"
+    assert s.get_json("domains", "new", "list") is None
+    assert oct(s._prop_path("config", "new", "env").stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(Conflict):
+        s.clone_app("old", "new", skip=frozenset())
+
+
+def test_a_failed_clone_leaves_nothing_behind(tmp_path) -> None:
+    s = State(tmp_path)
+    s.create_app("old")
+    s.set_env("old", {"A": "1"})
+    s.set("git", "third", "deploy-branch", "main")  # leftover settings of an app that was never created
+    s.set("git", "old", "deploy-branch", "main")
+    with pytest.raises(Conflict, match="leftover settings"):
+        s.clone_app("old", "third", skip=frozenset())
+    assert not s.app_exists("third") and s.get_env("third") == {}
+    assert [p.name for p in s.repos_dir.iterdir()] == ["old.git"]
