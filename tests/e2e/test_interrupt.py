@@ -49,6 +49,7 @@ def test_ctrl_c_on_make_run_leaves_the_engine_and_apps_serving(tmp_path) -> None
         server.commit(work, "web and worker", {"Procfile": "web: python3 -u /app/server.py\n" + WORKER})
         res = server.push(work, app)
         assert res.returncode == 0, res.stderr
+        server.cli("ps:scale", app, "worker=1")
         assert server.get(app) == (200, "outlives serve")
         before = app_containers(app)
 
