@@ -146,4 +146,10 @@ def stop(ctx: Context, all_types: bool) -> None:
     click.echo("-----> Stopped " + ", ".join(px.name for px in proxies))
 
 
-COMMANDS = [proxy, domains_group, ports_group, certs_group]
+def _commands() -> list[click.Group]:
+    from proxies.letsencrypt.commands import letsencrypt
+
+    return [proxy, domains_group, ports_group, certs_group, letsencrypt]
+
+
+COMMANDS = _commands()
