@@ -26,7 +26,10 @@ def letsencrypt() -> None:
 @click.argument("value", required=False)
 @click.pass_obj
 def set_(ctx: Context, is_global: bool, key: str, value: str | None) -> None:
-    """Set the account's `email` or the ACME v2 directory `server` (default: Let's Encrypt production)."""
+    """Set the ACME account's email or server.
+
+    `server` is an ACME v2 directory URL (default: Let's Encrypt production); no VALUE: the default.
+    """
     require_admin(ctx)
     if not is_global or key not in GLOBAL_KEYS:
         raise UsageError(f"usage: {SET_USAGE}")
@@ -47,7 +50,10 @@ def set_(ctx: Context, is_global: bool, key: str, value: str | None) -> None:
 @click.argument("app")
 @click.pass_obj
 def enable(ctx: Context, app: str) -> None:
-    """Get a certificate for the app's domains over HTTP-01 and serve HTTPS; serve renews it."""
+    """Get and serve a certificate (HTTP-01).
+
+    One certificate for the app's domains, answered through the running proxy; serve renews it.
+    """
     authorized_app(ctx, app)
     meta = service.enable(ctx, app)
     click.echo(f"-----> Certificate of {app} installed: {' '.join(meta.names)} (expires "
@@ -58,7 +64,10 @@ def enable(ctx: Context, app: str) -> None:
 @click.argument("app")
 @click.pass_obj
 def disable(ctx: Context, app: str) -> None:
-    """Stop renewing; the certificate letsencrypt issued is removed (HTTPS stops)."""
+    """Stop renewing and remove its certificate.
+
+    Only a certificate letsencrypt issued is removed (HTTPS stops); one from certs:add stays.
+    """
     authorized_app(ctx, app)
     removed = service.disable(ctx, app)
     click.echo(f"-----> letsencrypt disabled for {app}" + ("; its certificate removed" if removed else ""))
@@ -68,7 +77,10 @@ def disable(ctx: Context, app: str) -> None:
 @click.argument("app")
 @click.pass_obj
 def revoke(ctx: Context, app: str) -> None:
-    """Revoke the app's certificate at the CA, remove it and stop renewing."""
+    """Revoke the app's certificate and remove it.
+
+    Revoked at the CA, removed from the proxy; renewing stops.
+    """
     authorized_app(ctx, app)
     service.revoke(ctx, app)
     click.echo(f"-----> Certificate of {app} revoked and removed; letsencrypt disabled")
@@ -78,7 +90,10 @@ def revoke(ctx: Context, app: str) -> None:
 @click.argument("app", required=False)
 @click.pass_obj
 def auto_renew(ctx: Context, app: str | None) -> None:
-    """Renew now every certificate within 30 days of expiry (of APP, or of every app: admin only)."""
+    """Renew due certificates now.
+
+    Every certificate within 30 days of expiry, of APP or of every app (admin only).
+    """
     if app is None:
         require_admin(ctx)
     else:
@@ -97,7 +112,7 @@ def auto_renew(ctx: Context, app: str | None) -> None:
 @format_option
 @click.pass_obj
 def list_(ctx: Context, fmt: str) -> None:
-    """List the apps with letsencrypt enabled: domains, expiry, days left."""
+    """List apps with letsencrypt: expiry, days left."""
     apps = [a for a in ctx.state.list_apps() if ctx.identity.may_use(a)]
     rows = [{"app": r.app, "domains": r.domains, "expiry": r.expiry, "days_left": r.days_left}
             for r in service.rows(ctx, apps)]
@@ -109,5 +124,8 @@ def list_(ctx: Context, fmt: str) -> None:
 @format_option
 @click.pass_obj
 def report(ctx: Context, app: str, fmt: str) -> None:
-    """Show the app's letsencrypt state: enabled, server, domains, expiry, last renewal attempt."""
+    """Show an app's letsencrypt state.
+
+    Enabled, server, email, domains, expiry, days left, the last attempt and the failures since.
+    """
     print_report(f"{authorized_app(ctx, app)} letsencrypt", service.report(ctx, app), fmt)
