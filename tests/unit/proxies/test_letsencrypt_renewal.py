@@ -50,6 +50,15 @@ def test_apps_without_letsencrypt_are_never_due(ctx: Context) -> None:
 
 
 def test_serve_timer_gets_the_daily_renewal(ctx: Context) -> None:
+    from gitserver.serve import _timer
+
     bus = Bus(ctx.settings.data_dir / "plugins", extra_plugins=(proxies_plugin,), entry_points=False)
     jobs = {name: schedule for part in bus.call("register_timer_jobs", ctx=ctx) for name, (schedule, _) in part.items()}
     assert jobs == {"letsencrypt:renew": "@daily"}
+    timer = _timer(ctx)  # serve's own timer, with the installed plugins
+    try:
+        assert "plugin:letsencrypt:renew" in timer.names()
+        due = timer.next_run("plugin:letsencrypt:renew")
+        assert due is not None and 0 < due - time.time() <= service.DAY
+    finally:
+        timer.stop()
