@@ -54,7 +54,8 @@ def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
 
 
 def _timer(ctx: Context) -> Timer:
-    """The timer with serve's periodic jobs, started: the apps' cron jobs, kept in step with their releases."""
+    """The timer with serve's periodic jobs, started: the apps' cron jobs, kept in step with their releases,
+    and the plugins' jobs (`register_timer_jobs`: letsencrypt's daily renewal)."""
     from pushdock import cron
     from pushdock.context import Context
     from pushdock.state import Identity
@@ -66,6 +67,9 @@ def _timer(ctx: Context) -> Timer:
     timer = Timer()
     cron.sync(scheduled, timer)
     timer.add("pushdock:cron-sync", lambda: cron.sync(scheduled, timer), every=CRON_SYNC_INTERVAL)
+    for jobs in scheduled.bus.call("register_timer_jobs", ctx=scheduled):
+        for name, (schedule, fn) in jobs.items():
+            timer.add(f"plugin:{name}", fn, cron=schedule)
     timer.start()
     return timer
 

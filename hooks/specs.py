@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import click
 
     from pushdock.context import Context
@@ -22,7 +24,7 @@ hookimpl = pluggy.HookimplMarker("pushdock")
 
 # Triggers that are registries (they return objects) are Python-only; scripts cannot implement them.
 PYTHON_ONLY = frozenset(
-    {"register_commands", "register_builders", "register_schedulers", "register_proxies"}
+    {"register_commands", "register_builders", "register_schedulers", "register_proxies", "register_timer_jobs"}
 )
 
 
@@ -51,6 +53,14 @@ def register_proxies() -> dict[str, Any]:
 
 
 # -- app lifecycle ---------------------------------------------------------------------------------
+@hookspec
+def register_timer_jobs(ctx: Context) -> dict[str, tuple[str, Callable[[], object]]]:
+    """At `pushdock serve` start: periodic jobs for serve's one timer, name -> (cron schedule, function).
+
+    The built-in proxies plugin renews letsencrypt certificates `@daily`. A job never overlaps itself.
+    """
+
+
 @hookspec
 def post_create(ctx: Context, app: str) -> None:
     """After `apps:create` (or a first push) made the app."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import click
 
 from proxies import certs, domains, ports
-from proxies.routes import change
+from proxies.routes import change, install_cert
 from pushdock.apps import authorized_app
 from pushdock.commands import format_option, group, print_report, print_table
 from pushdock.context import Context
@@ -170,14 +170,7 @@ def certs_group() -> None:
 
 
 def _install(ctx: Context, app: str, crt: bytes, key: bytes, summary: str) -> None:
-    meta = certs.check_pair(crt, key)  # before anything is written
-    saved = certs.snapshot(ctx, app)
-
-    def write() -> Callable[[], None]:
-        certs.store(ctx, app, crt, key)
-        return lambda: certs.restore(ctx, app, saved)
-
-    change(ctx, app, write, summary)
+    meta = install_cert(ctx, app, crt, key, summary)
     click.echo(f"-----> Certificate of {app} installed: {' '.join(meta.names) or meta.subject}")
     uncovered = [d for d in ctx.domains(app) if not certs.covers(meta.names, d)]
     if uncovered:

@@ -42,6 +42,15 @@ def _handler(route: Route, li: Listener) -> dict[str, Any]:
     }
 
 
+def _with_challenge(handler: dict[str, Any], root: str) -> dict[str, Any]:
+    """letsencrypt's HTTP-01 answers served as files from `root`, before the app (or its redirect)."""
+    return {"handler": "subroute", "routes": [
+        {"match": [{"path": ["/.well-known/acme-challenge/*"]}], "terminal": True,
+         "handle": [{"handler": "file_server", "root": root}]},
+        {"handle": [handler]},
+    ]}
+
+
 def app_routes(route: Route) -> dict[Key, dict[str, Any]]:
     """The app's routes by (server, exact|wild)."""
     hosts = {"exact": [d for d in route.domains if not d.startswith("*.")],
@@ -53,8 +62,11 @@ def app_routes(route: Route) -> dict[Key, dict[str, Any]]:
         for kind, names in hosts.items():
             if names:
                 rid = f"app-{route.app}-{li.port}" + ("-wild" if kind == "wild" else "")
+                handler = _handler(route, li)
+                if li.scheme == "http" and route.challenge_root is not None:
+                    handler = _with_challenge(handler, route.challenge_root)
                 out[(server_name(li.port), kind)] = {
-                    "@id": rid, "match": [{"host": names}], "terminal": True, "handle": [_handler(route, li)]}
+                    "@id": rid, "match": [{"host": names}], "terminal": True, "handle": [handler]}
     return out
 
 

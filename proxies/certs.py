@@ -71,9 +71,9 @@ def check_pair(crt_pem: bytes, key_pem: bytes, *, now: float | None = None) -> C
     info = _info(leaf)
     moment = datetime.datetime.now(datetime.UTC).timestamp() if now is None else now
     if info.not_after <= moment:
-        raise UsageError(f"the certificate expired on {_day(info.not_after)}")
+        raise UsageError(f"the certificate expired on {day(info.not_after)}")
     if info.not_before > moment + 300:
-        raise UsageError(f"the certificate is not valid before {_day(info.not_before)}")
+        raise UsageError(f"the certificate is not valid before {day(info.not_before)}")
     return info
 
 
@@ -93,7 +93,7 @@ def _info(leaf: Any) -> CertInfo:
     )
 
 
-def _day(ts: float) -> str:
+def day(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -213,8 +213,8 @@ def report(ctx: Context, app: str, domains: list[str]) -> dict[str, str]:
         "subject": meta.subject,
         "issuer": meta.issuer + (" (self-signed)" if meta.self_signed else ""),
         "names": " ".join(meta.names),
-        "starts": _day(meta.not_before),
-        "expires": _day(meta.not_after),
+        "starts": day(meta.not_before),
+        "expires": day(meta.not_after),
         "fingerprint (sha256)": meta.fingerprint,
         "domains not covered": " ".join(uncovered),
     }

@@ -15,7 +15,7 @@ from pushdock.context import Context
 from pushdock.errors import UsageError
 
 BOOLEANS = {"true": "true", "false": "false", "on": "true", "off": "false", "1": "true", "0": "false"}
-PROXY_SET_USAGE = "proxy:set --global nginx|caddy|traefik  or  proxy:set APP https-redirect true|false"
+PROXY_SET_USAGE = "proxy:set --global nginx|caddy|traefik  or  proxy:set APP https-redirect on|off"
 
 
 @group("proxy", "The proxy that serves apps: nginx, caddy or traefik.", default_verb="report")
@@ -91,7 +91,7 @@ def build_config(ctx: Context, app: str | None, all_apps: bool) -> None:
 @click.argument("args", nargs=-1, required=True, metavar="[APP] KEY|TYPE [VALUE]")
 @click.pass_obj
 def set_(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
-    """Choose the proxy (`--global nginx|caddy|traefik`) or set `APP https-redirect true|false`.
+    """Choose the proxy (`--global nginx|caddy|traefik`) or set `APP https-redirect on|off`.
 
     Switching the proxy starts the new one with every app's routes beside the old one (both share
     the ports), then stops the old one: apps stay reachable. If the new proxy cannot serve, nothing changes.
@@ -109,7 +109,7 @@ def set_(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
     app = authorized_app(ctx, args[0])
     value = BOOLEANS.get(args[2].lower()) if len(args) == 3 else "false"
     if value is None:
-        raise UsageError("https-redirect is true or false")
+        raise UsageError("https-redirect is on or off (true or false)")
     prop = ("proxy", app, "https-redirect")
     change(ctx, app, lambda: ctx.state.set(*prop, value), f"proxy:set https-redirect {value}", props=[prop])
     click.echo(f"-----> https-redirect of {app}: {value}"
@@ -146,4 +146,10 @@ def stop(ctx: Context, all_types: bool) -> None:
     click.echo("-----> Stopped " + ", ".join(px.name for px in proxies))
 
 
-COMMANDS = [proxy, domains_group, ports_group, certs_group]
+def _commands() -> list[click.Group]:
+    from proxies.letsencrypt.commands import letsencrypt
+
+    return [proxy, domains_group, ports_group, certs_group, letsencrypt]
+
+
+COMMANDS = _commands()

@@ -60,6 +60,8 @@ class Route:
     cert: CertRef | None = None
     redirect_to: int | None = None  # HTTP listeners answer 301 to https on this port
     health_path: str | None = None  # for proxies that check upstreams themselves (traefik)
+    # letsencrypt: HTTP listeners serve /.well-known/acme-challenge/ from this webroot (before any redirect)
+    challenge_root: str | None = None
 
     @property
     def http(self) -> tuple[Listener, ...]:
@@ -78,6 +80,7 @@ class Route:
                 "crt": self.cert.crt, "key": self.cert.key, "fingerprint": self.cert.fingerprint,
                 "names": list(self.cert.names), "expires": self.cert.expires},
             "redirect_to": self.redirect_to, "health_path": self.health_path,
+            "challenge_root": self.challenge_root,
         }
 
     @classmethod
@@ -90,6 +93,7 @@ class Route:
             cert=None if cert is None else CertRef(cert["crt"], cert["key"], cert["fingerprint"],
                                                     tuple(cert.get("names", ())), float(cert.get("expires", 0))),
             redirect_to=raw.get("redirect_to"), health_path=raw.get("health_path"),
+            challenge_root=raw.get("challenge_root"),
         )
 
 

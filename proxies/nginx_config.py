@@ -69,12 +69,22 @@ def render_app(prefix: Path, route: Route) -> str:
         if route.redirect_to is not None:
             port = "" if route.redirect_to == 443 else f":{route.redirect_to}"
             http_location = f"    return 301 https://$host{port}$request_uri;"
-        parts.append(server.substitute(fields, listen=_listen(route.http), tls="", location=http_location))
+        parts.append(server.substitute(fields, listen=_listen(route.http), tls="", location=http_location,
+                                       challenge=_challenge(route.challenge_root)))
     if route.https and route.cert is not None:
         crt, key = cert_paths(prefix, app)
         tls = f"  ssl_certificate {crt};\n  ssl_certificate_key {key};\n"
-        parts.append(server.substitute(fields, listen=_listen(route.https, " ssl"), tls=tls, location=location))
+        parts.append(server.substitute(fields, listen=_listen(route.https, " ssl"), tls=tls, location=location,
+                                       challenge=""))
     return "".join(parts)
+
+
+def _challenge(root: str | None) -> str:
+    """letsencrypt's HTTP-01 answers, served as files; `^~` wins over `location /` and its redirect."""
+    if root is None:
+        return ""
+    return (f"  location ^~ /.well-known/acme-challenge/ {{\n    root {root};\n    default_type text/plain;\n"
+            "    try_files $uri =404;\n  }\n")
 
 
 def _listen(listeners: tuple[Listener, ...], extra: str = "") -> str:

@@ -10,7 +10,11 @@ from typing import TYPE_CHECKING, Any
 from hooks.specs import hookimpl
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import click
+
+    from pushdock.context import Context
 
 
 @hookimpl
@@ -20,6 +24,13 @@ def register_proxies() -> dict[str, Any]:
     from proxies.traefik import TraefikProxy
 
     return {p.name: p for p in (NginxProxy(), CaddyProxy(), TraefikProxy())}
+
+
+@hookimpl
+def register_timer_jobs(ctx: Context) -> dict[str, tuple[str, Callable[[], object]]]:
+    from proxies.letsencrypt.service import scheduled_renewal
+
+    return {"letsencrypt:renew": ("@daily", scheduled_renewal(ctx))}
 
 
 @hookimpl

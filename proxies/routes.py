@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from proxies import certs, ports
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from pushdock.routing import Upstream
 
 MAX_UPSTREAMS = 200
+WEBROOTS = "acme-challenge"  # a TRAVERSED folder of the data dir (pushdock/state.py)
 
 
 def resolve(ctx: Context, app: str, domains: list[str], upstreams: list[Upstream]) -> Route:
@@ -37,8 +39,31 @@ def resolve(ctx: Context, app: str, domains: list[str], upstreams: list[Upstream
     listeners = tuple(sorted({m.listener for m in ports.effective(ctx, app, tls=cert is not None)}))
     https = [li.port for li in listeners if li.scheme == "https"]
     redirect = https[0] if https and ctx.state.get("proxy", app, "https-redirect") == "true" else None
+    challenge = str(webroot(ctx, app)) if ctx.state.get("letsencrypt", app, "enabled") == "true" else None
     return Route(app=app, domains=names, upstreams=tuple(sorted(set(upstreams))), listeners=listeners,
-                 cert=cert, redirect_to=redirect, health_path=_health_path(ctx, app))
+                 cert=cert, redirect_to=redirect, health_path=_health_path(ctx, app), challenge_root=challenge)
+
+
+def webroot(ctx: Context, app: str) -> Path:
+    """Where letsencrypt writes the app's HTTP-01 answers (`.well-known/acme-challenge/TOKEN` under it).
+
+    Outside the private data folders: nginx's workers (another user) read it. Answers are public anyway.
+    """
+    return ctx.state.path(WEBROOTS, validate_app_name(app))
+
+
+def install_cert(ctx: Context, app: str, crt: bytes, key: bytes, summary: str) -> certs.CertInfo:
+    """Check, store and serve the app's certificate (`certs:add`, `certs:generate`, letsencrypt): the
+    old one is put back if the proxy refuses the new one."""
+    meta = certs.check_pair(crt, key)  # before anything is written
+    saved = certs.snapshot(ctx, app)
+
+    def write() -> Callable[[], None]:
+        certs.store(ctx, app, crt, key)
+        return lambda: certs.restore(ctx, app, saved)
+
+    change(ctx, app, write, summary)
+    return meta
 
 
 def upstream_address(u: Upstream) -> str:

@@ -52,3 +52,5 @@ class Settings(BaseSettings):
     http_idle_timeout: float = 30.0
     # Memory cap of every build (e.g. 2g); empty: half the host's memory. `resource:limit APP --build` overrides.
     build_memory: str = ""
+    # Extra CA bundle (PEM) the ACME client trusts for the ACME server's HTTPS: a test CA such as pebble's.
+    acme_ca_bundle: Path | None = None

@@ -71,8 +71,9 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
 # drop to an unprivileged user and must reach their temp dir under DATA_DIR/nginx (0700 would force them to run
 # as root). Secrets under it are 0600 file by file.
 PRIVATE_ROOT_MODE = 0o711
-# What make_private leaves as it is: nginx's prefix (its workers reach prefix/temp; its certs/ is 0700 itself).
-TRAVERSED = frozenset({"nginx"})
+# What make_private leaves as it is: nginx's prefix (its workers reach prefix/temp; its certs/ is 0700 itself)
+# and the ACME HTTP-01 webroots (public answers, which nginx's workers read).
+TRAVERSED = frozenset({"nginx", "acme-challenge"})
 
 
 @dataclass(frozen=True)

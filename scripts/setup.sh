@@ -14,6 +14,8 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v pigz >/dev/null 2>&1 || need+=(pigz)
+# the letsencrypt tests issue certificates from a local ACME server (pebble + pebble-challtestsrv)
+command -v pebble >/dev/null 2>&1 || need+=(pebble)
 # the tests' FROM-scratch images carry the host's static busybox; systemd-analyze verifies the service unit
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)

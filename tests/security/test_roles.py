@@ -43,7 +43,8 @@ def server(tmp_path_factory):
 
 
 APP_READ = [["config:show", "{app}"], ["apps:report", "{app}"], ["ps:report", "{app}"], ["storage:list", "{app}"],
-            ["storage:report", "{app}"], ["builds:list", "{app}"], ["ps:inspect", "{app}"]]
+            ["storage:report", "{app}"], ["builds:list", "{app}"], ["ps:inspect", "{app}"],
+            ["letsencrypt:report", "{app}"]]
 APP_WRITE = [["config:set", "--no-restart", "{app}", "SECRET=s3cr3t-value"], ["apps:lock", "{app}"],
              ["apps:unlock", "{app}"], ["repo:gc", "{app}"], ["repo:purge-cache", "{app}"]]
 ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{app}", "--force"],
@@ -55,6 +56,7 @@ ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{ap
               ["swarm:set", "node1", "address", "10.0.0.9"], ["domains:add", "--global", "evil.example.com"],
               ["scheduler:set", "--global", "selected", "swarm"], ["builder-pack:set", "--global", "builder", "x"],
               ["registry:set", "--global", "server", "evil.example.com"], ["releases:set", "--global", "keep", "1"],
+              ["letsencrypt:set", "--global", "server", "https://evil.example.com/dir"], ["letsencrypt:auto-renew"],
               # limits protect the host from the apps: a deployer may read its app's, not change them
               ["resource:limit", "{app}", "--memory", "64m"], ["resource:limit-clear", "{app}", "--all"],
               # storage directories are host-wide; host paths reach the host's files
