@@ -52,3 +52,6 @@ class Settings(BaseSettings):
     http_idle_timeout: float = 30.0
     # Memory cap of every build (e.g. 2g); empty: half the host's memory. `resource:limit APP --build` overrides.
     build_memory: str = ""
+    # Python packages `plugin:install` may install into pushdock's environment (names, comma- or space-separated).
+    # Set on the host only: an SSH admin may install from this list, never add to it.
+    plugin_allow: str = ""
