@@ -229,7 +229,8 @@ def _pip_install(ctx: Context, package: str, *, reinstall: bool = False) -> None
     # Every distribution pushdock's environment holds now is pinned: a plugin may add packages, never move one.
     pins = sorted({f"{d.metadata['name']}=={d.version}" for d in md.distributions()
                    if d.metadata["name"] and norm_package(d.metadata["name"]) != norm_package(package)})
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=ctx.state.path("plugins")) as f:
+    plugins_dir(ctx).mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=plugins_dir(ctx)) as f:
         f.write("\n".join(pins) + "\n")
         f.flush()
         _uv(ctx, ["pip", "install", "--python", sys.executable, "--constraint", f.name,
@@ -248,7 +249,10 @@ def find_uv() -> str:
 
 
 def _uv(ctx: Context, args: list[str], *, check: bool = True) -> None:
+    # uv's own settings in serve's environment apply (a private index: UV_INDEX_URL, a wheel directory:
+    # UV_FIND_LINKS, UV_OFFLINE...), but it never downloads a Python
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
+           **{k: v for k, v in os.environ.items() if k.startswith("UV_")},
            "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1", "LC_ALL": "C"}
     res = proc.run([find_uv(), *args], check=False, env=env, timeout=600)
     if check and res.returncode != 0:
