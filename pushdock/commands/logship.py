@@ -20,8 +20,9 @@ KEYS = (logship.PROP,)
 @click.argument("value", required=False, default="")
 @click.pass_obj
 def set_(ctx: Context, target: str, key: str, value: str) -> None:
-    """Ship an app's logs (or every app's, --global) to a syslog or GELF sink; no value unsets (admin only).
+    """Ship logs to a syslog or GELF sink (admin only).
 
+    For one app, or every app without its own (--global); no value unsets.
     `logs:set APP vector-sink syslog://HOST:PORT` (UDP; syslog+tcp://, syslog+tls://, gelf://, gelf+tcp://
     too) restarts the app with zero downtime so its new containers ship; `--global` applies to each app at
     its next deploy or restart. The engine sends the lines; `logs APP` keeps working.
@@ -57,7 +58,10 @@ def set_(ctx: Context, target: str, key: str, value: str) -> None:
 @format_option
 @click.pass_obj
 def report(ctx: Context, app: str, fmt: str) -> None:
-    """Show where the app's logs are shipped: its own vector-sink, the global one, and the one in use."""
+    """Show where the app's logs are shipped.
+
+    Its own vector-sink, the global one, the one in use and the engine driver it maps to.
+    """
     authorized_app(ctx, app)
     computed = logship.computed(ctx.state, app)
     try:

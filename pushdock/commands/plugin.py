@@ -35,7 +35,7 @@ def _say(verb: str, p: object) -> None:
 @click.option("--name", default=None, help="The plugin's name (default: from the source).")
 @click.pass_obj
 def install(ctx: Context, source: str, name: str | None) -> None:
-    """Install a plugin from a git URL, a local path or an allow-listed Python package.
+    """Install a plugin: git URL, path or Python package.
 
     SOURCE is a git URL (https://, ssh://, git@host:path, file://) or an absolute path holding trigger
     scripts and an optional plugin.toml, or the name of a Python package on the host's
@@ -49,7 +49,10 @@ def install(ctx: Context, source: str, name: str | None) -> None:
 @format_option
 @click.pass_obj
 def list_(ctx: Context, fmt: str) -> None:
-    """List the plugins: kind, version, enabled, and why one does not load."""
+    """List the plugins, and why one does not load.
+
+    Each plugin's kind (script or python), version, whether it is enabled, and its load error if any.
+    """
     require_admin(ctx)
     plugins = scan(service.plugins_dir(ctx), ctx.bus.load_errors)
     if fmt == "json":
@@ -76,7 +79,7 @@ def enable(ctx: Context, name: str) -> None:
 @click.argument("name")
 @click.pass_obj
 def disable(ctx: Context, name: str) -> None:
-    """Disable a plugin: kept, but none of its triggers runs."""
+    """Disable a plugin: none of its triggers runs."""
     require_admin(ctx)
     service.set_enabled(ctx, name, False)
     click.echo(f"-----> Disabled plugin {name}")
@@ -86,7 +89,10 @@ def disable(ctx: Context, name: str) -> None:
 @click.argument("name")
 @click.pass_obj
 def uninstall(ctx: Context, name: str) -> None:
-    """Remove a plugin (a Python plugin: its package leaves pushdock's environment)."""
+    """Remove a plugin.
+
+    A Python plugin's package leaves pushdock's environment (its own dependencies stay).
+    """
     require_admin(ctx)
     p = service.uninstall(ctx, name)
     click.echo(f"-----> Uninstalled {p.kind} plugin {name}")
@@ -96,7 +102,10 @@ def uninstall(ctx: Context, name: str) -> None:
 @click.argument("name")
 @click.pass_obj
 def update(ctx: Context, name: str) -> None:
-    """Fetch a plugin again from its source; the old one stays if the new one does not load."""
+    """Fetch a plugin again from its source.
+
+    A Python plugin's package is reinstalled. If the new one does not load, the old one stays.
+    """
     require_admin(ctx)
     _say("Updated", service.update(ctx, name))
 
@@ -106,9 +115,10 @@ def update(ctx: Context, name: str) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def trigger(ctx: Context, trigger: str, args: tuple[str, ...]) -> None:
-    """Fire a trigger by hand with its arguments (docs/triggers.md); print what the plugins answer.
+    """Fire a trigger by hand; print the answers.
 
-    Every enabled plugin that implements it runs, the built-ins too: `plugin:trigger post-deploy APP 3 IMAGE`.
+    TRIGGER and its arguments as in docs/triggers.md. Every enabled plugin that implements it runs, the
+    built-ins too: `plugin:trigger post-deploy APP 3 IMAGE`.
     """
     require_admin(ctx)
     from hooks import specs
