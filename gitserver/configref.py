@@ -35,6 +35,7 @@ from gitserver.settings_file import (
     Builder,
     Checks,
     ConfigFileError,
+    Logs,
     ResourceLimit,
     Storage,
     parse_env,
@@ -42,7 +43,7 @@ from gitserver.settings_file import (
     render_env,
     render_settings,
 )
-from pushdock import resources, storage
+from pushdock import logship, resources, storage
 from pushdock.apps import authorize_domains
 from pushdock.errors import Conflict, Forbidden, PushdockError, UsageError
 from pushdock.state import APP_NAME, GLOBAL
@@ -67,8 +68,9 @@ DOCKERFILE_PATH = ("builder-dockerfile", "dockerfile-path")
 DEPLOY_BRANCH = ("git", "deploy-branch")
 RESOURCES = (resources.PLUGIN, resources.PROPERTY)
 MOUNTS = (storage.PLUGIN, storage.PROPERTY)
+LOG_SINK = ("logs", logship.PROP)
 PROPERTIES = (DOMAINS, *CHECK_FLAGS.values(), *CHECK_NUMBERS.values(), CHECK_TYPE, SELECTED, DOCKERFILE_PATH,
-              DEPLOY_BRANCH, RESOURCES, MOUNTS)
+              DEPLOY_BRANCH, RESOURCES, MOUNTS, LOG_SINK)
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ def from_state(state: State, app: str) -> AppConfig:
         resources={k: ResourceLimit.model_construct(memory=v.memory, cpu=v.cpu)
                    for k, v in sorted(resources.stored(state, app).items())},
         storage=Storage.model_construct(mounts=tuple(storage.specs(storage.stored(state, app)))),
+        logs=Logs.model_construct(vector_sink=logship.stored(state, app) or None),
     )
     return AppConfig(env=state.get_env(app), settings=settings)
 
@@ -155,6 +158,8 @@ def validate_push(ctx: Context, app: str, repo: Repo, old: bytes, new: bytes) ->
     check(ctx, app, cfg)
     if ctx.identity.role != "admin" and cfg.settings.resources != from_state(ctx.state, app).settings.resources:
         raise ConfigFileError(f"{SETTINGS_FILE}: resources: only an admin may change resource limits")
+    if ctx.identity.role != "admin" and cfg.settings.logs != from_state(ctx.state, app).settings.logs:
+        raise ConfigFileError(f"{SETTINGS_FILE}: logs: only an admin may change where logs are shipped")
     stored = set(ctx.state.get_json(DOMAINS[0], app, DOMAINS[1], []))
     try:
         authorize_domains(ctx, app, [n for n in cfg.settings.domains if n not in stored])
@@ -226,7 +231,7 @@ def changes(old: AppConfig, new: AppConfig) -> list[str]:
         out.append("scale " + " ".join(f"{k}={v}" for k, v in sorted(b.scale.items())))
     if a.storage != b.storage:
         out.append("storage " + (" ".join(b.storage.mounts) or "(no mounts)"))
-    for name in ("deploy_branch", "domains", "checks", "builder", "resources"):
+    for name in ("deploy_branch", "domains", "checks", "builder", "resources", "logs"):
         if getattr(a, name) != getattr(b, name):
             out.append(name)
     return out
@@ -248,7 +253,8 @@ def apply(ctx: Context, app: str, repo: Repo, cfg: AppConfig, *, restart: bool, 
     remounted = old.settings.storage != cfg.settings.storage
     release = old.env != cfg.env or old.settings.scale != cfg.settings.scale or remounted
     reroute = old.settings.domains != cfg.settings.domains
-    resized = _runtime(old.settings.resources) != _runtime(cfg.settings.resources)
+    resized = (_runtime(old.settings.resources) != _runtime(cfg.settings.resources)
+               or old.settings.logs != cfg.settings.logs)  # both are chosen when a container is made
     with _restored_on_failure(state, app, repo):
         _store(state, app, cfg.settings, repo)
         if restart and release:
@@ -263,7 +269,7 @@ def apply(ctx: Context, app: str, repo: Repo, cfg: AppConfig, *, restart: bool, 
             pipeline.reroute(ctx, app)
             progress.step(f"Routed {app} to: {' '.join(ctx.domains(app))}")
         restarted = restart and resized and pipeline.restart_running(ctx, app, progress)
-        if not restart or set(changed) - {"domains", *(["resources"] if restarted else [])}:
+        if not restart or set(changed) - {"domains", *(["resources", "logs"] if restarted else [])}:
             progress.step("Stored; takes effect on the next deploy")
         _mounts_changed(ctx, app, old, cfg)
     return changed
@@ -305,6 +311,7 @@ def _store(state: State, app: str, s: AppSettings, repo: Repo) -> None:
     put(DEPLOY_BRANCH, s.deploy_branch)
     resources.store(state, app, {k: resources.Limits(v.memory, v.cpu) for k, v in s.resources.items()})
     storage.store(state, app, list(s.storage.mounts))
+    logship.store(state, app, s.logs.vector_sink or "")
     if s.deploy_branch is not None:
         repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + s.deploy_branch.encode())
 

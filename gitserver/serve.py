@@ -33,6 +33,7 @@ def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
     from pushdock import log
 
     log.configure(ctx.settings.log_level, logfile=ctx.state.path("logs", "pushdock.log"), stderr=True)
+    _report_plugins(ctx)
     proxy = ctx.proxy()
     proxy.ensure_running(ctx)
     reconciler = Reconciler(ctx)
@@ -51,6 +52,17 @@ def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
         follower.join(10)
         reconciler.stop()
     logger.info("pushdock stopped")
+
+
+def _report_plugins(ctx: Context) -> None:
+    """A plugin that does not load is logged and left out (plugin:list shows why); serve starts regardless."""
+    from pushdock.plugins import scan
+
+    for p in scan(ctx.state.path("plugins"), ctx.bus.load_errors):
+        if p.error is not None:
+            logger.error("plugin failed to load", plugin=p.name, error=p.error)
+        elif p.enabled:
+            logger.info("plugin loaded", plugin=p.name, kind=p.kind, triggers=" ".join(p.triggers))
 
 
 def _timer(ctx: Context) -> Timer:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from dulwich.refs import check_ref_format
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pushdock import resources, storage
+from pushdock import logship, resources, storage
 from pushdock.errors import UsageError
 from pushdock.state import ENV_KEY, PROCESS_NAME
 
@@ -133,6 +133,22 @@ class Storage(_Strict):
         return tuple(m.spec for m in parsed)
 
 
+class Logs(_Strict):
+    """`[logs]`: where the app's logs are shipped (`logs:set APP vector-sink URI`, pushdock/logship.py)."""
+
+    vector_sink: str | None = None
+
+    @field_validator("vector_sink")
+    @classmethod
+    def _sink(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                logship.parse(value)
+            except UsageError as e:
+                raise ValueError(e.message) from None
+        return value
+
+
 class AppSettings(_Strict):
     """`pushdock.toml`: every setting of an app that is not its environment. Missing keys mean the default."""
 
@@ -143,6 +159,7 @@ class AppSettings(_Strict):
     builder: Builder = Field(default_factory=Builder)
     resources: dict[str, ResourceLimit] = Field(default_factory=dict)  # `resource:limit`
     storage: Storage = Field(default_factory=Storage)
+    logs: Logs = Field(default_factory=Logs)
 
     @field_validator("resources")
     @classmethod
@@ -244,6 +261,8 @@ def render_settings(s: AppSettings) -> str:
             lines.append(f"memory = {_toml_string(resources.format_memory(limit.memory))}")
         if limit.cpu is not None:
             lines.append(f"cpu = {limit.cpu!r}")
+    if s.logs.vector_sink is not None:  # only when set: the files of apps that never ship stay as they were
+        lines += ["", "[logs]", f"vector_sink = {_toml_string(s.logs.vector_sink)}"]
     return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,8 @@
 
 Python plugins implement `hooks.specs` through pluggy (entry-point group `pushdock`, built-ins
 included); executable scripts in DATA_DIR/plugins/<plugin>/<trigger-name> implement them in any
-language, as Dokku's plugn does.
+language, as Dokku's plugn does. A third-party plugin that fails to load (import error, a hook
+misspelt, a bad plugin.toml) is left out and its error kept in `load_errors`; built-ins fail loudly.
 """
 
 from __future__ import annotations
@@ -32,12 +33,72 @@ class Bus:
         self.plugins_dir = plugins_dir
         self.pm = pluggy.PluginManager("pushdock")
         self.pm.add_hookspecs(specs)
+        # {normalised distribution name: one line}: third-party Python plugins that did not load
+        self.load_errors: dict[str, str] = {}
+        self._third_party: dict[int, str] = {}
         if entry_points:
-            self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            self._load_entry_points()
         for p in extra_plugins:
             self.pm.register(p)
-        self.pm.check_pending()
+        self._check_pending()
         self._registries: dict[str, dict[str, Any]] = {}
+
+    def _load_entry_points(self) -> None:
+        """pluggy's load_setuptools_entrypoints, but a third-party plugin's failure is kept, not raised."""
+        import importlib.metadata as md
+
+        from pushdock.plugins import disabled_packages, norm_package
+
+        disabled = disabled_packages(self.plugins_dir)
+        for dist in md.distributions():
+            eps = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+            if not eps:
+                continue
+            package = norm_package(dist.metadata["name"] or "")
+            if package == "pushdock":  # the built-ins: a failure is a bug, and says so
+                for ep in eps:
+                    if self.pm.get_plugin(ep.name) is None:
+                        self.pm.register(ep.load(), name=ep.name)
+                continue
+            if package in disabled:
+                continue
+            for ep in eps:
+                if self.pm.get_plugin(ep.name) is not None:
+                    continue
+                try:
+                    plugin = ep.load()
+                    self.pm.register(plugin, name=ep.name)
+                except Exception as e:
+                    self._failed(package, e)
+                    continue
+                self._third_party[id(plugin)] = package
+
+    def _check_pending(self) -> None:
+        """pluggy's check_pending; a third-party plugin implementing an unknown hook is unregistered."""
+        while True:
+            try:
+                self.pm.check_pending()
+                return
+            except pluggy.PluginValidationError as e:
+                package = self._third_party.get(id(e.plugin))
+                if package is None:
+                    raise
+                self.pm.unregister(e.plugin)
+                self._failed(package, e)
+
+    def _failed(self, package: str, e: BaseException) -> None:
+        line = (str(e).strip().splitlines() or [""])[0][:200]
+        self.load_errors[package] = f"{type(e).__name__}: {line}"
+        logger.error("plugin failed to load", package=package, error=self.load_errors[package])
+
+    def script_plugins(self) -> list[str]:
+        """The script plugins that run: enabled and loaded (pushdock/plugins.py), by name.
+
+        Looked at on every firing (a few small files), so `plugin:disable` holds at once in a long-lived `serve`.
+        """
+        from pushdock.plugins import scan
+
+        return [p.name for p in scan(self.plugins_dir) if p.kind == "script" and p.runs]
 
     # -- firing -----------------------------------------------------------------------------------
     def call(self, trigger: str, **kwargs: Any) -> list[Any]:
@@ -67,10 +128,7 @@ class Bus:
 
     def _run_scripts(self, trigger: str, kwargs: dict[str, Any]) -> list[str]:
         name = script_name(trigger)
-        try:
-            plugins = sorted(os.listdir(self.plugins_dir))
-        except FileNotFoundError:
-            return []
+        plugins = self.script_plugins()
         order = list(getattr(self.pm.hook, trigger).spec.argnames)
         argv_tail = [_as_arg(kwargs[a]) for a in order if a in kwargs and a != "ctx"]
         outputs = []

@@ -11,12 +11,13 @@ import click
 from pushdock.errors import PushdockError
 
 CORE_COMMAND_MODULES = ("apps", "config", "ps", "logs", "events", "core", "releases", "run", "checks", "service",
-                        "storage", "cron", "builds")
+                        "storage", "cron", "builds", "plugin", "logship")
 # Which core module defines which top-level name, so a command loads only what it needs (start-up time).
 CORE_NAMES = {"apps": "apps", "config": "config", "ps": "ps", "logs": "logs", "events": "events",
               "version": "core", "help": "core", "releases": "releases", "run": "run", "checks": "checks",
               "service": "service", "storage": "storage", "cron": "cron",
-              "enter": "run", "builds": "builds", "logs:failed": "builds"}
+              "enter": "run", "builds": "builds", "logs:failed": "builds", "plugin": "plugin",
+              "logs:set": "logship", "logs:report": "logship"}
 
 
 class Registry(click.Group):
@@ -57,7 +58,7 @@ class Registry(click.Group):
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         head = args[0] if args else ""
-        if ":" in head and head not in CORE_NAMES:  # `logs:failed` is a command of its own (`logs` takes APP)
+        if ":" in head and head not in CORE_NAMES:  # `logs:failed` (and :set, :report) are commands of their own
             group, _, verb = head.partition(":")
             args = [group, verb, *args[1:]]
         return super().resolve_command(ctx, args)

@@ -54,3 +54,6 @@ class Settings(BaseSettings):
     build_memory: str = ""
     # Extra CA bundle (PEM) the ACME client trusts for the ACME server's HTTPS: a test CA such as pebble's.
     acme_ca_bundle: Path | None = None
+    # Python packages `plugin:install` may install into pushdock's environment (names, comma- or space-separated).
+    # Set on the host only: an SSH admin may install from this list, never add to it.
+    plugin_allow: str = ""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from hooks.checks import CheckSettings, check_settings
-from pushdock import resources, storage
+from pushdock import logship, resources, storage
 from pushdock.routing import Upstream
 from schedulers import docker_engine as eng
 from schedulers import healthchecks
@@ -107,7 +107,8 @@ def launch(
 ) -> Started:
     """Create and start one container; web ones publish PORT on 127.0.0.1:<free port>.
 
-    It runs with the process type's resource limits (`resource:limit`) as they are now, and the release's mounts.
+    It runs with the process type's resource limits (`resource:limit`) as they are now, the release's mounts,
+    and the app's log shipping (`logs:set vector-sink`: the engine's syslog or GELF driver) as it is now.
 
     The host port is explicit (not left to docker) so it survives an engine restart unchanged.
     Containers run with `--init` so PID 1 forwards SIGTERM (busybox httpd as PID 1 ignores it).
@@ -119,6 +120,7 @@ def launch(
     limits = resources.host_config(resources.for_process(ctx.state, release.app, slot.process))
     command = eng.container_command(release, slot.process, eng.image_entrypoint(release.image))
     mounts = storage.binds(ctx.state, release)
+    shipping = logship.log_config(ctx.state, release.app, slot.process)  # logs:set vector-sink
     for attempt in range(1, START_ATTEMPTS + 1):
         host_port = eng.free_port() if web else None
         api = eng.client().api
@@ -137,6 +139,7 @@ def launch(
                 init=True,
                 restart_policy={"Name": "no"},  # until ready: see start_all
                 port_bindings={port: ("127.0.0.1", host_port)} if web else None,
+                log_config=docker.types.LogConfig(**shipping) if shipping else None,
                 **limits,
                 **mounts,
             ),

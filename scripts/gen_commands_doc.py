@@ -24,8 +24,8 @@ Every command that changes something is recorded in `events`.
 """
 TAIL = """
 Roles: an `admin` key runs every command; a `deployer` key (`ssh-keys:add NAME --role deployer --apps a,b`)
-may push to and run app commands on its listed apps only; `apps:create|destroy|rename|clone`, `ssh-keys:*` and
-`tokens:*` and `stack:build` are admin-only. `serve` and `service:*` run on the host only.
+may push to and run app commands on its listed apps only; `apps:create|destroy|rename|clone`, `ssh-keys:*`,
+`tokens:*`, `plugin:*`, `logs:set` and `stack:build` are admin-only. `serve` and `service:*` run on the host only.
 """
 
 

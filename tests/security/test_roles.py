@@ -44,7 +44,7 @@ def server(tmp_path_factory):
 
 APP_READ = [["config:show", "{app}"], ["apps:report", "{app}"], ["ps:report", "{app}"], ["storage:list", "{app}"],
             ["storage:report", "{app}"], ["builds:list", "{app}"], ["ps:inspect", "{app}"],
-            ["letsencrypt:report", "{app}"]]
+            ["letsencrypt:report", "{app}"], ["logs:report", "{app}"]]
 APP_WRITE = [["config:set", "--no-restart", "{app}", "SECRET=s3cr3t-value"], ["apps:lock", "{app}"],
              ["apps:unlock", "{app}"], ["repo:gc", "{app}"], ["repo:purge-cache", "{app}"]]
 ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{app}", "--force"],
@@ -60,7 +60,14 @@ ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{ap
               # limits protect the host from the apps: a deployer may read its app's, not change them
               ["resource:limit", "{app}", "--memory", "64m"], ["resource:limit-clear", "{app}", "--all"],
               # storage directories are host-wide; host paths reach the host's files
-              ["storage:ensure-directory", "{new}"], ["storage:mount", "{app}", "/tmp:/host"]]
+              ["storage:ensure-directory", "{new}"], ["storage:mount", "{app}", "/tmp:/host"],
+              # plugins run code on the host (scripts, or packages in pushdock's own environment)
+              ["plugin:list"], ["plugin:install", "/tmp"], ["plugin:install", "left-pad"], ["plugin:enable", "x"],
+              ["plugin:disable", "x"], ["plugin:uninstall", "x"], ["plugin:update", "x"],
+              ["plugin:trigger", "post-create", "{app}"],
+              # the engine on the host opens the sink's connection: a deployer never picks where it goes
+              ["logs:set", "{app}", "vector-sink", "syslog://127.0.0.1:22"],
+              ["logs:set", "--global", "vector-sink", "syslog://127.0.0.1:22"]]
 
 
 def fill(argv: list[str], app: str) -> list[str]:

@@ -122,6 +122,7 @@ def test_a_valid_config_push_is_applied(ctx: Context, app: str, daemon: str, git
     ({"README": "hi\n"}, "unexpected file 'README': refs/meta/config holds only env and pushdock.toml"),
     ({"pushdock.toml": "domains = ['cfgapp.localhost']\n"}, "domains: cfgapp.localhost is a default domain of the app"),
     ({"pushdock.toml": "[builder]\nselected = 'nosuch'\n"}, "builder.selected: unknown builder 'nosuch'"),
+    ({"pushdock.toml": "[logs]\nvector_sink = 'http://logs:80'\n"}, "logs.vector_sink: HTTP sinks are not supported"),
 ])
 def test_a_bad_config_push_changes_nothing(
     ctx: Context, app: str, daemon: str, git: Any, checkout: Path, files: dict[str, str], reason: str
@@ -221,3 +222,19 @@ def test_git_set_deploy_branch(ctx: Context, app: str, daemon: str, git: Any, tm
     assert rc == 0 and '"deploy branch": "release"' in out and '"config change": "git:set deploy-branch release"' in out
     assert run(ctx, "git:set", APP, "deploy-branch")[1] == f"-----> Deploy branch of {APP}: (the first branch pushed)\n"
     assert ctx.state.get("git", APP, "deploy-branch") is None
+
+
+def test_log_shipping_is_a_setting_in_the_ref(ctx: Context, app: str, daemon: str, git: Any, tmp_path: Path,
+                                               checkout: Path) -> None:
+    assert run(ctx, "logs:set", APP, "vector-sink", "syslog://127.0.0.1:5514") == (
+        0, f"-----> Set {APP}'s vector-sink to syslog://127.0.0.1:5514\n-----> Stored; applies when the app starts\n",
+        "")
+    assert log(git, daemon, tmp_path)[0] == "tester|logs:set vector-sink set"
+    toml = configref.from_state(ctx.state, APP).files()["pushdock.toml"]
+    assert toml.endswith(b'[logs]\nvector_sink = "syslog://127.0.0.1:5514"\n')
+
+    git("pull", "-q", f"{daemon}/{APP}", "refs/meta/config", cwd=checkout, check=True)
+    text = (checkout / "pushdock.toml").read_text().replace("syslog://127.0.0.1:5514", "gelf+tcp://logs:12201")
+    cp = push_config(git, daemon, checkout, {"pushdock.toml": text})
+    assert cp.returncode == 0 and "logs" in cp.stderr, cp.stderr
+    assert ctx.state.get("logs", APP, "vector-sink") == "gelf+tcp://logs:12201"
