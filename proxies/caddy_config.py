@@ -12,6 +12,7 @@ from typing import Any
 
 from proxies.model import Listener, Route, Table, ports_in_use
 from proxies.routes import upstream_address
+from pushdock import proxy_tuning
 
 Key = tuple[str, str]  # (server name, "exact" | "wild")
 Op = tuple[str, str, Any]  # (method, admin path, JSON body or None)
@@ -34,12 +35,48 @@ def _handler(route: Route, li: Listener) -> dict[str, Any]:
         return NOT_RUNNING
     # Kept small: every admin-API call re-provisions every handler (~50 us each); shared request headers
     # are set once per server (FORWARDED below), the default transport and random selection are implicit.
-    return {
+    proxy: dict[str, Any] = {
         "handler": "reverse_proxy",
         "upstreams": [{"dial": upstream_address(u)} for u in route.upstreams],
         # A dial that fails (an upstream going away) is retried on another one for up to 5 s.
         "load_balancing": {"try_duration": "5s", "try_interval": "100ms"},
     }
+    tune = route.tune
+    if "proxy-read-timeout" in tune:
+        seconds = proxy_tuning.duration_seconds(tune["proxy-read-timeout"])
+        proxy["transport"] = {"protocol": "http", "read_timeout": f"{seconds}s"}
+        # caddy retries a GET that timed out until try_duration; like nginx, answer 504 after the timeout
+        # (a request that never reached an upstream is still retried)
+        proxy["load_balancing"]["retry_match"] = [{"method": ["NONE"]}]
+    forwarded = _forwarded(tune)
+    if forwarded:
+        proxy["headers"] = {"request": {"set": forwarded}}
+    return proxy
+
+
+def _forwarded(tune: dict[str, str]) -> dict[str, list[str]]:
+    """Request headers the app's `x-forwarded-*` keys set (caddy's reverse_proxy applies them after its own)."""
+    out: dict[str, list[str]] = {}
+    for key, header in (("x-forwarded-for-value", "X-Forwarded-For"), ("x-forwarded-port-value", "X-Forwarded-Port"),
+                        ("x-forwarded-proto-value", "X-Forwarded-Proto")):
+        placeholder = proxy_tuning.FORWARDED_VALUES[key].get(tune.get(key, ""))
+        if placeholder is not None:
+            out[header] = [placeholder]
+    if "x-forwarded-ssl" in tune:
+        out["X-Forwarded-Ssl"] = [tune["x-forwarded-ssl"]]
+    return out
+
+
+def _handlers(route: Route, li: Listener) -> list[dict[str, Any]]:
+    """The route's handlers: the tuned ones (body size limit, HSTS on HTTPS), then the proxy or a response."""
+    tune, out = route.tune, []
+    size = tune.get("client-max-body-size")
+    if size is not None and size != "0":
+        out.append({"handler": "request_body", "max_size": proxy_tuning.size_bytes(size)})
+    hsts = proxy_tuning.hsts_header(tune) if li.scheme == "https" else None
+    if hsts is not None:
+        out.append({"handler": "headers", "response": {"set": {"Strict-Transport-Security": [hsts]}}})
+    return [*out, _handler(route, li)]
 
 
 def app_routes(route: Route) -> dict[Key, dict[str, Any]]:
@@ -54,7 +91,7 @@ def app_routes(route: Route) -> dict[Key, dict[str, Any]]:
             if names:
                 rid = f"app-{route.app}-{li.port}" + ("-wild" if kind == "wild" else "")
                 out[(server_name(li.port), kind)] = {
-                    "@id": rid, "match": [{"host": names}], "terminal": True, "handle": [_handler(route, li)]}
+                    "@id": rid, "match": [{"host": names}], "terminal": True, "handle": _handlers(route, li)}
     return out
 
 

@@ -60,6 +60,11 @@ class Route:
     cert: CertRef | None = None
     redirect_to: int | None = None  # HTTP listeners answer 301 to https on this port
     health_path: str | None = None  # for proxies that check upstreams themselves (traefik)
+    tuning: tuple[tuple[str, str], ...] = ()  # `proxy:set APP KEY VALUE` (pushdock/proxy_tuning.py), checked
+
+    @property
+    def tune(self) -> dict[str, str]:
+        return dict(self.tuning)
 
     @property
     def http(self) -> tuple[Listener, ...]:
@@ -78,6 +83,7 @@ class Route:
                 "crt": self.cert.crt, "key": self.cert.key, "fingerprint": self.cert.fingerprint,
                 "names": list(self.cert.names), "expires": self.cert.expires},
             "redirect_to": self.redirect_to, "health_path": self.health_path,
+            **({"tuning": dict(self.tuning)} if self.tuning else {}),
         }
 
     @classmethod
@@ -90,6 +96,7 @@ class Route:
             cert=None if cert is None else CertRef(cert["crt"], cert["key"], cert["fingerprint"],
                                                     tuple(cert.get("names", ())), float(cert.get("expires", 0))),
             redirect_to=raw.get("redirect_to"), health_path=raw.get("health_path"),
+            tuning=tuple(sorted((raw.get("tuning") or {}).items())),
         )
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from proxies import certs, ports
 from proxies.domains import validate_domains
 from proxies.model import Route
+from pushdock import proxy_tuning
 from pushdock.errors import UsageError
 from pushdock.state import validate_app_name
 
@@ -37,8 +38,9 @@ def resolve(ctx: Context, app: str, domains: list[str], upstreams: list[Upstream
     listeners = tuple(sorted({m.listener for m in ports.effective(ctx, app, tls=cert is not None)}))
     https = [li.port for li in listeners if li.scheme == "https"]
     redirect = https[0] if https and ctx.state.get("proxy", app, "https-redirect") == "true" else None
+    tuning = proxy_tuning.check_values(proxy_tuning.effective(ctx.state, app))  # stored values, checked again
     return Route(app=app, domains=names, upstreams=tuple(sorted(set(upstreams))), listeners=listeners,
-                 cert=cert, redirect_to=redirect, health_path=_health_path(ctx, app))
+                 cert=cert, redirect_to=redirect, health_path=_health_path(ctx, app), tuning=tuple(tuning.items()))
 
 
 def upstream_address(u: Upstream) -> str:
