@@ -101,8 +101,10 @@ def build_config(ctx: Context, app: str | None, all_apps: bool) -> None:
 @click.argument("args", nargs=-1, required=True, metavar="[APP] KEY|TYPE [VALUE]")
 @click.pass_obj
 def set_(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
-    """Choose the proxy (`--global nginx|caddy|traefik`), set `APP https-redirect true|false`, or a tuning
-    key of `nginx:set` (`APP|--global KEY [VALUE]`, e.g. `APP client-max-body-size 10m`; docs/proxies.md).
+    """Choose the proxy, or set an app's proxy keys.
+
+    `--global nginx|caddy|traefik` chooses the proxy; `APP https-redirect true|false`; `APP|--global KEY [VALUE]`
+    sets a tuning key of `nginx:set` (e.g. `APP client-max-body-size 10m`; no VALUE: the default; docs/proxies.md).
 
     Switching the proxy starts the new one with every app's routes beside the old one (both share
     the ports), then stops the old one: apps stay reachable. If the new proxy cannot serve, nothing changes.

@@ -105,11 +105,12 @@ def nginx_group() -> None:
 @click.argument("args", nargs=-1, required=True, metavar="APP|--global KEY [VALUE]")
 @click.pass_obj
 def nginx_set(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
-    """Set a proxy tuning key (no VALUE: back to the default), e.g. `APP client-max-body-size 10m`.
+    """Set a proxy tuning key of APP or --global.
 
-    Keys: client-max-body-size, proxy-read-timeout, proxy-buffer-size, hsts, hsts-max-age,
-    hsts-include-subdomains, hsts-preload, x-forwarded-for-value, x-forwarded-port-value,
-    x-forwarded-proto-value, x-forwarded-ssl, access-log-format, access-log-path, error-log-path (docs/proxies.md).
+    No VALUE: back to the default. E.g. `nginx:set APP client-max-body-size 10m`. Keys:
+    client-max-body-size, proxy-read-timeout, proxy-buffer-size, hsts, hsts-max-age, hsts-include-subdomains,
+    hsts-preload, x-forwarded-for-value, x-forwarded-port-value, x-forwarded-proto-value, x-forwarded-ssl,
+    access-log-format, access-log-path, error-log-path (docs/proxies.md).
     """
     click.echo(set_key(ctx, *split_args(is_global, args)))
 
@@ -119,7 +120,7 @@ def nginx_set(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
 @format_option
 @click.pass_obj
 def nginx_report(ctx: Context, app: str, fmt: str) -> None:
-    """Show the app's proxy settings and tuning keys (as proxy:report APP)."""
+    """Show APP's proxy settings (as proxy:report)."""
     from proxies.commands import app_report
 
     app_report(ctx, app, fmt)

@@ -87,7 +87,7 @@ def boolean(value: str) -> str:
 
 
 def hsts_age(value: str) -> str:
-    if not value.isdigit() or len(value) > 9 or int(value) > MAX_HSTS_AGE:
+    if not re.fullmatch(r"[0-9]{1,9}", value) or int(value) > MAX_HSTS_AGE:
         raise UsageError(f"{value!r} is not a number of seconds up to {MAX_HSTS_AGE}")
     return str(int(value))
 

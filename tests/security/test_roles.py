@@ -43,9 +43,12 @@ def server(tmp_path_factory):
 
 
 APP_READ = [["config:show", "{app}"], ["apps:report", "{app}"], ["ps:report", "{app}"], ["storage:list", "{app}"],
-            ["storage:report", "{app}"], ["builds:list", "{app}"], ["ps:inspect", "{app}"]]
+            ["storage:report", "{app}"], ["builds:list", "{app}"], ["ps:inspect", "{app}"], ["proxy:report", "{app}"],
+            ["nginx:report", "{app}"]]
 APP_WRITE = [["config:set", "--no-restart", "{app}", "SECRET=s3cr3t-value"], ["apps:lock", "{app}"],
-             ["apps:unlock", "{app}"], ["repo:gc", "{app}"], ["repo:purge-cache", "{app}"]]
+             ["apps:unlock", "{app}"], ["repo:gc", "{app}"], ["repo:purge-cache", "{app}"],
+             # proxy tuning keys that touch only the app's own traffic
+             ["proxy:set", "{app}", "client-max-body-size", "10m"], ["nginx:set", "{app}", "hsts", "true"]]
 ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{app}", "--force"],
               ["apps:rename", "{app}", "{new}"], ["apps:clone", "{app}", "{new}"],
               # host-wide settings and services
@@ -58,7 +61,11 @@ ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{ap
               # limits protect the host from the apps: a deployer may read its app's, not change them
               ["resource:limit", "{app}", "--memory", "64m"], ["resource:limit-clear", "{app}", "--all"],
               # storage directories are host-wide; host paths reach the host's files
-              ["storage:ensure-directory", "{new}"], ["storage:mount", "{app}", "/tmp:/host"]]
+              ["storage:ensure-directory", "{new}"], ["storage:mount", "{app}", "/tmp:/host"],
+              # a log path is a file the proxy (root) writes on the host; --global tunes every app
+              ["nginx:set", "{app}", "access-log-path", "/var/log/nginx/x.log"],
+              ["proxy:set", "{app}", "error-log-path", "/var/log/nginx/x.log"],
+              ["proxy:set", "--global", "client-max-body-size", "10m"]]
 
 
 def fill(argv: list[str], app: str) -> list[str]:
