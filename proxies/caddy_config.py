@@ -17,6 +17,7 @@ from pushdock import proxy_tuning
 Key = tuple[str, str]  # (server name, "exact" | "wild")
 Op = tuple[str, str, Any]  # (method, admin path, JSON body or None)
 NOT_FOUND = {"handler": "static_response", "status_code": 404, "body": "no app is served at this host\n"}
+TOO_LARGE = {"handler": "static_response", "status_code": 413, "body": "request body too large\n"}
 NOT_RUNNING = {"handler": "static_response", "status_code": 503, "body": "app not running\n"}
 FORWARDED = {"handler": "headers", "request": {"set": {"X-Forwarded-Port": ["{http.request.local.port}"],
                                                        "X-Request-Start": ["t={time.now.unix_ms}"]}}}
@@ -72,7 +73,14 @@ def _handlers(route: Route, li: Listener) -> list[dict[str, Any]]:
     tune, out = route.tune, []
     size = tune.get("client-max-body-size")
     if size is not None and size != "0":
-        out.append({"handler": "request_body", "max_size": proxy_tuning.size_bytes(size)})
+        limit = proxy_tuning.size_bytes(size)
+        # request_body only fails the reads past the limit: an app that answers before reading its body
+        # would still answer. A Content-Length over the limit is refused at once, as nginx does.
+        header = "{http.request.header.Content-Length}"
+        out.append({"handler": "subroute", "routes": [{
+            "match": [{"expression": f'{header} != "" && int({header}) > {limit}'}],
+            "handle": [TOO_LARGE]}]})
+        out.append({"handler": "request_body", "max_size": limit})
     hsts = proxy_tuning.hsts_header(tune) if li.scheme == "https" else None
     if hsts is not None:
         out.append({"handler": "headers", "response": {"set": {"Strict-Transport-Security": [hsts]}}})

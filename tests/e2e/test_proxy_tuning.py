@@ -49,6 +49,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer("\n".join(f"{k}: {v}" for k, v in self.headers.items()) if self.path == "/headers" else "ok")
 
     def do_POST(self) -> None:
+        if self.path == "/noread":  # answers before reading the body, as many apps do
+            self._answer("did not read")
+            return
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self._answer(f"got {len(body)}")
 
@@ -115,6 +118,7 @@ def test_client_max_body_size_is_enforced(proxy: Any, web: Context, upstream: Up
     proxy.apply(ctx, "web", ["web.test"], [upstream])
     assert request(port, "POST", "/", b"x" * 512) == (200, "got 512")
     assert request(port, "POST", "/", b"x" * 2048)[0] == 413
+    assert request(port, "POST", "/noread", b"x" * 2048)[0] == 413
     ok(ctx, "nginx:set", "web", "client-max-body-size")  # no value: back to the default
     proxy.apply(ctx, "web", ["web.test"], [upstream])
     assert request(port, "POST", "/", b"x" * 2048) == (200, "got 2048")
