@@ -203,12 +203,17 @@ def test_access_log_and_report(web: Context, upstream: Upstream) -> None:
         (px.root(ctx) / "logs").mkdir(parents=True, exist_ok=True)
         ok(ctx, "proxy:set", "web", "access-log-path", str(log))
         ok(ctx, "proxy:set", "web", "access-log-format", "pushdock")
+        ok(ctx, "nginx:set", "web", "error-log-path", str(log.with_name("web-error.log")))
         ok(ctx, "proxy:set", "--global", "proxy-read-timeout", "2m")
         ok(ctx, "proxy:set", "web", "proxy-buffer-size", "8k")
         px.apply(ctx, "web", ["web.test"], [upstream])
         assert request(ctx.settings.proxy_port, "GET", "/logged")[0] == 200
+        deadline = time.monotonic() + 5  # nginx writes the line once the response is sent
+        while "/logged" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
         line = log.read_text().splitlines()[-1]
         assert '"GET /logged HTTP/1.1" 200' in line and " web.test " in line, line
+        assert log.with_name("web-error.log").is_file()  # nginx opened the server's own error log
         rep = json.loads(ok(ctx, "proxy:report", "web", "--format", "json"))
         assert rep["client-max-body-size"] == "default: 100m (caddy: no limit)"
         assert rep["proxy-read-timeout"] == "2m (global)"
@@ -217,6 +222,6 @@ def test_access_log_and_report(web: Context, upstream: Upstream) -> None:
         assert json.loads(ok(ctx, "nginx:report", "web", "--format", "json")) == rep
         ctx.settings.proxy = "caddy"  # the same settings, as caddy would serve them
         rep = json.loads(ok(ctx, "proxy:report", "web", "--format", "json"))
-        assert rep["not applied"] == "proxy-buffer-size access-log-format access-log-path"
+        assert rep["not applied"] == "proxy-buffer-size access-log-format access-log-path error-log-path"
     finally:
         px.stop(ctx)
