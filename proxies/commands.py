@@ -15,6 +15,7 @@ from pushdock.apps import authorized_app, require_admin
 from pushdock.commands import format_option, group, print_report
 from pushdock.context import Context
 from pushdock.errors import UsageError
+from pushdock.state import GLOBAL
 
 BOOLEANS = {"true": "true", "false": "false", "on": "true", "off": "false", "1": "true", "0": "false"}
 PROXY_SET_USAGE = ("proxy:set --global nginx|caddy|traefik  or  proxy:set APP https-redirect true|false  or  "
@@ -40,6 +41,8 @@ def report(ctx: Context, app: str | None, fmt: str) -> None:
         for key in ("listening",):
             fields[key] = " ".join(fields.get(key) or [])
         fields["parked"] = _parked(fields.get("parked") or {})
+        common = proxy_tuning.stored(ctx.state, GLOBAL)
+        fields["global tuning"] = " ".join(f"{k}={v}" for k, v in common.items()) or "-"
         print_report("proxy", fields, fmt)
         return
     app_report(ctx, app, fmt)

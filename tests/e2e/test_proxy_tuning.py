@@ -220,6 +220,7 @@ def test_access_log_and_report(web: Context, upstream: Upstream) -> None:
         assert (rep["proxy-buffer-size"], rep["access-log-path"]) == ("8k", str(log))
         assert rep["not applied"] == "-"
         assert json.loads(ok(ctx, "nginx:report", "web", "--format", "json")) == rep
+        assert json.loads(ok(ctx, "proxy:report", "--format", "json"))["global tuning"] == "proxy-read-timeout=2m"
         ctx.settings.proxy = "caddy"  # the same settings, as caddy would serve them
         rep = json.loads(ok(ctx, "proxy:report", "web", "--format", "json"))
         assert rep["not applied"] == "proxy-buffer-size access-log-format access-log-path error-log-path"
