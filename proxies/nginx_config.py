@@ -90,7 +90,10 @@ def _proxy_fields(tune: dict[str, str]) -> dict[str, str]:
     keys = proxy_tuning.KEYS
     extra = []
     if "proxy-buffer-size" in tune:
-        extra.append(f"    proxy_buffer_size {tune['proxy-buffer-size']};")
+        # nginx -t refuses a busy size over all buffers but one: the buffers follow the size (8 of it, 2 busy)
+        size = proxy_tuning.size_bytes(tune["proxy-buffer-size"])
+        extra.append(f"    proxy_buffer_size {size};\n    proxy_buffers 8 {size};\n"
+                     f"    proxy_busy_buffers_size {2 * size};")
     if "x-forwarded-ssl" in tune:
         extra.append(f"    proxy_set_header X-Forwarded-Ssl {tune['x-forwarded-ssl']};")
     return {

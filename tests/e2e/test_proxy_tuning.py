@@ -205,7 +205,7 @@ def test_access_log_and_report(web: Context, upstream: Upstream) -> None:
         ok(ctx, "proxy:set", "web", "access-log-format", "pushdock")
         ok(ctx, "nginx:set", "web", "error-log-path", str(log.with_name("web-error.log")))
         ok(ctx, "proxy:set", "--global", "proxy-read-timeout", "2m")
-        ok(ctx, "proxy:set", "web", "proxy-buffer-size", "8k")
+        ok(ctx, "proxy:set", "web", "proxy-buffer-size", "1m")  # nginx -t: the buffers must follow
         px.apply(ctx, "web", ["web.test"], [upstream])
         assert request(ctx.settings.proxy_port, "GET", "/logged")[0] == 200
         deadline = time.monotonic() + 5  # nginx writes the line once the response is sent
@@ -217,7 +217,7 @@ def test_access_log_and_report(web: Context, upstream: Upstream) -> None:
         rep = json.loads(ok(ctx, "proxy:report", "web", "--format", "json"))
         assert rep["client-max-body-size"] == "default: 100m (caddy: no limit)"
         assert rep["proxy-read-timeout"] == "2m (global)"
-        assert (rep["proxy-buffer-size"], rep["access-log-path"]) == ("8k", str(log))
+        assert (rep["proxy-buffer-size"], rep["access-log-path"]) == ("1m", str(log))
         assert rep["not applied"] == "-"
         assert json.loads(ok(ctx, "nginx:report", "web", "--format", "json")) == rep
         assert json.loads(ok(ctx, "proxy:report", "--format", "json"))["global tuning"] == "proxy-read-timeout=2m"
