@@ -268,7 +268,7 @@ def apply(ctx: Context, app: str, repo: Repo, cfg: AppConfig, *, restart: bool, 
             return changed
         state.set_env(app, cfg.env)
         state.set_formation(app, dict(cfg.settings.scale))
-        if restart and reroute:
+        if restart and reroute and state.current_release(app) is not None:  # never deployed: no route yet
             pipeline.reroute(ctx, app)
             progress.step(f"Routed {app} to: {' '.join(ctx.domains(app))}")
         restarted = restart and resized and pipeline.restart_running(ctx, app, progress)

@@ -244,5 +244,6 @@ def test_proxy_tuning_by_config_push_and_the_deployers_limit(
     cp = push_config(git, daemon, checkout, {"pushdock.toml": "[proxy]\nclient-max-body-size = '10M'\nhsts = true\n"})
     assert cp.returncode == 0, cp.stderr
     assert ctx.state.get_json("proxy", APP, "tuning") == {"client-max-body-size": "10m", "hsts": "true"}
+    assert not (ctx.state.path("nginx") / "nginx.pid").exists()  # never deployed: no route, no proxy started
     assert run(ctx, "proxy:set", APP, "hsts", "off") == (0, f"-----> hsts of {APP}: false\n", "")
     assert b'hsts = "false"' in configref.from_state(ctx.state, APP).files()["pushdock.toml"]
