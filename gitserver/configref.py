@@ -43,7 +43,7 @@ from gitserver.settings_file import (
     render_env,
     render_settings,
 )
-from pushdock import logship, resources, storage
+from pushdock import logship, proxy_tuning, resources, storage
 from pushdock.apps import authorize_domains
 from pushdock.errors import Conflict, Forbidden, PushdockError, UsageError
 from pushdock.state import APP_NAME, GLOBAL
@@ -69,8 +69,9 @@ DEPLOY_BRANCH = ("git", "deploy-branch")
 RESOURCES = (resources.PLUGIN, resources.PROPERTY)
 MOUNTS = (storage.PLUGIN, storage.PROPERTY)
 LOG_SINK = ("logs", logship.PROP)
+TUNING = (proxy_tuning.PLUGIN, proxy_tuning.PROPERTY)
 PROPERTIES = (DOMAINS, *CHECK_FLAGS.values(), *CHECK_NUMBERS.values(), CHECK_TYPE, SELECTED, DOCKERFILE_PATH,
-              DEPLOY_BRANCH, RESOURCES, MOUNTS, LOG_SINK)
+              DEPLOY_BRANCH, RESOURCES, MOUNTS, LOG_SINK, TUNING)
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ def from_state(state: State, app: str) -> AppConfig:
                    for k, v in sorted(resources.stored(state, app).items())},
         storage=Storage.model_construct(mounts=tuple(storage.specs(storage.stored(state, app)))),
         logs=Logs.model_construct(vector_sink=logship.stored(state, app) or None),
+        proxy=proxy_tuning.stored(state, app),
     )
     return AppConfig(env=state.get_env(app), settings=settings)
 
@@ -160,6 +162,9 @@ def validate_push(ctx: Context, app: str, repo: Repo, old: bytes, new: bytes) ->
         raise ConfigFileError(f"{SETTINGS_FILE}: resources: only an admin may change resource limits")
     if ctx.identity.role != "admin" and cfg.settings.logs != from_state(ctx.state, app).settings.logs:
         raise ConfigFileError(f"{SETTINGS_FILE}: logs: only an admin may change where logs are shipped")
+    admin_keys = proxy_tuning.admin_keys(from_state(ctx.state, app).settings.proxy, cfg.settings.proxy)
+    if ctx.identity.role != "admin" and admin_keys:
+        raise ConfigFileError(f"{SETTINGS_FILE}: proxy: only an admin may set {admin_keys[0]} (a file on the host)")
     stored = set(ctx.state.get_json(DOMAINS[0], app, DOMAINS[1], []))
     try:
         authorize_domains(ctx, app, [n for n in cfg.settings.domains if n not in stored])
@@ -201,6 +206,10 @@ def check(ctx: Context, app: str, cfg: AppConfig) -> None:
         storage.check_change(ctx, app, old_mounts, [storage.parse(m) for m in s.storage.mounts])
     except PushdockError as e:
         raise ConfigFileError(f"{SETTINGS_FILE}: storage.mounts: {e.message}") from None
+    try:
+        proxy_tuning.check_paths(s.proxy, state)
+    except UsageError as e:
+        raise ConfigFileError(f"{SETTINGS_FILE}: proxy: {e.message}") from None
     if s.builder.selected is not None:
         names = sorted(set(KNOWN_BUILDERS) | set(ctx.bus.registry("builders")))
         if s.builder.selected not in names:
@@ -231,7 +240,7 @@ def changes(old: AppConfig, new: AppConfig) -> list[str]:
         out.append("scale " + " ".join(f"{k}={v}" for k, v in sorted(b.scale.items())))
     if a.storage != b.storage:
         out.append("storage " + (" ".join(b.storage.mounts) or "(no mounts)"))
-    for name in ("deploy_branch", "domains", "checks", "builder", "resources", "logs"):
+    for name in ("deploy_branch", "domains", "checks", "builder", "resources", "logs", "proxy"):
         if getattr(a, name) != getattr(b, name):
             out.append(name)
     return out
@@ -252,7 +261,7 @@ def apply(ctx: Context, app: str, repo: Repo, cfg: AppConfig, *, restart: bool, 
         return changed
     remounted = old.settings.storage != cfg.settings.storage
     release = old.env != cfg.env or old.settings.scale != cfg.settings.scale or remounted
-    reroute = old.settings.domains != cfg.settings.domains
+    reroute = old.settings.domains != cfg.settings.domains or old.settings.proxy != cfg.settings.proxy
     resized = (_runtime(old.settings.resources) != _runtime(cfg.settings.resources)
                or old.settings.logs != cfg.settings.logs)  # both are chosen when a container is made
     with _restored_on_failure(state, app, repo):
@@ -265,11 +274,11 @@ def apply(ctx: Context, app: str, repo: Repo, cfg: AppConfig, *, restart: bool, 
             return changed
         state.set_env(app, cfg.env)
         state.set_formation(app, dict(cfg.settings.scale))
-        if restart and reroute:
+        if restart and reroute and state.current_release(app) is not None:  # never deployed: no route yet
             pipeline.reroute(ctx, app)
             progress.step(f"Routed {app} to: {' '.join(ctx.domains(app))}")
         restarted = restart and resized and pipeline.restart_running(ctx, app, progress)
-        if not restart or set(changed) - {"domains", *(["resources", "logs"] if restarted else [])}:
+        if not restart or set(changed) - {"domains", "proxy", *(["resources", "logs"] if restarted else [])}:
             progress.step("Stored; takes effect on the next deploy")
         _mounts_changed(ctx, app, old, cfg)
     return changed
@@ -312,6 +321,7 @@ def _store(state: State, app: str, s: AppSettings, repo: Repo) -> None:
     resources.store(state, app, {k: resources.Limits(v.memory, v.cpu) for k, v in s.resources.items()})
     storage.store(state, app, list(s.storage.mounts))
     logship.store(state, app, s.logs.vector_sink or "")
+    proxy_tuning.store(state, app, s.proxy)
     if s.deploy_branch is not None:
         repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + s.deploy_branch.encode())
 

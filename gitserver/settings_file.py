@@ -16,7 +16,7 @@ from typing import Any, Literal
 from dulwich.refs import check_ref_format
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pushdock import logship, resources, storage
+from pushdock import logship, proxy_tuning, resources, storage
 from pushdock.errors import UsageError
 from pushdock.state import ENV_KEY, PROCESS_NAME
 
@@ -160,6 +160,24 @@ class AppSettings(_Strict):
     resources: dict[str, ResourceLimit] = Field(default_factory=dict)  # `resource:limit`
     storage: Storage = Field(default_factory=Storage)
     logs: Logs = Field(default_factory=Logs)
+    proxy: dict[str, str] = Field(default_factory=dict)  # `proxy:set APP KEY VALUE` (nginx:set keys)
+
+    @field_validator("proxy", mode="before")
+    @classmethod
+    def _scalars(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        # `hsts = true`, `hsts-max-age = 300`: TOML scalars are the same values as strings
+        return {k: str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, int) else v
+                for k, v in value.items()}
+
+    @field_validator("proxy")
+    @classmethod
+    def _tuning(cls, value: dict[str, str]) -> dict[str, str]:
+        try:
+            return proxy_tuning.check_values(value)  # canonical: `hsts = "on"` is stored as "true"
+        except UsageError as e:
+            raise ValueError(e.message) from None
 
     @field_validator("resources")
     @classmethod
@@ -255,6 +273,8 @@ def render_settings(s: AppSettings) -> str:
         if (value := getattr(s.builder, key)) is not None:
             lines.append(f"{key} = {_toml_string(value)}")
     lines += ["", "[storage]", "mounts = [" + ", ".join(_toml_string(m) for m in s.storage.mounts) + "]"]
+    if s.proxy:
+        lines += ["", "[proxy]", *(f"{k} = {_toml_string(v)}" for k, v in sorted(s.proxy.items()))]
     for key, limit in sorted(s.resources.items()):
         lines += ["", f"[resources.{key}]"]
         if limit.memory is not None:

@@ -12,10 +12,12 @@ from typing import Any
 
 from proxies.model import Listener, Route, Table, ports_in_use
 from proxies.routes import upstream_address
+from pushdock import proxy_tuning
 
 Key = tuple[str, str]  # (server name, "exact" | "wild")
 Op = tuple[str, str, Any]  # (method, admin path, JSON body or None)
 NOT_FOUND = {"handler": "static_response", "status_code": 404, "body": "no app is served at this host\n"}
+TOO_LARGE = {"handler": "static_response", "status_code": 413, "body": "request body too large\n"}
 NOT_RUNNING = {"handler": "static_response", "status_code": 503, "body": "app not running\n"}
 FORWARDED = {"handler": "headers", "request": {"set": {"X-Forwarded-Port": ["{http.request.local.port}"],
                                                        "X-Request-Start": ["t={time.now.unix_ms}"]}}}
@@ -34,20 +36,63 @@ def _handler(route: Route, li: Listener) -> dict[str, Any]:
         return NOT_RUNNING
     # Kept small: every admin-API call re-provisions every handler (~50 us each); shared request headers
     # are set once per server (FORWARDED below), the default transport and random selection are implicit.
-    return {
+    proxy: dict[str, Any] = {
         "handler": "reverse_proxy",
         "upstreams": [{"dial": upstream_address(u)} for u in route.upstreams],
         # A dial that fails (an upstream going away) is retried on another one for up to 5 s.
         "load_balancing": {"try_duration": "5s", "try_interval": "100ms"},
     }
+    tune = route.tune
+    if "proxy-read-timeout" in tune:
+        seconds = proxy_tuning.duration_seconds(tune["proxy-read-timeout"])
+        proxy["transport"] = {"protocol": "http", "read_timeout": f"{seconds}s"}
+        # caddy retries a GET that timed out until try_duration; like nginx, answer 504 after the timeout
+        # (a request that never reached an upstream is still retried)
+        proxy["load_balancing"]["retry_match"] = [{"method": ["NONE"]}]
+    forwarded = _forwarded(tune)
+    if forwarded:
+        proxy["headers"] = {"request": {"set": forwarded}}
+    return proxy
 
 
-def _with_challenge(handler: dict[str, Any], root: str) -> dict[str, Any]:
+def _forwarded(tune: dict[str, str]) -> dict[str, list[str]]:
+    """Request headers the app's `x-forwarded-*` keys set (caddy's reverse_proxy applies them after its own)."""
+    out: dict[str, list[str]] = {}
+    for key, header in (("x-forwarded-for-value", "X-Forwarded-For"), ("x-forwarded-port-value", "X-Forwarded-Port"),
+                        ("x-forwarded-proto-value", "X-Forwarded-Proto")):
+        placeholder = proxy_tuning.FORWARDED_VALUES[key].get(tune.get(key, ""))
+        if placeholder is not None:
+            out[header] = [placeholder]
+    if "x-forwarded-ssl" in tune:
+        out["X-Forwarded-Ssl"] = [tune["x-forwarded-ssl"]]
+    return out
+
+
+def _handlers(route: Route, li: Listener) -> list[dict[str, Any]]:
+    """The route's handlers: the tuned ones (body size limit, HSTS on HTTPS), then the proxy or a response."""
+    tune, out = route.tune, []
+    size = tune.get("client-max-body-size")
+    if size is not None and size != "0":
+        limit = proxy_tuning.size_bytes(size)
+        # request_body only fails the reads past the limit: an app that answers before reading its body
+        # would still answer. A Content-Length over the limit is refused at once, as nginx does.
+        header = "{http.request.header.Content-Length}"
+        out.append({"handler": "subroute", "routes": [{
+            "match": [{"expression": f'{header} != "" && int({header}) > {limit}'}],
+            "handle": [TOO_LARGE]}]})
+        out.append({"handler": "request_body", "max_size": limit})
+    hsts = proxy_tuning.hsts_header(tune) if li.scheme == "https" else None
+    if hsts is not None:
+        out.append({"handler": "headers", "response": {"set": {"Strict-Transport-Security": [hsts]}}})
+    return [*out, _handler(route, li)]
+
+
+def _with_challenge(handlers: list[dict[str, Any]], root: str) -> dict[str, Any]:
     """letsencrypt's HTTP-01 answers served as files from `root`, before the app (or its redirect)."""
     return {"handler": "subroute", "routes": [
         {"match": [{"path": ["/.well-known/acme-challenge/*"]}], "terminal": True,
          "handle": [{"handler": "file_server", "root": root}]},
-        {"handle": [handler]},
+        {"handle": handlers},
     ]}
 
 
@@ -62,11 +107,11 @@ def app_routes(route: Route) -> dict[Key, dict[str, Any]]:
         for kind, names in hosts.items():
             if names:
                 rid = f"app-{route.app}-{li.port}" + ("-wild" if kind == "wild" else "")
-                handler = _handler(route, li)
+                handlers = _handlers(route, li)
                 if li.scheme == "http" and route.challenge_root is not None:
-                    handler = _with_challenge(handler, route.challenge_root)
+                    handlers = [_with_challenge(handlers, route.challenge_root)]
                 out[(server_name(li.port), kind)] = {
-                    "@id": rid, "match": [{"host": names}], "terminal": True, "handle": [handler]}
+                    "@id": rid, "match": [{"host": names}], "terminal": True, "handle": handlers}
     return out
 
 

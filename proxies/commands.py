@@ -9,13 +9,17 @@ import click
 from proxies import certs, switch
 from proxies.app_commands import certs_group, domains_group, ports_group
 from proxies.routes import change
+from proxies.tuning_commands import nginx_group, report_fields, set_key, split_args
+from pushdock import proxy_tuning
 from pushdock.apps import authorized_app, require_admin
 from pushdock.commands import format_option, group, print_report
 from pushdock.context import Context
 from pushdock.errors import UsageError
+from pushdock.state import GLOBAL
 
 BOOLEANS = {"true": "true", "false": "false", "on": "true", "off": "false", "1": "true", "0": "false"}
-PROXY_SET_USAGE = "proxy:set --global nginx|caddy|traefik  or  proxy:set APP https-redirect on|off"
+PROXY_SET_USAGE = ("proxy:set --global nginx|caddy|traefik  or  proxy:set APP https-redirect on|off  or  "
+                   "proxy:set APP|--global KEY [VALUE] (nginx:set keys)")
 
 
 @group("proxy", "The proxy that serves apps: nginx, caddy or traefik.", default_verb="report")
@@ -37,8 +41,16 @@ def report(ctx: Context, app: str | None, fmt: str) -> None:
         for key in ("listening",):
             fields[key] = " ".join(fields.get(key) or [])
         fields["parked"] = _parked(fields.get("parked") or {})
+        common = proxy_tuning.stored(ctx.state, GLOBAL)
+        fields["global tuning"] = " ".join(f"{k}={v}" for k, v in common.items()) or "-"
         print_report("proxy", fields, fmt)
         return
+    app_report(ctx, app, fmt)
+
+
+def app_report(ctx: Context, app: str, fmt: str) -> None:
+    """How the proxy serves APP: domains, listeners, upstreams, certificate, tuning keys."""
+    px = ctx.proxy()
     authorized_app(ctx, app)
     route = px.routes(ctx).get(app)
     meta = certs.info(ctx, app)
@@ -53,6 +65,7 @@ def report(ctx: Context, app: str | None, fmt: str) -> None:
         "certificate expires": "" if meta is None else datetime.datetime.fromtimestamp(
             meta.not_after, datetime.UTC).strftime("%Y-%m-%d"),
         **px.describe(ctx, app),
+        **report_fields(ctx, app),
     }
     print_report(f"{app} proxy", fields, fmt)
 
@@ -86,16 +99,23 @@ def build_config(ctx: Context, app: str | None, all_apps: bool) -> None:
     click.echo(f"-----> Rebuilt the {ctx.proxy().name} configuration of {app}")
 
 
-@proxy.command("set")
+@proxy.command("set", context_settings={"ignore_unknown_options": True})
 @click.option("--global", "is_global", is_flag=True, help="Choose the host's proxy (admin only).")
 @click.argument("args", nargs=-1, required=True, metavar="[APP] KEY|TYPE [VALUE]")
 @click.pass_obj
 def set_(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
-    """Choose the proxy (`--global nginx|caddy|traefik`) or set `APP https-redirect on|off`.
+    """Choose the proxy, or set an app's proxy keys.
+
+    `--global nginx|caddy|traefik` chooses the proxy; `APP https-redirect on|off`; `APP|--global KEY [VALUE]`
+    sets a tuning key of `nginx:set` (e.g. `APP client-max-body-size 10m`; no VALUE: the default; docs/proxies.md).
 
     Switching the proxy starts the new one with every app's routes beside the old one (both share
     the ports), then stops the old one: apps stay reachable. If the new proxy cannot serve, nothing changes.
     """
+    key_at = 0 if is_global else 1
+    if len(args) > key_at and args[key_at] in proxy_tuning.KEYS:
+        click.echo(set_key(ctx, *split_args(is_global, args)))
+        return
     if is_global:
         require_admin(ctx)
         rest = args[1:] if args[:1] == ("selected",) else args
@@ -104,6 +124,9 @@ def set_(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
         old = switch.select(ctx, rest[0])
         click.echo(f"-----> Proxy: {rest[0]}" + (f" (was {old}; stopped)" if old != rest[0] else ""))
         return
+    if len(args) in (2, 3) and args[1] != "https-redirect":
+        raise UsageError(f"unknown key {args[1]!r} (usage: {PROXY_SET_USAGE}; keys: https-redirect, "
+                         f"{', '.join(proxy_tuning.KEYS)})")
     if len(args) not in (2, 3) or args[1] != "https-redirect":
         raise UsageError(f"usage: {PROXY_SET_USAGE}")
     app = authorized_app(ctx, args[0])
@@ -149,7 +172,7 @@ def stop(ctx: Context, all_types: bool) -> None:
 def _commands() -> list[click.Group]:
     from proxies.letsencrypt.commands import letsencrypt
 
-    return [proxy, domains_group, ports_group, certs_group, letsencrypt]
+    return [proxy, domains_group, ports_group, certs_group, nginx_group, letsencrypt]
 
 
 COMMANDS = _commands()

@@ -62,6 +62,11 @@ class Route:
     health_path: str | None = None  # for proxies that check upstreams themselves (traefik)
     # letsencrypt: HTTP listeners serve /.well-known/acme-challenge/ from this webroot (before any redirect)
     challenge_root: str | None = None
+    tuning: tuple[tuple[str, str], ...] = ()  # `proxy:set APP KEY VALUE` (pushdock/proxy_tuning.py), checked
+
+    @property
+    def tune(self) -> dict[str, str]:
+        return dict(self.tuning)
 
     @property
     def http(self) -> tuple[Listener, ...]:
@@ -81,6 +86,7 @@ class Route:
                 "names": list(self.cert.names), "expires": self.cert.expires},
             "redirect_to": self.redirect_to, "health_path": self.health_path,
             "challenge_root": self.challenge_root,
+            **({"tuning": dict(self.tuning)} if self.tuning else {}),
         }
 
     @classmethod
@@ -94,6 +100,7 @@ class Route:
                                                     tuple(cert.get("names", ())), float(cert.get("expires", 0))),
             redirect_to=raw.get("redirect_to"), health_path=raw.get("health_path"),
             challenge_root=raw.get("challenge_root"),
+            tuning=tuple(sorted((raw.get("tuning") or {}).items())),
         )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from proxies.model import Listener, Route
 from proxies.routes import upstream_address
+from pushdock import proxy_tuning
 from pushdock.state import validate_app_name
 
 CLIENT_MAX_BODY = "100m"
@@ -56,26 +57,30 @@ def render_app(prefix: Path, route: Route) -> str:
     if not route.domains or not route.listeners:
         return head + "# no domain or no active port: nothing is served\n"
     upstream = f"app-{app}"
-    proxy = _template("nginx-proxy.conf.tmpl").substitute(upstream=upstream).rstrip("\n")
+    tune = route.tune
+    proxy = _template("nginx-proxy.conf.tmpl").substitute(upstream=upstream, **_proxy_fields(tune)).rstrip("\n")
     location = proxy if route.upstreams else f"    {NOT_RUNNING}"
     parts = [head]
     if route.upstreams:
         servers = "\n".join(f"  server {upstream_address(u)} max_fails=0;" for u in route.upstreams)
         parts.append(f"upstream {upstream} {{\n{servers}\n  keepalive 16;\n}}\n")
     server = _template("nginx-server.conf.tmpl")
-    fields = {"domains": " ".join(route.domains), "max_body": CLIENT_MAX_BODY}
+    fields = {"domains": " ".join(route.domains), "max_body": tune.get("client-max-body-size", CLIENT_MAX_BODY)}
+    logs = _logs(tune)
     if route.http:
         http_location = location
         if route.redirect_to is not None:
             port = "" if route.redirect_to == 443 else f":{route.redirect_to}"
             http_location = f"    return 301 https://$host{port}$request_uri;"
         parts.append(server.substitute(fields, listen=_listen(route.http), tls="", location=http_location,
-                                       challenge=_challenge(route.challenge_root)))
+                                       challenge=_challenge(route.challenge_root), options=logs))
     if route.https and route.cert is not None:
         crt, key = cert_paths(prefix, app)
         tls = f"  ssl_certificate {crt};\n  ssl_certificate_key {key};\n"
+        hsts = proxy_tuning.hsts_header(tune)
+        options = logs + (f'\n  add_header Strict-Transport-Security "{hsts}" always;' if hsts else "")
         parts.append(server.substitute(fields, listen=_listen(route.https, " ssl"), tls=tls, location=location,
-                                       challenge=""))
+                                       challenge="", options=options.lstrip("\n")))
     return "".join(parts)
 
 
@@ -85,6 +90,40 @@ def _challenge(root: str | None) -> str:
         return ""
     return (f"  location ^~ /.well-known/acme-challenge/ {{\n    root {root};\n    default_type text/plain;\n"
             "    try_files $uri =404;\n  }\n")
+
+
+def _proxy_fields(tune: dict[str, str]) -> dict[str, str]:
+    """The location's tuned directives (values were checked by proxy_tuning: digits and units, or one of a
+    few nginx variables)."""
+    keys = proxy_tuning.KEYS
+    extra = []
+    if "proxy-buffer-size" in tune:
+        # nginx -t refuses a busy size over all buffers but one: the buffers follow the size (8 of it, 2 busy)
+        size = proxy_tuning.size_bytes(tune["proxy-buffer-size"])
+        extra.append(f"    proxy_buffer_size {size};\n    proxy_buffers 8 {size};\n"
+                     f"    proxy_busy_buffers_size {2 * size};")
+    if "x-forwarded-ssl" in tune:
+        extra.append(f"    proxy_set_header X-Forwarded-Ssl {tune['x-forwarded-ssl']};")
+    return {
+        "forwarded_for": tune.get("x-forwarded-for-value", keys["x-forwarded-for-value"].default),
+        "forwarded_port": tune.get("x-forwarded-port-value", keys["x-forwarded-port-value"].default),
+        "forwarded_proto": tune.get("x-forwarded-proto-value", keys["x-forwarded-proto-value"].default),
+        "read_timeout": tune.get("proxy-read-timeout", "60s"),
+        "tuning": "\n".join(extra),
+    }
+
+
+def _logs(tune: dict[str, str]) -> str:
+    """A server's own access and error logs, when set (the http block logs no access, and errors to the
+    instance's error log)."""
+    out = []
+    path = tune.get("access-log-path")
+    if path is not None:
+        out.append("  access_log off;" if path == "off" else
+                   f"  access_log {path} {tune.get('access-log-format', 'combined')};")
+    if "error-log-path" in tune:
+        out.append(f"  error_log {tune['error-log-path']} warn;")
+    return "\n".join(out)
 
 
 def _listen(listeners: tuple[Listener, ...], extra: str = "") -> str:

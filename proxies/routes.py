@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from proxies import certs, ports
 from proxies.domains import validate_domains
 from proxies.model import Route
+from pushdock import proxy_tuning
 from pushdock.errors import UsageError
 from pushdock.state import validate_app_name
 
@@ -40,8 +41,10 @@ def resolve(ctx: Context, app: str, domains: list[str], upstreams: list[Upstream
     https = [li.port for li in listeners if li.scheme == "https"]
     redirect = https[0] if https and ctx.state.get("proxy", app, "https-redirect") == "true" else None
     challenge = str(webroot(ctx, app)) if ctx.state.get("letsencrypt", app, "enabled") == "true" else None
+    tuning = proxy_tuning.check_values(proxy_tuning.effective(ctx.state, app))  # stored values, checked again
     return Route(app=app, domains=names, upstreams=tuple(sorted(set(upstreams))), listeners=listeners,
-                 cert=cert, redirect_to=redirect, health_path=_health_path(ctx, app), challenge_root=challenge)
+                 cert=cert, redirect_to=redirect, health_path=_health_path(ctx, app), challenge_root=challenge,
+                 tuning=tuple(tuning.items()))
 
 
 def webroot(ctx: Context, app: str) -> Path:

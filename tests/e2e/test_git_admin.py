@@ -74,6 +74,27 @@ def test_new_domains_alone_are_routed_without_a_release(server, deployed) -> Non
     assert server.cli("releases", app).stdout == before
 
 
+def test_proxy_tuning_by_config_push_reroutes_nginx(server, deployed) -> None:
+    """`[proxy]` in pushdock.toml takes the path of `proxy:set`: re-routed, no release; then 413 above the limit."""
+    import http.client
+
+    app, _ = deployed
+    before = server.cli("releases", app).stdout
+    work = config_checkout(server, app)
+    (work / "pushdock.toml").write_text((work / "pushdock.toml").read_text() + '\n[proxy]\nclient-max-body-size = "1k"\n')
+    server.commit(work, "a body limit")
+    cp = server.git("push", server.remote(app), "HEAD:refs/meta/config", cwd=work)
+    assert cp.returncode == 0, cp.stderr
+    assert f"remote: -----> Routed {app} to:" in cp.stderr and "next deploy" not in cp.stderr
+    conn = http.client.HTTPConnection("127.0.0.1", server.proxy_port, timeout=10)
+    conn.request("POST", "/", body=b"x" * 2048, headers={"Host": f"{app}.localhost"})
+    assert conn.getresponse().status == 413
+    conn.close()
+    assert server.cli("releases", app).stdout == before
+    server.cli("nginx:set", app, "client-max-body-size")  # back to the default for the other tests
+    assert "[proxy]" not in config_checkout(server, app).joinpath("pushdock.toml").read_text()
+
+
 def test_no_restart_stores_the_config_for_the_next_deploy(server, deployed) -> None:
     app, _ = deployed
     work = config_checkout(server, app)

@@ -123,6 +123,35 @@ def test_https_with_a_generated_certificate(server: Server, apps: dict[str, str]
     server.cli("proxy:set", one, "https-redirect", "false")
 
 
+def post(server: Server, host: str, size: int) -> int:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.proxy_port, timeout=10)
+    try:
+        conn.request("POST", "/", body=b"x" * size, headers={"Host": host, "Connection": "close"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_tuning_a_deployed_app_over_ssh(server: Server, apps: dict[str, str]) -> None:
+    """`nginx:set`/`proxy:set` through the SSH door re-route a deployed app; a bad value changes nothing."""
+    one = next(iter(apps))
+    host = f"{one}.localhost"
+    server.ssh("nginx:set", one, "client-max-body-size", "1k")
+    assert post(server, host, 2048) == 413
+    assert post(server, host, 512) != 413  # past the proxy (the sample app answers what it answers to a POST)
+    assert server.get(one) == (200, apps[one])
+    rep = json.loads(server.ssh("proxy:report", one, "--format", "json").stdout)
+    assert rep["client-max-body-size"] == "1k" and rep["not applied"] == "-"
+    before = CaddyProxy().live_config(ctx_of(server))
+    cp = server.ssh("proxy:set", one, "client-max-body-size", "1x", check=False)
+    assert cp.returncode == 2 and cp.stderr.count("\n") == 1 and "is not a size" in cp.stderr, cp.stderr
+    assert CaddyProxy().live_config(ctx_of(server)) == before
+    server.ssh("proxy:set", one, "client-max-body-size")
+    assert post(server, host, 2048) != 413
+
+
 def test_swap_under_load_drops_nothing_with_caddy(server: Server, apps: dict[str, str]) -> None:
     app = list(apps)[1]
     swap_under_load(server, app, apps[app])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shlex
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hooks.source import parse_procfile
+from pushdock import proxy_tuning
 from pushdock.bus import Bus
 from pushdock.cli import dispatch
 from pushdock.commands.config import parse_assignments
@@ -283,3 +285,17 @@ def test_app_json_text_is_parsed_or_refused_in_one_line(text_: str) -> None:
         parse_app_json(text_)
     except PushdockError as e:
         assert "\n" not in str(e)
+
+
+@given(st.sampled_from(sorted(proxy_tuning.KEYS)),
+       st.one_of(st.text(max_size=40), st.sampled_from(["10m", "0", "60s", "on", "$remote_addr", "/var/log/nginx/a.log",
+                                                         "/var/log/nginx/a.log;", "1k ", "$foo", "x\n.log", "\u00b2",
+                                                         "1\u212a"])))
+def test_proxy_tuning_values_hold_nothing_that_could_break_a_proxy_config(key: str, value: str) -> None:
+    try:
+        ok = proxy_tuning.parse(key, value)
+    except PushdockError as e:
+        assert "\n" not in str(e)
+        return
+    assert re.fullmatch(r"[A-Za-z0-9_./$-]{1,120}", ok), ok  # no space, quote, `;`, brace or newline
+    assert ".." not in ok.split("/")

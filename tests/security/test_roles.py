@@ -44,9 +44,12 @@ def server(tmp_path_factory):
 
 APP_READ = [["config:show", "{app}"], ["apps:report", "{app}"], ["ps:report", "{app}"], ["storage:list", "{app}"],
             ["storage:report", "{app}"], ["builds:list", "{app}"], ["ps:inspect", "{app}"],
-            ["letsencrypt:report", "{app}"], ["logs:report", "{app}"]]
+            ["letsencrypt:report", "{app}"], ["logs:report", "{app}"], ["proxy:report", "{app}"],
+            ["nginx:report", "{app}"]]
 APP_WRITE = [["config:set", "--no-restart", "{app}", "SECRET=s3cr3t-value"], ["apps:lock", "{app}"],
-             ["apps:unlock", "{app}"], ["repo:gc", "{app}"], ["repo:purge-cache", "{app}"]]
+             ["apps:unlock", "{app}"], ["repo:gc", "{app}"], ["repo:purge-cache", "{app}"],
+             # proxy tuning keys that touch only the app's own traffic
+             ["proxy:set", "{app}", "client-max-body-size", "10m"], ["nginx:set", "{app}", "hsts", "true"]]
 ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{app}", "--force"],
               ["apps:rename", "{app}", "{new}"], ["apps:clone", "{app}", "{new}"],
               # host-wide settings and services
@@ -67,7 +70,11 @@ ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{ap
               ["plugin:trigger", "post-create", "{app}"],
               # the engine on the host opens the sink's connection: a deployer never picks where it goes
               ["logs:set", "{app}", "vector-sink", "syslog://127.0.0.1:22"],
-              ["logs:set", "--global", "vector-sink", "syslog://127.0.0.1:22"]]
+              ["logs:set", "--global", "vector-sink", "syslog://127.0.0.1:22"],
+              # a log path is a file the proxy (root) writes on the host; --global tunes every app
+              ["nginx:set", "{app}", "access-log-path", "/var/log/nginx/x.log"],
+              ["proxy:set", "{app}", "error-log-path", "/var/log/nginx/x.log"],
+              ["proxy:set", "--global", "client-max-body-size", "10m"]]
 
 
 def fill(argv: list[str], app: str) -> list[str]:

@@ -123,6 +123,9 @@ def test_a_valid_config_push_is_applied(ctx: Context, app: str, daemon: str, git
     ({"pushdock.toml": "domains = ['cfgapp.localhost']\n"}, "domains: cfgapp.localhost is a default domain of the app"),
     ({"pushdock.toml": "[builder]\nselected = 'nosuch'\n"}, "builder.selected: unknown builder 'nosuch'"),
     ({"pushdock.toml": "[logs]\nvector_sink = 'http://logs:80'\n"}, "logs.vector_sink: HTTP sinks are not supported"),
+    ({"pushdock.toml": "[proxy]\nclient-max-body-size = '1x'\n"}, "proxy: client-max-body-size: '1x' is not a size"),
+    ({"pushdock.toml": "[proxy]\naccess-log-path = '/etc/cron.d/x.log'\n"},
+     "proxy: access-log-path: /etc/cron.d/x.log is not in an allowed folder"),
 ])
 def test_a_bad_config_push_changes_nothing(
     ctx: Context, app: str, daemon: str, git: Any, checkout: Path, files: dict[str, str], reason: str
@@ -238,3 +241,26 @@ def test_log_shipping_is_a_setting_in_the_ref(ctx: Context, app: str, daemon: st
     cp = push_config(git, daemon, checkout, {"pushdock.toml": text})
     assert cp.returncode == 0 and "logs" in cp.stderr, cp.stderr
     assert ctx.state.get("logs", APP, "vector-sink") == "gelf+tcp://logs:12201"
+
+
+def test_proxy_tuning_by_config_push_and_the_deployers_limit(
+    ctx: Context, app: str, daemon: str, git: Any, checkout: Path
+) -> None:
+    """`[proxy]` in pushdock.toml is what `proxy:set` stores; a deployer may change the safe keys of its app,
+    not the log paths (files the proxy writes on the host)."""
+    from pushdock.state import Identity
+
+    logs = ctx.state.path("nginx", "logs")
+    logs.mkdir(parents=True)
+    ctx.identity = Identity(name="ci", role="deployer", apps=(APP,), door="ssh")
+    cp = push_config(git, daemon, checkout, {"pushdock.toml": f"[proxy]\naccess-log-path = '{logs}/a.log'\n"})
+    assert cp.returncode != 0
+    assert "proxy: only an admin may set access-log-path (a file on the host)" in cp.stderr
+    assert ctx.state.get_json("proxy", APP, "tuning") is None
+    git("reset", "-q", "--hard", "HEAD~1", cwd=checkout, check=True)
+    cp = push_config(git, daemon, checkout, {"pushdock.toml": "[proxy]\nclient-max-body-size = '10M'\nhsts = true\n"})
+    assert cp.returncode == 0, cp.stderr
+    assert ctx.state.get_json("proxy", APP, "tuning") == {"client-max-body-size": "10m", "hsts": "true"}
+    assert not (ctx.state.path("nginx") / "nginx.pid").exists()  # never deployed: no route, no proxy started
+    assert run(ctx, "proxy:set", APP, "hsts", "off") == (0, f"-----> hsts of {APP}: false\n", "")
+    assert b'hsts = "false"' in configref.from_state(ctx.state, APP).files()["pushdock.toml"]

@@ -39,6 +39,12 @@ dockerfile_path = "docker/Dockerfile.web"
 
 [storage]
 mounts = ["uploads:/app/uploads", "/srv/shared//:/shared:ro"]
+
+[proxy]
+client-max-body-size = "10M"
+hsts = "on"
+hsts-max-age = 300
+hsts-preload = true
 """
 
 
@@ -49,6 +55,7 @@ def test_a_full_file_parses_and_renders_back() -> None:
         checks=Checks(skipped=True, wait_to_retire=30, stop_timeout=5),
         builder=Builder(selected="dockerfile", dockerfile_path="docker/Dockerfile.web"),
         storage=Storage(mounts=("uploads:/app/uploads", "/srv/shared:/shared:ro")),  # paths in their plain form
+        proxy={"client-max-body-size": "10m", "hsts": "true", "hsts-max-age": "300", "hsts-preload": "true"},
     )
     assert parse_settings(render_settings(s)) == s
 
@@ -97,6 +104,21 @@ def test_an_empty_file_means_every_default() -> None:
     ("[storage]\nmounts = ['up:/x', 'down:/x/']\n", "pushdock.toml: storage.mounts: /x is mounted twice"),
     ("[storage]\nmounts = 'up:/x'\n", "pushdock.toml: storage.mounts: Input should be a valid tuple"),
     ("[storage]\nmount = ['up:/x']\n", "pushdock.toml: unknown key 'storage.mount'"),
+    ("[proxy]\nclient-max-body-size = '10x'\n", "pushdock.toml: proxy: client-max-body-size: '10x' is not a size "
+                                                "like 10m, 512k or 1g"),
+    ("[proxy]\nproxy-read-timeout = 0\n", "pushdock.toml: proxy: proxy-read-timeout: '0': the duration must be "
+                                           "between 1s and 24h"),
+    ("[proxy]\naccess-log-path = 'x.log'\n", "pushdock.toml: proxy: access-log-path: 'x.log' is not off or an "
+                                              "absolute path to a NAME.log file"),
+    ("[proxy]\nx-forwarded-for-value = '$request_uri'\n",
+     "pushdock.toml: proxy: x-forwarded-for-value: '$request_uri' is not one of $proxy_add_x_forwarded_for, "
+     "$remote_addr, $http_x_forwarded_for"),
+    ("[proxy]\nclient_max_body_size = '1m'\n", "pushdock.toml: proxy: unknown key 'client_max_body_size' (keys: "
+                                                "client-max-body-size, proxy-read-timeout, proxy-buffer-size, hsts, "
+                                                "hsts-max-age, hsts-include-subdomains, hsts-preload, "
+                                                "x-forwarded-for-value, x-forwarded-port-value, "
+                                                "x-forwarded-proto-value, x-forwarded-ssl, access-log-format, "
+                                                "access-log-path, error-log-path)"),
 ])
 def test_bad_settings_are_refused_with_one_line(text: str, reason: str) -> None:
     with pytest.raises(ConfigFileError) as e:
@@ -162,6 +184,11 @@ def test_env_round_trips(env: dict[str, str]) -> None:
     storage=st.builds(Storage, mounts=st.lists(
         st.from_regex(r"(?:[a-z0-9]{1,6}|/[a-z0-9]{1,6}):/(?:srv|app|data)/[a-z0-9]{1,6}(?::ro)?", fullmatch=True),
         max_size=3, unique_by=lambda m: m.split(":")[1]).map(tuple)),
+    proxy=st.fixed_dictionaries({}, optional={
+        "client-max-body-size": st.sampled_from(["0", "1k", "10m", "1g"]),
+        "proxy-read-timeout": st.sampled_from(["1s", "5m", "2h"]), "hsts": st.sampled_from(["true", "false"]),
+        "x-forwarded-for-value": st.sampled_from(["$remote_addr", "$http_x_forwarded_for"]),
+        "access-log-path": st.sampled_from(["off", "/var/log/nginx/a.log"])}),
 ))
 def test_settings_round_trip(settings: AppSettings) -> None:
     assert parse_settings(render_settings(settings)) == settings
