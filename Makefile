@@ -24,7 +24,7 @@ uninstall:
 test: setup
 	$(UV) lock --check --quiet  # fails when pyproject.toml and uv.lock disagree (refresh: make lock)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q --durations=15
+	$(VENV)/bin/pytest -q -n 2 --dist loadscope --durations=15  # two workers, a module (and its shared server) per worker
 	$(VENV)/bin/pytest -q --engine-restart  # alone: these tests restart the Docker engine
 
 test-fast: setup
