@@ -22,7 +22,7 @@ hookimpl = pluggy.HookimplMarker("pushdock")
 
 # Triggers that are registries (they return objects) are Python-only; scripts cannot implement them.
 PYTHON_ONLY = frozenset(
-    {"register_commands", "register_builders", "register_schedulers", "register_proxies"}
+    {"register_commands", "register_builders", "register_schedulers", "register_proxies", "register_services"}
 )
 
 
@@ -129,3 +129,36 @@ def purge_cache(ctx: Context, app: str) -> str | None:
 @hookspec
 def post_app_clone(ctx: Context, old_app: str, new_app: str) -> None:
     """After `apps:clone` copied the repo and settings of old_app to new_app, before the clone deploys."""
+
+
+# -- services: datastores an app links to (services/, docs/services.md) -------------------------------
+@hookspec
+def register_services() -> dict[str, Any]:
+    """Return {kind: Datastore} (services.base.Datastore): `postgres`, `redis`; a plugin adds its own kinds."""
+
+
+@hookspec
+def app_networks(ctx: Context, app: str) -> list[str]:
+    """Docker networks every new container of `app` joins (besides the default one): the private networks of
+    the services linked to it. Fired by docker-local when it creates a process, `run` or release-phase
+    container; a script prints network names, one per line."""
+
+
+@hookspec
+def post_service_create(ctx: Context, service: str, name: str) -> None:
+    """After service `name` of kind `service` (`postgres`) was created and answers."""
+
+
+@hookspec
+def post_service_link(ctx: Context, service: str, name: str, app: str) -> None:
+    """After `app` was linked to the service (its URL variable is set and the app redeployed)."""
+
+
+@hookspec
+def post_service_unlink(ctx: Context, service: str, name: str, app: str) -> None:
+    """After `app` was unlinked from the service (its URL variable is unset and the app redeployed)."""
+
+
+@hookspec
+def pre_service_destroy(ctx: Context, service: str, name: str) -> None:
+    """Before the service's container, network and data volume are removed; raise to refuse."""

@@ -119,6 +119,7 @@ def launch(
     limits = resources.host_config(resources.for_process(ctx.state, release.app, slot.process))
     command = eng.container_command(release, slot.process, eng.image_entrypoint(release.image))
     mounts = storage.binds(ctx.state, release)
+    networks = eng.networks(ctx, release.app)
     for attempt in range(1, START_ATTEMPTS + 1):
         host_port = eng.free_port() if web else None
         api = eng.client().api
@@ -145,6 +146,7 @@ def launch(
         with lock:
             created.append(c)  # registered before anything else can fail: the caller removes it
         try:
+            eng.join_networks(api, c.id, networks)
             c.reload()
             c.start()
         except docker.errors.APIError as e:
