@@ -70,9 +70,9 @@ def group(kind: str) -> click.Group:
     def link(ctx: Context, name: str, app: str, alias: str | None, no_restart: bool) -> None:
         """Link the service to an app: sets its URL variable as a new release (zero downtime)."""
         model.check_name(kind, name)
-        authorized_app(ctx, app)
         if alias is not None:
             model.check_alias(alias)
+        authorized_app(ctx, app)
         var = links.link(ctx, ds(ctx), name, app, alias=alias, no_restart=no_restart)
         click.echo(f"=====> {kind} service {name} linked to {app} as {var}")
 
