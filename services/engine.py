@@ -198,11 +198,17 @@ def running(ctx: Context, service: Service) -> Any:
 
 
 def restart(ctx: Context, ds: Datastore, service: Service, password: str) -> None:
+    """Restart; a container of an older image (`KIND:rebuild-image` since) is recreated on the new one (the data
+    is in the volume)."""
     c = container(ctx, service)
-    if c is None:
-        start(ctx, ds, service, password)
-        return
     with engine_errors(f"restarting {service.kind} service {service.name}"):
+        if c is not None and c.image.id != client().images.get(ds.image).id:
+            c.stop(timeout=30)
+            c.remove()
+            c = None
+        if c is None:
+            start(ctx, ds, service, password)
+            return
         c.restart(timeout=30)
     wait_ready(ctx, ds, service)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from hooks import pipeline
 from pushdock.commands import echo_progress
-from pushdock.errors import Conflict, NotFound
+from pushdock.errors import Conflict, NotFound, PushdockError
 from services import engine, model
 
 if TYPE_CHECKING:
@@ -38,6 +38,10 @@ def link(ctx: Context, ds: Datastore, name: str, app: str, *, alias: str | None,
         service = model.visible(ctx, kind, name) if ctx.identity.role != "admin" else model.get(ctx.state, kind, name)
         if any(x.app == app for x in service.links):
             raise Conflict(f"{kind} service {name} is already linked to {app}")
+        scheduler = ctx.scheduler(app)
+        if not getattr(scheduler, "joins_networks", False):
+            raise PushdockError(f"apps on the {scheduler.name} scheduler cannot reach services yet: link an app "
+                                "that runs on docker-local")
         env = ctx.state.get_env(app)
         var = model.choose_var(ds, service, env, alias)
         engine.running(ctx, service)

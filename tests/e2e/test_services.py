@@ -104,6 +104,10 @@ def test_postgres_rows_survive_redeploy_restarts_and_round_trip(server) -> None:
 
     out = server.ssh("postgres:unlink", db, app)
     assert out.stderr == "" and "DATABASE_URL" not in env_of(server, app)
+    # unlinked, the service is no longer the deployer's
+    one_line_error(server.ssh("postgres:info", db, key=server.deployer_key, check=False), "linked to none", 13)
+    one_line_error(server.ssh("postgres:export", db, key=server.deployer_key, check=False), "linked to none", 13)
+    assert json.loads(server.ssh("postgres:list", "--format", "json", key=server.deployer_key).stdout) == []
     out = server.ssh("postgres:destroy", db, "--force")
     assert out.stderr == "" and not creds.exists()
     assert not docker.from_env().containers.list(all=True, filters={"name": c.name})

@@ -58,7 +58,13 @@ ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{ap
               # limits protect the host from the apps: a deployer may read its app's, not change them
               ["resource:limit", "{app}", "--memory", "64m"], ["resource:limit-clear", "{app}", "--all"],
               # storage directories are host-wide; host paths reach the host's files
-              ["storage:ensure-directory", "{new}"], ["storage:mount", "{app}", "/tmp:/host"]]
+              ["storage:ensure-directory", "{new}"], ["storage:mount", "{app}", "/tmp:/host"],
+              # services are host-wide: creating, destroying, restarting them and their images
+              ["postgres:create", "{new}"], ["postgres:destroy", "{new}", "--force"], ["postgres:restart", "{new}"],
+              ["postgres:rebuild-image"], ["redis:create", "{new}"], ["redis:destroy", "{new}", "--force"]]
+# A deployer links and unlinks services to its own apps only (the services linked to its apps: tests/e2e/test_services.py).
+SERVICE_LINKS = [["postgres:link", "{new}", "{app}"], ["postgres:unlink", "{new}", "{app}"],
+                 ["redis:link", "{new}", "{app}"]]
 
 
 def fill(argv: list[str], app: str) -> list[str]:
@@ -71,7 +77,7 @@ def test_deployer_may_use_its_app(server, argv) -> None:
     assert res.returncode == 0, res.stderr
 
 
-@pytest.mark.parametrize("argv", APP_READ + APP_WRITE)
+@pytest.mark.parametrize("argv", APP_READ + APP_WRITE + SERVICE_LINKS)
 def test_deployer_may_not_touch_other_apps(server, argv) -> None:
     before = server.cli("config:export", server.theirs, "--format", "json").stdout
     res = server.ssh(*fill(argv, server.theirs), key=server.deployer_key, check=False)
