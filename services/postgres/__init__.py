@@ -40,7 +40,8 @@ class Postgres:
         return [f"{BIN}/pg_isready", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", name]
 
     def connect_argv(self, name: str) -> list[str]:
-        return ["psql", "-U", "postgres", "-d", name]
+        # no pager: behind `ssh -tt` without a terminal the size is 0x0 and psql would page every answer
+        return ["psql", "-U", "postgres", "-d", name, "-P", "pager=off"]
 
     def export_argv(self, name: str) -> list[str]:
         return ["pg_dump", "-U", "postgres", "-Fc", "--no-owner", "--no-acl", name]

@@ -78,6 +78,10 @@ def test_postgres_rows_survive_redeploy_restarts_and_round_trip(server) -> None:
     server.ssh("ps:restart", app)
     server.ssh("postgres:restart", db)
     assert server.get(app, "/read") == (200, "first")
+    server.stop_serve()  # the service is not serve's: it keeps running, and the app finds it after
+    assert docker.from_env().containers.get(c.name).status == "running"
+    server.start()
+    assert server.get(app, "/read") == (200, "first")
 
     dump = subprocess.run([*server.ssh_argv(server.key), "pushdock@127.0.0.1", f"postgres:export {db}"],
                           capture_output=True, timeout=60, env=server.git_env)
@@ -90,6 +94,11 @@ def test_postgres_rows_survive_redeploy_restarts_and_round_trip(server) -> None:
     assert server.get(app, "/read") == (200, "first")  # the dump's state, whole
     sql = server.cli("postgres:connect", db, input="select count(*) from notes;\n")
     assert "1" in sql.stdout.split(), sql.stdout
+    # ssh -tt: psql on a terminal (run's pty path)
+    shell = subprocess.run([*server.ssh_argv(server.key), "-tt", "pushdock@127.0.0.1", f"postgres:connect {db}"],
+                           input="select 6 * 7 as answer;\n\\q\n", capture_output=True, text=True, timeout=60,
+                           env=server.git_env)
+    assert shell.returncode == 0 and "42" in shell.stdout and f"{db}=#" in shell.stdout, shell
 
     # a deployer of the app sees the service without its credentials; host-wide verbs are refused
     server.add_key("dep", role="deployer", apps=app, key=server.deployer_key)
