@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -21,7 +22,8 @@ from services import engine, links, model
 from services.base import Datastore
 
 
-def group(kind: str) -> click.Group:
+def group(kind: str, *, backups: bool = False) -> click.Group:
+    """The `KIND:*` commands; `backups`: also backup, backups and restore (services/backups.py: pg_dump based)."""
     from pushdock.commands import group as make_group
 
     @make_group(kind, f"{kind} services: create one, link it to apps (sets its URL variable).", default_verb="list")
@@ -198,7 +200,46 @@ def group(kind: str) -> click.Group:
             model.forget(ctx.state, service)
         click.echo(f"=====> {kind} service {name} destroyed")
 
+    if backups:
+        add_backup_commands(cli, kind, ds)
     return cli
+
+
+def add_backup_commands(cli: click.Group, kind: str, ds: Any) -> None:
+    from services import backups as backups_
+
+    @cli.command("backup")
+    @click.option("--verify", is_flag=True, help="Restore it into a throwaway container and compare row counts.")
+    @click.argument("name")
+    @click.pass_obj
+    def backup(ctx: Context, name: str, verify: bool) -> None:
+        """Write a compressed dump under DATA_DIR/backups/ (prints its path and size)."""
+        service = model.visible(ctx, kind, model.check_name(kind, name))
+        made = backups_.backup(ctx, ds(ctx), service, verify=verify)
+        click.echo(f"=====> {made.path} ({made.size} bytes)" + (", verified" if made.verified == "yes" else ""))
+
+    @cli.command("backups")
+    @click.argument("name")
+    @format_option
+    @click.pass_obj
+    def backups(ctx: Context, name: str, fmt: str) -> None:
+        """List the service's backups: file, size, time, verified."""
+        service = model.visible(ctx, kind, model.check_name(kind, name))
+        rows = [{"file": b.file, "size": b.size, "verified": b.verified, "path": str(b.path),
+                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(b.time))}
+                for b in backups_.listed(ctx, service)]
+        print_table(rows, ["file", "size", "time", "verified"], fmt)
+
+    @cli.command("restore")
+    @click.argument("name")
+    @click.argument("file")
+    @click.pass_obj
+    def restore(ctx: Context, name: str, file: str) -> None:
+        """Restore one of the service's backups into it (admin only; FILE as backups lists it)."""
+        require_admin(ctx)
+        service = model.get(ctx.state, kind, model.check_name(kind, name))
+        made = backups_.restore(ctx, ds(ctx), service, file)
+        click.echo(f"=====> {kind} service {name} restored from {made.file}")
 
 
 def dumps(value: object) -> str:

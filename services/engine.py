@@ -167,6 +167,20 @@ def start(ctx: Context, ds: Datastore, service: Service, password: str) -> None:
     wait_ready(ctx, ds, service)
 
 
+def wait_ready_container(c: Any, ds: Datastore, name: str, what: str, timeout: float = READY_TIMEOUT) -> None:
+    """Until the readiness command answers 0 in container `c` (PushdockError if it exits or times out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        c.reload()
+        if c.status in ("exited", "dead"):
+            raise PushdockError(f"{what} exited: {last_lines(c)}")
+        if c.status == "running" and c.exec_run(ds.ready_argv(name))[0] == 0:
+            return
+        if time.monotonic() > deadline:
+            raise PushdockError(f"{what} did not answer within {timeout:.0f}s")
+        time.sleep(0.3)
+
+
 def wait_ready(ctx: Context, ds: Datastore, service: Service, timeout: float = READY_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while True:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from pushdock.context import Context
 
 KINDS = ("postgres", "redis")  # the built-in kinds, in the order `help` lists them
+BACKUPS = frozenset({"postgres"})  # kinds with backup/backups/restore (services/backups.py speaks pg_dump)
 
 
 @hookimpl
@@ -28,7 +29,7 @@ def register_commands(cli: click.Group) -> None:
     from services.commands import group
 
     for kind in KINDS:
-        cli.add_command(group(kind))
+        cli.add_command(group(kind, backups=kind in BACKUPS))
 
 
 @hookimpl

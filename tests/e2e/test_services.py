@@ -10,10 +10,15 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import docker
 import pytest
 
+from pushdock.context import Context
+from pushdock.errors import PushdockError
+from pushdock.settings import Settings
+from services import backups, model
 from tests.harness import Server, unique
 
 pytestmark = pytest.mark.docker
@@ -100,6 +105,29 @@ def test_postgres_rows_survive_redeploy_restarts_and_round_trip(server) -> None:
                            env=server.git_env)
     assert shell.returncode == 0 and "42" in shell.stdout and f"{db}=#" in shell.stdout, shell
 
+    # a backup proven by a restore into a throwaway container; drop the table, restore: the rows are back
+    t0 = time.monotonic()
+    out = server.ssh("postgres:backup", db, "--verify")
+    print(f"postgres:backup --verify {time.monotonic() - t0:.1f}s")
+    made = json.loads(server.ssh("postgres:backups", db, "--format", "json").stdout)
+    assert [b["verified"] for b in made] == ["yes"] and made[0]["path"] in out.stdout and str(made[0]["size"]) in out.stdout
+    path = Path(made[0]["path"])
+    assert path.parent == server.data / "backups" / "postgres" / db and oct(path.stat().st_mode & 0o777) == "0o600"
+    server.cli("postgres:connect", db, input="drop table notes;\n")
+    assert server.get(app, "/read")[0] == 500
+    assert server.ssh("postgres:restore", db, made[0]["file"]).stderr == ""
+    assert server.get(app, "/read") == (200, "first")
+    one_line_error(server.ssh("postgres:restore", db, "../../etc/passwd", check=False), "not a path", 2)
+    # a truncated dump fails verification loudly, and is listed as failed
+    cut = path.with_name(path.name.replace(".dump", "-cut.dump"))
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    ctx = Context(Settings(data_dir=server.data))
+    service = model.get(ctx.state, "postgres", db)
+    truncated = backups.Backup(cut.name, cut, cut.stat().st_size, time.time(), "no")
+    with pytest.raises(PushdockError, match=r"verification of .*-cut\.dump failed"):
+        backups.verify_file(ctx, ctx.bus.lookup("services", "postgres"), service, truncated, {"public.notes": 1})
+    assert [b.verified.startswith("failed: ") for b in backups.listed(ctx, service)] == [False, True]
+
     # a deployer of the app sees the service without its credentials; host-wide verbs are refused
     server.add_key("dep", role="deployer", apps=app, key=server.deployer_key)
     info = json.loads(server.ssh("postgres:info", db, "--format", "json", key=server.deployer_key).stdout)
@@ -144,6 +172,12 @@ def test_postgres_rows_survive_redeploy_restarts_and_round_trip(server) -> None:
     (("redis:link", "nosuch", "x", "--alias", "bad-alias"), "invalid alias", 2),
     (("redis:info", "nosuch"), "no redis service nosuch", 1),
     (("postgres:nosuch",), "unexpected extra argument", 2),
+    (("postgres:backup", "nosuch"), "no postgres service nosuch", 1),
+    (("postgres:backup", "Bad!", "--verify"), "invalid postgres service name", 2),
+    (("postgres:backups", "nosuch", "--format", "yaml"), "Invalid value", 2),
+    (("postgres:restore", "nosuch", "x.dump"), "no postgres service nosuch", 1),
+    (("postgres:restore", "nosuch"), "Missing argument", 2),
+    (("redis:backup", "x"), "unexpected extra argument", 2),
 ])
 def test_bad_input_is_one_line(server, args, text, code) -> None:
     cp = server.ssh(*args, check=False)
