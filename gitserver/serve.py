@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from pushdock.errors import PushdockError
+
 FOLLOW_INTERVAL = 3.0  # seconds between looks at instances that can move
+PLUGIN_JOBS = "plugin:"  # timer names of the timer-jobs trigger's jobs
 CRON_SYNC_INTERVAL = 5.0  # seconds between looks at the apps' cron jobs (a deploy or `cron:set` elsewhere)
 
 if TYPE_CHECKING:
@@ -66,8 +69,25 @@ def _timer(ctx: Context) -> Timer:
     timer = Timer()
     cron.sync(scheduled, timer)
     timer.add("pushdock:cron-sync", lambda: cron.sync(scheduled, timer), every=CRON_SYNC_INTERVAL)
+    _sync_plugin_jobs(scheduled, timer)
+    timer.add("pushdock:jobs-sync", lambda: _sync_plugin_jobs(scheduled, timer), every=CRON_SYNC_INTERVAL)
     timer.start()
     return timer
+
+
+def _sync_plugin_jobs(ctx: Context, timer: Timer) -> None:
+    """The timer-jobs trigger's jobs (scheduled backups) on the timer, as `plugin:NAME`; the others removed."""
+    want: dict[str, tuple[str, Callable[[], object]]] = {}
+    for part in ctx.bus.call("timer_jobs", ctx=ctx):
+        want.update(part or {})
+    for name in timer.names(PLUGIN_JOBS):
+        if name[len(PLUGIN_JOBS):] not in want:
+            timer.remove(name)
+    for name, (cron, fn) in want.items():
+        try:
+            timer.add(PLUGIN_JOBS + name, fn, cron=cron)
+        except PushdockError as e:
+            logger.warning("timer job not scheduled", job=name, reason=e.message)
 
 
 def _follow(ctx: Context, done: threading.Event) -> None:

@@ -22,7 +22,8 @@ hookimpl = pluggy.HookimplMarker("pushdock")
 
 # Triggers that are registries (they return objects) are Python-only; scripts cannot implement them.
 PYTHON_ONLY = frozenset(
-    {"register_commands", "register_builders", "register_schedulers", "register_proxies", "register_services"}
+    {"register_commands", "register_builders", "register_schedulers", "register_proxies", "register_services",
+     "timer_jobs"}
 )
 
 
@@ -162,3 +163,10 @@ def post_service_unlink(ctx: Context, service: str, name: str, app: str) -> None
 @hookspec
 def pre_service_destroy(ctx: Context, service: str, name: str) -> None:
     """Before the service's container, network and data volume are removed; raise to refuse."""
+
+
+# -- serve's timer (pushdock/timer.py) ------------------------------------------------------------------
+@hookspec
+def timer_jobs(ctx: Context) -> dict[str, tuple[str, Any]]:
+    """{name: (cron expression, function)}: periodic jobs for serve's one timer (scheduled backups). Asked every
+    few seconds, so a change takes effect soon; a job no longer returned is removed. Python only."""

@@ -176,3 +176,71 @@ def restore(ctx: Context, ds: Datastore, service: Service, file: str) -> Backup:
     with engine.engine_errors(f"restoring {service.kind} service {service.name}"):
         _exec_from_file(engine.client().api, c.id, ds.import_argv(service.name), b.path)
     return b
+
+
+# -- schedules: serve's timer (the timer-jobs trigger) -------------------------------------------------------
+SCHEDULE = "backup-schedule"
+DEFAULT_KEEP = 7
+MAX_KEEP = 1000
+
+
+def set_schedule(ctx: Context, service: Service, cron: str, keep: int) -> str:
+    """Store the schedule (its cron expression checked); the expression as five fields."""
+    from pushdock.timer import cron_expression
+
+    expression = cron_expression(cron)
+    ctx.state.set_json(model.plugin(service.kind), service.name, SCHEDULE, {"cron": expression, "keep": keep})
+    return expression
+
+
+def clear_schedule(ctx: Context, service: Service) -> None:
+    if ctx.state.get_json(model.plugin(service.kind), service.name, SCHEDULE) is None:
+        raise NotFound(f"{service.kind} service {service.name} has no backup schedule")
+    ctx.state.delete(model.plugin(service.kind), service.name, SCHEDULE)
+
+
+def schedule_of(ctx: Context, service: Service) -> dict[str, Any] | None:
+    raw = ctx.state.get_json(model.plugin(service.kind), service.name, SCHEDULE)
+    return raw if isinstance(raw, dict) else None
+
+
+def timer_jobs(ctx: Context, kinds: dict[str, Datastore]) -> dict[str, tuple[str, Any]]:
+    """{`KIND-backup:NAME`: (cron, run)} for every service with a schedule."""
+    out: dict[str, tuple[str, Any]] = {}
+    for kind, ds in kinds.items():
+        for service in model.all_of(ctx.state, kind):
+            sched = schedule_of(ctx, service)
+            if sched:
+                keep = int(sched.get("keep", DEFAULT_KEEP))
+                out[f"{kind}-backup:{service.name}"] = (
+                    str(sched["cron"]), lambda ds=ds, s=service, keep=keep: scheduled(ctx, ds, s.kind, s.name, keep))
+    return out
+
+
+def scheduled(ctx: Context, ds: Datastore, kind: str, name: str, keep: int) -> None:
+    """A timer tick: a verified backup (its result in events and `backups`), then keep the newest `keep`."""
+    from loguru import logger
+
+    service = model.find(ctx.state, kind, name)
+    if service is None:
+        return
+    started = time.time()
+    try:
+        made = backup(ctx, ds, service, verify=True)
+        ctx.event(f"{kind}:backup", service=name, file=made.file, size=made.size, started=started)
+    except PushdockError as e:
+        logger.warning("scheduled backup failed", kind=kind, service=name, error=e.message)
+        ctx.event(f"{kind}:backup", result="failed", service=name, error=e.message, started=started)
+    prune(ctx, service, keep)
+
+
+def prune(ctx: Context, service: Service, keep: int) -> list[str]:
+    """Remove all but the newest `keep` backups of the service; the files removed."""
+    with ctx.state.global_lock(model.plugin(service.kind)):
+        rows = sorted(listed(ctx, service), key=lambda b: b.time, reverse=True)
+        gone = rows[keep:]
+        for b in gone:
+            b.path.unlink(missing_ok=True)
+        ctx.state.set_json(model.plugin(service.kind), service.name, INDEX, [
+            {"file": b.file, "size": b.size, "time": b.time, "verified": b.verified} for b in rows[:keep]])
+    return [b.file for b in gone]

@@ -230,6 +230,28 @@ def add_backup_commands(cli: click.Group, kind: str, ds: Any) -> None:
                 for b in backups_.listed(ctx, service)]
         print_table(rows, ["file", "size", "time", "verified"], fmt)
 
+    @cli.command("backup-schedule")
+    @click.option("--keep", default=backups_.DEFAULT_KEEP, show_default=True, type=click.IntRange(1, backups_.MAX_KEEP),
+                  help="How many backups to keep (the newest).")
+    @click.argument("name")
+    @click.argument("cron")
+    @click.pass_obj
+    def backup_schedule(ctx: Context, name: str, cron: str, keep: int) -> None:
+        """Back up (verified) on a cron schedule from serve's timer, keeping the newest N (admin only)."""
+        require_admin(ctx)
+        service = model.get(ctx.state, kind, model.check_name(kind, name))
+        expression = backups_.set_schedule(ctx, service, cron, keep)
+        click.echo(f"=====> {kind} service {name} is backed up and verified at '{expression}', keeping {keep}")
+
+    @cli.command("backup-unschedule")
+    @click.argument("name")
+    @click.pass_obj
+    def backup_unschedule(ctx: Context, name: str) -> None:
+        """Stop the scheduled backups (the files stay; admin only)."""
+        require_admin(ctx)
+        backups_.clear_schedule(ctx, model.get(ctx.state, kind, model.check_name(kind, name)))
+        click.echo(f"=====> {kind} service {name} has no backup schedule")
+
     @cli.command("restore")
     @click.argument("name")
     @click.argument("file")

@@ -52,3 +52,12 @@ def post_app_rename(ctx: Context, old_app: str, new_app: str) -> None:
     from services import links
 
     links.app_gone(ctx, sorted(ctx.bus.registry("services")), old_app, new_app)
+
+
+@hookimpl
+def timer_jobs(ctx: Context) -> dict[str, tuple[str, Any]]:
+    """Scheduled backups (`postgres:backup-schedule`) of the kinds that have backups."""
+    from services import backups
+
+    kinds = {k: v for k, v in ctx.bus.registry("services").items() if k in BACKUPS}
+    return backups.timer_jobs(ctx, kinds)

@@ -127,6 +127,17 @@ def test_postgres_rows_survive_redeploy_restarts_and_round_trip(server) -> None:
     with pytest.raises(PushdockError, match=r"verification of .*-cut\.dump failed"):
         backups.verify_file(ctx, ctx.bus.lookup("services", "postgres"), service, truncated, {"public.notes": 1})
     assert [b.verified.startswith("failed: ") for b in backups.listed(ctx, service)] == [False, True]
+    # a schedule on serve's timer (the timer-jobs trigger): a tick makes a verified backup and keeps the newest one
+    out = server.ssh("postgres:backup-schedule", db, "@daily", "--keep", "1")
+    assert out.stderr == "" and "'0 0 * * *', keeping 1" in out.stdout
+    jobs = {k: v for part in ctx.bus.call("timer_jobs", ctx=ctx) for k, v in part.items()}
+    assert list(jobs) == [f"postgres-backup:{db}"] and jobs[f"postgres-backup:{db}"][0] == "0 0 * * *"
+    jobs[f"postgres-backup:{db}"][1]()
+    kept = backups.listed(ctx, service)
+    assert len(kept) == 1 and kept[0].verified == "yes" and not path.exists() and not cut.exists()
+    one_line_error(server.ssh("postgres:backup-schedule", db, "61 * * * *", check=False), "invalid schedule", 2)
+    server.ssh("postgres:backup-unschedule", db)
+    assert ctx.bus.call("timer_jobs", ctx=ctx) == [{}]
 
     # a deployer of the app sees the service without its credentials; host-wide verbs are refused
     server.add_key("dep", role="deployer", apps=app, key=server.deployer_key)
@@ -178,6 +189,9 @@ def test_postgres_rows_survive_redeploy_restarts_and_round_trip(server) -> None:
     (("postgres:restore", "nosuch", "x.dump"), "no postgres service nosuch", 1),
     (("postgres:restore", "nosuch"), "Missing argument", 2),
     (("redis:backup", "x"), "unexpected extra argument", 2),
+    (("postgres:backup-schedule", "nosuch", "@daily"), "no postgres service nosuch", 1),
+    (("postgres:backup-schedule", "nosuch", "@daily", "--keep", "0"), "Invalid value", 2),
+    (("postgres:backup-unschedule", "nosuch"), "no postgres service nosuch", 1),
 ])
 def test_bad_input_is_one_line(server, args, text, code) -> None:
     cp = server.ssh(*args, check=False)

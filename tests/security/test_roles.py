@@ -62,7 +62,8 @@ ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{ap
               # services are host-wide: creating, destroying, restarting them and their images
               ["postgres:create", "{new}"], ["postgres:destroy", "{new}", "--force"], ["postgres:restart", "{new}"],
               ["postgres:rebuild-image"], ["redis:create", "{new}"], ["redis:destroy", "{new}", "--force"],
-              ["postgres:restore", "{new}", "x.dump"]]
+              ["postgres:restore", "{new}", "x.dump"], ["postgres:backup-schedule", "{new}", "@daily"],
+              ["postgres:backup-unschedule", "{new}"]]
 # A deployer links and unlinks services to its own apps only (the services linked to its apps: tests/e2e/test_services.py).
 SERVICE_LINKS = [["postgres:link", "{new}", "{app}"], ["postgres:unlink", "{new}", "{app}"],
                  ["redis:link", "{new}", "{app}"]]
