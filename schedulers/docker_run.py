@@ -54,11 +54,11 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
             stop_signal="SIGTERM", use_config_proxy=False,
             host_config=api.create_host_config(init=True, **limits_of(ctx, release, label)),
         )
-        eng.join_networks(api, made["Id"], eng.networks(ctx, release.app))
     cid = made["Id"]
     reader: threading.Thread | None = None
     try:
         with eng.engine_errors(DeployFailed, f"{label} command"):
+            eng.join_networks(api, cid, eng.networks(ctx, release.app))  # in the try: a failure removes it
             api.start(cid)
             reader = threading.Thread(target=_stream, args=(cid, progress), name="pushdock-task-logs", daemon=True)
             reader.start()
@@ -174,10 +174,10 @@ def run(ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
             )
         except docker.errors.ImageNotFound:
             raise PushdockError(f"the image of {release.name} ({release.image}) is gone") from None
-        eng.join_networks(api, made["Id"], eng.networks(ctx, release.app))
     cid = made["Id"]
     try:
         with eng.engine_errors(doing=f"running a one-off container of {release.app}"), attach.ended_by_signals():
+            eng.join_networks(api, cid, eng.networks(ctx, release.app))  # in the try: a failure removes it
             sock = api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             api.start(cid)
             fds = attach.Fds.of_sys()
