@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from pushdock.errors import PushdockError
+
 FOLLOW_INTERVAL = 3.0  # seconds between looks at instances that can move
+PLUGIN_JOBS = "plugin:"  # timer names of the timer-jobs trigger's jobs
 CRON_SYNC_INTERVAL = 5.0  # seconds between looks at the apps' cron jobs (a deploy or `cron:set` elsewhere)
 
 if TYPE_CHECKING:
@@ -67,7 +70,7 @@ def _report_plugins(ctx: Context) -> None:
 
 def _timer(ctx: Context) -> Timer:
     """The timer with serve's periodic jobs, started: the apps' cron jobs, kept in step with their releases,
-    and the plugins' jobs (`register_timer_jobs`: letsencrypt's daily renewal)."""
+    and the plugins' jobs (the `timer-jobs` trigger: letsencrypt's daily renewal, scheduled backups)."""
     from pushdock import cron
     from pushdock.context import Context
     from pushdock.state import Identity
@@ -79,11 +82,25 @@ def _timer(ctx: Context) -> Timer:
     timer = Timer()
     cron.sync(scheduled, timer)
     timer.add("pushdock:cron-sync", lambda: cron.sync(scheduled, timer), every=CRON_SYNC_INTERVAL)
-    for jobs in scheduled.bus.call("register_timer_jobs", ctx=scheduled):
-        for name, (schedule, fn) in jobs.items():
-            timer.add(f"plugin:{name}", fn, cron=schedule)
+    _sync_plugin_jobs(scheduled, timer)
+    timer.add("pushdock:jobs-sync", lambda: _sync_plugin_jobs(scheduled, timer), every=CRON_SYNC_INTERVAL)
     timer.start()
     return timer
+
+
+def _sync_plugin_jobs(ctx: Context, timer: Timer) -> None:
+    """The timer-jobs trigger's jobs (scheduled backups) on the timer, as `plugin:NAME`; the others removed."""
+    want: dict[str, tuple[str, Callable[[], object]]] = {}
+    for part in ctx.bus.call("timer_jobs", ctx=ctx):
+        want.update(part or {})
+    for name in timer.names(PLUGIN_JOBS):
+        if name[len(PLUGIN_JOBS):] not in want:
+            timer.remove(name)
+    for name, (cron, fn) in want.items():
+        try:
+            timer.add(PLUGIN_JOBS + name, fn, cron=cron)
+        except PushdockError as e:
+            logger.warning("timer job not scheduled", job=name, reason=e.message)
 
 
 def _follow(ctx: Context, done: threading.Event) -> None:

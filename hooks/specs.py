@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     import click
 
@@ -24,7 +23,8 @@ hookimpl = pluggy.HookimplMarker("pushdock")
 
 # Triggers that are registries (they return objects) are Python-only; scripts cannot implement them.
 PYTHON_ONLY = frozenset(
-    {"register_commands", "register_builders", "register_schedulers", "register_proxies", "register_timer_jobs"}
+    {"register_commands", "register_builders", "register_schedulers", "register_proxies", "register_services",
+     "timer_jobs"}
 )
 
 
@@ -53,14 +53,6 @@ def register_proxies() -> dict[str, Any]:
 
 
 # -- app lifecycle ---------------------------------------------------------------------------------
-@hookspec
-def register_timer_jobs(ctx: Context) -> dict[str, tuple[str, Callable[[], object]]]:
-    """At `pushdock serve` start: periodic jobs for serve's one timer, name -> (cron schedule, function).
-
-    The built-in proxies plugin renews letsencrypt certificates `@daily`. A job never overlaps itself.
-    """
-
-
 @hookspec
 def post_create(ctx: Context, app: str) -> None:
     """After `apps:create` (or a first push) made the app."""
@@ -139,3 +131,44 @@ def purge_cache(ctx: Context, app: str) -> str | None:
 @hookspec
 def post_app_clone(ctx: Context, old_app: str, new_app: str) -> None:
     """After `apps:clone` copied the repo and settings of old_app to new_app, before the clone deploys."""
+
+
+# -- services: datastores an app links to (services/, docs/services.md) -------------------------------
+@hookspec
+def register_services() -> dict[str, Any]:
+    """Return {kind: Datastore} (services.base.Datastore): `postgres`, `redis`; a plugin adds its own kinds."""
+
+
+@hookspec
+def app_networks(ctx: Context, app: str) -> list[str]:
+    """Docker networks every new container of `app` joins (besides the default one): the private networks of
+    the services linked to it. Fired by docker-local when it creates a process, `run` or release-phase
+    container; a script prints network names, one per line."""
+
+
+@hookspec
+def post_service_create(ctx: Context, service: str, name: str) -> None:
+    """After service `name` of kind `service` (`postgres`) was created and answers."""
+
+
+@hookspec
+def post_service_link(ctx: Context, service: str, name: str, app: str) -> None:
+    """After `app` was linked to the service (its URL variable is set and the app redeployed)."""
+
+
+@hookspec
+def post_service_unlink(ctx: Context, service: str, name: str, app: str) -> None:
+    """After `app` was unlinked from the service (its URL variable is unset and the app redeployed)."""
+
+
+@hookspec
+def pre_service_destroy(ctx: Context, service: str, name: str) -> None:
+    """Before the service's container, network and data volume are removed; raise to refuse."""
+
+
+# -- serve's timer (pushdock/timer.py) ------------------------------------------------------------------
+@hookspec
+def timer_jobs(ctx: Context) -> dict[str, tuple[str, Any]]:
+    """{name: (cron expression, function)}: periodic jobs for serve's one timer (scheduled backups, letsencrypt's
+    daily renewal). Asked every few seconds, so a change takes effect soon; a job no longer returned is removed.
+    Python only."""

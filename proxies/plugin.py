@@ -27,7 +27,7 @@ def register_proxies() -> dict[str, Any]:
 
 
 @hookimpl
-def register_timer_jobs(ctx: Context) -> dict[str, tuple[str, Callable[[], object]]]:
+def timer_jobs(ctx: Context) -> dict[str, tuple[str, Callable[[], object]]]:
     from proxies.letsencrypt.service import scheduled_renewal
 
     return {"letsencrypt:renew": ("@daily", scheduled_renewal(ctx))}

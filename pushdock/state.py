@@ -194,6 +194,19 @@ class State:
     def set_json(self, plugin: str, app: str, prop: str, value: Any) -> None:
         self.set(plugin, app, prop, json.dumps(value, indent=1, sort_keys=True))
 
+    def set_secret_json(self, plugin: str, app: str, prop: str, value: Any) -> None:
+        """As set_json, readable by the owner only (0600): credentials."""
+        atomic_write(self._prop_path(plugin, app, prop), json.dumps(value, indent=1, sort_keys=True), mode=0o600)
+
+    def names(self, plugin: str) -> list[str]:
+        """The names (apps, services) that have properties of `plugin`."""
+        root = self.root / "data" / plugin
+        return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != GLOBAL) if root.is_dir() else []
+
+    def forget(self, plugin: str, app: str) -> None:
+        """Remove every property of `plugin` for `app` (a service that was destroyed)."""
+        shutil.rmtree(self._prop_path(plugin, app, "x").parent, ignore_errors=True)
+
     # -- locks ----------------------------------------------------------------------------------
     @contextlib.contextmanager
     def app_lock(

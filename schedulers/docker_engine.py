@@ -107,6 +107,21 @@ def one_off_containers(ctx: Context, app: str) -> list[Any]:
     return list(client().containers.list(all=True, filters=filters, ignore_removed=True))
 
 
+def networks(ctx: Context, app: str) -> list[str]:
+    """Networks the app's new containers join besides the default bridge (the app-networks trigger: the private
+    networks of the services linked to it)."""
+    found: list[str] = []
+    for part in ctx.bus.call("app_networks", ctx=ctx, app=app):
+        found += part.split() if isinstance(part, str) else list(part or [])
+    return list(dict.fromkeys(found))
+
+
+def join_networks(api: Any, cid: str, names: Sequence[str]) -> None:
+    """Connect a created (not yet started) container to `names`."""
+    for name in names:
+        api.connect_container_to_network(cid, name)
+
+
 def one_off_labels(ctx: Context, release: Release, kind: str) -> dict[str, str]:
     return {LABEL_APP: release.app, LABEL_RELEASE: str(release.number), LABEL_DATA_DIR: data_dir_label(ctx),
             LABEL_ONE_OFF: kind}

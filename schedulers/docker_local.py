@@ -36,6 +36,7 @@ class DockerLocalScheduler:
     """Runs releases as containers on the local engine (`PUSHDOCK_SCHEDULER=docker-local`)."""
 
     name = "docker-local"
+    joins_networks = True  # new containers join the app-networks trigger's networks (linked services)
 
     # -- deploy ---------------------------------------------------------------------------------
     def deploy(self, ctx: Context, release: Release, route: Route, progress: Progress) -> None:

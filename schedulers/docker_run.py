@@ -9,19 +9,14 @@ TTY in the container, puts the local terminal in raw mode and follows its size.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
-import signal
-import socket
-import struct
-import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from pushdock import resources, storage
+from pushdock import attach, resources, storage
 from pushdock.errors import DeployFailed, PushdockError, TaskFailed
 from schedulers import docker_engine as eng
 from schedulers import process_command
@@ -32,8 +27,6 @@ if TYPE_CHECKING:
     from pushdock.progress import Progress
     from pushdock.state import Release
 
-CHUNK = 65536
-RESIZE_POLL = 0.5  # seconds between looks at the terminal size (a worker behind SSH gets no SIGWINCH)
 
 
 # -- release-phase tasks -----------------------------------------------------------------------------
@@ -65,6 +58,7 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
     reader: threading.Thread | None = None
     try:
         with eng.engine_errors(DeployFailed, f"{label} command"):
+            eng.join_networks(api, cid, eng.networks(ctx, release.app))  # in the try: a failure removes it
             api.start(cid)
             reader = threading.Thread(target=_stream, args=(cid, progress), name="pushdock-task-logs", daemon=True)
             reader.start()
@@ -182,15 +176,16 @@ def run(ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
             raise PushdockError(f"the image of {release.name} ({release.image}) is gone") from None
     cid = made["Id"]
     try:
-        with eng.engine_errors(doing=f"running a one-off container of {release.app}"), _ended_by_signals():
+        with eng.engine_errors(doing=f"running a one-off container of {release.app}"), attach.ended_by_signals():
+            eng.join_networks(api, cid, eng.networks(ctx, release.app))  # in the try: a failure removes it
             sock = api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             api.start(cid)
-            fds = _Fds.of_sys()
-            with _raw(fds.stdin if tty else None):
+            fds = attach.Fds.of_sys()
+            with attach.raw(fds.stdin if tty else None):
                 if tty:
-                    threading.Thread(target=_follow_size, args=(cid, fds), name="pushdock-run-size",
+                    threading.Thread(target=attach.follow_size, args=(api.resize, cid, fds), name="pushdock-run-size",
                                      daemon=True).start()
-                _pump(sock, fds, tty)
+                attach.pump(sock, fds, tty)
             return int(api.wait(cid).get("StatusCode", 1))
     finally:
         _remove(cid)
@@ -199,17 +194,8 @@ def run(ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
 # -- enter: a process in a running container -----------------------------------------------------------
 def exec_in(container_id: str, argv: list[str], *, tty: bool, app: str) -> int:
     """Run argv in a running container attached to this process's stdio (as `run` is); its exit status."""
-    with eng.engine_errors(doing=f"entering a container of {app}"), _ended_by_signals():
-        api = eng.client().api
-        exec_id = api.exec_create(container_id, argv, stdin=True, stdout=True, stderr=True, tty=tty)["Id"]
-        sock = api.exec_start(exec_id, tty=tty, socket=True)
-        fds = _Fds.of_sys()
-        with _raw(fds.stdin if tty else None):
-            if tty:
-                threading.Thread(target=_follow_size, args=(container_id, fds), kwargs={"exec_id": exec_id},
-                                 name="pushdock-enter-size", daemon=True).start()
-            _pump(sock, fds, tty)
-        return int(api.exec_inspect(exec_id).get("ExitCode") or 0)
+    with eng.engine_errors(doing=f"entering a container of {app}"):
+        return attach.exec_in(eng.client().api, container_id, argv, tty=tty)
 
 
 def pick_instance(instances: Sequence[Any], app: str, *, process: str | None, container_id: str | None) -> Any:
@@ -236,138 +222,3 @@ def pick_instance(instances: Sequence[Any], app: str, *, process: str | None, co
     return sorted(found, key=lambda i: (-i.release, i.index))[0]
 
 
-class _Fds:
-    """This process's stdio as file descriptors (None when a stream has none, e.g. in tests)."""
-
-    def __init__(self, stdin: int | None, stdout: int | None, stderr: int | None) -> None:
-        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
-
-    @classmethod
-    def of_sys(cls) -> _Fds:
-        def fd(stream: Any) -> int | None:
-            try:
-                stream.flush()
-            except (AttributeError, OSError, ValueError):
-                pass
-            try:
-                return int(stream.fileno())
-            except (AttributeError, OSError, ValueError):
-                return None
-
-        return cls(fd(sys.stdin), fd(sys.stdout), fd(sys.stderr))
-
-
-class _Ended(BaseException):
-    """SIGTERM or SIGHUP (the SSH client left): end the session; the container is removed on the way out."""
-
-
-@contextlib.contextmanager
-def _ended_by_signals() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise _Ended
-
-    saved = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    except _Ended:
-        raise PushdockError("the session ended (signal): the one-off container was removed") from None
-    finally:
-        for s, h in saved.items():
-            signal.signal(s, h)
-
-
-@contextlib.contextmanager
-def _raw(fd: int | None) -> Iterator[None]:
-    """The local terminal in raw mode for the session (keys go to the container's TTY), restored after."""
-    import termios
-    import tty
-
-    if fd is None or not os.isatty(fd):
-        yield
-        return
-    saved = termios.tcgetattr(fd)
-    tty.setraw(fd, termios.TCSANOW)  # not the default TCSAFLUSH: keys typed ahead must reach the container
-    try:
-        yield
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-
-
-def terminal_size(fd: int | None) -> tuple[int, int] | None:
-    """(rows, columns) of the terminal on fd, or None."""
-    import fcntl
-    import termios
-
-    if fd is None or not os.isatty(fd):
-        return None
-    try:
-        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
-    except OSError:
-        return None
-    return (rows, cols) if rows and cols else None
-
-
-def _follow_size(cid: str, fds: _Fds, *, exec_id: str | None = None) -> None:
-    """Keep the container's (or exec's) TTY the size of ours (polled: behind SSH this process gets no SIGWINCH)."""
-    import time
-
-    last = None
-    while True:
-        size = terminal_size(fds.stdout) or terminal_size(fds.stdin)
-        if size != last and size is not None:
-            try:
-                if exec_id is not None:
-                    eng.client().api.exec_resize(exec_id, height=size[0], width=size[1])
-                else:
-                    eng.client().api.resize(cid, height=size[0], width=size[1])
-            except Exception:  # the container has ended
-                return
-            last = size
-        time.sleep(RESIZE_POLL)
-
-
-def _pump(sock: Any, fds: _Fds, tty: bool) -> None:
-    """stdin -> container (a thread), container -> stdout/stderr (here) until the container closes the stream."""
-    raw: socket.socket = getattr(sock, "_sock", sock)
-
-    def feed() -> None:
-        try:
-            while fds.stdin is not None and (data := os.read(fds.stdin, CHUNK)):
-                raw.sendall(data)
-        except OSError as e:
-            logger.debug("run input ended", error=str(e))
-        with contextlib.suppress(OSError):
-            raw.shutdown(socket.SHUT_WR)  # the container's stdin gets EOF
-
-    threading.Thread(target=feed, name="pushdock-run-stdin", daemon=True).start()
-    buf = b""
-    while True:
-        try:
-            chunk = raw.recv(CHUNK)
-        except OSError:
-            break
-        if not chunk:
-            break
-        if tty:
-            _write(fds.stdout, chunk)
-            continue
-        buf += chunk
-        while len(buf) >= 8:  # docker's multiplexed frames: stream, 3 zero bytes, big-endian length
-            size = int.from_bytes(buf[4:8], "big")
-            if len(buf) < 8 + size:
-                break
-            stream, payload, buf = buf[0], buf[8:8 + size], buf[8 + size:]
-            _write(fds.stderr if stream == 2 else fds.stdout, payload)
-
-
-def _write(fd: int | None, data: bytes) -> None:
-    if fd is None:
-        return
-    with contextlib.suppress(OSError):  # our reader went away: the container still runs to its end
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]

@@ -121,6 +121,7 @@ def launch(
     command = eng.container_command(release, slot.process, eng.image_entrypoint(release.image))
     mounts = storage.binds(ctx.state, release)
     shipping = logship.log_config(ctx.state, release.app, slot.process)  # logs:set vector-sink
+    networks = eng.networks(ctx, release.app)
     for attempt in range(1, START_ATTEMPTS + 1):
         host_port = eng.free_port() if web else None
         api = eng.client().api
@@ -148,6 +149,7 @@ def launch(
         with lock:
             created.append(c)  # registered before anything else can fail: the caller removes it
         try:
+            eng.join_networks(api, c.id, networks)
             c.reload()
             c.start()
         except docker.errors.APIError as e:

@@ -249,7 +249,7 @@ class Server:
 
 
 def cleanup_docker(data_dir: Path) -> None:
-    """Remove the containers (label pushdock.data-dir) and pushdock/* images that this data dir made."""
+    """Remove the containers, networks and volumes (label pushdock.data-dir) and pushdock/* images of this data dir."""
     try:
         import docker
 
@@ -261,6 +261,11 @@ def cleanup_docker(data_dir: Path) -> None:
         apps.add(c.labels.get("pushdock.app"))
         with contextlib.suppress(Exception):
             c.remove(force=True)
+    # services' private networks and data volumes (services/engine.py), once their containers are gone
+    for coll in (client.networks, client.volumes):
+        for item in coll.list(filters={"label": f"pushdock.data-dir={data_dir}"}):
+            with contextlib.suppress(Exception):
+                item.remove()
     repos = data_dir / "repos"
     if repos.exists():
         apps |= {p.name[:-4] for p in repos.iterdir() if p.name.endswith(".git")}

@@ -74,7 +74,15 @@ ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{ap
               # a log path is a file the proxy (root) writes on the host; --global tunes every app
               ["nginx:set", "{app}", "access-log-path", "/var/log/nginx/x.log"],
               ["proxy:set", "{app}", "error-log-path", "/var/log/nginx/x.log"],
-              ["proxy:set", "--global", "client-max-body-size", "10m"]]
+              ["proxy:set", "--global", "client-max-body-size", "10m"],
+              # services are host-wide: creating, destroying, restarting them and their images
+              ["postgres:create", "{new}"], ["postgres:destroy", "{new}", "--force"], ["postgres:restart", "{new}"],
+              ["postgres:rebuild-image"], ["redis:create", "{new}"], ["redis:destroy", "{new}", "--force"],
+              ["postgres:restore", "{new}", "x.dump"], ["postgres:backup-schedule", "{new}", "@daily"],
+              ["postgres:backup-unschedule", "{new}"]]
+# A deployer links and unlinks services to its own apps only (the services linked to its apps: tests/e2e/test_services.py).
+SERVICE_LINKS = [["postgres:link", "{new}", "{app}"], ["postgres:unlink", "{new}", "{app}"],
+                 ["redis:link", "{new}", "{app}"]]
 
 
 def fill(argv: list[str], app: str) -> list[str]:
@@ -87,7 +95,7 @@ def test_deployer_may_use_its_app(server, argv) -> None:
     assert res.returncode == 0, res.stderr
 
 
-@pytest.mark.parametrize("argv", APP_READ + APP_WRITE)
+@pytest.mark.parametrize("argv", APP_READ + APP_WRITE + SERVICE_LINKS)
 def test_deployer_may_not_touch_other_apps(server, argv) -> None:
     before = server.cli("config:export", server.theirs, "--format", "json").stdout
     res = server.ssh(*fill(argv, server.theirs), key=server.deployer_key, check=False)

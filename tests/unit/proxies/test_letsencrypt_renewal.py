@@ -53,7 +53,7 @@ def test_serve_timer_gets_the_daily_renewal(ctx: Context) -> None:
     from gitserver.serve import _timer
 
     bus = Bus(ctx.settings.data_dir / "plugins", extra_plugins=(proxies_plugin,), entry_points=False)
-    jobs = {name: schedule for part in bus.call("register_timer_jobs", ctx=ctx) for name, (schedule, _) in part.items()}
+    jobs = {name: schedule for part in bus.call("timer_jobs", ctx=ctx) for name, (schedule, _) in part.items()}
     assert jobs == {"letsencrypt:renew": "@daily"}
     timer = _timer(ctx)  # serve's own timer, with the installed plugins
     try:

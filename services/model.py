@@ -1,0 +1,146 @@
+"""Service records: what exists, its credentials (0600) and the apps linked to it.
+
+Records live under the data dir as properties of plugin `service-KIND`, one name per service:
+`record` (created, links: [{app, var}]) and `credentials` (the generated password, mode 0600).
+A service name follows the app-name rule (a DNS label): it is a host name on the service's network.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pushdock.errors import Conflict, Forbidden, NotFound, UsageError
+from pushdock.state import validate_app_name, validate_env_key
+
+if TYPE_CHECKING:
+    from pushdock.context import Context
+    from pushdock.state import State
+    from services.base import Datastore
+
+RECORD, CREDENTIALS = "record", "credentials"
+ALIAS = re.compile(r"^[A-Z][A-Z0-9_]{0,62}\Z")
+
+
+@dataclass(frozen=True)
+class Link:
+    app: str
+    var: str  # DATABASE_URL, or ALIAS_URL
+
+
+@dataclass(frozen=True)
+class Service:
+    kind: str
+    name: str
+    created: float
+    links: tuple[Link, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "created": self.created,
+                "links": [{"app": link.app, "var": link.var} for link in self.links]}
+
+
+def plugin(kind: str) -> str:
+    return f"service-{kind}"
+
+
+def check_name(kind: str, name: str) -> str:
+    try:
+        return validate_app_name(name)
+    except UsageError:
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise UsageError(f"invalid {kind} service name {shown!r}: use 1-63 lowercase letters, digits and '-', "
+                         "starting and ending with a letter or digit") from None
+
+
+def check_alias(alias: str) -> str:
+    if not ALIAS.match(alias) or alias.endswith("_URL"):
+        raise UsageError(f"invalid alias {alias[:60]!r}: use uppercase letters, digits and '_' (the variable is "
+                         "ALIAS_URL), starting with a letter")
+    return alias
+
+
+def _of(kind: str, name: str, raw: dict[str, Any]) -> Service:
+    links = tuple(Link(str(x["app"]), str(x["var"])) for x in raw.get("links", []))
+    return Service(kind, name, float(raw.get("created", 0)), links)
+
+
+def find(state: State, kind: str, name: str) -> Service | None:
+    raw = state.get_json(plugin(kind), check_name(kind, name), RECORD)
+    return None if raw is None else _of(kind, name, raw)
+
+
+def get(state: State, kind: str, name: str) -> Service:
+    found = find(state, kind, name)
+    if found is None:
+        raise NotFound(f"no {kind} service {name} (create it with {kind}:create {name})")
+    return found
+
+
+def all_of(state: State, kind: str) -> list[Service]:
+    return [s for s in (find(state, kind, n) for n in state.names(plugin(kind))) if s is not None]
+
+
+def save(state: State, service: Service) -> None:
+    raw = service.to_dict()
+    del raw["kind"], raw["name"]
+    state.set_json(plugin(service.kind), service.name, RECORD, raw)
+
+
+def create(state: State, kind: str, name: str) -> tuple[Service, str]:
+    """A new record and its generated password (Conflict if the name is taken)."""
+    if find(state, kind, name) is not None:
+        raise Conflict(f"{kind} service {name} exists already")
+    password = secrets.token_urlsafe(24)  # URL-safe: it goes into DATABASE_URL unquoted
+    state.set_secret_json(plugin(kind), name, CREDENTIALS, {"password": password})
+    service = Service(kind, name, time.time())
+    save(state, service)
+    return service, password
+
+
+def password(state: State, service: Service) -> str:
+    raw = state.get_json(plugin(service.kind), service.name, CREDENTIALS, {}) or {}
+    if not raw.get("password"):
+        raise NotFound(f"the credentials of {service.kind} service {service.name} are missing")
+    return str(raw["password"])
+
+
+def forget(state: State, service: Service) -> None:
+    state.forget(plugin(service.kind), service.name)
+
+
+def linked_to(state: State, app: str, kinds: list[str]) -> list[Service]:
+    """Every service (of these kinds) linked to `app`."""
+    return [s for kind in kinds for s in all_of(state, kind) if any(link.app == app for link in s.links)]
+
+
+def may_see(ctx: Context, service: Service) -> bool:
+    """Admins see every service; a deployer those linked to one of its apps."""
+    who = ctx.identity
+    return who.role == "admin" or any(who.may_use(link.app) for link in service.links)
+
+
+def visible(ctx: Context, kind: str, name: str) -> Service:
+    """The service if the caller may see it; NotFound for both unknown and not-yours (names are not leaked)."""
+    found = find(ctx.state, kind, name)
+    if found is None or not may_see(ctx, found):
+        if found is not None:
+            raise Forbidden(f"{ctx.identity.name} ({ctx.identity.role}) may not use {kind} service {name}: it is "
+                            "linked to none of its apps")
+        raise NotFound(f"no {kind} service {name} (create it with {kind}:create {name})")
+    return found
+
+
+def choose_var(ds: Datastore, service: Service, env: dict[str, str], alias: str | None) -> str:
+    """ALIAS_URL (default DATABASE_URL / REDIS_URL); if the app has it already (a second database), a
+    variable of this service's own: PUSHDOCK_KIND_NAME_URL (Dokku's DOKKU_POSTGRES_COLOR_URL). An explicit
+    --alias that is taken is a Conflict."""
+    var = validate_env_key(f"{check_alias(alias or ds.alias)}_URL")
+    if var in env:
+        if alias is not None:
+            raise Conflict(f"{var} is already set on the app: pick another --alias")
+        var = f"PUSHDOCK_{ds.kind.upper()}_{service.name.upper().replace('-', '_')}_URL"
+    return var

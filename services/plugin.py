@@ -1,0 +1,63 @@
+"""The built-in services plugin: PostgreSQL and Redis, their commands, and the triggers that join linked apps
+to services' networks and keep links through apps:destroy and apps:rename."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hooks.specs import hookimpl
+
+if TYPE_CHECKING:
+    import click
+
+    from pushdock.context import Context
+
+KINDS = ("postgres", "redis")  # the built-in kinds, in the order `help` lists them
+BACKUPS = frozenset({"postgres"})  # kinds with backup/backups/restore (services/backups.py speaks pg_dump)
+
+
+@hookimpl
+def register_services() -> dict[str, Any]:
+    from services.postgres import Postgres
+    from services.redis import Redis
+
+    return {"postgres": Postgres(), "redis": Redis()}
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    from services.commands import group
+
+    for kind in KINDS:
+        cli.add_command(group(kind, backups=kind in BACKUPS))
+
+
+@hookimpl
+def app_networks(ctx: Context, app: str) -> list[str]:
+    from services import engine, model
+
+    kinds = sorted(ctx.bus.registry("services"))
+    return [engine.resource_name(ctx, s) for s in model.linked_to(ctx.state, app, kinds)]
+
+
+@hookimpl
+def post_delete(ctx: Context, app: str) -> None:
+    from services import links
+
+    links.app_gone(ctx, sorted(ctx.bus.registry("services")), app)
+
+
+@hookimpl
+def post_app_rename(ctx: Context, old_app: str, new_app: str) -> None:
+    from services import links
+
+    links.app_gone(ctx, sorted(ctx.bus.registry("services")), old_app, new_app)
+
+
+@hookimpl
+def timer_jobs(ctx: Context) -> dict[str, tuple[str, Any]]:
+    """Scheduled backups (`postgres:backup-schedule`) of the kinds that have backups."""
+    from services import backups
+
+    kinds = {k: v for k, v in ctx.bus.registry("services").items() if k in BACKUPS}
+    return backups.timer_jobs(ctx, kinds)
