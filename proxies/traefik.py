@@ -346,7 +346,8 @@ def _log_since(log: Path, offset: int) -> str:
             lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
     except FileNotFoundError:
         return "no log"
-    for line in lines:
+    # a traefik running beside the new one logs to the same file: the new one's fatal error comes first
+    for line in sorted(lines, key=lambda ln: 0 if "Command error" in ln else 1 if " ERR " in ln else 2):
         if "ERR" in line or "error" in line.lower():
             return " ".join(line.split())[:300]
     return " ".join((lines[-1] if lines else "no output").split())[:300]

@@ -65,6 +65,10 @@ def render_dynamic(route: Route, certs_dir: Path) -> dict[str, Any]:
             if not names:
                 continue
             router: dict[str, Any] = {"rule": _rule(names), "entryPoints": [entry_point(li)], "service": app}
+            # traefik takes X-Forwarded-Port from the Host header (80 without a port): say the port it listens on
+            port_mw = f"{app}-port-{li.port}"
+            middlewares[port_mw] = {"headers": {"customRequestHeaders": {"X-Forwarded-Port": str(li.port)}}}
+            router["middlewares"] = [port_mw]
             if suffix:
                 router["priority"] = 1  # below any exact Host rule (default priority = rule length)
             if li.scheme == "https":
@@ -72,7 +76,7 @@ def render_dynamic(route: Route, certs_dir: Path) -> dict[str, Any]:
             elif route.redirect_to is not None:
                 middlewares[f"{app}-https-redirect"] = {"redirectScheme": {
                     "scheme": "https", "port": str(route.redirect_to), "permanent": True}}
-                router["middlewares"] = [f"{app}-https-redirect"]
+                router["middlewares"] = [f"{app}-https-redirect"]  # a redirect needs no upstream header
             routers[f"{app}-{li.scheme}-{li.port}{suffix}"] = router
     if not routers:
         return {}
