@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from proxies import listen, procs
+from proxies import listen, procs, steer
 from proxies.engine import ProxyEngine
 from proxies.model import Listener, Table, ports_in_use
 from proxies.routes import upstream_address
@@ -170,7 +170,7 @@ class TraefikProxy(ProxyEngine):
                 logger.debug("traefik not installed: files written only", apps=len(changed))
                 return
             if restart:
-                self._replace(lay, binary, running, new)
+                self._replace(lay, binary, running, new, [li.port for li in listeners])
             else:
                 self._wait_live(lay, {app: docs[app] for app in changed}, old_docs=_docs(before))
         except PushdockError as e:
@@ -185,10 +185,14 @@ class TraefikProxy(ProxyEngine):
     def _static(lay: _Layout, listeners: list[Listener], api_port: int) -> str:
         return to_yaml(render_static(listeners, lay.dynamic, api_port, lay.log))
 
-    def _replace(self, lay: _Layout, binary: str, running: int | None, table: Table) -> None:
-        """Start traefik on the static file; once it serves every route, stop the one running before."""
+    def _replace(self, lay: _Layout, binary: str, running: int | None, table: Table, ports: list[int]) -> None:
+        """Start traefik on the static file; once it serves every route, stop the one running before.
+
+        The new traefik listens before it has loaded its routes (it would answer 404): meanwhile every new
+        connection on a port both serve is steered to the old one (proxies/steer.py), then to the new one."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(lay.root)}
         offset = lay.log.stat().st_size if lay.log.exists() else 0
+        steered = _steer_all(running, ports, 0) if running is not None else []
         pid = proc.spawn_detached([binary, f"--configFile={lay.static}"], logfile=lay.log, env=env)
         try:
             api = lay.api_port()
@@ -199,11 +203,14 @@ class TraefikProxy(ProxyEngine):
             self._wait_live(lay, {app: self._doc_on_disk(lay, app) for app in table}, old_docs={}, pid=pid)
         except PushdockError:
             _terminate(pid, kill=True)
+            _release_all(running, steered)
             raise
         atomic_write(lay.pid, f"{pid}\n")
         logger.info("traefik started", pid=pid, replaces=running)
         if running is not None:
-            _terminate(running)  # stops accepting (the new one accepts), finishes its in-flight requests
+            steered = _steer_all(pid, steered, 1)  # the new traefik joined the group second: index 1
+            _terminate(running)  # accepts what its queue holds, then finishes its in-flight requests
+            _release_all(pid, steered)
 
     @staticmethod
     def _doc_on_disk(lay: _Layout, app: str) -> dict[str, Any]:
@@ -270,6 +277,27 @@ class TraefikProxy(ProxyEngine):
             return
         if not procs.wait(lambda: not _connected(pid, dropped), DRAIN_TIMEOUT, interval=0.05):
             logger.warning("traefik upstreams still busy", upstreams=sorted(dropped), timeout=DRAIN_TIMEOUT)
+
+
+def _steer_all(pid: int, ports: list[int], index: int) -> list[int]:
+    """Steer the ports where `pid` listens alone (index 0) or beside one other (index 1); the ports steered."""
+    done = []
+    for port in ports:
+        try:
+            if index == 0 and not steer.sole_listener(pid, port):
+                continue
+            steer.to_index(pid, port, index)
+            done.append(port)
+        except OSError as e:
+            logger.warning("cannot steer connections: the new traefik may answer 404 until it has loaded",
+                           port=port, error=str(e))
+    return done
+
+
+def _release_all(pid: int | None, ports: list[int]) -> None:
+    for port in ports if pid is not None else []:
+        with contextlib.suppress(OSError):
+            steer.release(pid, port)
 
 
 def _terminate(pid: int, *, kill: bool = False) -> None:
