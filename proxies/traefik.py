@@ -66,7 +66,8 @@ class _Layout:
         self.pid = root / "traefik.pid"
         self.log = root / "traefik.log"
         self.port_file = root / "api-port"
-        for d in (root, self.dynamic, self.certs):
+        self.staging = root / "staging"  # temp files: an event in the watched folder would cost a reload
+        for d in (root, self.dynamic, self.certs, self.staging):
             d.mkdir(parents=True, exist_ok=True)
         self.certs.chmod(0o700)
 
@@ -244,10 +245,10 @@ class TraefikProxy(ProxyEngine):
         def live() -> bool:
             if pid is not None and not procs.alive(pid):
                 raise PushdockError(f"traefik exited: {procs.tail(lay.log)}", hint=f"see {lay.log}")
-            raw = _get(api, "/api/rawdata")
-            if not isinstance(raw, dict):
+            snapshot = _snapshot(api, want, gone)
+            if snapshot is None:
                 return False
-            routers, services = raw.get("routers") or {}, raw.get("services") or {}
+            routers, services = snapshot
             for app, (rules, servers) in want.items():
                 for name, rule in rules.items():
                     r = routers.get(name)
@@ -300,6 +301,25 @@ def _release_all(pid: int | None, ports: list[int]) -> None:
             steer.release(pid, port)
 
 
+def _snapshot(api: int, want: dict[str, tuple[dict[str, str], list[str]]],
+              gone: dict[str, set[str]]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(routers, services) traefik shows: those of a few apps asked one by one (small answers), else all."""
+    if len(want) > 8:
+        raw = _get(api, "/api/rawdata")
+        return (raw.get("routers") or {}, raw.get("services") or {}) if isinstance(raw, dict) else None
+    if _get(api, "/ping") is None:
+        return None
+    routers: dict[str, Any] = {}
+    services: dict[str, Any] = {}
+    for app, (rules, _) in want.items():
+        for name in (*rules, *gone[app]):
+            if isinstance(got := _get(api, f"/api/http/routers/{name}"), dict):
+                routers[name] = got
+        if rules and isinstance(got := _get(api, f"/api/http/services/{app}@file"), dict):
+            services[f"{app}@file"] = got
+    return routers, services
+
+
 def _terminate(pid: int, *, kill: bool = False) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)  # SIGTERM: in-flight requests finish
@@ -350,7 +370,9 @@ def _put(path: Path, text: str | None) -> None:
     if text is None:
         path.unlink(missing_ok=True)
     elif _read(path) != text:
-        atomic_write(path, text, mode=0o600 if path.suffix == ".key" else 0o644)
+        staging = path.parent.parent / "staging"  # DATA_DIR/traefik/staging, beside dynamic/ and certs/
+        atomic_write(path, text, mode=0o600 if path.suffix == ".key" else 0o644,
+                     tmp_dir=staging if staging.is_dir() else None)
 
 
 def _get(port: int, path: str) -> Any:
