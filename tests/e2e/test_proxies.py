@@ -316,3 +316,24 @@ def test_caddy_admin_is_private_and_explicit(ctx: Context, backend: Backend) -> 
         assert f"HOME={caddy.root(ctx) / 'home'}".encode() in cmdline
     finally:
         caddy.stop(ctx)
+
+
+def test_traefik_api_is_private(ctx: Context, backend: Backend) -> None:
+    """traefik's API (which pushdock polls) listens on 127.0.0.1 only, on a port of its own, and is not
+    reachable through the app entry points; traefik's HOME is inside its data dir."""
+    traefik = TraefikProxy()
+    try:
+        traefik.apply(ctx, "web", ["web.test"], [backend("A")])
+        rep = traefik.report(ctx)
+        host, _, port = str(rep["api"]).rpartition(":")
+        assert host == "127.0.0.1" and int(port) != ctx.settings.proxy_port
+        listening = {(ln.split()[1]) for ln in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                     if ln.split()[3] == "0A"}
+        assert f"0100007F:{int(port):04X}" in listening and f"00000000:{int(port):04X}" not in listening
+        for host_header in ("web.test", "localhost", f"127.0.0.1:{port}"):
+            assert get(ctx.settings.proxy_port, host_header, "/api/rawdata")[1] != get(int(port), "x", "/api/rawdata")[1]
+        assert "web@file" in traefik.live(ctx)["services"]
+        environ = Path(f"/proc/{rep['pid']}/environ").read_bytes().split(b"\0")
+        assert f"HOME={traefik.root(ctx)}".encode() in environ
+    finally:
+        traefik.stop(ctx)
