@@ -9,7 +9,7 @@ with persistent connections on one app while 10 changes of another app are appli
 request without a 2xx answer (mostly a keep-alive connection the proxy closed at reload).
 Targets: one change at 1000 apps < 100 ms with caddy, < 500 ms with nginx.
 
-Usage: .venv/bin/python bench/proxy.py [--apps 1,100,1000] [--proxies nginx,caddy] [--no-write]
+Usage: .venv/bin/python bench/proxy.py [--apps 1,100,1000] [--proxies nginx,caddy,traefik] [--no-write]
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ from loguru import logger
 from bench._report import write_section
 from proxies.caddy import CaddyProxy
 from proxies.nginx import NginxProxy
+from proxies.traefik import TraefikProxy
 from pushdock.context import Context
 from pushdock.routing import Upstream
 from pushdock.settings import Settings
 from tests.harness import free_port
 
-PROXIES = {"nginx": NginxProxy, "caddy": CaddyProxy}
+PROXIES = {"nginx": NginxProxy, "caddy": CaddyProxy, "traefik": TraefikProxy}
 CHANGES = 10
 
 

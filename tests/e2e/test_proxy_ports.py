@@ -1,6 +1,6 @@
 """Issue 13 item 2: a host port another program holds cannot take the proxy down, for any app.
 
-A real `pushdock serve` per test (nginx or caddy), real pushes and `ssh` commands, real Docker; the "other
+A real `pushdock serve` per test (nginx, caddy or traefik), real pushes and `ssh` commands, real Docker; the "other
 program" is a plain listening socket of this test process (no SO_REUSEPORT: what any server does).
 """
 
@@ -21,7 +21,7 @@ from tests.harness import Server, free_port, http_get, unique
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture(params=["nginx", "caddy"])
+@pytest.fixture(params=["nginx", "caddy", "traefik"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     srv = Server(tmp_path, PUSHDOCK_PROXY=request.param).start()
     srv.add_key()

