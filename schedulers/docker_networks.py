@@ -35,7 +35,7 @@ def require(ctx: Context, name: str) -> Any:
     with eng.engine_errors(doing="looking up a network"):
         net = find(ctx, networks.check_name(name))
     if net is None:
-        raise NotFound(f"network {name} does not exist", hint="create it with network:create NAME (admin)")
+        raise NotFound(f"network {name} does not exist (an admin creates it with network:create {name})")
     return net
 
 
