@@ -1,7 +1,7 @@
 """docker-options and named networks end to end: a real `pushdock serve`, the ssh and git clients, Docker.
 
 One server, two pushes of the sample app: `--shm-size` set before the first deploy reaches the web container
-and a `run` container (`df /dev/shm`); `--privileged` is refused for a deployer (on both doors: command and
+and a `run` container (`df /dev/shm`), a build-phase `--add-host` reaches the Dockerfile build; `--privileged` is refused for a deployer (on both doors: command and
 refs/meta/config push) and flagged for an admin; bad input is one line. App B's web joins a named network
 after its checks; a `run` container of app A on the same network reaches it by its alias `B.web`."""
 
@@ -41,8 +41,16 @@ def deployed(server) -> str:
     server.cli("apps:create", app)
     out = server.ssh("docker-options:add", app, "deploy,run", "--shm-size 128m", key=server.deployer_key)
     assert out.stderr == "" and "takes effect on the next deploy" in out.stdout
-    res = server.push(server.app_repo(app), app)
+    # build phase: the engine's build API takes extra hosts (the build sees them), not --init (said, ignored)
+    server.ssh("docker-options:add", app, "build", "--add-host buildhost.test:10.9.8.7", key=server.deployer_key)
+    server.ssh("docker-options:add", app, "build", "--init", key=server.deployer_key)
+    work = server.app_repo(app)
+    dockerfile = (work / "Dockerfile").read_text().replace("EXPOSE", "RUN getent hosts buildhost.test > /app/h.txt\n"
+                                                                      "EXPOSE")
+    server.commit(work, "build sees the host", {"Dockerfile": dockerfile})
+    res = server.push(work, app)
     assert res.returncode == 0, res.stderr
+    assert "Build options the Dockerfile builder cannot apply (ignored): init" in res.stderr
     return app
 
 
@@ -68,6 +76,7 @@ def test_shm_size_reaches_the_containers_and_dangerous_options_are_admin_only(se
     assert web(app).attrs["HostConfig"]["ShmSize"] == 128 * MIB
     run = server.ssh("run", app, "df", "-k", "/dev/shm", key=server.deployer_key)
     assert run.returncode == 0 and run.stdout.splitlines()[-1].split()[1] == "131072", run.stdout
+    assert server.ssh("run", app, "cat", "/app/h.txt").stdout.split() == ["10.9.8.7", "buildhost.test"]
 
     # dangerous: refused for the deployer in one line, accepted and flagged for an admin
     cp = server.ssh("docker-options:add", app, "deploy", "--privileged", key=server.deployer_key, check=False)
@@ -80,7 +89,8 @@ def test_shm_size_reaches_the_containers_and_dangerous_options_are_admin_only(se
     assert events(server, "docker-options:flagged")[-1]["flagged"] == ["--privileged gives the container the "
                                                                        "whole host"]
     report = json.loads(server.ssh("docker-options:report", app, "--format", "json").stdout)
-    assert report == {"docker-options-build": [], "docker-options-deploy": ["--shm-size 128m", "--privileged"],
+    assert report == {"docker-options-build": ["--add-host buildhost.test:10.9.8.7", "--init"],
+                      "docker-options-deploy": ["--shm-size 128m", "--privileged"],
                       "docker-options-run": ["--shm-size 128m"]}
     assert web(app).attrs["HostConfig"]["Privileged"] is False  # as in Dokku: applies from the next deploy
     server.ssh("docker-options:remove", app, "deploy", "--privileged")
