@@ -75,9 +75,13 @@ def list_(ctx: Context, fmt: str) -> None:
 @format_option
 @click.pass_obj
 def info(ctx: Context, name: str, fmt: str) -> None:
-    """Show a network: driver, subnet, the containers attached and the apps that set it."""
+    """Show a network: driver, subnet, the containers attached and the apps that set it (a deployer's own)."""
     with_apps = docker_networks.info(docker_networks.require(ctx, name)) | {
         "apps": networks.users(ctx.state, name)}
+    if ctx.identity.role != "admin":  # a deployer sees its own apps on the network, not the others'
+        with_apps["apps"] = [a for a in with_apps["apps"] if ctx.identity.may_use(a)]
+        with_apps["containers"] = [c for c in with_apps["containers"]
+                                   if any(c.startswith(f"{a}.") for a in with_apps["apps"])]
     if fmt == "text":
         with_apps = {k: " ".join(v) if isinstance(v, list) else v for k, v in with_apps.items()}
     print_report(f"network {name}", with_apps, fmt)
@@ -85,11 +89,11 @@ def info(ctx: Context, name: str, fmt: str) -> None:
 
 @network.command("set")
 @click.argument("app")
-@click.argument("phase", metavar="attach-post-create|attach-post-deploy|initial-network")
+@click.argument("phase", metavar="PROPERTY")
 @click.argument("names", nargs=-1, metavar="[NETWORK...]")
 @click.pass_obj
 def set_(ctx: Context, app: str, phase: str, names: tuple[str, ...]) -> None:
-    """Set (or, without a network, clear) the networks the app's containers join, and when."""
+    """Set PROPERTY (attach-post-create, attach-post-deploy, initial-network) to networks; none clears it."""
     authorized_app(ctx, app)
     networks.check_phase(phase)
     wanted = list(dict.fromkeys(networks.check_name(n) for n in names))

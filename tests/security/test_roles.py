@@ -43,9 +43,12 @@ def server(tmp_path_factory):
 
 
 APP_READ = [["config:show", "{app}"], ["apps:report", "{app}"], ["ps:report", "{app}"], ["storage:list", "{app}"],
-            ["storage:report", "{app}"], ["builds:list", "{app}"], ["ps:inspect", "{app}"]]
+            ["storage:report", "{app}"], ["builds:list", "{app}"], ["ps:inspect", "{app}"],
+            ["docker-options:report", "{app}"], ["network:report", "{app}"]]
 APP_WRITE = [["config:set", "--no-restart", "{app}", "SECRET=s3cr3t-value"], ["apps:lock", "{app}"],
-             ["apps:unlock", "{app}"], ["repo:gc", "{app}"], ["repo:purge-cache", "{app}"]]
+             ["apps:unlock", "{app}"], ["repo:gc", "{app}"], ["repo:purge-cache", "{app}"],
+             ["docker-options:add", "{app}", "deploy,run", "--shm-size 64m"], ["docker-options:clear", "{app}"],
+             ["network:set", "{app}", "attach-post-create"]]
 ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{app}", "--force"],
               ["apps:rename", "{app}", "{new}"], ["apps:clone", "{app}", "{new}"],
               # host-wide settings and services
@@ -58,7 +61,12 @@ ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{ap
               # limits protect the host from the apps: a deployer may read its app's, not change them
               ["resource:limit", "{app}", "--memory", "64m"], ["resource:limit-clear", "{app}", "--all"],
               # storage directories are host-wide; host paths reach the host's files
-              ["storage:ensure-directory", "{new}"], ["storage:mount", "{app}", "/tmp:/host"]]
+              ["storage:ensure-directory", "{new}"], ["storage:mount", "{app}", "/tmp:/host"],
+              # networks are host-wide; options that weaken the host's isolation are the admin's
+              ["network:create", "{new}"], ["network:destroy", "{new}", "--force"],
+              ["docker-options:add", "{app}", "deploy", "--privileged"],
+              ["docker-options:add", "{app}", "run", "-v /etc:/host"],
+              ["docker-options:add", "{app}", "deploy", "--cap-add=SYS_ADMIN"]]
 
 
 def fill(argv: list[str], app: str) -> list[str]:
