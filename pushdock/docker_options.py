@@ -288,6 +288,24 @@ class Applied:
         return kw, sorted(k for k in self.host if k not in BUILD_API)
 
 
+SWARM_SPEC = {"cap_add", "cap_drop", "init", "extra_hosts", "read_only", "sysctls", "dns", "dns_search", "dns_opt"}
+
+
+def swarm_spec(applied: Applied) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """What a swarm task's ContainerSpec takes of the options (its keywords), their labels, and the fields it has no
+    place for (said on the deploy's output, never applied)."""
+    host = applied.host
+    kw: dict[str, Any] = {k: host[k] for k in ("cap_add", "cap_drop", "init", "read_only", "sysctls") if k in host}
+    if "extra_hosts" in host:
+        kw["hosts"] = dict(host["extra_hosts"])
+    if any(k in host for k in ("dns", "dns_search", "dns_opt")):
+        from docker.types import DNSConfig
+
+        kw["dns_config"] = DNSConfig(nameservers=host.get("dns"), search=host.get("dns_search"),
+                                     options=host.get("dns_opt"))
+    return kw, applied.labels, sorted(k for k in host if k not in SWARM_SPEC)
+
+
 def for_phase(state: State, app: str, phase: str) -> Applied:
     """The app's options of `phase`, merged (lists concatenate, dicts update, scalars: the last one wins).
     An option that no longer parses (a rule got stricter) is left out, never fatal."""

@@ -78,3 +78,18 @@ def test_stored_options_merge_per_phase(ctx: Context) -> None:
     assert docker_options.for_phase(ctx.state, "app", "run").host == {}
     assert docker_options.stored(ctx.state, "app") == {"deploy": ["--cap-add NET_RAW", "--cap-add NET_BIND_SERVICE",
                                                                   "--shm-size 64m", "--label a=1"]}
+
+
+def test_swarm_tasks_take_what_their_container_spec_has_and_name_the_rest(ctx: Context) -> None:
+    """The swarm mapping, checked against docker's own ContainerSpec (no swarm here: the e2e swarm tests need an
+    engine of their own)."""
+    from docker.types import ContainerSpec
+
+    ctx.state.create_app("app")
+    docker_options.store(ctx.state, "app", {"deploy": ["--cap-add NET_RAW", "--add-host db:10.0.0.5", "--dns 1.1.1.1",
+                                                       "--label team=a", "--shm-size 64m", "--privileged"]})
+    kw, labels, ignored = docker_options.swarm_spec(docker_options.for_phase(ctx.state, "app", "deploy"))
+    spec = ContainerSpec("img", labels=labels, **kw)
+    assert spec["CapabilityAdd"] == ["NET_RAW"] and spec["Hosts"] == ["10.0.0.5 db"]
+    assert spec["DNSConfig"]["Nameservers"] == ["1.1.1.1"] and spec["Labels"] == {"team": "a"}
+    assert ignored == ["privileged", "shm_size"]
