@@ -93,3 +93,23 @@ def test_swarm_tasks_take_what_their_container_spec_has_and_name_the_rest(ctx: C
     assert spec["CapabilityAdd"] == ["NET_RAW"] and spec["Hosts"] == ["10.0.0.5 db"]
     assert spec["DNSConfig"]["Nameservers"] == ["1.1.1.1"] and spec["Labels"] == {"team": "a"}
     assert ignored == ["privileged", "shm_size"]
+
+
+def test_every_mapped_option_is_a_field_the_engine_api_takes(ctx: Context) -> None:
+    """Each option, as merged for a phase, goes through docker's own create_host_config (no engine needed)."""
+    from docker.api.client import APIClient
+
+    api = APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+    every = ["--shm-size 64m", "--ulimit nofile=1024:2048", "--cap-add NET_RAW", "--cap-drop CHOWN",
+             "-v /srv/x:/x:ro", "--add-host db:10.0.0.5", "--device /dev/fuse", "--init", "--read-only",
+             "--privileged", "--log-driver local", "--log-opt max-size=10m", "--dns 1.1.1.1", "--dns-search corp",
+             "--dns-option ndots:1", "--tmpfs /scratch:size=64m", "--pids-limit 100", "--security-opt no-new-privileges",
+             "--sysctl net.core.somaxconn=1024", "--ipc=private", "--pid=host", "--userns=host"]
+    ctx.state.create_app("app")
+    docker_options.store(ctx.state, "app", {"deploy": every})
+    applied = docker_options.for_phase(ctx.state, "app", "deploy")
+    config = api.create_host_config(**docker_options.host_config(applied, {"init": True, "binds": ["/a:/b:rw"]}))
+    assert config["ShmSize"] == 64 << 20 and config["Binds"] == ["/a:/b:rw", "/srv/x:/x:ro"]
+    assert config["Ulimits"][0]["Name"] == "nofile" and config["LogConfig"] == {"Type": "local",
+                                                                                "Config": {"max-size": "10m"}}
+    assert config["Privileged"] and config["PidMode"] == "host" and config["Tmpfs"] == {"/scratch": "size=64m"}
