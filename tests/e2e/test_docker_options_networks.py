@@ -120,6 +120,13 @@ def test_shm_size_reaches_the_containers_and_dangerous_options_are_admin_only(se
         in cp.stderr, cp.stderr
     assert json.loads(server.ssh("docker-options:report", app, "--format", "json").stdout)[
         "docker-options-deploy"] == ["--shm-size 128m"]
+    cp = server.git("push", server.remote(app), "HEAD:refs/meta/config", cwd=conf)  # an admin's: applied, flagged
+    assert cp.returncode == 0 and "Warning: docker_options: --cap-add SYS_ADMIN gives the container power" \
+        in cp.stderr, cp.stderr
+    assert events(server, "docker-options:flagged")[-1]["via"] == "refs/meta/config"
+    assert json.loads(server.ssh("docker-options:report", app, "--format", "json").stdout)[
+        "docker-options-deploy"] == ["--shm-size 128m", "--cap-add SYS_ADMIN"]
+    server.ssh("docker-options:remove", app, "deploy", "--cap-add SYS_ADMIN")
 
 
 def test_a_run_container_reaches_another_app_by_its_alias_on_a_named_network(server, deployed) -> None:
