@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from builders.dockerfile import UNREACHABLE, clean, one_line
-from pushdock import resources
+from pushdock import docker_options, resources
 from pushdock.errors import BuildFailed
 
 if TYPE_CHECKING:
@@ -51,14 +51,16 @@ class BuildContainer:
         self.binds = [f"{host}:{inside}:{'rw' if inside == '/cache' else 'ro'}" for host, inside in mounts]
         self.id: str | None = None
         self.limits = resources.for_build(ctx, app)  # a runaway build is killed in its container, not the host
+        self.options = docker_options.for_phase(ctx.state, app, "build")  # `docker-options:add APP build ...`
 
     def __enter__(self) -> BuildContainer:
         with engine_errors():
             try:
                 made = self.api.create_container(
-                    self.image, command=self.command, name=self.name, labels=self.labels, user="0:0",
-                    working_dir="/",
-                    host_config=self.api.create_host_config(binds=self.binds, **resources.host_config(self.limits)),
+                    self.image, command=self.command, name=self.name, labels=self.options.labels | self.labels,
+                    user="0:0", working_dir="/",
+                    host_config=self.api.create_host_config(**docker_options.host_config(
+                        self.options, {"binds": self.binds, **resources.host_config(self.limits)})),
                 )
             except Exception as e:
                 if "No such image" in str(e):

@@ -12,7 +12,7 @@ from loguru import logger
 from builders import properties
 from builders.base import BuildRequest, BuildResult
 from hooks.source import read_procfile
-from pushdock import pushed, resources
+from pushdock import docker_options, pushed, resources
 from pushdock.errors import BuildFailed
 
 if TYPE_CHECKING:
@@ -48,15 +48,19 @@ class DockerfileBuilder:
         api = _docker_api()
         limits = resources.for_build(ctx, req.app)
         nocache = bool(ctx.state.get(properties.DOCKERFILE, req.app, properties.NO_CACHE))
+        options, ignored = docker_options.for_phase(ctx.state, req.app, "build").build_api()
+        if ignored:  # as Dokku: the Dockerfile builder strips what the engine's build API has no field for
+            progress.step("Build options the Dockerfile builder cannot apply (ignored): " + ", ".join(ignored))
         if nocache:
             progress.step("Building without the layer cache (repo:purge-cache)")
         logger.info("dockerfile build", image=req.image, dockerfile=dockerfile, build_args=sorted(buildargs))
         chunks = _api_call(
             lambda: api.build(
                 path=str(req.build_dir), tag=req.image, dockerfile=dockerfile, buildargs=buildargs,
-                labels={"pushdock.app": req.app, "pushdock.builder": self.name},
+                labels=options.pop("labels", {}) | {"pushdock.app": req.app, "pushdock.builder": self.name},
                 decode=True, rm=True, forcerm=True, pull=False, timeout=None, nocache=nocache,
                 container_limits=resources.build_container_limits(limits),
+                **_build_keywords(options),
             )
         )
         error = _api_call(lambda: stream_build(chunks, progress.line))
@@ -200,3 +204,9 @@ def _api_call(fn: Callable[[], T]) -> T:
             raise BuildFailed(f"docker build failed: {one_line(e.explanation or str(e))}") from None
         logger.warning("docker engine unreachable", error=str(e))
         raise BuildFailed(f"{UNREACHABLE}: {one_line(str(e))}", hint="is dockerd running?") from None
+
+
+def _build_keywords(options: dict[str, Any]) -> dict[str, Any]:
+    """docker-options (create_host_config names) as the build API's keywords."""
+    names = {"shm_size": "shmsize", "extra_hosts": "extra_hosts", "network_mode": "network_mode"}
+    return {names[k]: v for k, v in options.items() if k in names}

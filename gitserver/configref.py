@@ -35,7 +35,9 @@ from gitserver.settings_file import (
     Builder,
     Checks,
     ConfigFileError,
+    DockerOptions,
     Logs,
+    Network,
     ResourceLimit,
     Storage,
     parse_env,
@@ -43,7 +45,7 @@ from gitserver.settings_file import (
     render_env,
     render_settings,
 )
-from pushdock import logship, proxy_tuning, resources, storage
+from pushdock import docker_options, logship, networks, proxy_tuning, resources, storage
 from pushdock.apps import authorize_domains
 from pushdock.errors import Conflict, Forbidden, PushdockError, UsageError
 from pushdock.state import APP_NAME, GLOBAL
@@ -70,8 +72,10 @@ RESOURCES = (resources.PLUGIN, resources.PROPERTY)
 MOUNTS = (storage.PLUGIN, storage.PROPERTY)
 LOG_SINK = ("logs", logship.PROP)
 TUNING = (proxy_tuning.PLUGIN, proxy_tuning.PROPERTY)
+DOCKER_OPTIONS = (docker_options.PLUGIN, docker_options.PROPERTY)
+NETWORKS = tuple((networks.PLUGIN, phase) for phase in networks.PHASES)
 PROPERTIES = (DOMAINS, *CHECK_FLAGS.values(), *CHECK_NUMBERS.values(), CHECK_TYPE, SELECTED, DOCKERFILE_PATH,
-              DEPLOY_BRANCH, RESOURCES, MOUNTS, LOG_SINK, TUNING)
+              DEPLOY_BRANCH, RESOURCES, MOUNTS, LOG_SINK, TUNING, DOCKER_OPTIONS, *NETWORKS)
 
 
 @dataclass(frozen=True)
@@ -118,8 +122,18 @@ def from_state(state: State, app: str) -> AppConfig:
         storage=Storage.model_construct(mounts=tuple(storage.specs(storage.stored(state, app)))),
         logs=Logs.model_construct(vector_sink=logship.stored(state, app) or None),
         proxy=proxy_tuning.stored(state, app),
+        docker_options=DockerOptions.model_construct(**{p: tuple(v) for p, v in
+                                                        docker_options.stored(state, app).items()}),
+        network=_network(state, app),
     )
     return AppConfig(env=state.get_env(app), settings=settings)
+
+
+def _network(state: State, app: str) -> Network:
+    got = networks.get(state, app)
+    return Network.model_construct(attach_post_create=tuple(got.get("attach-post-create", [])),
+                                   attach_post_deploy=tuple(got.get("attach-post-deploy", [])),
+                                   initial_network=(got.get("initial-network") or [None])[0])
 
 
 def read_commit(repo: Repo, sha: bytes) -> AppConfig:
@@ -165,6 +179,10 @@ def validate_push(ctx: Context, app: str, repo: Repo, old: bytes, new: bytes) ->
     admin_keys = proxy_tuning.admin_keys(from_state(ctx.state, app).settings.proxy, cfg.settings.proxy)
     if ctx.identity.role != "admin" and admin_keys:
         raise ConfigFileError(f"{SETTINGS_FILE}: proxy: only an admin may set {admin_keys[0]} (a file on the host)")
+    flagged = docker_options.admin_flags_added(docker_options.stored(ctx.state, app),
+                                               cfg.settings.docker_options.as_dict())
+    if ctx.identity.role != "admin" and flagged:
+        raise ConfigFileError(f"{SETTINGS_FILE}: docker_options: {flagged[0]}: admin only")
     stored = set(ctx.state.get_json(DOMAINS[0], app, DOMAINS[1], []))
     try:
         authorize_domains(ctx, app, [n for n in cfg.settings.domains if n not in stored])
@@ -240,7 +258,8 @@ def changes(old: AppConfig, new: AppConfig) -> list[str]:
         out.append("scale " + " ".join(f"{k}={v}" for k, v in sorted(b.scale.items())))
     if a.storage != b.storage:
         out.append("storage " + (" ".join(b.storage.mounts) or "(no mounts)"))
-    for name in ("deploy_branch", "domains", "checks", "builder", "resources", "logs", "proxy"):
+    for name in ("deploy_branch", "domains", "checks", "builder", "resources", "logs", "proxy", "docker_options",
+                 "network"):
         if getattr(a, name) != getattr(b, name):
             out.append(name)
     return out
@@ -264,8 +283,13 @@ def apply(ctx: Context, app: str, repo: Repo, cfg: AppConfig, *, restart: bool, 
     reroute = old.settings.domains != cfg.settings.domains or old.settings.proxy != cfg.settings.proxy
     resized = (_runtime(old.settings.resources) != _runtime(cfg.settings.resources)
                or old.settings.logs != cfg.settings.logs)  # both are chosen when a container is made
+    flagged = docker_options.admin_flags_added(docker_options.stored(state, app),
+                                               cfg.settings.docker_options.as_dict())
     with _restored_on_failure(state, app, repo):
         _store(state, app, cfg.settings, repo)
+        if flagged:
+            progress.step(f"Warning: docker_options: {'; '.join(flagged)} (accepted: pushed by an admin)")
+            ctx.event("docker-options:flagged", app=app, flagged=flagged, via="refs/meta/config")
         if restart and release:
             if pipeline.new_release(ctx, app, why=why, env=cfg.env, formation=dict(cfg.settings.scale),
                                     mounts=list(cfg.settings.storage.mounts), progress=progress) is None:
@@ -322,6 +346,10 @@ def _store(state: State, app: str, s: AppSettings, repo: Repo) -> None:
     storage.store(state, app, list(s.storage.mounts))
     logship.store(state, app, s.logs.vector_sink or "")
     proxy_tuning.store(state, app, s.proxy)
+    docker_options.store(state, app, s.docker_options.as_dict())
+    wanted = s.network.as_dict()
+    for phase in networks.PHASES:
+        networks.set_phase(state, app, phase, wanted.get(phase, []))
     if s.deploy_branch is not None:
         repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + s.deploy_branch.encode())
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from dulwich.refs import check_ref_format
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pushdock import logship, proxy_tuning, resources, storage
+from pushdock import docker_options, logship, networks, proxy_tuning, resources, storage
 from pushdock.errors import UsageError
 from pushdock.state import ENV_KEY, PROCESS_NAME
 
@@ -149,6 +149,73 @@ class Logs(_Strict):
         return value
 
 
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value  # TOML arrays are lists; strict wants a tuple
+
+
+class DockerOptions(_Strict):
+    """`[docker_options]`: container options per phase, as `docker-options:add` takes them (docker_options.py)."""
+
+    build: tuple[str, ...] = ()
+    deploy: tuple[str, ...] = ()
+    run: tuple[str, ...] = ()
+
+    @field_validator("build", "deploy", "run", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        return _tuple(value)
+
+    @field_validator("build", "deploy", "run")
+    @classmethod
+    def _options(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            docker_options.check_phase_list(list(value))
+        except UsageError as e:
+            raise ValueError(str(e)) from None
+        return value
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {p: list(getattr(self, p)) for p in docker_options.PHASES if getattr(self, p)}
+
+
+class Network(_Strict):
+    """`[network]`: the networks the app's containers join (`network:set`, pushdock/networks.py)."""
+
+    attach_post_create: tuple[str, ...] = ()
+    attach_post_deploy: tuple[str, ...] = ()
+    initial_network: str | None = None
+
+    @field_validator("attach_post_create", "attach_post_deploy", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        return _tuple(value)
+
+    @field_validator("attach_post_create", "attach_post_deploy")
+    @classmethod
+    def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("a network is listed twice")
+        for name in value:
+            cls._name(name)
+        return value
+
+    @field_validator("initial_network")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                networks.check_name(value)
+            except UsageError as e:
+                raise ValueError(str(e)) from None
+        return value
+
+    def as_dict(self) -> dict[str, list[str]]:
+        out = {"attach-post-create": list(self.attach_post_create),
+               "attach-post-deploy": list(self.attach_post_deploy),
+               "initial-network": [self.initial_network] if self.initial_network else []}
+        return {k: v for k, v in out.items() if v}
+
+
 class AppSettings(_Strict):
     """`pushdock.toml`: every setting of an app that is not its environment. Missing keys mean the default."""
 
@@ -159,6 +226,8 @@ class AppSettings(_Strict):
     builder: Builder = Field(default_factory=Builder)
     resources: dict[str, ResourceLimit] = Field(default_factory=dict)  # `resource:limit`
     storage: Storage = Field(default_factory=Storage)
+    docker_options: DockerOptions = Field(default_factory=DockerOptions)  # `docker-options:*`
+    network: Network = Field(default_factory=Network)  # `network:set`
     logs: Logs = Field(default_factory=Logs)
     proxy: dict[str, str] = Field(default_factory=dict)  # `proxy:set APP KEY VALUE` (nginx:set keys)
 
@@ -275,6 +344,14 @@ def render_settings(s: AppSettings) -> str:
     lines += ["", "[storage]", "mounts = [" + ", ".join(_toml_string(m) for m in s.storage.mounts) + "]"]
     if s.proxy:
         lines += ["", "[proxy]", *(f"{k} = {_toml_string(v)}" for k, v in sorted(s.proxy.items()))]
+    lines += ["", "[docker_options]"]
+    for phase in docker_options.PHASES:
+        lines.append(f"{phase} = [" + ", ".join(_toml_string(o) for o in getattr(s.docker_options, phase)) + "]")
+    lines += ["", "[network]"]
+    for key in ("attach_post_create", "attach_post_deploy"):
+        lines.append(f"{key} = [" + ", ".join(_toml_string(n) for n in getattr(s.network, key)) + "]")
+    if s.network.initial_network is not None:
+        lines.append(f"initial_network = {_toml_string(s.network.initial_network)}")
     for key, limit in sorted(s.resources.items()):
         lines += ["", f"[resources.{key}]"]
         if limit.memory is not None:

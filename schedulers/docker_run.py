@@ -11,15 +11,15 @@ from __future__ import annotations
 import contextlib
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from pushdock import attach, resources, storage
+from pushdock import attach, docker_options, resources, storage
 from pushdock.errors import DeployFailed, PushdockError, TaskFailed
 from schedulers import docker_engine as eng
-from schedulers import process_command
+from schedulers import docker_networks, process_command
 from schedulers.docker_engine import Slot
 
 if TYPE_CHECKING:
@@ -48,13 +48,15 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
         del labels[eng.LABEL_ONE_OFF]
     with eng.engine_errors(DeployFailed, f"{label} command"):
         api = eng.client().api
+        host, extra, own_labels = one_off_options(ctx, release, label)
         made = api.create_container(
             release.image, command=task_command(release.image, command), name=_name(release, label),
-            environment=eng.container_env(release, Slot(label, 1)), labels=labels,
-            stop_signal="SIGTERM", use_config_proxy=False,
-            host_config=api.create_host_config(init=True, **limits_of(ctx, release, label)),
+            environment=eng.container_env(release, Slot(label, 1)), labels=own_labels | labels,
+            stop_signal="SIGTERM", use_config_proxy=False, host_config=api.create_host_config(**host), **extra,
         )
     cid = made["Id"]
+    with eng.engine_errors(DeployFailed, f"{label} command"), _removed_on_error(cid):
+        docker_networks.connect(ctx, release.app, cid, ATTACH, [])
     reader: threading.Thread | None = None
     try:
         with eng.engine_errors(DeployFailed, f"{label} command"):
@@ -139,6 +141,29 @@ def limits_of(ctx: Context, release: Release, kind: str) -> dict[str, Any]:
                                                                                                        release)
 
 
+ATTACH = ("attach-post-create", "attach-post-deploy")  # a one-off container passes no checks: it joins at once
+
+
+def one_off_options(ctx: Context, release: Release, kind: str) -> tuple[dict[str, Any], dict[str, Any],
+                                                                         dict[str, str]]:
+    """A one-off container's create_host_config keywords (limits, mounts, the app's `run` docker-options, its
+    initial network), other create_container keywords, and the options' labels."""
+    applied = docker_options.for_phase(ctx.state, release.app, "run")
+    network = docker_networks.create_options(ctx, release.app, [])
+    host = docker_options.host_config(applied, {"init": True, **limits_of(ctx, release, kind),
+                                                **network.pop("host", {})})
+    return host, network, applied.labels
+
+
+@contextlib.contextmanager
+def _removed_on_error(cid: str) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        _remove(cid)
+        raise
+
+
 def _name(release: Release, kind: str) -> str:
     return f"{release.app}.{kind}.v{release.number}.{secrets.token_hex(3)}"
 
@@ -164,17 +189,21 @@ def run(ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
 
     with eng.engine_errors(doing=f"running a one-off container of {release.app}"):
         api = eng.client().api
+        host, extra, own_labels = one_off_options(ctx, release, "run")
         try:
             made = api.create_container(
                 release.image, command=command_of(release, argv, eng.image_entrypoint(release.image)),
                 name=_name(release, "run"),
-                environment=eng.container_env(release, Slot("run", 1)), labels=eng.one_off_labels(ctx, release, "run"),
+                environment=eng.container_env(release, Slot("run", 1)),
+                labels=own_labels | eng.one_off_labels(ctx, release, "run"),
                 stdin_open=True, tty=tty, stop_signal="SIGTERM", use_config_proxy=False,
-                host_config=api.create_host_config(init=True, **limits_of(ctx, release, "run")),
+                host_config=api.create_host_config(**host), **extra,
             )
         except docker.errors.ImageNotFound:
             raise PushdockError(f"the image of {release.name} ({release.image}) is gone") from None
-    cid = made["Id"]
+        cid = made["Id"]
+        with _removed_on_error(cid):
+            docker_networks.connect(ctx, release.app, cid, ATTACH, [])
     try:
         with eng.engine_errors(doing=f"running a one-off container of {release.app}"), attach.ended_by_signals():
             eng.join_networks(api, cid, eng.networks(ctx, release.app))  # in the try: a failure removes it

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from hooks.checks import CheckSettings, check_settings
-from pushdock import logship, resources, storage
+from pushdock import docker_options, logship, networks, resources, storage
 from pushdock.routing import Upstream
 from schedulers import docker_engine as eng
-from schedulers import healthchecks
+from schedulers import docker_networks, healthchecks
 from schedulers.docker_engine import Slot
 from schedulers.readiness import Aborted, NotReady, Started, wait_ready
 
@@ -76,6 +76,8 @@ def start_all(
             s = launch(ctx, release, slot, created, lock, stop_timeout=checks.stop_timeout)
             notes = wait_ready(ctx, s, abort, healthchecks.for_process(release, slot.process), skip=checks.skipped,
                                uptime=checks.uptime)
+            docker_networks.connect(ctx, release.app, s.container.id, ("attach-post-deploy",),
+                                    networks.aliases(release.app, slot.process, slot.index))
             # Only a ready instance gets restarted by the engine: a crash while starting stays a
             # crash (with its exit status), not a restart loop that hides it.
             s.container.update(restart_policy=policy)
@@ -107,8 +109,10 @@ def launch(
 ) -> Started:
     """Create and start one container; web ones publish PORT on 127.0.0.1:<free port>.
 
-    It runs with the process type's resource limits (`resource:limit`) as they are now, the release's mounts,
-    and the app's log shipping (`logs:set vector-sink`: the engine's syslog or GELF driver) as it is now.
+    It runs with the process type's resource limits (`resource:limit`) as they are now, the release's mounts, the
+    app's `deploy` docker-options, its log shipping (`logs:set vector-sink`: the engine's syslog or GELF driver),
+    the private networks of the services linked to it, and its networks (pushdock/networks.py: the initial one at
+    creation, the attach-post-create ones before it starts; start_all joins the attach-post-deploy ones once ready).
 
     The host port is explicit (not left to docker) so it survives an engine restart unchanged.
     Containers run with `--init` so PID 1 forwards SIGTERM (busybox httpd as PID 1 ignores it).
@@ -121,7 +125,10 @@ def launch(
     command = eng.container_command(release, slot.process, eng.image_entrypoint(release.image))
     mounts = storage.binds(ctx.state, release)
     shipping = logship.log_config(ctx.state, release.app, slot.process)  # logs:set vector-sink
-    networks = eng.networks(ctx, release.app)
+    service_networks = eng.networks(ctx, release.app)  # of the services linked to the app
+    options = docker_options.for_phase(ctx.state, release.app, "deploy")
+    aliases = networks.aliases(release.app, slot.process, slot.index)
+    network = docker_networks.create_options(ctx, release.app, aliases)
     for attempt in range(1, START_ATTEMPTS + 1):
         host_port = eng.free_port() if web else None
         api = eng.client().api
@@ -131,25 +138,28 @@ def launch(
             command=command,
             name=eng.container_name(release.app, slot, release.number),
             environment=eng.container_env(release, slot),
-            labels=eng.container_labels(ctx, release, slot),
+            labels=options.labels | eng.container_labels(ctx, release, slot),
             ports=[port] if web else None,
             stop_signal="SIGTERM",
             stop_timeout=stop_timeout,
             use_config_proxy=False,  # the app's environment is its config, nothing else
-            host_config=api.create_host_config(
-                init=True,
-                restart_policy={"Name": "no"},  # until ready: see start_all
-                port_bindings={port: ("127.0.0.1", host_port)} if web else None,
-                log_config=docker.types.LogConfig(**shipping) if shipping else None,
+            host_config=api.create_host_config(**docker_options.host_config(options, {
+                "init": True,
+                "restart_policy": {"Name": "no"},  # until ready: see start_all
+                "port_bindings": {port: ("127.0.0.1", host_port)} if web else None,
+                "log_config": docker.types.LogConfig(**shipping) if shipping else None,
                 **limits,
                 **mounts,
-            ),
+                **network.get("host", {}),
+            })),
+            **{k: v for k, v in network.items() if k != "host"},
         )
         c = eng.client().containers.prepare_model(made)
         with lock:
             created.append(c)  # registered before anything else can fail: the caller removes it
         try:
-            eng.join_networks(api, c.id, networks)
+            eng.join_networks(api, c.id, service_networks)
+            docker_networks.connect(ctx, release.app, c.id, ("attach-post-create",), aliases)
             c.reload()
             c.start()
         except docker.errors.APIError as e:

@@ -1,7 +1,8 @@
 """The built-in schedulers, registered through pushdock's own hooks, and their commands.
 
 Cheap to import: the docker SDK is imported inside the schedulers' methods, when first used; the
-command groups (scheduler:*, swarm:*, registry:*, resource:*) load when the CLI lists or runs plugin commands.
+command groups (scheduler:*, swarm:*, registry:*, resource:*,
+docker-options:*, network:*) load when the CLI lists or runs plugin commands.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def register_schedulers() -> dict[str, Any]:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    from schedulers import resource_commands, swarm_commands
+    from schedulers import docker_options_commands, network_commands, resource_commands, swarm_commands
 
-    for cmd in [*swarm_commands.COMMANDS, *resource_commands.COMMANDS]:
+    for cmd in [*swarm_commands.COMMANDS, *resource_commands.COMMANDS, *docker_options_commands.COMMANDS,
+                *network_commands.COMMANDS]:
         cli.add_command(cmd)

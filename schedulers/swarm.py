@@ -71,6 +71,8 @@ class SwarmScheduler:
         checks = check_settings(ctx, release.app)
         with logger.contextualize(app=release.app, release=release.number):
             plan = self._plan(ctx, release, progress, process=process)
+            if ignored := sw.swarm_ignored(ctx, release.app):
+                progress.step("Docker options a swarm service cannot take (ignored): " + ", ".join(ignored))
             paused = _Paused()
             created: list[NewService] = []
             try:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from pushdock import resources, storage
+from pushdock import docker_options, networks, resources, storage
 from pushdock.errors import PushdockError
 from pushdock.routing import Upstream
 from schedulers import docker_engine as eng
@@ -106,18 +106,23 @@ def create_service(
 
     labels = service_labels(ctx, release, process)
     web = process == "web"
+    # the app's deploy options a task's ContainerSpec has fields for (the rest: swarm_ignored, said by the deploy)
+    options, option_labels, _ = docker_options.swarm_spec(docker_options.for_phase(ctx.state, release.app, "deploy"))
     spec = ContainerSpec(
         image,
         command=eng.container_command(release, process, eng.image_entrypoint(release.image)),
         env=service_env(release, process),
-        labels=labels,
-        init=True,  # PID 1 forwards SIGTERM (see docker_local)
+        labels=option_labels | labels,
         stop_signal="SIGTERM",
         stop_grace_period=(ctx.settings.stop_timeout if stop_timeout is None else stop_timeout) * 1_000_000_000,
         mounts=storage.swarm_mounts(ctx.state, release),  # bind mounts: the source must exist on each node
+        **({"init": True} | options),  # init: PID 1 forwards SIGTERM (see docker_local)
     )
+    # a task joins every network of the app at creation (a swarm service has no later attach), with its aliases
+    joined = list(dict.fromkeys(n for names in networks.get(ctx.state, release.app).values() for n in names))
     template = TaskTemplate(
         spec,
+        networks=[{"Target": n, "Aliases": networks.aliases(release.app, process, None)} for n in joined] or None,
         resources=resources.swarm_resources(resources.for_process(ctx.state, release.app, process)),
         restart_policy=RestartPolicy("any", delay=RESTART_DELAY_NS),
         placement=Placement(constraints=constraints or None, maxreplicas=max_per_node),
@@ -311,3 +316,8 @@ def wait_containers_gone(service_ids: set[str], timeout: float) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.2)
+
+
+def swarm_ignored(ctx: Context, app: str) -> list[str]:
+    """The app's deploy options a swarm service cannot take (shm size, devices, privileged...)."""
+    return docker_options.swarm_spec(docker_options.for_phase(ctx.state, app, "deploy"))[2]

@@ -299,3 +299,25 @@ def test_proxy_tuning_values_hold_nothing_that_could_break_a_proxy_config(key: s
         return
     assert re.fullmatch(r"[A-Za-z0-9_./$-]{1,120}", ok), ok  # no space, quote, `;`, brace or newline
     assert ".." not in ok.split("/")
+
+
+@given(st.text(max_size=80))
+def test_docker_options_are_mapped_or_refused_in_one_line(text_: str) -> None:
+    """docker-options: any text is parsed into engine fields or refused in one line; an accepted option that
+    reaches a host namespace, host path, device or privilege is admin-only (docs/docker-options.md)."""
+    from pushdock import docker_options
+
+    try:
+        option = docker_options.parse(text_)
+    except PushdockError as e:
+        assert "\n" not in e.message
+        return
+    for flag in option.flags:
+        host = flag.host
+        risky = (host.get("privileged") or host.get("binds") or host.get("devices") or host.get("security_opt")
+                 or host.get("network_mode") or host.get("sysctls") or host.get("log_config")
+                 or any(host.get(k) not in (None, "private", "shareable", "none")
+                        for k in ("pid_mode", "ipc_mode", "userns_mode"))
+                 or set(host.get("cap_add", [])) & docker_options.DANGEROUS_CAPS)
+        assert not risky or flag.admin, (text_, flag)
+        assert not any(k.startswith("pushdock.") for k in flag.labels)

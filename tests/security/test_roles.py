@@ -45,11 +45,13 @@ def server(tmp_path_factory):
 APP_READ = [["config:show", "{app}"], ["apps:report", "{app}"], ["ps:report", "{app}"], ["storage:list", "{app}"],
             ["storage:report", "{app}"], ["builds:list", "{app}"], ["ps:inspect", "{app}"],
             ["letsencrypt:report", "{app}"], ["logs:report", "{app}"], ["proxy:report", "{app}"],
-            ["nginx:report", "{app}"]]
+            ["nginx:report", "{app}"], ["docker-options:report", "{app}"], ["network:report", "{app}"]]
 APP_WRITE = [["config:set", "--no-restart", "{app}", "SECRET=s3cr3t-value"], ["apps:lock", "{app}"],
              ["apps:unlock", "{app}"], ["repo:gc", "{app}"], ["repo:purge-cache", "{app}"],
              # proxy tuning keys that touch only the app's own traffic
-             ["proxy:set", "{app}", "client-max-body-size", "10m"], ["nginx:set", "{app}", "hsts", "true"]]
+             ["proxy:set", "{app}", "client-max-body-size", "10m"], ["nginx:set", "{app}", "hsts", "true"],
+             ["docker-options:add", "{app}", "deploy,run", "--shm-size 64m"], ["docker-options:clear", "{app}"],
+             ["network:set", "{app}", "attach-post-create"]]
 ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{app}", "--force"],
               ["apps:rename", "{app}", "{new}"], ["apps:clone", "{app}", "{new}"],
               # host-wide settings and services
@@ -79,7 +81,12 @@ ADMIN_ONLY = [["ssh-keys:list"], ["apps:create", "{new}"], ["apps:destroy", "{ap
               ["postgres:create", "{new}"], ["postgres:destroy", "{new}", "--force"], ["postgres:restart", "{new}"],
               ["postgres:rebuild-image"], ["redis:create", "{new}"], ["redis:destroy", "{new}", "--force"],
               ["postgres:restore", "{new}", "x.dump"], ["postgres:backup-schedule", "{new}", "@daily"],
-              ["postgres:backup-unschedule", "{new}"]]
+              ["postgres:backup-unschedule", "{new}"],
+              # networks are host-wide; options that weaken the host's isolation are the admin's
+              ["network:create", "{new}"], ["network:destroy", "{new}", "--force"],
+              ["docker-options:add", "{app}", "deploy", "--privileged"],
+              ["docker-options:add", "{app}", "run", "-v /etc:/host"],
+              ["docker-options:add", "{app}", "deploy", "--cap-add=SYS_ADMIN"]]
 # A deployer links and unlinks services to its own apps only (the services linked to its apps: tests/e2e/test_services.py).
 SERVICE_LINKS = [["postgres:link", "{new}", "{app}"], ["postgres:unlink", "{new}", "{app}"],
                  ["redis:link", "{new}", "{app}"]]

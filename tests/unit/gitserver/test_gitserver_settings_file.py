@@ -192,3 +192,19 @@ def test_env_round_trips(env: dict[str, str]) -> None:
 ))
 def test_settings_round_trip(settings: AppSettings) -> None:
     assert parse_settings(render_settings(settings)) == settings
+
+
+def test_docker_options_and_networks_round_trip_and_bad_ones_are_one_line() -> None:
+    text = ('[docker_options]\ndeploy = ["--shm-size 128m", "--privileged"]\nrun = ["--shm-size 128m"]\n'
+            '[network]\nattach_post_create = ["backend"]\ninitial_network = "front"\n')
+    s = parse_settings(text)
+    assert s.docker_options.as_dict() == {"deploy": ["--shm-size 128m", "--privileged"], "run": ["--shm-size 128m"]}
+    assert s.network.as_dict() == {"attach-post-create": ["backend"], "initial-network": ["front"]}
+    assert parse_settings(render_settings(s)) == s
+    for bad, reason in (('[docker_options]\ndeploy = ["--memory 1g"]', "resource:limit"),
+                        ('[docker_options]\nbuild = ["--frob"]', "unsupported option"),
+                        ('[network]\ninitial_network = "host"', "engine's own network"),
+                        ('[network]\nattach_post_deploy = ["a", "a"]', "listed twice")):
+        with pytest.raises(ConfigFileError) as e:
+            parse_settings(bad)
+        assert reason in e.value.message and "\n" not in e.value.message
