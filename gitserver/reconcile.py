@@ -41,6 +41,10 @@ class Reconciler:
         self._thread = threading.Thread(target=self._run, name="pushdock-reconcile", daemon=True)
 
     def start(self) -> None:
+        from hooks import pipeline
+
+        for message in pipeline.clean_dead_builds(self.ctx):  # quick: before any new build can start
+            logger.info("reconciled", message=message)
         with self._mutex:
             self._state = dict.fromkeys(self.ctx.state.list_apps(), QUEUED)
         self._thread.start()

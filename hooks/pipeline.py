@@ -229,12 +229,15 @@ def follow_upstreams(ctx: Context) -> list[str]:
     return followed
 
 
+def clean_dead_builds(ctx: Context) -> list[str]:
+    """Remove the build directories of builds killed with their process (a running build's is kept)."""
+    left = ctx.state.clean_build_dirs()
+    return [f"removed {len(left)} build directories left by dead processes: {', '.join(left)}"] if left else []
+
+
 def reconcile_all(ctx: Context, progress: Progress = NULL) -> list[str]:
     """Make what runs match each app's current release (waiting for each app's lock); report what was fixed."""
-    messages: list[str] = []
-    left = ctx.state.clean_build_dirs()  # of builds killed with their process (a running one's is kept)
-    if left:
-        messages.append(f"removed {len(left)} build directories left by dead processes: {', '.join(left)}")
+    messages = clean_dead_builds(ctx)
     for app in ctx.state.list_apps():
         try:
             messages += reconcile_app(ctx, app, progress, timeout=ctx.settings.lock_timeout)
