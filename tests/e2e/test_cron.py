@@ -1,5 +1,6 @@
 """Cron jobs end to end: a real `pushdock serve` (one for the module) runs app.json jobs as real one-off
-containers of the app's release; `cron:run`, `logs -p cron`, events, and a push with a bad schedule.
+containers of the app's release, with its storage mounts; `cron:run`, `logs -p cron`, events, and a push with a
+bad schedule.
 
 One app, two pushes. The timer's tick logic (once per tick, no replay of missed ticks) and a long job that
 never overlaps itself are unit tests with real threads (tests/unit/pushdock/test_timer.py, test_cron.py)."""
@@ -16,7 +17,7 @@ from tests.harness import Server, unique
 
 pytestmark = pytest.mark.docker
 
-TICK = "echo cron-tick $GREETING from $(hostname)"
+TICK = "echo cron-tick $GREETING from $(hostname); date +%s >> /data/ticks"  # /data: a storage mount
 MANUAL = "echo manual run $GREETING; echo to stderr >&2; exit 4"
 
 
@@ -33,6 +34,8 @@ def deployed(server):
     app = unique("cron")
     server.cli("apps:create", app)
     server.cli("config:set", app, "GREETING=hello")
+    server.cli("storage:ensure-directory", f"{app}-data")
+    server.cli("storage:mount", app, f"{app}-data:/data")
     work = server.app_repo(app)
     server.commit(work, "cron", {"app.json": json.dumps({"cron": [
         {"command": TICK, "schedule": "* * * * *"}, {"command": MANUAL, "schedule": "@yearly"}]})})
@@ -100,8 +103,12 @@ def test_serve_runs_an_every_minute_job_within_70s_once_per_tick(server, deploye
     listed = jobs(server, app)[TICK]
     assert listed["status"] == 0 and listed["next_run"] - time.time() <= 60
     # once per tick: every run so far started in a minute of its own
-    minutes = [int((e["time"] - e["duration"]) // 60) for e in cron_events(server, app) if e["job"] == tick["id"]]
+    runs = [e for e in cron_events(server, app) if e["job"] == tick["id"]]
+    minutes = [int((e["time"] - e["duration"]) // 60) for e in runs]
     assert len(minutes) == len(set(minutes)), minutes
+    # the job runs with the app's storage mounts: each run left its line in the mounted directory, on the host
+    ticks = (server.data / "storage" / f"{app}-data" / "ticks").read_text().split()
+    assert len(ticks) >= len(runs) >= 1 and len(ticks) == len(set(ticks)), (ticks, runs)
     # each run's container is gone once it ended
     label = f"pushdock.data-dir={server.data.absolute()}"
     left = docker.from_env().containers.list(all=True, filters={"label": [label, "pushdock.one-off=cron"]})
