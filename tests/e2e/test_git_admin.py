@@ -10,7 +10,7 @@ import pytest
 
 from tests.harness import Server, http_get, unique
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.zero_downtime]  # counts failed requests under load: runs alone
 
 
 @pytest.fixture(scope="module")

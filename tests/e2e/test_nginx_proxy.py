@@ -24,6 +24,8 @@ from pushdock.routing import Upstream
 from pushdock.settings import Settings
 from tests.conftest import free_port
 
+pytestmark = pytest.mark.zero_downtime  # counts failed requests under load: runs alone
+
 Backend = Callable[[str], Upstream]
 
 

@@ -27,6 +27,8 @@ from pushdock.errors import Conflict, UsageError
 from pushdock.routing import Upstream
 from tests.conftest import free_port
 
+pytestmark = pytest.mark.zero_downtime  # counts failed requests under load: runs alone
+
 Backend = Callable[[str], Upstream]
 
 

@@ -22,7 +22,7 @@ from pushdock.context import Context
 from pushdock.settings import Settings
 from tests.harness import Server, free_port, http_get, unique
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.zero_downtime]  # counts failed requests under load: runs alone
 
 
 @pytest.fixture(scope="module")

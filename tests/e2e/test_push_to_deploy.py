@@ -12,7 +12,7 @@ import pytest
 
 from tests.harness import Server, unique
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.zero_downtime]  # counts failed requests under load: runs alone
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 
 from tests.harness import PUSHDOCK, ROOT, Server, unique
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.zero_downtime]  # counts failed requests under load: runs alone
 
 WEB = "web: python3 -u /app/server.py\n"
 

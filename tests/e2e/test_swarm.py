@@ -47,7 +47,7 @@ from schedulers.swarm_ready import NewService, wait_ready
 from tests import harness
 from tests.harness import ROOT, Out, Server, free_port, unique, upstream_get
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.zero_downtime]  # counts failed requests under load: runs alone
 
 WORKER = "while true; do echo tick $DYNO; sleep 0.3; done"
 
