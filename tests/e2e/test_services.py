@@ -138,7 +138,8 @@ def test_postgres_rows_survive_redeploy_restarts_and_round_trip(server) -> None:
     assert len(kept) == 1 and kept[0].verified == "yes" and not path.exists() and not cut.exists()
     one_line_error(server.ssh("postgres:backup-schedule", db, "61 * * * *", check=False), "invalid schedule", 2)
     server.ssh("postgres:backup-unschedule", db)
-    assert ctx.bus.call("timer_jobs", ctx=ctx) == [{}]
+    left = [name for part in ctx.bus.call("timer_jobs", ctx=ctx) for name in part]
+    assert not [name for name in left if name.startswith("postgres-backup:")], left  # letsencrypt's renewal stays
 
     # a deployer of the app sees the service without its credentials; host-wide verbs are refused
     server.add_key("dep", role="deployer", apps=app, key=server.deployer_key)
