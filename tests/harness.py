@@ -121,8 +121,7 @@ class Server:
             PUSHDOCK_EXPOSE_PORTS="0",
             PYTHONPATH=str(ROOT), **env,
         )
-        self.key = base / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
+        self.key = self.new_key("id_ed25519")
         self.git_env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
             "HOME": str(self.home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0",
@@ -199,6 +198,12 @@ class Server:
         if check and cp.returncode != 0:
             raise AssertionError(f"ssh {' '.join(args)} failed ({cp.returncode}): {cp.stderr}{cp.stdout}")
         return cp
+
+    def new_key(self, name: str) -> Path:
+        """A fresh ed25519 key pair at base/NAME (and NAME.pub), not registered: see add_key."""
+        key = self.base / name
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        return key
 
     def add_key(self, name: str = "tester", role: str = "admin", apps: str | None = None, key: Path | None = None) -> None:
         pub = Path(str(key or self.key) + ".pub").read_text()

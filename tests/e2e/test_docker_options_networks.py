@@ -24,8 +24,7 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("dockeropts")
     srv = Server(base).start()
     srv.add_key()
-    srv.deployer_key = base / "deployer"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(srv.deployer_key)], check=True)
+    srv.deployer_key = srv.new_key("deployer")
     srv.own = unique("dopt")  # the deployer's app
     srv.add_key("dev", role="deployer", apps=srv.own, key=srv.deployer_key)
     yield srv

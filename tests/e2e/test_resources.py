@@ -28,8 +28,7 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("resources")
     srv = Server(base).start()
     srv.add_key()
-    srv.deployer_key = base / "deployer"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(srv.deployer_key)], check=True)
+    srv.deployer_key = srv.new_key("deployer")
     yield srv
     srv.stop()
 

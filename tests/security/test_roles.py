@@ -24,8 +24,7 @@ def server(tmp_path_factory):
     srv.mine, srv.theirs = unique("mine"), unique("theirs")
     for app in (srv.mine, srv.theirs):
         srv.cli("apps:create", app)
-    srv.deployer_key = base / "deployer"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(srv.deployer_key)], check=True)
+    srv.deployer_key = srv.new_key("deployer")
     srv.add_key("ci", role="deployer", apps=srv.mine, key=srv.deployer_key)
     # tokens of the HTTP door: (name, token); a wrong one looks like a real one
     srv.tokens = {
