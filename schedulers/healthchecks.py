@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from hooks.checks import Healthcheck, healthchecks_of
 from pushdock.errors import PushdockError
-from schedulers import docker_engine as eng
+from schedulers import engine as eng
 
 if TYPE_CHECKING:
     from pushdock.routing import Upstream

@@ -16,7 +16,7 @@ from typing import Any
 
 from loguru import logger
 
-from schedulers import docker_engine as eng
+from schedulers import engine as eng
 
 RESCAN = 2.0  # seconds between looks for new (or restarted) sources while following
 QUEUE_LINES = 1000  # lines buffered between the readers and a slow consumer

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pushdock.routing import Upstream
-from schedulers import docker_engine as eng
-from schedulers.docker_engine import Slot
+from schedulers import engine as eng
+from schedulers.engine import Slot
 
 if TYPE_CHECKING:
     from hooks.checks import Healthcheck

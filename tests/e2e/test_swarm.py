@@ -38,12 +38,12 @@ from pushdock.errors import DeployFailed
 from pushdock.routing import Upstream
 from pushdock.settings import Settings
 from pushdock.state import GLOBAL, Release
-from schedulers import swarm_engine as sw
-from schedulers import swarm_images
-from schedulers import swarm_nodes as sn
 from schedulers.readiness import NotReady
-from schedulers.swarm import SwarmScheduler
-from schedulers.swarm_ready import NewService, wait_ready
+from schedulers.swarm import engine as sw
+from schedulers.swarm import images as swarm_images
+from schedulers.swarm import nodes as sn
+from schedulers.swarm.ready import NewService, wait_ready
+from schedulers.swarm.scheduler import SwarmScheduler
 from tests import harness
 from tests.harness import ROOT, Out, Server, free_port, unique, upstream_get
 
@@ -291,7 +291,7 @@ def test_routing_mesh_without_ipvs_fails_with_a_hint_and_keeps_the_old(sched, ct
 def test_run_attaches_stdio_and_returns_the_exit_status(ctx, app, image, engine):
     code = (
         "import sys; from pushdock.context import Context; from pushdock.settings import Settings; "
-        "from pushdock.state import Release; from schedulers.swarm import SwarmScheduler\n"
+        "from pushdock.state import Release; from schedulers.swarm.scheduler import SwarmScheduler\n"
         f"ctx = Context(settings=Settings(data_dir={str(ctx.settings.data_dir)!r}))\n"
         f"r = Release(app={app!r}, number=1, image={image!r}, env={{'GREETING': 'hi'}}, processes={{}}, formation={{}})\n"
         "sys.exit(SwarmScheduler().run(ctx, r, ['sh', '-c', 'read x; echo $GREETING $x $DYNO; echo oops >&2; exit 3'],"

@@ -25,7 +25,7 @@ from pushdock.cli import dispatch
 from pushdock.context import Context
 from pushdock.settings import Settings
 from pushdock.state import GLOBAL, Identity, Release
-from schedulers import swarm_settings as props
+from schedulers.swarm import settings as props
 
 ROOT = Path(__file__).resolve().parents[3]
 APP = "shop"
@@ -185,7 +185,7 @@ def test_swarm_not_initialised_is_one_line_saying_what_to_run(tmp_path: Path, fa
     code = (
         "from pushdock.context import Context; from pushdock.settings import Settings; "
         "from pushdock.state import Release; from pushdock.progress import NULL; "
-        "from schedulers.swarm import SwarmScheduler; import sys\n"
+        "from schedulers.swarm.scheduler import SwarmScheduler; import sys\n"
         f"ctx = Context(settings=Settings(data_dir={str(tmp_path / 'd')!r}))\n"
         "r = Release(app='a', number=1, image='i', env={}, processes={'web': ''}, formation={'web': 1})\n"
         "try:\n    SwarmScheduler().deploy(ctx, r, lambda u: None, NULL)\n"

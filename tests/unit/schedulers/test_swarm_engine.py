@@ -12,9 +12,9 @@ from typing import Any
 
 from pushdock.routing import Upstream
 from pushdock.state import Release
-from schedulers import swarm_engine as sw
-from schedulers import swarm_logs
-from schedulers import swarm_nodes as sn
+from schedulers.swarm import engine as sw
+from schedulers.swarm import logs as swarm_logs
+from schedulers.swarm import nodes as sn
 
 LOCAL = sn.Node(id="n1", hostname="vm", role="manager", state="ready", availability="active", addr="127.0.0.1",
                 address="127.0.0.1", engine=None, local=True)

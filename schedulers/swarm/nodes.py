@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pushdock.errors import PushdockError
-from schedulers import docker_engine as eng
+from schedulers import engine as eng
 
 if TYPE_CHECKING:
     from pushdock.context import Context
@@ -56,7 +56,7 @@ class Node:
 
 def nodes(ctx: Context) -> list[Node]:
     """Every node of the swarm; this one first. Its tasks are dialled on 127.0.0.1 (host-mode ports bind 0.0.0.0)."""
-    from schedulers.swarm_settings import node_settings
+    from schedulers.swarm.settings import node_settings
 
     local_id = swarm_state().get("NodeID")
     configured = node_settings(ctx)

@@ -28,9 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pushdock.routing import Upstream
 from schedulers import crash_output, healthchecks
-from schedulers import docker_engine as eng
-from schedulers import swarm_engine as sw
-from schedulers import swarm_nodes as sn
+from schedulers import engine as eng
 from schedulers.readiness import (
     PROBE_INTERVAL,
     PROBE_SUCCESSES,
@@ -41,6 +39,8 @@ from schedulers.readiness import (
     Started,
     probe,
 )
+from schedulers.swarm import engine as sw
+from schedulers.swarm import nodes as sn
 
 if TYPE_CHECKING:
     from hooks.checks import Healthcheck

@@ -31,14 +31,17 @@ from loguru import logger
 
 from hooks.checks import CheckSettings, check_settings
 from pushdock.errors import DeployFailed, PushdockError
-from schedulers import docker_engine as eng
-from schedulers import healthchecks, swarm_images, swarm_logs, swarm_settings
-from schedulers import swarm_engine as sw
-from schedulers import swarm_nodes as sn
+from schedulers import engine as eng
+from schedulers import healthchecks
 from schedulers.base import Instance, Route
-from schedulers.docker_start import Say, report, stop_only, stop_remove
+from schedulers.docker_local.start import Say, report, stop_only, stop_remove
 from schedulers.readiness import NotReady
-from schedulers.swarm_ready import NewService, wait_ready
+from schedulers.swarm import engine as sw
+from schedulers.swarm import images as swarm_images
+from schedulers.swarm import logs as swarm_logs
+from schedulers.swarm import nodes as sn
+from schedulers.swarm import settings as swarm_settings
+from schedulers.swarm.ready import NewService, wait_ready
 
 if TYPE_CHECKING:
     from pushdock.context import Context
@@ -194,7 +197,7 @@ class SwarmScheduler:
 
     # -- one-off ----------------------------------------------------------------------------------
     def run(self, ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
-        from schedulers import swarm_run
+        from schedulers.swarm import run as swarm_run
 
         return swarm_run.run(ctx, release, argv, tty=tty)
 
@@ -203,11 +206,11 @@ class SwarmScheduler:
         if commit_to:
             # A task whose files are kept runs on the manager, where the image is built and from where the
             # deploy then distributes the committed image like any release image.
-            from schedulers import docker_run
+            from schedulers.docker_local import run as docker_run
 
             docker_run.run_task(ctx, release, command, progress, timeout=timeout, label=label, commit_to=commit_to)
             return
-        from schedulers import swarm_run
+        from schedulers.swarm import run as swarm_run
 
         swarm_run.run_task(ctx, release, command, progress, timeout=timeout, label=label)
 

@@ -19,11 +19,12 @@ from loguru import logger
 
 from hooks.checks import CheckSettings, check_settings
 from pushdock.errors import DeployFailed, PushdockError
-from schedulers import docker_engine as eng
-from schedulers import docker_logs, healthchecks
+from schedulers import engine as eng
+from schedulers import healthchecks
 from schedulers.base import Instance, Route
-from schedulers.docker_engine import Slot
-from schedulers.docker_start import Say, remove_now, report, revive, start_all, stop_only, stop_remove
+from schedulers.docker_local import logs as docker_logs
+from schedulers.docker_local.start import Say, remove_now, report, revive, start_all, stop_only, stop_remove
+from schedulers.engine import Slot
 
 if TYPE_CHECKING:
     from pushdock.context import Context
@@ -119,20 +120,20 @@ class DockerLocalScheduler:
     def enter(self, ctx: Context, app: str, argv: list[str], *, process: str | None, container_id: str | None,
               tty: bool) -> int:
         """Run argv in one of the app's running containers (docker_run.pick_instance); its exit status."""
-        from schedulers import docker_run
+        from schedulers.docker_local import run as docker_run
 
         target = docker_run.pick_instance(self.instances(ctx, app), app, process=process, container_id=container_id)
         return docker_run.exec_in(target.id, argv, tty=tty, app=app)
 
     # -- one-off containers ------------------------------------------------------------------------
     def run(self, ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
-        from schedulers import docker_run
+        from schedulers.docker_local import run as docker_run
 
         return docker_run.run(ctx, release, argv, tty=tty)
 
     def run_task(self, ctx: Context, release: Release, command: str, progress: Progress, *, timeout: float,
                  label: str, commit_to: str | None = None) -> None:
-        from schedulers import docker_run
+        from schedulers.docker_local import run as docker_run
 
         docker_run.run_task(ctx, release, command, progress, timeout=timeout, label=label, commit_to=commit_to)
 

@@ -48,7 +48,7 @@ def scheduler_value(ctx: Context, app: str | None, key: str) -> tuple[str | None
 
 def routing_mesh(ctx: Context, app: str) -> bool:
     """Whether the app's web services publish through the routing mesh (auto: this kernel has IPVS)."""
-    from schedulers.swarm_nodes import kernel_has_ipvs
+    from schedulers.swarm.nodes import kernel_has_ipvs
 
     value = scheduler_value(ctx, app, "routing-mesh")[0] or "auto"
     return kernel_has_ipvs() if value == "auto" else value == "on"
@@ -154,8 +154,8 @@ def select(ctx: Context, app: str, value: str, progress: Progress) -> str:
 def _retire_swarm(ctx: Context, app: str, progress: Progress) -> None:
     """After a move away from swarm: remove the app's services (the new scheduler routes already)."""
     from hooks.checks import check_settings
-    from schedulers import docker_engine as eng
-    from schedulers import swarm_engine as sw
+    from schedulers import engine as eng
+    from schedulers.swarm import engine as sw
 
     grace = max(ctx.settings.stop_timeout, check_settings(ctx, app).stop_timeout)
     try:

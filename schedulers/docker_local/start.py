@@ -12,9 +12,9 @@ from loguru import logger
 from hooks.checks import CheckSettings, check_settings
 from pushdock import docker_options, logship, networks, resources, storage
 from pushdock.routing import Upstream
-from schedulers import docker_engine as eng
 from schedulers import docker_networks, healthchecks
-from schedulers.docker_engine import Slot
+from schedulers import engine as eng
+from schedulers.engine import Slot
 from schedulers.readiness import Aborted, NotReady, Started, wait_ready
 
 if TYPE_CHECKING:

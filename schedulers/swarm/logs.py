@@ -12,12 +12,12 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from schedulers import docker_engine as eng
+from schedulers import engine as eng
 from schedulers import log_follow
-from schedulers import swarm_engine as sw
-from schedulers import swarm_nodes as sn
-from schedulers.docker_logs import key_epoch, merge_tail, ts_key
+from schedulers.docker_local.logs import key_epoch, merge_tail, ts_key
 from schedulers.log_follow import raw_lines
+from schedulers.swarm import engine as sw
+from schedulers.swarm import nodes as sn
 
 if TYPE_CHECKING:
     from pushdock.context import Context

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from pushdock.errors import PushdockError
-from schedulers import docker_engine as eng
+from schedulers import engine as eng
 
 if TYPE_CHECKING:
     from pushdock.context import Context
     from pushdock.progress import Progress
     from pushdock.state import Release
-    from schedulers.swarm_nodes import Node
+    from schedulers.swarm.nodes import Node
 
 CHUNK = 1024 * 1024
 
@@ -43,7 +43,7 @@ def prepare(ctx: Context, release: Release, nodes: list[Node], progress: Progres
     """Make the release's image available where its tasks may run; PushdockError (one line) if it cannot."""
     import docker
 
-    from schedulers.swarm_settings import registry_server
+    from schedulers.swarm.settings import registry_server
 
     client = eng.client()
     try:

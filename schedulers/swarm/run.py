@@ -23,11 +23,13 @@ from loguru import logger
 from hooks.checks import check_settings
 from pushdock import resources, storage
 from pushdock.errors import DeployFailed, PushdockError, TaskFailed
-from schedulers import docker_engine as eng
-from schedulers import log_follow, swarm_images, swarm_logs
-from schedulers import swarm_engine as sw
-from schedulers import swarm_nodes as sn
-from schedulers.docker_run import task_command
+from schedulers import engine as eng
+from schedulers import log_follow
+from schedulers.docker_local.run import task_command
+from schedulers.swarm import engine as sw
+from schedulers.swarm import images as swarm_images
+from schedulers.swarm import logs as swarm_logs
+from schedulers.swarm import nodes as sn
 
 if TYPE_CHECKING:
     from pushdock.context import Context
@@ -154,6 +156,6 @@ def _follow_until_done(
 # -- run: an attached container on the manager ------------------------------------------------------
 def run(ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
     """`pushdock run APP CMD...`: docker-local's one-off container (stdio, TTY, limits), on the manager's engine."""
-    from schedulers import docker_run
+    from schedulers.docker_local import run as docker_run
 
     return docker_run.run(ctx, release, argv, tty=tty)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from schedulers import docker_engine as eng
+from schedulers import engine as eng
 from schedulers import log_follow
 from schedulers.log_follow import raw_lines
 

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from pushdock.errors import PushdockError, UsageError
-from schedulers import docker_engine as eng
-from schedulers import swarm_nodes as sn
-from schedulers import swarm_settings as props
+from schedulers import engine as eng
+from schedulers.swarm import nodes as sn
+from schedulers.swarm import settings as props
 
 if TYPE_CHECKING:
     from pushdock.context import Context

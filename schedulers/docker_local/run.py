@@ -18,9 +18,9 @@ from loguru import logger
 
 from pushdock import attach, docker_options, resources, storage
 from pushdock.errors import DeployFailed, PushdockError, TaskFailed
-from schedulers import docker_engine as eng
 from schedulers import docker_networks, process_command
-from schedulers.docker_engine import Slot
+from schedulers import engine as eng
+from schedulers.engine import Slot
 
 if TYPE_CHECKING:
     from pushdock.context import Context

@@ -20,10 +20,10 @@ from loguru import logger
 from pushdock import docker_options, networks, resources, storage
 from pushdock.errors import PushdockError
 from pushdock.routing import Upstream
-from schedulers import docker_engine as eng
+from schedulers import engine as eng
 from schedulers.base import Instance
-from schedulers.docker_engine import LABEL_APP, LABEL_DATA_DIR, LABEL_PROCESS, LABEL_RELEASE
-from schedulers.swarm_nodes import Node, nodes
+from schedulers.engine import LABEL_APP, LABEL_DATA_DIR, LABEL_PROCESS, LABEL_RELEASE
+from schedulers.swarm.nodes import Node, nodes
 
 if TYPE_CHECKING:
     from pushdock.context import Context
