@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 
 @hookimpl
 def register_proxies() -> dict[str, Any]:
-    from proxies.caddy import CaddyProxy
-    from proxies.nginx import NginxProxy
-    from proxies.traefik import TraefikProxy
+    from proxies.caddy.proxy import CaddyProxy
+    from proxies.nginx.proxy import NginxProxy
+    from proxies.traefik.proxy import TraefikProxy
 
     return {p.name: p for p in (NginxProxy(), CaddyProxy(), TraefikProxy())}
 

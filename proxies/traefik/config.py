@@ -113,7 +113,7 @@ def render_static(listeners: list[Listener], dynamic: Path, api_port: int, log: 
 def _validator() -> Any:
     import jsonschema
 
-    schema = json.loads((resources.files("proxies") / "schemas" / "traefik-v3-file-provider.json").read_text())
+    schema = json.loads((resources.files("proxies.traefik") / "schemas" / "traefik-v3-file-provider.json").read_text())
     return jsonschema.Draft7Validator(schema)
 
 

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from proxies import listen, procs, steer
+from proxies import listen, procs
 from proxies.engine import ProxyEngine
 from proxies.model import Listener, Table, ports_in_use
 from proxies.routes import upstream_address
-from proxies.traefik_config import HEADER, check_document, entry_point, expected, render_dynamic, render_static, to_yaml
+from proxies.traefik import steer
+from proxies.traefik.config import HEADER, check_document, entry_point, expected, render_dynamic, render_static, to_yaml
 from pushdock import proc
 from pushdock.errors import PushdockError
 from pushdock.state import atomic_write, validate_app_name

@@ -25,7 +25,7 @@ from proxies import procs
 from proxies.domains import validate_domain
 from proxies.engine import ProxyEngine
 from proxies.model import Listener, Table, ports_in_use
-from proxies.nginx_config import cert_paths, render_app, render_main, render_ports
+from proxies.nginx.config import cert_paths, render_app, render_main, render_ports
 from proxies.routes import upstream_address
 from pushdock import proc
 from pushdock.errors import Conflict, PushdockError

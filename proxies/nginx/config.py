@@ -20,7 +20,7 @@ class _Template(string.Template):
 
 
 def _template(name: str) -> _Template:
-    return _Template((resources.files("proxies") / "templates" / name).read_text())
+    return _Template((resources.files("proxies.nginx") / "templates" / name).read_text())
 
 
 def render_main(prefix: Path, *, user: str | None = None) -> str:

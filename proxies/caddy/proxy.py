@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from proxies import caddy_config, procs
+from proxies import procs
+from proxies.caddy import config as caddy_config
 from proxies.engine import ProxyEngine
 from proxies.model import Listener, Table, ports_in_use
 from proxies.routes import upstream_address
