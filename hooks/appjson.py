@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hooks.checks import parse_healthchecks
 from pushdock import jsonc, pushed
+from pushdock.checks import parse_healthchecks
 from pushdock.errors import UsageError
 
 SCRIPTS = ("predeploy", "postdeploy")

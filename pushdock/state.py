@@ -94,7 +94,7 @@ class Release:
     status: str = "pending"  # pending | current | superseded | failed
     web_port: int = 5000
     # app.json of the deployed tree: `scripts.dokku` (predeploy, postdeploy) and `healthchecks`
-    # (normalized by hooks.checks), kept per release so a rollback runs the scripts of the code it runs.
+    # (normalized by pushdock.checks), kept per release so a rollback runs the scripts of the code it runs.
     scripts: dict[str, str] = field(default_factory=dict)
     checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # app.json's `formation` gave quantities: the counts are the code's, `ps:scale` is refused (Dokku's rule).

@@ -42,7 +42,7 @@ class Scheduler(Protocol):
 
         On any failure the new instances are removed, the old ones keep serving, and DeployFailed
         is raised. Checks are the default readiness plus the release's app.json healthchecks
-        (`release.checks`, see hooks/checks.py); the app's check settings (`hooks.checks.check_settings`:
+        (`release.checks`, see pushdock/checks.py); the app's check settings (`pushdock.checks.check_settings`:
         disabled, skipped, wait-to-retire, stop-timeout) say how to swap.
         """
         ...

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
-from hooks.checks import Healthcheck, healthchecks_of
+from pushdock.checks import Healthcheck, healthchecks_of
 from pushdock.errors import PushdockError
 from schedulers import engine as eng
 

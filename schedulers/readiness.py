@@ -25,7 +25,7 @@ from schedulers import engine as eng
 from schedulers.engine import Slot
 
 if TYPE_CHECKING:
-    from hooks.checks import Healthcheck
+    from pushdock.checks import Healthcheck
     from pushdock.context import Context
 
 READY_PATH = "/"

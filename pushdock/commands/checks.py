@@ -1,14 +1,14 @@
 """checks:enable|disable|skip|set|report — how deploys check new instances and swap them in.
 
-The settings and what they mean are in hooks/checks.py; they apply from the next deploy, restart or scale.
+The settings and what they mean are in pushdock/checks.py; they apply from the next deploy, restart or scale.
 """
 
 from __future__ import annotations
 
 import click
 
-from hooks.checks import check_settings, healthchecks_of, parse_setting
 from pushdock.apps import authorized_app
+from pushdock.checks import check_settings, healthchecks_of, parse_setting
 from pushdock.commands import format_option, group, print_report
 from pushdock.context import Context
 

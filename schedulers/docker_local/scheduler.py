@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from hooks.checks import CheckSettings, check_settings
+from pushdock.checks import CheckSettings, check_settings
 from pushdock.errors import DeployFailed, PushdockError
 from schedulers import engine as eng
 from schedulers import healthchecks

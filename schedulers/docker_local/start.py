@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from hooks.checks import CheckSettings, check_settings
 from pushdock import docker_options, logship, networks, resources, storage
+from pushdock.checks import CheckSettings, check_settings
 from pushdock.routing import Upstream
 from schedulers import docker_networks, healthchecks
 from schedulers import engine as eng

@@ -43,7 +43,7 @@ from schedulers.swarm import engine as sw
 from schedulers.swarm import nodes as sn
 
 if TYPE_CHECKING:
-    from hooks.checks import Healthcheck
+    from pushdock.checks import Healthcheck
     from pushdock.context import Context
     from pushdock.state import Release
 

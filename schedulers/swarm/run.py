@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from hooks.checks import check_settings
 from pushdock import resources, storage
+from pushdock.checks import check_settings
 from pushdock.errors import DeployFailed, PushdockError, TaskFailed
 from schedulers import engine as eng
 from schedulers import log_follow

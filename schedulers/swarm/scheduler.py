@@ -8,7 +8,7 @@ route() to those tasks — it returns once the proxy switched and drained —, t
 release's services (their tasks get SIGTERM and the grace period). Any failure before the switch
 removes the new services; the old ones never stopped serving.
 
-The app's check settings (hooks/checks.py) mean what they mean on docker-local: `checks:disable`
+The app's check settings (pushdock/checks.py) mean what they mean on docker-local: `checks:disable`
 scales the old services to 0 (their tasks stop; the services stay) before the new ones are created —
 downtime, for apps that cannot run twice — and scales them back (and routes to them) if the new
 release fails; `checks:skip` routes to new tasks as soon as they run; `wait-to-retire` keeps the old
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from hooks.checks import CheckSettings, check_settings
+from pushdock.checks import CheckSettings, check_settings
 from pushdock.errors import DeployFailed, PushdockError
 from schedulers import engine as eng
 from schedulers import healthchecks

@@ -153,7 +153,7 @@ def select(ctx: Context, app: str, value: str, progress: Progress) -> str:
 
 def _retire_swarm(ctx: Context, app: str, progress: Progress) -> None:
     """After a move away from swarm: remove the app's services (the new scheduler routes already)."""
-    from hooks.checks import check_settings
+    from pushdock.checks import check_settings
     from schedulers import engine as eng
     from schedulers.swarm import engine as sw
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from hooks.checks import Healthcheck
+from pushdock.checks import Healthcheck
 from pushdock.context import Context
 from pushdock.errors import DeployFailed
 from pushdock.routing import Upstream

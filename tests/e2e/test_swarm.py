@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 import docker
 import pytest
 
-from hooks.checks import Healthcheck
+from pushdock.checks import Healthcheck
 from pushdock.context import Context
 from pushdock.errors import DeployFailed
 from pushdock.routing import Upstream
@@ -401,7 +401,7 @@ def test_image_streams_from_one_engine_into_another(image, engine):
     assert engine.images.get(image).tags
 
 
-# -- check settings and app.json healthchecks (hooks/checks.py), as docker-local honours them ---------------
+# -- check settings and app.json healthchecks (pushdock/checks.py), as docker-local honours them ---------------
 # A web app whose every answer is HTTP 500: the default readiness never passes it.
 ERROR_500 = """
 import http.server, os

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from hooks.checks import Healthcheck
+from pushdock.checks import Healthcheck
 from pushdock.routing import Upstream
 from pushdock.state import Release
 from schedulers import engine as eng
