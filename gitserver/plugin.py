@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hooks.specs import hookimpl
+from pushdock.specs import hookimpl
 
 if TYPE_CHECKING:
     import click

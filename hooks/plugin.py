@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from hooks.specs import hookimpl
+from pushdock.specs import hookimpl
 
 if TYPE_CHECKING:
     from pushdock.context import Context

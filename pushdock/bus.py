@@ -1,6 +1,6 @@
 """The trigger bus: the only place hooks are fired.
 
-Python plugins implement `hooks.specs` through pluggy (entry-point group `pushdock`, built-ins
+Python plugins implement `pushdock.specs` through pluggy (entry-point group `pushdock`, built-ins
 included); executable scripts in DATA_DIR/plugins/<plugin>/<trigger-name> implement them in any
 language, as Dokku's plugn does. A third-party plugin that fails to load (import error, a hook
 misspelt, a bad plugin.toml) is left out and its error kept in `load_errors`; built-ins fail loudly.
@@ -15,8 +15,7 @@ from typing import Any
 import pluggy
 from loguru import logger
 
-from hooks import specs
-from pushdock import proc
+from pushdock import proc, specs
 from pushdock.errors import HookFailed, NotFound, PushdockError
 
 ENTRY_POINT_GROUP = "pushdock"

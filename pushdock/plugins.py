@@ -57,7 +57,7 @@ class Plugin:
 
 def trigger_names() -> frozenset[str]:
     """Script names of the triggers scripts may implement (docs/triggers.md)."""
-    from hooks import specs
+    from pushdock import specs
 
     names = [n for n in dir(specs) if not n.startswith("_") and callable(getattr(specs, n))
              and hasattr(getattr(specs, n), "pushdock_spec")]

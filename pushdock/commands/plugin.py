@@ -121,7 +121,7 @@ def trigger(ctx: Context, trigger: str, args: tuple[str, ...]) -> None:
     built-ins too: `plugin:trigger post-deploy APP 3 IMAGE`.
     """
     require_admin(ctx)
-    from hooks import specs
+    from pushdock import specs
 
     name = trigger.replace("-", "_")
     spec = getattr(specs, name, None)

@@ -15,12 +15,12 @@ import pytest
 
 from hooks import pipeline
 from hooks.releases import keep_count, parse_version, plan_prune
-from hooks.specs import hookimpl
 from pushdock.bus import Bus
 from pushdock.context import Context
 from pushdock.errors import Conflict, DeployFailed, NotFound, UsageError
 from pushdock.progress import Progress
 from pushdock.settings import Settings
+from pushdock.specs import hookimpl
 from pushdock.state import Identity, Release
 
 APP = "demo"

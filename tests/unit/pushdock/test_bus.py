@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hooks.specs import hookimpl
 from pushdock.bus import Bus
 from pushdock.errors import HookFailed, NotFound
+from pushdock.specs import hookimpl
 
 
 class Recorder:

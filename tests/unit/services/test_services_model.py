@@ -7,9 +7,9 @@ import os
 import pytest
 
 from gitserver.serve import PLUGIN_JOBS, _sync_plugin_jobs
-from hooks.specs import hookimpl
 from pushdock.bus import Bus
 from pushdock.errors import Conflict, UsageError
+from pushdock.specs import hookimpl
 from pushdock.timer import Timer
 from services import model
 from services.postgres import Postgres
