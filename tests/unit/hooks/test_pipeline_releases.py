@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from hooks import pipeline
-from hooks.releases import keep_count, parse_version, plan_prune
+from hooks.releases import plan_prune
 from pushdock.bus import Bus
 from pushdock.context import Context
 from pushdock.errors import Conflict, DeployFailed, NotFound, UsageError
 from pushdock.progress import Progress
+from pushdock.releases import keep_count, parse_version
 from pushdock.settings import Settings
 from pushdock.specs import hookimpl
 from pushdock.state import Identity, Release
