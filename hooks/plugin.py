@@ -10,7 +10,15 @@ from loguru import logger
 from pushdock.specs import hookimpl
 
 if TYPE_CHECKING:
+    from pushdock.chain import Pipeline
     from pushdock.context import Context
+
+
+@hookimpl
+def pipeline() -> Pipeline:
+    from hooks import pipeline as chain
+
+    return chain
 
 
 @hookimpl

@@ -118,7 +118,7 @@ class Bus:
     def first(self, trigger: str, **kwargs: Any) -> Any:
         """Fire a firstresult trigger: the first non-empty answer, Python plugins before scripts."""
         answer = getattr(self.pm.hook, trigger)(**kwargs)
-        if answer not in (None, ""):
+        if answer not in (None, "") or trigger in specs.PYTHON_ONLY:
             return answer
         for out in self._run_scripts(trigger, kwargs):
             if out:

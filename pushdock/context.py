@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from pushdock.errors import PushdockError
 from pushdock.state import Identity, State
 
 if TYPE_CHECKING:
     from pushdock.bus import Bus
+    from pushdock.chain import Pipeline
     from pushdock.settings import Settings
 
 
@@ -37,6 +39,14 @@ class Context:
         from pushdock.bus import Bus
 
         return Bus(self.state.path("plugins"))
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        """The deploy chain (hooks/pipeline.py), as the built-in `pipeline` plugin hands it over."""
+        chain: Pipeline | None = self.bus.first("pipeline")
+        if chain is None:
+            raise PushdockError("no deploy pipeline: the built-in plugin `pipeline` is not loaded")
+        return chain
 
     # -- selected implementations (registry lookups by name, never if/elif over kinds) ------------
     def scheduler(self, app: str | None = None) -> Any:

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-
     import click
 
+    from pushdock.chain import Pipeline
     from pushdock.context import Context
 
 hookspec = pluggy.HookspecMarker("pushdock")
@@ -24,11 +24,16 @@ hookimpl = pluggy.HookimplMarker("pushdock")
 # Triggers that are registries (they return objects) are Python-only; scripts cannot implement them.
 PYTHON_ONLY = frozenset(
     {"register_commands", "register_builders", "register_schedulers", "register_proxies", "register_services",
-     "timer_jobs"}
+     "timer_jobs", "pipeline"}
 )
 
 
 # -- registries (built-ins are plugins too) -------------------------------------------------------
+@hookspec(firstresult=True)
+def pipeline() -> Pipeline:
+    """The deploy chain the core's commands enter (`Context.pipeline`): the built-in `pipeline` plugin answers."""
+
+
 @hookspec
 def register_commands(cli: click.Group) -> None:
     """At CLI start-up: add click commands or groups to `cli`."""

@@ -10,7 +10,6 @@ import shlex
 
 import click
 
-from hooks import pipeline
 from pushdock.apps import authorize
 from pushdock.commands import echo_progress, group
 from pushdock.context import Context
@@ -57,7 +56,7 @@ def _apply(ctx: Context, app: str, env: dict[str, str], why: str, no_restart: bo
         ctx.state.set_env(app, env)
         click.echo("-----> Stored; takes effect on the next deploy or restart")
         return
-    release = pipeline.new_release(ctx, app, why=why, env=env, progress=echo_progress())
+    release = ctx.pipeline.new_release(ctx, app, why=why, env=env, progress=echo_progress())
     if release is None:
         click.echo("-----> Stored; the app is not deployed yet")
 
