@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from loguru import logger
 
 from builders import properties
-from builders.base import BuildRequest, BuildResult
 from hooks.source import read_procfile
 from pushdock import docker_options, pushed, resources
+from pushdock.builder import BuildRequest, BuildResult
 from pushdock.errors import BuildFailed
 
 if TYPE_CHECKING:

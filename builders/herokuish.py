@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from builders import BUILDPACK_ORDER, build_container, properties
-from builders.base import BuildRequest, BuildResult
 from builders.buildpack_source import SHIPPED_DIR, BuildpackRef, parse_buildpack, parse_lines, resolve
 from builders.detect import dotenv_value
 from hooks.source import read_procfile
 from pushdock import jsonc, pushed
+from pushdock.builder import BuildRequest, BuildResult
 from pushdock.errors import BuildFailed, UsageError
 from pushdock.state import ENV_KEY, PROCESS_NAME
 

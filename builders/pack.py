@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from builders import properties
-from builders.base import BuildRequest, BuildResult
 from builders.build_container import engine_errors
 from builders.dockerfile import clean, one_line
 from hooks.source import read_procfile
 from pushdock import pushed
+from pushdock.builder import BuildRequest, BuildResult
 from pushdock.errors import BuildFailed
 
 if TYPE_CHECKING:

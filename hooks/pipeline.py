@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from builders.base import BuildRequest
 from builders.detect import detect_builder
 from hooks import releases
 from hooks.appjson import AppJson, read_app_json
 from hooks.source import export_tree, read_procfile
 from pushdock import builds, storage
+from pushdock.builder import BuildRequest
 from pushdock.errors import DeployFailed, PushdockError, UsageError
 from pushdock.progress import NULL, Progress
 from pushdock.state import Release, State

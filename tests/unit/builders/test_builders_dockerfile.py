@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from builders.base import BuildRequest
 from builders.dockerfile import DockerfileBuilder, clean, dockerfile_exposes, stream_build, web_port
+from pushdock.builder import BuildRequest
 from pushdock.context import Context
 from pushdock.errors import BuildFailed
 from pushdock.progress import Progress

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from builders import properties as p
-from builders.base import BuildRequest
 from builders.pack import PackBuilder, pack_argv
+from pushdock.builder import BuildRequest
 from pushdock.context import Context
 from pushdock.errors import BuildFailed, UsageError
 from pushdock.progress import Progress

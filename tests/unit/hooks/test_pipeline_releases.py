@@ -67,7 +67,7 @@ class FakeBuilder:
         return True
 
     def build(self, ctx, req, progress):
-        from builders.base import BuildResult
+        from pushdock.builder import BuildResult
 
         return BuildResult(image=req.image, processes={"web": ""}, web_port=5000)
 
