@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
 
-from builders import properties
+from builders import detect, properties
 from hooks.source import read_procfile
 from pushdock import docker_options, pushed, resources
 from pushdock.builder import BuildRequest, BuildResult
@@ -33,8 +33,8 @@ class DockerfileBuilder:
 
     name = "dockerfile"
 
-    def detect(self, build_dir: Path) -> bool:
-        return pushed.is_file(build_dir, "Dockerfile")
+    def detect(self, build_dir: Path, env: Mapping[str, str], dockerfile: str) -> str | None:
+        return detect.dockerfile_rule(build_dir, env, dockerfile)
 
     def build(self, ctx: Context, req: BuildRequest, progress: Progress) -> BuildResult:
         read_procfile(req.build_dir)  # a bad Procfile fails before anything is built

@@ -18,13 +18,14 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from builders import BUILDPACK_ORDER, build_container, properties
+from builders import BUILDPACK_ORDER, build_container, detect, properties
 from builders.buildpack_source import SHIPPED_DIR, BuildpackRef, parse_buildpack, parse_lines, resolve
 from builders.detect import dotenv_value
 from hooks.source import read_procfile
@@ -125,8 +126,8 @@ class HerokuishBuilder:
 
     name = "herokuish"
 
-    def detect(self, build_dir: Path) -> bool:
-        return True
+    def detect(self, build_dir: Path, env: Mapping[str, str], dockerfile: str) -> str | None:
+        return detect.herokuish_rule(build_dir, env, dockerfile)
 
     def build(self, ctx: Context, req: BuildRequest, progress: Progress) -> BuildResult:
         procfile = read_procfile(req.build_dir)  # a bad Procfile fails before anything is built

@@ -16,12 +16,13 @@ import contextlib
 import io
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from builders import properties
+from builders import detect, properties
 from builders.build_container import engine_errors
 from builders.dockerfile import clean, one_line
 from hooks.source import read_procfile
@@ -54,8 +55,8 @@ class PackBuilder:
 
     name = "pack"
 
-    def detect(self, build_dir: Path) -> bool:
-        return pushed.is_file(build_dir, "project.toml")
+    def detect(self, build_dir: Path, env: Mapping[str, str], dockerfile: str) -> str | None:
+        return detect.pack_rule(build_dir, env, dockerfile)
 
     def build(self, ctx: Context, req: BuildRequest, progress: Progress) -> BuildResult:
         import sh

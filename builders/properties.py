@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from builders import DETECTION_ORDER
 from pushdock import pushed
+from pushdock.builder import DETECTION_ORDER
 from pushdock.errors import BuildFailed, UsageError
 from pushdock.state import ENV_KEY, GLOBAL, validate_env_key
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from builders import properties
 from builders.buildpack_source import hide_credentials
-from builders.detect import detect_builder
+from hooks.detect import detect_builder
 from pushdock import pushed
 from pushdock.errors import PushdockError
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from builders.detect import detect_builder
 from hooks import releases
 from hooks.appjson import AppJson, read_app_json
+from hooks.detect import detect_builder
 from hooks.source import export_tree, read_procfile
 from pushdock import builds, storage
 from pushdock.builder import BuildRequest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -9,6 +10,12 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from pushdock.context import Context
     from pushdock.progress import Progress
+
+
+# Detection asks the registered builders in this order (order is data, never registration order); a
+# builder not named here is asked after these, by name. The last shipped one, herokuish, takes every tree.
+DETECTION_ORDER: tuple[str, ...] = ("dockerfile", "pack", "herokuish")
+DEFAULT_DOCKERFILE = "Dockerfile"
 
 
 @dataclass(frozen=True)
@@ -34,8 +41,10 @@ class BuildResult:
 class Builder(Protocol):
     name: str
 
-    def detect(self, build_dir: Path) -> bool:
-        """True when this builder recognises the app in build_dir."""
+    def detect(self, build_dir: Path, env: Mapping[str, str], dockerfile: str) -> str | None:
+        """Why (one line) this builder takes the tree in build_dir, or None; asked in DETECTION_ORDER.
+
+        `env` is the app's, `dockerfile` the path of its Dockerfile (`builder-dockerfile`)."""
         ...
 
     def build(self, ctx: Context, req: BuildRequest, progress: Progress) -> BuildResult:

@@ -43,9 +43,9 @@ def test_builder_image_per_app_then_global_then_default(ctx: Context) -> None:
 
 
 def test_detect(tmp_path: Path) -> None:
-    assert not PackBuilder().detect(tmp_path)
+    assert PackBuilder().detect(tmp_path, {}, "Dockerfile") is None
     (tmp_path / "project.toml").write_text("")
-    assert PackBuilder().detect(tmp_path)
+    assert PackBuilder().detect(tmp_path, {}, "Dockerfile") == "project.toml found"
 
 
 def test_missing_pack_is_one_line_saying_how_to_install(ctx: Context, tmp_path: Path,

@@ -63,8 +63,8 @@ class FakeProxy:
 class FakeBuilder:
     name = "fake"
 
-    def detect(self, build_dir: Path) -> bool:
-        return True
+    def detect(self, build_dir, env, dockerfile) -> str:
+        return "fake"
 
     def build(self, ctx, req, progress):
         from pushdock.builder import BuildResult
