@@ -24,6 +24,8 @@ uninstall:
 test: setup
 	$(UV) lock --check --quiet  # fails when pyproject.toml and uv.lock disagree (refresh: make lock)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports  # the layers contract in pyproject.toml: plugins -> hooks -> pushdock, plugins independent
+	$(VENV)/bin/mypy  # strict for pushdock/ and hooks/, basic elsewhere (pyproject.toml)
 	$(VENV)/bin/pytest -q -n 3 --dist loadscope -m "not zero_downtime" --durations=15  # three workers, a module per worker
 	$(VENV)/bin/pytest -q -m zero_downtime --durations=10  # alone: these count failed requests under load
 	$(VENV)/bin/pytest -q --engine-restart  # alone: these tests restart the Docker engine
@@ -38,6 +40,8 @@ lock: setup
 
 lint:
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: setup
 	for b in bench/push_to_live.py bench/builds.py bench/zero_downtime.py bench/proxy.py bench/swarm.py bench/receive_memory.py; do \

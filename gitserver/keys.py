@@ -6,14 +6,13 @@ import re
 from typing import TYPE_CHECKING
 
 from pushdock.errors import Conflict, Forbidden, NotFound, UsageError
-from pushdock.state import Identity, SshKey, validate_app_name
+from pushdock.state import ROLES, Identity, SshKey, validate_app_name
 
 if TYPE_CHECKING:
     from gitserver.sshlib import asyncssh
     from pushdock.context import Context
 
 KEY_NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
-ROLES = ("admin", "deployer")
 MIN_RSA_BITS = 2048
 
 

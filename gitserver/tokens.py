@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from pushdock.errors import Conflict, Forbidden, NotFound, UsageError
-from pushdock.state import Identity, atomic_write, validate_app_name
+from pushdock.state import ROLES, Identity, atomic_write, validate_app_name
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from pushdock.context import Context
 
 PREFIX = "pdt_"
-ROLES = ("admin", "deployer")
 
 
 @dataclass(frozen=True)

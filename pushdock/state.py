@@ -127,6 +127,9 @@ class SshKey:
     added: float = field(default_factory=time.time)
 
 
+ROLES = ("admin", "deployer")  # what an SSH key or a token may be: admin (everything), deployer (its apps)
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who is calling, through which door."""
