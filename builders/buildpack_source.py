@@ -17,9 +17,10 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from loguru import logger
@@ -165,7 +166,9 @@ def fetch_git(ctx: Context, ref: BuildpackRef, progress: Progress) -> Path:
     if urlsplit(url).scheme == "file":
         url = str(_allowed_local(ctx, Path(unquote(urlsplit(url).path)), ref))
     try:
-        extra = {"pool_manager": default_urllib3_manager(None, timeout=FETCH_TIMEOUT)} if url.startswith("http") else {}
+        extra: dict[str, Any] = {}
+        if url.startswith("http"):
+            extra["pool_manager"] = default_urllib3_manager(None, timeout=FETCH_TIMEOUT)
         client, path = get_transport_and_path(url, quiet=True, **extra)
         remote = client.get_refs(path.encode() if isinstance(path, str) else path)
     except Exception as e:  # dulwich raises many types (HangupException, GitProtocolError, OSError...)
@@ -230,7 +233,7 @@ def _cached(cache: Path, sha: str) -> str | None:
     return commit if (cache / commit / "bin").is_dir() else None
 
 
-def _pick(refs: dict[bytes, bytes | None], symrefs: dict[bytes, bytes], want: str) -> str | None:
+def _pick(refs: Mapping[Any, bytes | None], symrefs: Mapping[Any, bytes], want: str) -> str | None:
     """The object a `#ref` names among the remote's refs (HEAD when empty); a full commit id as is."""
     def get(name: str) -> str | None:
         value = refs.get(name.encode())

@@ -6,7 +6,7 @@ command needs it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -50,7 +50,7 @@ def stack_build(ctx: Context, force: bool, mirror: str | None) -> None:
     if existing is not None:
         click.echo(f"{image} exists ({existing.size / 1e6:.0f} MB); use --force to rebuild")
         return
-    kwargs = {"mirror": mirror} if mirror else {}
+    kwargs: dict[str, Any] = {"mirror": mirror} if mirror else {}
     built = service.build_stack_image(ctx, echo_progress(), image=image, **kwargs)
     click.echo(f"{built.image} built: {built.size / 1e6:.0f} MB in {built.seconds:.0f}s")
 

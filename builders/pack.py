@@ -18,7 +18,7 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -77,7 +77,7 @@ class PackBuilder:
         logger.info("pack build", image=req.image, builder=builder, env_keys=keys)
         env = {**os.environ, **{k: req.env[k] for k in keys}}
         # _bg_exc=False: a failure is raised here, at the end of the output, not also in sh's reader thread
-        running = sh.Command(exe)(*argv, _iter=True, _err_to_out=True, _env=env, _cwd=str(req.build_dir),
+        running: Any = sh.Command(exe)(*argv, _iter=True, _err_to_out=True, _env=env, _cwd=str(req.build_dir),
                                   _bg_exc=False)
         try:
             for line in running:

@@ -63,7 +63,7 @@ def check_relative_path(value: str) -> str:
     if not raw or path.is_absolute() or "\\" in raw or "\0" in raw:
         raise UsageError(f"invalid dockerfile-path {value!r}: give a path relative to the repository root")
     depth = 0
-    parts = []
+    parts: list[str] = []
     for part in path.parts:
         if part == "..":
             depth -= 1

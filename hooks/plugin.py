@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 @hookimpl
-def pipeline() -> Pipeline:
+def pipeline() -> Pipeline | None:
     from hooks import pipeline as chain
 
     return chain
@@ -40,5 +40,5 @@ def post_delete(ctx: Context, app: str) -> None:
         return
     for image in images:
         with contextlib.suppress(docker.errors.DockerException):
-            client.images.remove(image.id, force=True)
+            client.images.remove(str(image.id), force=True)
     logger.info("app images removed", app=app, count=len(images))

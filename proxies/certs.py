@@ -49,6 +49,7 @@ def _x509() -> Any:
 def check_pair(crt_pem: bytes, key_pem: bytes, *, now: float | None = None) -> CertInfo:
     """Parse a PEM certificate (chain) and its key; UsageError unless they match and the leaf is valid now."""
     x509 = _x509()
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
     if len(crt_pem) > MAX_PEM or len(key_pem) > MAX_PEM:
@@ -61,7 +62,7 @@ def check_pair(crt_pem: bytes, key_pem: bytes, *, now: float | None = None) -> C
         key = serialization.load_pem_private_key(key_pem, password=None)
     except TypeError:
         raise UsageError("the key is encrypted: give it without a passphrase") from None
-    except (ValueError, serialization.UnsupportedAlgorithm):
+    except (ValueError, UnsupportedAlgorithm):
         raise UsageError("the key is not a PEM private key") from None
     leaf = chain[0]
     spki = serialization.PublicFormat.SubjectPublicKeyInfo

@@ -47,7 +47,7 @@ def select(ctx: Context, name: str) -> str:
     ctx.state.set("proxy", GLOBAL, "selected", name)
     if old.name == name:
         new.ensure_running(ctx)
-        return old.name
+        return str(old.name)
     try:
         failures = rebuild_all(ctx, new)
         if failures:

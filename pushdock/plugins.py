@@ -118,7 +118,7 @@ def load(path: Path, python_errors: dict[str, str] | None = None) -> Plugin:
     rec = _record(path)
     enabled = not (path / DISABLED).exists()
     kind = "python" if rec.get("kind") == "python" else "script"
-    common = {"name": path.name, "path": path, "kind": kind, "enabled": enabled, "record": rec,
+    common: dict[str, Any] = {"name": path.name, "path": path, "kind": kind, "enabled": enabled, "record": rec,
               "source": str(rec.get("source", "")) or ("(placed by hand)" if not rec else "")}
     if kind == "python":
         return _load_python(path, rec, common, python_errors or {})
@@ -139,7 +139,7 @@ def _load_python(path: Path, rec: dict[str, Any], common: dict[str, Any], errors
     except (md.PackageNotFoundError, ValueError):
         return Plugin(**common, package=package, error=f"package {package} is not installed "
                       f"(a `make setup` re-sync removes it: `plugin:update {path.name}` puts it back)")
-    summary = dist.metadata.get("Summary") or ""
+    summary = (dist.metadata["Summary"] if "Summary" in dist.metadata else "") or ""
     hooks = [ep.name for ep in dist.entry_points if ep.group == "pushdock"]
     error = errors.get(norm_package(package))
     if error is None and not hooks:

@@ -68,7 +68,7 @@ def parse_memory(text: str) -> int:
     if not m:
         raise UsageError(f"memory must be a size such as 256m or 1g (got {text[:30]!r})")
     whole, frac, unit = m.group(1), m.group(2) or "", m.group(3).lower()
-    value = (int(whole) * 10 ** len(frac) + int(frac or 0)) * UNITS[unit] // 10 ** len(frac)
+    value: int = (int(whole) * 10 ** len(frac) + int(frac or 0)) * UNITS[unit] // 10 ** len(frac)
     if value < MIN_MEMORY:
         raise UsageError(f"memory must be at least 6m (got {text[:30]!r})")
     if value > MAX_MEMORY:

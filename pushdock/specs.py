@@ -30,7 +30,7 @@ PYTHON_ONLY = frozenset(
 
 # -- registries (built-ins are plugins too) -------------------------------------------------------
 @hookspec(firstresult=True)
-def pipeline() -> Pipeline:
+def pipeline() -> Pipeline | None:
     """The deploy chain the core's commands enter (`Context.pipeline`): the built-in `pipeline` plugin answers."""
 
 
@@ -142,6 +142,7 @@ def post_app_clone(ctx: Context, old_app: str, new_app: str) -> None:
 @hookspec
 def register_services() -> dict[str, Any]:
     """Return {kind: Datastore} (services.base.Datastore): `postgres`, `redis`; a plugin adds its own kinds."""
+    return {}
 
 
 @hookspec
@@ -149,6 +150,7 @@ def app_networks(ctx: Context, app: str) -> list[str]:
     """Docker networks every new container of `app` joins (besides the default one): the private networks of
     the services linked to it. Fired by docker-local when it creates a process, `run` or release-phase
     container; a script prints network names, one per line."""
+    return []
 
 
 @hookspec
@@ -177,3 +179,4 @@ def timer_jobs(ctx: Context) -> dict[str, tuple[str, Any]]:
     """{name: (cron expression, function)}: periodic jobs for serve's one timer (scheduled backups, letsencrypt's
     daily renewal). Asked every few seconds, so a change takes effect soon; a job no longer returned is removed.
     Python only."""
+    return {}

@@ -239,6 +239,7 @@ class State:
 
     def create_app(self, app: str) -> None:
         """Create the bare repo of a new app (Conflict if it exists)."""
+        from dulwich.refs import Ref
         from dulwich.repo import Repo
 
         path = self.repo_path(app)
@@ -248,7 +249,7 @@ class State:
         tmp = Path(tempfile.mkdtemp(prefix=f".{app}.", dir=self.repos_dir))
         try:
             repo = Repo.init_bare(str(tmp))
-            repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
+            repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
             repo.close()
             os.rename(tmp, path)
         except OSError as e:
@@ -337,7 +338,8 @@ class State:
 
     # -- formation (desired scale) ----------------------------------------------------------------
     def get_formation(self, app: str) -> dict[str, int] | None:
-        return self.get_json("ps", app, "formation")
+        formation: dict[str, int] | None = self.get_json("ps", app, "formation")
+        return formation
 
     def set_formation(self, app: str, formation: dict[str, int]) -> None:
         self.set_json("ps", app, "formation", formation)

@@ -146,6 +146,6 @@ def probe(upstream: Upstream, path: str, timeout: float) -> int | None:
 def _container_port(container: Any) -> str:
     env = dict(e.partition("=")[::2] for e in (container.attrs.get("Config") or {}).get("Env") or [])
     if env.get("PORT", "").isdigit():
-        return env["PORT"]
+        return str(env["PORT"])
     exposed = (container.attrs.get("Config") or {}).get("ExposedPorts") or {}
     return next(iter(exposed), "?/tcp").split("/")[0]

@@ -31,7 +31,8 @@ def group(kind: str, *, backups: bool = False) -> click.Group:
         pass
 
     def ds(ctx: Context) -> Datastore:
-        return ctx.bus.lookup("services", kind)
+        store: Datastore = ctx.bus.lookup("services", kind)
+        return store
 
     @cli.command("create")
     @click.argument("name")
@@ -111,7 +112,7 @@ def group(kind: str, *, backups: bool = False) -> click.Group:
         if ctx.identity.role == "admin":
             fields["dsn"] = store.url(name, model.password(ctx.state, service), engine.host(service))
         if fmt != "json":
-            fields["links"] = ", ".join(fields["links"]) or "none"
+            fields["links"] = ", ".join(fields["links"]) or "none"  # type: ignore[arg-type]  # a list until here
         print_report(f"{kind} service {name}", fields, fmt)
 
     @cli.command("list")

@@ -70,7 +70,8 @@ def _forwarded(tune: dict[str, str]) -> dict[str, list[str]]:
 
 def _handlers(route: Route, li: Listener) -> list[dict[str, Any]]:
     """The route's handlers: the tuned ones (body size limit, HSTS on HTTPS), then the proxy or a response."""
-    tune, out = route.tune, []
+    tune = route.tune
+    out: list[dict[str, Any]] = []
     size = tune.get("client-max-body-size")
     if size is not None and size != "0":
         limit = proxy_tuning.size_bytes(size)
@@ -188,8 +189,8 @@ def plan(old: Table, new: Table, changed: set[str], default: Listener) -> list[O
             else:
                 ops.append(("DELETE", f"/id/{before[key]['@id']}", None))
         o, n = old.get(app), new.get(app)
-        o_cert = o.cert.fingerprint if o is not None and cert_entry_exists(o) else None
-        n_cert = n.cert.fingerprint if n is not None and cert_entry_exists(n) else None
+        o_cert = o.cert.fingerprint if o is not None and o.cert is not None and cert_entry_exists(o) else None
+        n_cert = n.cert.fingerprint if n is not None and n.cert is not None and cert_entry_exists(n) else None
         if o_cert != n_cert:
             if n_cert is None:
                 ops.append(("DELETE", f"/id/cert-{app}", None))

@@ -62,7 +62,8 @@ def _client(ctx: Context) -> Any:
     from acme import client, errors, messages
 
     acct = account(ctx)
-    net = client.ClientNetwork(jose.JWKRSA(key=_account_key(ctx)), user_agent="pushdock",
+    key = jose.JWKRSA(key=_account_key(ctx))  # type: ignore[attr-defined]  # josepy's re-export is not declared
+    net = client.ClientNetwork(key, user_agent="pushdock",
                                verify_ssl=acct.ca_bundle or True, timeout=NET_TIMEOUT)  # type: ignore[arg-type]
     with _reasons(acct.server):
         directory = client.ClientV2.get_directory(acct.server, net)

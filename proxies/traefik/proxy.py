@@ -297,7 +297,9 @@ def _steer_all(pid: int, ports: list[int], index: int) -> list[int]:
 
 
 def _release_all(pid: int | None, ports: list[int]) -> None:
-    for port in ports if pid is not None else []:
+    if pid is None:
+        return
+    for port in ports:
         with contextlib.suppress(OSError):
             steer.release(pid, port)
 

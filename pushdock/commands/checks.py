@@ -5,6 +5,8 @@ The settings and what they mean are in pushdock/checks.py; they apply from the n
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from pushdock.apps import authorized_app
@@ -93,7 +95,7 @@ def report(ctx: Context, app: str, fmt: str) -> None:
     found = current.checks if current else {}
     startup = {p: healthchecks_of(found, p) for p in sorted(found)}
     mode = "disabled (old containers stop first)" if s.disabled else "enabled"
-    fields = {
+    fields: dict[str, Any] = {
         "zero downtime": mode,
         "checks": "skipped" if s.skipped else "run",
         "type": s.type if s.uptime is None else f"uptime (every instance still running after {s.wait}s)",

@@ -83,7 +83,7 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
     if why is not None:
         raise DeployFailed(f"{label} command {why}")
     if code != 0:
-        raise TaskFailed(f"{label} command failed with exit status {code}", status=code)
+        raise TaskFailed(f"{label} command failed with exit status {code}", status=code)  # type: ignore[arg-type]
 
 
 def _remove_service(service_id: str) -> None:
