@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from loguru import logger
 
+from hooks.source import export_tree
 from pushdock.errors import BuildFailed, UsageError
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ def _allowed_local(ctx: Context, path: Path, ref: BuildpackRef) -> Path:
 
 def fetch_git(ctx: Context, ref: BuildpackRef, progress: Progress) -> Path:
     """The buildpack at `ref` (default: the remote HEAD), exported under DATA_DIR/buildpacks/<url>/<commit>."""
-    from dulwich.client import default_urllib3_manager, get_transport_and_path
+    from dulwich.client import default_urllib3_manager, get_transport_and_path  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
     url = ref.location
     if urlsplit(url).scheme == "file":
@@ -198,10 +199,9 @@ def fetch_git(ctx: Context, ref: BuildpackRef, progress: Progress) -> Path:
 
 
 def _fetch_into(client: object, path: str | bytes, sha: str, ref: BuildpackRef, tmp: Path) -> str:
-    from dulwich.objects import Commit, Tag
-    from dulwich.repo import Repo
+    from dulwich.objects import Commit, Tag  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
-    from hooks.source import export_tree
 
     repo = Repo.init_bare(str(tmp / "repo"), mkdir=True)
     try:

@@ -183,7 +183,7 @@ def _tcp_port(spec: str) -> int | None:
 
 
 def _docker_api() -> Any:
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         return docker.from_env().api
@@ -194,8 +194,8 @@ def _docker_api() -> Any:
 
 def _api_call(fn: Callable[[], T]) -> T:
     """Run a docker SDK call; an engine that went away is a BuildFailed, not a traceback."""
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     try:
         return fn()

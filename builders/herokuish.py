@@ -29,7 +29,7 @@ from builders import BUILDPACK_ORDER, build_container, detect, properties
 from builders.buildpack_source import SHIPPED_DIR, BuildpackRef, parse_buildpack, parse_lines, resolve
 from builders.detect import dotenv_value
 from hooks.source import read_procfile
-from pushdock import jsonc, pushed
+from pushdock import jsonc, proc, pushed
 from pushdock.builder import BuildRequest, BuildResult
 from pushdock.errors import BuildFailed, UsageError
 from pushdock.state import ENV_KEY, PROCESS_NAME
@@ -113,8 +113,6 @@ def _app_json_urls(build_dir: Path) -> list[str]:
 
 def detect_shipped(build_dir: Path) -> str | None:
     """The shipped buildpack whose bin/detect accepts the tree, run on this host (for `builder:report`)."""
-    from pushdock import proc
-
     for name in BUILDPACK_ORDER:
         if proc.run([str(SHIPPED_DIR / name / "bin" / "detect"), str(build_dir)], check=False).returncode == 0:
             return name

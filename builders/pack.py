@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 from collections.abc import Mapping
@@ -59,7 +60,7 @@ class PackBuilder:
         return detect.pack_rule(build_dir, env, dockerfile)
 
     def build(self, ctx: Context, req: BuildRequest, progress: Progress) -> BuildResult:
-        import sh
+        import sh  # noqa: PLC0415 -- start-up: sh loads when first used
 
         procfile = read_procfile(req.build_dir)  # a bad Procfile fails before anything is built
         pushed.read_bytes(req.build_dir, "project.toml")  # pack reads it on this host: never through a link out
@@ -96,7 +97,7 @@ class PackBuilder:
 
 def _finish(app: str, image: str) -> None:
     """pushdock's labels on the image; a CNB image's entrypoint becomes the launcher (keeps its default CMD)."""
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     with engine_errors():
         api = docker.from_env().api
@@ -117,6 +118,4 @@ def _finish(app: str, image: str) -> None:
 
 
 def _json_list(items: list[str]) -> str:
-    import json
-
     return json.dumps([str(i) for i in items])

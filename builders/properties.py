@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from builders.buildpack_source import parse_buildpack
 from pushdock import pushed
 from pushdock.builder import DETECTION_ORDER
 from pushdock.errors import BuildFailed, UsageError
@@ -186,8 +187,6 @@ def _store_buildpacks(state: State, app: str, urls: list[str]) -> list[str]:
 
 
 def _checked_url(url: str) -> str:
-    from builders.buildpack_source import parse_buildpack
-
     return parse_buildpack(url).text
 
 

@@ -177,7 +177,7 @@ Health = Callable[[], dict[str, Any]]
 def _healthz(detail: Health | None) -> Handler:
     def healthz(ctx: Context, request: Request) -> Response:
         """200 once the doors are open; `detail` adds what serve is still doing (apps being reconciled)."""
-        from pushdock import __version__
+        from pushdock import __version__  # noqa: PLC0415 -- start-up: loads only when this path runs
 
         return json_response(200, {"status": "ok", "version": __version__, **(detail() if detail else {})})
 
@@ -187,10 +187,10 @@ def _healthz(detail: Health | None) -> Handler:
 def make_app(ctx: Context, queue: DeployQueue | None = None, health: Health | None = None) -> Router:
     """The route table of pushdock's HTTP door; webhook deploys go to `queue` (a new DeployQueue by default),
     `/healthz` adds what `health()` returns."""
-    from gitserver.smarthttp import PREFIX, SmartHttp
-    from gitserver.webhook_deploy import DeployQueue
-    from gitserver.webhooks import MAX_BODY as WEBHOOK_MAX_BODY
-    from gitserver.webhooks import GithubWebhook
+    from gitserver.smarthttp import PREFIX, SmartHttp  # noqa: PLC0415 -- start-up: loads only when this path runs
+    from gitserver.webhook_deploy import DeployQueue  # noqa: PLC0415 -- cycle: gitserver.webhook_deploy imports gitserver.webhooks, which imports this module
+    from gitserver.webhooks import MAX_BODY as WEBHOOK_MAX_BODY  # noqa: PLC0415 -- cycle: gitserver.webhooks imports this module
+    from gitserver.webhooks import GithubWebhook  # noqa: PLC0415 -- cycle: gitserver.webhooks imports this module
 
     router = Router(ctx)
     router.mount(PREFIX, SmartHttp(ctx))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from gitserver.sshlib import asyncssh
 from pushdock.errors import Conflict, Forbidden, NotFound, UsageError
 from pushdock.state import ROLES, Identity, SshKey, validate_app_name
 
@@ -29,8 +30,6 @@ def key_id(key: asyncssh.SSHKey) -> str:
 
 def parse_public_key(text: str) -> asyncssh.SSHKey:
     """The one OpenSSH public key in `text`; UsageError for anything else, DSA, or RSA under 2048 bits."""
-    from gitserver.sshlib import asyncssh
-
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if len(lines) != 1:
         raise UsageError(f"give exactly one public key on stdin (got {len(lines)} lines)")

@@ -45,6 +45,7 @@ from gitserver.backend import AppBackend, app_from_path
 from gitserver.configref import CONFIG_REF
 from gitserver.connectivity import Unconnected, check_connected
 from gitserver.settings_file import ConfigFileError
+from hooks import pipeline
 from pushdock.errors import PushdockError
 from pushdock.progress import Progress
 
@@ -354,7 +355,6 @@ class PushdockReceivePack(ReceivePackHandler):
             given = next(o for o in self.push_options if o.partition("=")[0] in NO_RESTART)
             self.say(f"-----> {target.branch} stored, deploy skipped (-o {given})")
             return
-        from hooks import pipeline
 
         progress = Progress(self._progress_line, logfile=self.ctx.state.deploy_log(self.app))
         try:

@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 
 def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
     """Run in the foreground; `on_ready` gets one line once every door listens. The proxy keeps running after."""
-    from gitserver.http import HttpDoor
-    from gitserver.reconcile import Reconciler
-    from pushdock import log
+    from gitserver.http import HttpDoor  # noqa: PLC0415 -- start-up: loads only when this path runs
+    from gitserver.reconcile import Reconciler  # noqa: PLC0415 -- start-up: loads only when this path runs
+    from pushdock import log  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     log.configure(ctx.settings.log_level, logfile=ctx.state.path("logs", "pushdock.log"), stderr=True)
     _report_plugins(ctx)
@@ -59,7 +59,7 @@ def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
 
 def _report_plugins(ctx: Context) -> None:
     """A plugin that does not load is logged and left out (plugin:list shows why); serve starts regardless."""
-    from pushdock.plugins import scan
+    from pushdock.plugins import scan  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     for p in scan(ctx.state.path("plugins"), ctx.bus.load_errors):
         if p.error is not None:
@@ -71,10 +71,10 @@ def _report_plugins(ctx: Context) -> None:
 def _timer(ctx: Context) -> Timer:
     """The timer with serve's periodic jobs, started: the apps' cron jobs, kept in step with their releases,
     and the plugins' jobs (the `timer-jobs` trigger: letsencrypt's daily renewal, scheduled backups)."""
-    from pushdock import cron
-    from pushdock.context import Context
-    from pushdock.state import Identity
-    from pushdock.timer import Timer
+    from pushdock import cron  # noqa: PLC0415 -- start-up: loads only when this path runs
+    from pushdock.context import Context  # noqa: PLC0415 -- start-up: loads only when this path runs
+    from pushdock.state import Identity  # noqa: PLC0415 -- start-up: loads only when this path runs
+    from pushdock.timer import Timer  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     # Runs it starts are recorded as the timer's (door `cron`), not as whoever started serve.
     scheduled = Context(settings=ctx.settings, identity=Identity(name="pushdock", role="admin", door="cron"),
@@ -104,7 +104,7 @@ def _sync_plugin_jobs(ctx: Context, timer: Timer) -> None:
 
 
 def _follow(ctx: Context, done: threading.Event) -> None:
-    from hooks import pipeline
+    from hooks import pipeline  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     while not done.wait(FOLLOW_INTERVAL):
         try:
@@ -115,7 +115,7 @@ def _follow(ctx: Context, done: threading.Event) -> None:
 
 
 async def _serve(ctx: Context, http: HttpDoor, proxy_name: str, on_ready: Callable[[str], None]) -> None:
-    from gitserver.ssh import SSHDoor
+    from gitserver.ssh import SSHDoor  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     ssh = SSHDoor(ctx)
     ssh_host, ssh_port = await ssh.start()

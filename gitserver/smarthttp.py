@@ -107,8 +107,8 @@ class SmartHttp:
     def _event(self, identity: Identity, repo: str, service: str, environ: WSGIEnvironment, *, started: float,
                **fields: str) -> None:
         """One audit event of this door; the app is named only if `repo` is a valid app name."""
-        from gitserver.backend import app_from_path
-        from pushdock.context import Context
+        from gitserver.backend import app_from_path  # noqa: PLC0415 -- start-up: loads only when this path runs
+        from pushdock.context import Context  # noqa: PLC0415 -- start-up: loads only when this path runs
 
         try:
             app: str | None = app_from_path(repo)
@@ -118,7 +118,7 @@ class SmartHttp:
         record(ctx, ACTIONS[service], app, service, environ, started=started, **fields)
 
     def _authenticate(self, token: str, environ: WSGIEnvironment) -> Identity | None:
-        from gitserver.tokens import identity_for_token
+        from gitserver.tokens import identity_for_token  # noqa: PLC0415 -- start-up: loads only when this path runs
 
         identity = identity_for_token(self.ctx, token)
         if identity is None:
@@ -127,9 +127,9 @@ class SmartHttp:
 
     def _open(self, identity: Identity, repo: str, service: str) -> tuple[Context, str]:
         """The caller's context and the app, created by a first push; PushdockError if not allowed."""
-        from gitserver.backend import app_from_path
-        from pushdock.apps import authorize, create_app
-        from pushdock.context import Context
+        from gitserver.backend import app_from_path  # noqa: PLC0415 -- start-up: loads only when this path runs
+        from pushdock.apps import authorize, create_app  # noqa: PLC0415 -- start-up: loads only when this path runs
+        from pushdock.context import Context  # noqa: PLC0415 -- start-up: loads only when this path runs
 
         app = app_from_path(repo)
         ctx = Context(settings=self.ctx.settings, identity=identity, bus_override=self.ctx.bus)
@@ -145,13 +145,13 @@ class SmartHttp:
 
     def _serve(self, ctx: Context, app: str, service: str, environ: WSGIEnvironment,
                start_response: StartResponse, *, started: float) -> Iterator[bytes]:
-        from dulwich.errors import GitProtocolError, HangupException
-        from dulwich.protocol import pkt_line
-        from dulwich.server import UploadPackHandler
-        from dulwich.web import make_wsgi_chain
+        from dulwich.errors import GitProtocolError, HangupException  # noqa: PLC0415 -- start-up: dulwich loads when first used
+        from dulwich.protocol import pkt_line  # noqa: PLC0415 -- start-up: dulwich loads when first used
+        from dulwich.server import UploadPackHandler  # noqa: PLC0415 -- start-up: dulwich loads when first used
+        from dulwich.web import make_wsgi_chain  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
-        from gitserver.backend import AppBackend
-        from gitserver.receive import PushdockReceivePack
+        from gitserver.backend import AppBackend  # noqa: PLC0415 -- start-up: loads only when this path runs
+        from gitserver.receive import PushdockReceivePack  # noqa: PLC0415 -- start-up: loads only when this path runs
 
         handlers = {b"git-receive-pack": PushdockReceivePack, b"git-upload-pack": UploadPackHandler}
         chain = make_wsgi_chain(AppBackend(ctx), handlers=handlers)  # type: ignore[arg-type]

@@ -85,7 +85,7 @@ class _Auth(asyncssh.SSHServer):
         return True
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        from gitserver.keys import identity_for
+        from gitserver.keys import identity_for  # noqa: PLC0415 -- start-up: loads only when this path runs
 
         identity = identity_for(self.ctx, key)
         if identity is None:
@@ -195,7 +195,7 @@ class SSHDoor:
         argv = [sys.executable, "-m", "gitserver.worker"]
         feed = None
         if process.get_terminal_type() is not None:  # `ssh -t`: the worker runs on a terminal (`run APP bash`)
-            from gitserver.ssh_pty import run_on_pty
+            from gitserver.ssh_pty import run_on_pty  # noqa: PLC0415 -- start-up: loads only when this path runs
 
             worker, pump = await run_on_pty(process, argv, env)
             pumps: list[Any] = [pump]

@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+from gitserver.keys import KEY_NAME
 from pushdock.errors import Conflict, Forbidden, NotFound, UsageError
 from pushdock.state import ROLES, Identity, atomic_write, validate_app_name
 
@@ -62,8 +63,6 @@ def _require_admin(ctx: Context) -> None:
 
 def add_token(ctx: Context, name: str, *, role: str = "admin", apps: tuple[str, ...] = ()) -> tuple[Token, str]:
     """Make a token called `name`; returns the record and the token itself (shown once, never stored)."""
-    from gitserver.keys import KEY_NAME
-
     _require_admin(ctx)
     if not KEY_NAME.match(name):
         raise UsageError(f"invalid token name {name!r}: use 1-64 letters, digits, '.', '_', '@' or '-'")

@@ -31,7 +31,7 @@ FATAL = 128  # what git's own server commands exit with
 
 def identity_from_env(raw: str | None) -> Identity:
     """The caller, as the SSH server authenticated it."""
-    from pushdock.state import Identity
+    from pushdock.state import Identity  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
 
     if not raw:
         raise PushdockError("no identity: this worker must be started by `pushdock serve`")
@@ -45,12 +45,12 @@ def identity_from_env(raw: str | None) -> Identity:
 
 def serve_git(ctx: Context, argv: list[str], inp: IO[bytes], out: IO[bytes]) -> None:
     """Run one git command for `ctx.identity` over inp/out; PushdockError for anything the caller may not do."""
-    from dulwich.protocol import Protocol
-    from dulwich.server import UploadPackHandler
+    from dulwich.protocol import Protocol  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.server import UploadPackHandler  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
-    from gitserver.backend import AppBackend, app_from_path
-    from gitserver.receive import PushdockReceivePack
-    from pushdock.apps import authorize, create_app
+    from gitserver.backend import AppBackend, app_from_path  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
+    from gitserver.receive import PushdockReceivePack  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
+    from pushdock.apps import authorize, create_app  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
 
     if len(argv) != 2:
         raise UsageError(f"usage: {argv[0]} APP")
@@ -87,7 +87,7 @@ def run(command: str, ctx: Context, stdin: IO[bytes], stdout: TextIO, stderr: Te
         stderr.write(f"error: cannot parse the command: {e}\n")
         return 2
     if argv and argv[0] in GIT_COMMANDS:
-        from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
+        from dulwich.errors import GitProtocolError, HangupException, NotGitRepository  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
         started = time.time()
         try:
@@ -114,14 +114,14 @@ def run(command: str, ctx: Context, stdin: IO[bytes], stdout: TextIO, stderr: Te
             logger.exception("git command crashed", command=argv[0], error_id=error_id)
             stderr.write(f"fatal: internal error {error_id}\n")
             return FATAL
-    from pushdock.cli import dispatch
+    from pushdock.cli import dispatch  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
 
     return dispatch(argv, ctx, stdout, stderr)
 
 
 def _git_event(ctx: Context, argv: list[str], started: float, **fields: str) -> None:
     """One audit event of a git command over SSH: clones and fetches, and refused or broken-off pushes."""
-    from gitserver.backend import app_from_path
+    from gitserver.backend import app_from_path  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
 
     try:
         app: str | None = app_from_path(argv[1]) if len(argv) == 2 else None
@@ -134,8 +134,8 @@ def _git_event(ctx: Context, argv: list[str], started: float, **fields: str) -> 
 
 
 def main() -> int:
-    from pushdock import log
-    from pushdock.context import Context, load_settings
+    from pushdock import log  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
+    from pushdock.context import Context, load_settings  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
 
     try:
         settings = load_settings()

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 @hookimpl
 def pipeline() -> Pipeline | None:
-    from hooks import pipeline as chain
+    from hooks import pipeline as chain  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     return chain
 
@@ -30,7 +30,7 @@ def pre_delete(ctx: Context, app: str) -> None:
 @hookimpl
 def post_delete(ctx: Context, app: str) -> None:
     """The app's release images (pushdock/APP:vN) go with it, so destroyed apps do not fill the disk."""
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         client = docker.from_env()

@@ -147,7 +147,7 @@ def remove_images(images: list[str]) -> list[str]:
     """Remove image tags from the local engine (never forced: an image in use stays); returns those removed."""
     if not images:
         return []
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         client = docker.from_env()

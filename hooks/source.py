@@ -25,10 +25,10 @@ def export_tree(
     """Write the tree of commit `sha` into `dest` (files, modes, symlinks, and submodules fetched from the URLs
     of its .gitmodules: hooks/submodules.py; `submodules=False` leaves them out). Returns the file count;
     BuildFailed naming what cannot be had."""
-    from dulwich.objects import Commit
-    from dulwich.repo import Repo
+    from dulwich.objects import Commit  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
-    from hooks.blobs import write_blob
+    from hooks.blobs import write_blob  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     repo = Repo(str(repo_path))
     try:
@@ -64,7 +64,7 @@ def export_tree(
     finally:
         repo.close()
     if gitlinks and submodules:
-        from hooks.submodules import export_submodules
+        from hooks.submodules import export_submodules  # noqa: PLC0415 -- cycle: hooks.submodules imports this module
 
         count += export_submodules(gitlinks, gitmodules, dest, depth=depth, progress=progress)
     return count

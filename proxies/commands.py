@@ -76,7 +76,7 @@ def app_report(ctx: Context, app: str, fmt: str) -> None:
 @click.pass_obj
 def build_config(ctx: Context, app: str | None, all_apps: bool) -> None:
     """Regenerate APP's proxy configuration (or every app's) from its settings and running processes."""
-    from proxies.routes import reroute
+    from proxies.routes import reroute  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     if all_apps == (app is not None):
         raise UsageError("usage: proxy:build-config APP | --all")
@@ -170,7 +170,7 @@ def stop(ctx: Context, all_types: bool) -> None:
 
 
 def _commands() -> list[click.Group]:
-    from proxies.letsencrypt.commands import letsencrypt
+    from proxies.letsencrypt.commands import letsencrypt  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     return [proxy, domains_group, ports_group, certs_group, nginx_group, letsencrypt]
 

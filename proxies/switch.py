@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def rebuild_all(ctx: Context, proxy: Any | None = None) -> list[str]:
     """Re-route every deployed app through `proxy` (default: the selected one) in one commit; per-app
     failures. Like pipeline.reroute_all, but apps never deployed get no route (nothing to serve yet)."""
-    from hooks import pipeline
+    from hooks import pipeline  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     proxy = proxy or ctx.proxy()
     deployed = [app for app in ctx.state.list_apps() if ctx.state.current_release(app) is not None]

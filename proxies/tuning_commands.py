@@ -54,7 +54,7 @@ def set_key(ctx: Context, app: str | None, key: str, value: str | None) -> str:
 
 def _set_global(ctx: Context, after: dict[str, str]) -> None:
     """Store the global values and re-route every app in one reload; put them back if any app fails."""
-    from proxies.switch import rebuild_all
+    from proxies.switch import rebuild_all  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     with ctx.state.global_lock("proxy-tuning"):
         before = proxy_tuning.stored(ctx.state, GLOBAL)
@@ -121,6 +121,6 @@ def nginx_set(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
 @click.pass_obj
 def nginx_report(ctx: Context, app: str, fmt: str) -> None:
     """Show APP's proxy settings (as proxy:report)."""
-    from proxies.commands import app_report
+    from proxies.commands import app_report  # noqa: PLC0415 -- cycle: proxies.commands imports this module
 
     app_report(ctx, app, fmt)

@@ -72,7 +72,7 @@ def rename_app(ctx: Context, old: str, new: str) -> None:
     """Rename by redeploying under the new name, then retiring the old routes and containers."""
     validate_app_name(new)
     ctx.state.require_app(old)
-    from pushdock import storage
+    from pushdock import storage  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
     with ctx.state.app_lock(old, timeout=ctx.settings.lock_timeout):
         ctx.bus.call("pre_delete", ctx=ctx, app=old)

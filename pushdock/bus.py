@@ -44,9 +44,9 @@ class Bus:
 
     def _load_entry_points(self) -> None:
         """pluggy's load_setuptools_entrypoints, but a third-party plugin's failure is kept, not raised."""
-        import importlib.metadata as md
+        import importlib.metadata as md  # noqa: PLC0415 -- start-up: importlib.metadata loads when first used
 
-        from pushdock.plugins import disabled_packages, norm_package
+        from pushdock.plugins import disabled_packages, norm_package  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
         disabled = disabled_packages(self.plugins_dir)
         for dist in md.distributions():
@@ -95,7 +95,7 @@ class Bus:
 
         Looked at on every firing (a few small files), so `plugin:disable` holds at once in a long-lived `serve`.
         """
-        from pushdock.plugins import scan
+        from pushdock.plugins import scan  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
         return [p.name for p in scan(self.plugins_dir) if p.kind == "script" and p.runs]
 

@@ -80,7 +80,7 @@ class Healthcheck:
 
 def parse_healthchecks(raw: Any, where: str = "app.json healthchecks") -> dict[str, list[dict[str, Any]]]:
     """`{"web": [{...}, ...]}` -> normalized dicts per process type; UsageError naming the first bad field."""
-    from pushdock.state import PROCESS_NAME
+    from pushdock.state import PROCESS_NAME  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
     if not isinstance(raw, dict):
         raise UsageError(f"{where} must be an object of process type -> list of checks")

@@ -30,7 +30,7 @@ class Registry(click.Group):
     _loaded: set[str]
 
     def _load_core(self, module: str) -> None:
-        import importlib
+        import importlib  # noqa: PLC0415 -- start-up: importlib.metadata loads when first used
 
         if module not in self._loaded:
             self._loaded.add(module)
@@ -120,7 +120,7 @@ def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
     A command that returns an int (`run`: the one-off container's status) has chosen its exit status:
     it is returned as is, with no `error:` line. Any other return value means 0.
     """
-    import time
+    import time  # noqa: PLC0415 -- start-up: time loads when first used
 
     started = time.time()
     app = _app_arg(argv)
@@ -146,9 +146,9 @@ def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
     except BrokenPipeError:
         rc = 1
     except Exception:
-        import uuid
+        import uuid  # noqa: PLC0415 -- start-up: uuid loads when first used
 
-        from pushdock.log import logger
+        from pushdock.log import logger  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
         incident = uuid.uuid4().hex[:8]
         logger.exception("internal error", incident=incident, command=action)
@@ -157,7 +157,7 @@ def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
     out.flush()
     if action not in ("help", "version"):  # every command is audited, reads too: `config:show` reveals secrets
         try:
-            from pushdock.redact import redact_argv
+            from pushdock.redact import redact_argv  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
             ctx.event(action, app=app, result="ok" if rc == 0 else f"exit {rc}", started=started,
                       command=" ".join(redact_argv(argv))[:300])
@@ -167,7 +167,7 @@ def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
 
 
 def _app_arg(argv: list[str]) -> str | None:
-    from pushdock.state import APP_NAME
+    from pushdock.state import APP_NAME  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
     positional = [a for a in argv[1:] if not a.startswith("-")]
     return positional[0] if positional and APP_NAME.match(positional[0]) else None
@@ -189,11 +189,11 @@ class _redirect:
 
 def main() -> None:
     """Entry point of the `pushdock` console script (the host door: root is admin)."""
-    import getpass
+    import getpass  # noqa: PLC0415 -- start-up: getpass loads when first used
 
-    from pushdock.context import Context, load_settings
-    from pushdock.log import configure
-    from pushdock.state import Identity
+    from pushdock.context import Context, load_settings  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
+    from pushdock.log import configure  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
+    from pushdock.state import Identity  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
     settings = load_settings()
     serving = sys.argv[1:2] == ["serve"]

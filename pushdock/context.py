@@ -26,7 +26,7 @@ class Context:
     def state(self) -> State:
         """The data dir, opened: every entry point comes here first, so an older schema is migrated here
         and a newer one refused (PushdockError) before anything reads or writes it."""
-        from pushdock.migrations import ensure_current
+        from pushdock.migrations import ensure_current  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
         state = State(self.settings.data_dir)
         ensure_current(state, self.identity)
@@ -36,7 +36,7 @@ class Context:
     def bus(self) -> Bus:
         if self.bus_override is not None:
             return self.bus_override
-        from pushdock.bus import Bus
+        from pushdock.bus import Bus  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
         return Bus(self.state.path("plugins"))
 
@@ -98,11 +98,11 @@ def load_settings() -> Settings:
     Importing pydantic-settings makes tens of thousands of objects that live as long as the process:
     with the GC paused it takes ~10 ms less, and frozen they are never rescanned by later collections.
     """
-    import gc
+    import gc  # noqa: PLC0415 -- start-up: only settings loading pauses the GC
 
     gc.disable()
     try:
-        from pushdock.settings import Settings
+        from pushdock.settings import Settings  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
         return Settings()
     finally:

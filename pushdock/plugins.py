@@ -57,7 +57,7 @@ class Plugin:
 
 def trigger_names() -> frozenset[str]:
     """Script names of the triggers scripts may implement (docs/triggers.md)."""
-    from pushdock import specs
+    from pushdock import specs  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
     names = [n for n in dir(specs) if not n.startswith("_") and callable(getattr(specs, n))
              and hasattr(getattr(specs, n), "pushdock_spec")]
@@ -131,7 +131,7 @@ def load(path: Path, python_errors: dict[str, str] | None = None) -> Plugin:
 
 
 def _load_python(path: Path, rec: dict[str, Any], common: dict[str, Any], errors: dict[str, str]) -> Plugin:
-    import importlib.metadata as md
+    import importlib.metadata as md  # noqa: PLC0415 -- start-up: importlib.metadata loads when first used
 
     package = str(rec.get("package", ""))
     try:

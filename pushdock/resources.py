@@ -172,7 +172,7 @@ def swarm_resources(limits: Limits) -> Any:
     """docker.types.Resources for a service's task template, or None without limits."""
     if not limits:
         return None
-    from docker.types import Resources
+    from docker.types import Resources  # noqa: PLC0415 -- start-up: docker loads when first used
 
     return Resources(cpu_limit=round(limits.cpu * 1e9) if limits.cpu is not None else None,
                      mem_limit=limits.memory)

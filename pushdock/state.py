@@ -239,8 +239,8 @@ class State:
 
     def create_app(self, app: str) -> None:
         """Create the bare repo of a new app (Conflict if it exists)."""
-        from dulwich.refs import Ref
-        from dulwich.repo import Repo
+        from dulwich.refs import Ref  # noqa: PLC0415 -- start-up: dulwich loads when first used
+        from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
         path = self.repo_path(app)
         if path.exists():

@@ -44,7 +44,7 @@ def client() -> Any:
     with _clients_lock:
         found = _clients.get(pid)
         if found is None:
-            import docker
+            import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
             try:
                 # Followed log streams hold one connection each: a larger pool avoids churn.
@@ -59,8 +59,8 @@ def client() -> Any:
 @contextlib.contextmanager
 def engine_errors(kind: type[PushdockError] = PushdockError, doing: str = "") -> Iterator[None]:
     """Turn docker SDK and connection errors into a one-line PushdockError of `kind`."""
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     try:
         yield
@@ -222,7 +222,7 @@ def container_command(release: Release, process: str, entrypoint: Sequence[str] 
 
 def image_entrypoint(image: str) -> tuple[str, ...]:
     """The app's own ENTRYPOINT of a local image; () if none (or the builder's own: /start, the CNB launcher)."""
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         config = client().api.inspect_image(image).get("Config") or {}
@@ -313,8 +313,8 @@ def exit_reason(container: Any) -> str | None:
 
 def last_log_lines(container: Any, n: int = crash_output.SHOWN) -> list[str]:
     """The container's last meaningful log lines, stderr first (crash_output)."""
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     try:
         err = container.logs(stdout=False, stderr=True, tail=crash_output.TAIL)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pushdock.routing import Upstream
 from schedulers import engine as eng
 from schedulers.engine import Slot
+from schedulers.listening import explain
 
 if TYPE_CHECKING:
     from pushdock.checks import Healthcheck
@@ -74,7 +75,7 @@ def wait_ready(
         notes = []
     if not checks:
         return notes
-    from schedulers.healthchecks import run_all
+    from schedulers.healthchecks import run_all  # noqa: PLC0415 -- cycle: schedulers.healthchecks imports this module
 
     return notes + run_all(s, checks, abort)
 
@@ -118,8 +119,6 @@ def _default_ready(ctx: Context, s: Started, abort: threading.Event) -> None:
 
 def _silent_reason(s: Started, timeout: float) -> str:
     """One line: the web instance never answered HTTP on $PORT, and what it listens on instead."""
-    from schedulers.listening import explain
-
     port = _container_port(s.container)
     head = f"{s.slot} did not answer HTTP on PORT={port} within {timeout:g}s"
     return f"{head}: {explain(s.container, port, s.container.labels.get('pushdock.app', 'APP'))}"

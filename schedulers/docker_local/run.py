@@ -36,7 +36,7 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
 
     `commit_to`: on success, the container's files become image `commit_to` (`commit`).
     """
-    import requests
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     shown = command if len(command) <= 120 else command[:117] + "..."
     progress.step(f"Running the {label} command: {shown}")
@@ -123,8 +123,8 @@ def _kill(cid: str) -> None:
 
 
 def _remove(cid: str) -> None:
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     try:
         eng.client().api.remove_container(cid, force=True)
@@ -185,7 +185,7 @@ def command_of(release: Release, argv: list[str], entrypoint: Sequence[str] = ()
 
 def run(ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
     """A one-off container of the release attached to this process's stdin/stdout/stderr; its exit status."""
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     with eng.engine_errors(doing=f"running a one-off container of {release.app}"):
         api = eng.client().api

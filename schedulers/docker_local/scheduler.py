@@ -23,6 +23,7 @@ from schedulers import engine as eng
 from schedulers import healthchecks
 from schedulers.base import Instance, Route
 from schedulers.docker_local import logs as docker_logs
+from schedulers.docker_local import run as docker_run
 from schedulers.docker_local.start import Say, remove_now, report, revive, start_all, stop_only, stop_remove
 from schedulers.engine import Slot
 
@@ -120,20 +121,16 @@ class DockerLocalScheduler:
     def enter(self, ctx: Context, app: str, argv: list[str], *, process: str | None, container_id: str | None,
               tty: bool) -> int:
         """Run argv in one of the app's running containers (docker_run.pick_instance); its exit status."""
-        from schedulers.docker_local import run as docker_run
 
         target = docker_run.pick_instance(self.instances(ctx, app), app, process=process, container_id=container_id)
         return docker_run.exec_in(target.id, argv, tty=tty, app=app)
 
     # -- one-off containers ------------------------------------------------------------------------
     def run(self, ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
-        from schedulers.docker_local import run as docker_run
-
         return docker_run.run(ctx, release, argv, tty=tty)
 
     def run_task(self, ctx: Context, release: Release, command: str, progress: Progress, *, timeout: float,
                  label: str, commit_to: str | None = None) -> None:
-        from schedulers.docker_local import run as docker_run
 
         docker_run.run_task(ctx, release, command, progress, timeout=timeout, label=label, commit_to=commit_to)
 
@@ -227,8 +224,8 @@ def _restore(paused: list[Any], say: Say) -> None:
     """The new release failed after checks:disable stopped the old one: start the old containers again."""
     if not paused:
         return
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     say.step(f"Starting the {len(paused)} old container{'s' if len(paused) != 1 else ''} again")
     for c in paused:

@@ -117,7 +117,7 @@ def launch(
     The host port is explicit (not left to docker) so it survives an engine restart unchanged.
     Containers run with `--init` so PID 1 forwards SIGTERM (busybox httpd as PID 1 ignores it).
     """
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     web = slot.process == "web"
     port = eng.container_port(release)
@@ -177,7 +177,7 @@ def launch(
 
 def revive(ctx: Context, slot: Slot, c: Any, say: Say, messages: list[str]) -> bool:
     """`docker start` a stopped instance; False (and removed) if it cannot start, e.g. its port is taken."""
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         c.start()
@@ -200,8 +200,8 @@ def revive(ctx: Context, slot: Slot, c: Any, say: Say, messages: list[str]) -> b
 def stop_only(containers: list[Any], timeout: int) -> list[tuple[Any, str | None]]:
     """Stop (SIGTERM, `timeout` s grace) without removing, so they can be started again."""
     def one(c: Any) -> tuple[Any, str | None]:
-        import docker
-        import requests
+        import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+        import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
         try:
             c.stop(timeout=timeout)
@@ -215,8 +215,8 @@ def stop_only(containers: list[Any], timeout: int) -> list[tuple[Any, str | None
 def stop_remove(containers: list[Any], timeout: int) -> list[tuple[Any, str | None]]:
     """Stop (SIGTERM, `timeout` s grace) and remove concurrently; (container, error or None) each."""
     def one(c: Any) -> tuple[Any, str | None]:
-        import docker
-        import requests
+        import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+        import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
         try:
             c.stop(timeout=timeout)
@@ -235,8 +235,8 @@ def remove_now(containers: list[Any]) -> None:
     """Force-remove containers of a failed start; errors are logged (the original failure matters)."""
 
     def one(c: Any) -> tuple[Any, str | None]:
-        import docker
-        import requests
+        import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+        import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
         try:
             c.remove(v=True, force=True)

@@ -50,7 +50,7 @@ def scheduler_set(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
     node). No VALUE unsets. Changing `selected` of a running app moves it now, with zero downtime (or not
     at all); `--global selected` leaves running apps where they run (it pins them).
     """
-    from schedulers.swarm import settings as props
+    from schedulers.swarm import settings as props  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     scope, rest = _scope(ctx, is_global, args, SCHEDULER_SET_USAGE)
     if not 1 <= len(rest) <= 2:
@@ -81,7 +81,7 @@ def scheduler_set(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
 @click.pass_obj
 def scheduler_report(ctx: Context, app: str, fmt: str) -> None:
     """Show the app's scheduler and swarm settings."""
-    from schedulers.swarm import settings as props
+    from schedulers.swarm import settings as props  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     print_report(f"{app} scheduler information", props.report(ctx, app), fmt)
@@ -104,7 +104,7 @@ def swarm_init(ctx: Context, advertise_addr: str, listen_addr: str) -> None:
     Nothing happens if swarm mode is on already. The defaults suit one machine; for several nodes use the
     host's LAN address (`--advertise-addr 10.0.0.5 --listen-addr 0.0.0.0:2377`).
     """
-    from schedulers.swarm import admin as swarm_admin
+    from schedulers.swarm import admin as swarm_admin  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     require_admin(ctx)
     click.echo(f"-----> {swarm_admin.init(advertise_addr, listen_addr)}")
@@ -118,7 +118,7 @@ def swarm_report(ctx: Context, fmt: str) -> None:
 
     For each node: the address the proxy dials for its tasks and the engine images are sent to.
     """
-    from schedulers.swarm import admin as swarm_admin
+    from schedulers.swarm import admin as swarm_admin  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     require_admin(ctx)
     fields, nodes = swarm_admin.report(ctx)
@@ -142,9 +142,9 @@ def swarm_set(ctx: Context, node: str, key: str, value: str) -> None:
     127.0.0.1 for this one). `engine`: a Docker engine URL (tcp://HOST:2375, ssh://USER@HOST) release
     images are streamed to when no registry is set. No VALUE unsets.
     """
-    from schedulers.engine import engine_errors
-    from schedulers.swarm import nodes as sn
-    from schedulers.swarm import settings as props
+    from schedulers.engine import engine_errors  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
+    from schedulers.swarm import nodes as sn  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
+    from schedulers.swarm import settings as props  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     require_admin(ctx)
     with engine_errors(doing="looking up the node"):
@@ -170,7 +170,7 @@ def registry_set(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
     HOST[:PORT][/PATH]; on the swarm scheduler every release is pushed as HOST/pushdock/APP:vN and its
     services pull it by digest. No HOST unsets.
     """
-    from schedulers.swarm import settings as props
+    from schedulers.swarm import settings as props  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     usage = "registry:set [--global|APP] server [HOST]"
     scope, rest = _scope(ctx, is_global, args, usage)
@@ -188,7 +188,7 @@ def registry_set(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
 @click.pass_obj
 def registry_report(ctx: Context, app: str | None, fmt: str) -> None:
     """Show the registry and release image names."""
-    from schedulers.swarm import settings as props
+    from schedulers.swarm import settings as props  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     if app is not None:
         authorized_app(ctx, app)

@@ -94,8 +94,8 @@ def create_service(
 
     `stop_timeout`: the SIGTERM -> SIGKILL grace of its tasks (the app's `checks:set APP stop-timeout`),
     PUSHDOCK_STOP_TIMEOUT if None."""
-    import docker
-    from docker.types import (
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    from docker.types import (  # noqa: PLC0415 -- start-up: docker loads when first used
         ContainerSpec,
         EndpointSpec,
         Placement,
@@ -284,8 +284,8 @@ def instances(ctx: Context, app: str) -> list[Instance]:
 # -- removal ----------------------------------------------------------------------------------------
 def remove_services(services: list[Any]) -> list[tuple[Any, str | None]]:
     """Remove services (their tasks get SIGTERM and the grace period); (service, error or None) each."""
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     out: list[tuple[Any, str | None]] = []
     for s in services:

@@ -18,6 +18,7 @@ from loguru import logger
 
 from pushdock.errors import PushdockError
 from schedulers import engine as eng
+from schedulers.swarm.settings import registry_server
 
 if TYPE_CHECKING:
     from pushdock.context import Context
@@ -41,9 +42,8 @@ def registry_name(server: str, app: str, number: int) -> str:
 
 def prepare(ctx: Context, release: Release, nodes: list[Node], progress: Progress) -> Placement:
     """Make the release's image available where its tasks may run; PushdockError (one line) if it cannot."""
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
-    from schedulers.swarm.settings import registry_server
 
     client = eng.client()
     try:
@@ -77,8 +77,8 @@ def prepare(ctx: Context, release: Release, nodes: list[Node], progress: Progres
 
 def push(image: Any, name: str) -> str | None:
     """Tag and push; the pushed digest (or None if the registry did not say). PushdockError on failure."""
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     repo, _, tag = name.rpartition(":")
     try:
@@ -97,8 +97,8 @@ def push(image: Any, name: str) -> str | None:
 
 def stream_to(node: Node, image: str, image_id: str, progress: Progress) -> None:
     """`docker save IMAGE | docker load` into the node's engine, unless it has this image already."""
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     try:
         remote = docker.DockerClient(base_url=node.engine, timeout=600)

@@ -41,7 +41,7 @@ def open_follow(service_id: str, since: float) -> tuple[Any, Iterator[str]]:
     APIClient.service_logs, wrapped as the SDK wraps container logs (CancellableStream): its close()
     shuts the socket down, the only way to end a blocked read when the consumer goes away.
     """
-    from docker.types.daemon import CancellableStream
+    from docker.types.daemon import CancellableStream  # noqa: PLC0415 -- start-up: docker loads when first used
 
     api = eng.client().api
     params = {"details": True, "follow": True, "stdout": True, "stderr": True, "timestamps": True,
@@ -73,7 +73,7 @@ def lines(ctx: Context, app: str, *, follow: bool, tail: int | None, process: st
 
 
 def _history(service: Any, tail: int | None, slots: dict[str, str], seen: dict[str, str]) -> list[tuple[str, str]]:
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         raw = eng.client().api.service_logs(service.id, details=True, stdout=True, stderr=True, timestamps=True,

@@ -56,7 +56,7 @@ class Node:
 
 def nodes(ctx: Context) -> list[Node]:
     """Every node of the swarm; this one first. Its tasks are dialled on 127.0.0.1 (host-mode ports bind 0.0.0.0)."""
-    from schedulers.swarm.settings import node_settings
+    from schedulers.swarm.settings import node_settings  # noqa: PLC0415 -- cycle: schedulers.swarm.settings imports this module
 
     local_id = swarm_state().get("NodeID")
     configured = node_settings(ctx)

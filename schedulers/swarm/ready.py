@@ -196,8 +196,8 @@ class _Watch:
 
     def _container(self, t: dict[str, Any], name: str) -> tuple[Any, str]:
         """The task's container (this engine's, or its node's engine's), or None and why not."""
-        import docker
-        import requests
+        import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+        import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
         node = self.by_node.get(str(t.get("NodeID") or ""))
         cid = ((t.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
@@ -267,8 +267,8 @@ def _mesh_upstreams(new: list[NewService], by_node: dict[str, sn.Node], *, probe
 
 def task_log_lines(service: Any, task_id: str, n: int = crash_output.SHOWN) -> list[str]:
     """The task's last meaningful log lines (crash_output), read through the service's logs (any node)."""
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     try:
         raw = eng.client().api.service_logs(service.id, details=True, stdout=True, stderr=True, tail=crash_output.TAIL,

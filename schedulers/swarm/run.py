@@ -25,6 +25,7 @@ from pushdock.checks import check_settings
 from pushdock.errors import DeployFailed, PushdockError, TaskFailed
 from schedulers import engine as eng
 from schedulers import log_follow
+from schedulers.docker_local import run as docker_run
 from schedulers.docker_local.run import task_command
 from schedulers.swarm import engine as sw
 from schedulers.swarm import images as swarm_images
@@ -47,7 +48,7 @@ def _label_name(label: str) -> str:
 def run_task(ctx: Context, release: Release, command: str, progress: Progress, *, timeout: float,
              label: str) -> None:
     """Run `command` once as a one-shot service; DeployFailed on a non-zero exit, a rejection or a timeout."""
-    from docker.types import ContainerSpec, Placement, RestartPolicy, ServiceMode, TaskTemplate
+    from docker.types import ContainerSpec, Placement, RestartPolicy, ServiceMode, TaskTemplate  # noqa: PLC0415 -- start-up: docker loads when first used
 
     what = _label_name(label)
     try:
@@ -87,8 +88,8 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
 
 
 def _remove_service(service_id: str) -> None:
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     for attempt in (1, 2):  # a pooled connection may have died with the closed log stream: retry once
         try:
@@ -156,6 +157,4 @@ def _follow_until_done(
 # -- run: an attached container on the manager ------------------------------------------------------
 def run(ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
     """`pushdock run APP CMD...`: docker-local's one-off container (stdio, TTY, limits), on the manager's engine."""
-    from schedulers.docker_local import run as docker_run
-
     return docker_run.run(ctx, release, argv, tty=tty)

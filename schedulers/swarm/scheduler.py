@@ -35,11 +35,12 @@ from schedulers import engine as eng
 from schedulers import healthchecks
 from schedulers.base import Instance, Route
 from schedulers.docker_local.start import Say, report, stop_only, stop_remove
-from schedulers.readiness import NotReady
+from schedulers.readiness import PROBE_TIMEOUT, NotReady, answers
 from schedulers.swarm import engine as sw
 from schedulers.swarm import images as swarm_images
 from schedulers.swarm import logs as swarm_logs
 from schedulers.swarm import nodes as sn
+from schedulers.swarm import run as swarm_run
 from schedulers.swarm import settings as swarm_settings
 from schedulers.swarm.ready import NewService, wait_ready
 
@@ -186,7 +187,6 @@ class SwarmScheduler:
     def ready_upstreams(self, ctx: Context, release: Release, routed: set[Upstream]) -> list[Upstream]:
         """The web tasks of `release` that serve now: those `routed` already, and new ones (a task swarm put in
         place of a failed one, on a new host port) once they answer HTTP below 500. For `serve`'s follower."""
-        from schedulers.readiness import PROBE_TIMEOUT, answers
 
         running = {i.upstream for i in self.instances(ctx, release.app)
                    if i.release == release.number and i.process == "web" and i.state == "running" and i.upstream}
@@ -197,8 +197,6 @@ class SwarmScheduler:
 
     # -- one-off ----------------------------------------------------------------------------------
     def run(self, ctx: Context, release: Release, argv: list[str], *, tty: bool) -> int:
-        from schedulers.swarm import run as swarm_run
-
         return swarm_run.run(ctx, release, argv, tty=tty)
 
     def run_task(self, ctx: Context, release: Release, command: str, progress: Progress, *, timeout: float,
@@ -206,11 +204,10 @@ class SwarmScheduler:
         if commit_to:
             # A task whose files are kept runs on the manager, where the image is built and from where the
             # deploy then distributes the committed image like any release image.
-            from schedulers.docker_local import run as docker_run
+            from schedulers.docker_local import run as docker_run  # noqa: PLC0415 -- start-up: loads only when this path runs
 
             docker_run.run_task(ctx, release, command, progress, timeout=timeout, label=label, commit_to=commit_to)
             return
-        from schedulers.swarm import run as swarm_run
 
         swarm_run.run_task(ctx, release, command, progress, timeout=timeout, label=label)
 

@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from hooks import pipeline
+from pushdock.checks import check_settings
 from pushdock.errors import PushdockError, UsageError
 from pushdock.state import GLOBAL
+from schedulers import engine as eng
 
 if TYPE_CHECKING:
     from pushdock.context import Context
@@ -48,7 +51,7 @@ def scheduler_value(ctx: Context, app: str | None, key: str) -> tuple[str | None
 
 def routing_mesh(ctx: Context, app: str) -> bool:
     """Whether the app's web services publish through the routing mesh (auto: this kernel has IPVS)."""
-    from schedulers.swarm.nodes import kernel_has_ipvs
+    from schedulers.swarm.nodes import kernel_has_ipvs  # noqa: PLC0415 -- cycle: schedulers.swarm.nodes imports this module
 
     value = scheduler_value(ctx, app, "routing-mesh")[0] or "auto"
     return kernel_has_ipvs() if value == "auto" else value == "on"
@@ -131,7 +134,6 @@ def select(ctx: Context, app: str, value: str, progress: Progress) -> str:
     switches once the new instances pass their checks), then what the old one ran is retired. Callers
     hold the app's lock.
     """
-    from hooks import pipeline
 
     before_prop = ctx.state.get(SCHEDULER, app, "selected")
     before = scheduler_value(ctx, app, "selected")[0]
@@ -153,9 +155,7 @@ def select(ctx: Context, app: str, value: str, progress: Progress) -> str:
 
 def _retire_swarm(ctx: Context, app: str, progress: Progress) -> None:
     """After a move away from swarm: remove the app's services (the new scheduler routes already)."""
-    from pushdock.checks import check_settings
-    from schedulers import engine as eng
-    from schedulers.swarm import engine as sw
+    from schedulers.swarm import engine as sw  # noqa: PLC0415 -- cycle: schedulers.swarm.engine and .nodes import this module
 
     grace = max(ctx.settings.stop_timeout, check_settings(ctx, app).stop_timeout)
     try:
