@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -30,8 +31,6 @@ class Registry(click.Group):
     _loaded: set[str]
 
     def _load_core(self, module: str) -> None:
-        import importlib  # noqa: PLC0415 -- start-up: importlib.metadata loads when first used
-
         if module not in self._loaded:
             self._loaded.add(module)
             importlib.import_module(f"pushdock.commands.{module}").register(self)
@@ -41,7 +40,7 @@ class Registry(click.Group):
             self._load_core(module)
         if "plugins" not in self._loaded and self.plugins is not None:
             self._loaded.add("plugins")
-            self.plugins().pm.hook.register_commands(cli=self)
+            self.plugins().call("register_commands", cli=self)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in CORE_NAMES:
