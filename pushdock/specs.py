@@ -141,7 +141,7 @@ def post_app_clone(ctx: Context, old_app: str, new_app: str) -> None:
 # -- services: datastores an app links to (services/, docs/services.md) -------------------------------
 @hookspec
 def register_services() -> dict[str, Any]:
-    """Return {kind: Datastore} (services.base.Datastore): `postgres`, `redis`; a plugin adds its own kinds."""
+    """Return {kind: Datastore} (pushdock.datastore.Datastore): `postgres`, `redis`; a plugin adds its own kinds."""
     return {}
 
 

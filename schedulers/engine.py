@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from pushdock.errors import PushdockError
 from pushdock.routing import Upstream
+from pushdock.scheduler import Instance
 from schedulers import crash_output, process_command
-from schedulers.base import Instance
 
 if TYPE_CHECKING:
     from pushdock.context import Context

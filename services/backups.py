@@ -22,7 +22,7 @@ from services import engine, model
 
 if TYPE_CHECKING:
     from pushdock.context import Context
-    from services.base import Datastore
+    from pushdock.datastore import Datastore
     from services.model import Service
 
 INDEX = "backups"

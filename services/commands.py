@@ -17,9 +17,9 @@ import click
 from pushdock.apps import authorized_app, require_admin
 from pushdock.commands import echo_progress, format_option, print_report, print_table
 from pushdock.context import Context
+from pushdock.datastore import Datastore
 from pushdock.errors import Conflict, UsageError
 from services import engine, links, model
-from services.base import Datastore
 
 
 def group(kind: str, *, backups: bool = False) -> click.Group:

@@ -24,8 +24,8 @@ from pushdock.errors import PushdockError
 
 if TYPE_CHECKING:
     from pushdock.context import Context
+    from pushdock.datastore import Datastore
     from pushdock.progress import Progress
-    from services.base import Datastore
     from services.model import Service
 
 LABEL_DATA_DIR = "pushdock.data-dir"  # as every container pushdock makes (schedulers clean up by it)

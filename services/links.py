@@ -16,7 +16,7 @@ from services import engine, model
 
 if TYPE_CHECKING:
     from pushdock.context import Context
-    from services.base import Datastore
+    from pushdock.datastore import Datastore
 
 
 def _apply(ctx: Context, app: str, env: dict[str, str], why: str, no_restart: bool) -> None:

@@ -18,8 +18,8 @@ from pushdock.state import validate_app_name, validate_env_key
 
 if TYPE_CHECKING:
     from pushdock.context import Context
+    from pushdock.datastore import Datastore
     from pushdock.state import State
-    from services.base import Datastore
 
 RECORD, CREDENTIALS = "record", "credentials"
 ALIAS = re.compile(r"^[A-Z][A-Z0-9_]{0,62}\Z")

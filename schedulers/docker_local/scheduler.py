@@ -19,9 +19,9 @@ from loguru import logger
 
 from pushdock.checks import CheckSettings, check_settings
 from pushdock.errors import DeployFailed, PushdockError
+from pushdock.scheduler import Instance, Route
 from schedulers import engine as eng
 from schedulers import healthchecks
-from schedulers.base import Instance, Route
 from schedulers.docker_local import logs as docker_logs
 from schedulers.docker_local import run as docker_run
 from schedulers.docker_local.start import Say, remove_now, report, revive, start_all, stop_only, stop_remove

@@ -20,8 +20,8 @@ from loguru import logger
 from pushdock import docker_options, networks, resources, storage
 from pushdock.errors import PushdockError
 from pushdock.routing import Upstream
+from pushdock.scheduler import Instance
 from schedulers import engine as eng
-from schedulers.base import Instance
 from schedulers.engine import LABEL_APP, LABEL_DATA_DIR, LABEL_PROCESS, LABEL_RELEASE
 from schedulers.swarm.nodes import Node, nodes
 

@@ -31,9 +31,9 @@ from loguru import logger
 
 from pushdock.checks import CheckSettings, check_settings
 from pushdock.errors import DeployFailed, PushdockError
+from pushdock.scheduler import Instance, Route
 from schedulers import engine as eng
 from schedulers import healthchecks
-from schedulers.base import Instance, Route
 from schedulers.docker_local.start import Say, report, stop_only, stop_remove
 from schedulers.readiness import PROBE_TIMEOUT, NotReady, answers
 from schedulers.swarm import engine as sw

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from services.base import BuildFiles
+from pushdock.datastore import BuildFiles
 
 BIN = "/usr/lib/postgresql/15/bin"
 DOCKERFILE = b"""FROM pushdock/stack:bookworm

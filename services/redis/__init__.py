@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.base import BuildFiles
+from pushdock.datastore import BuildFiles
 
 DOCKERFILE = b"""FROM pushdock/stack:bookworm
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server \\

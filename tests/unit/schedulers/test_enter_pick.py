@@ -6,7 +6,7 @@ import pytest
 
 from pushdock.commands.ps import mask_env
 from pushdock.errors import PushdockError
-from schedulers.base import Instance
+from pushdock.scheduler import Instance
 from schedulers.docker_local.run import pick_instance
 
 
