@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -220,7 +220,8 @@ def follow_upstreams(ctx: Context) -> list[str]:
         try:
             with ctx.state.app_lock(app, timeout=0):
                 routed = set(routes[app].upstreams)
-                ready = scheduler.ready_upstreams(ctx, current, routed)
+                follower: Any = scheduler  # upstreams_move and ready_upstreams: a capability, not the Protocol's
+                ready = follower.ready_upstreams(ctx, current, routed)
                 if ready and set(ready) != routed:
                     _route(ctx, app)(ready)
                     followed.append(app)

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import pluggy
 from loguru import logger
 
 from pushdock import proc, specs
 from pushdock.errors import HookFailed, NotFound, PushdockError
+
+if TYPE_CHECKING:
+    from pushdock.builder import Builder
+    from pushdock.datastore import Datastore
+    from pushdock.proxy import Proxy
+    from pushdock.scheduler import Scheduler
 
 ENTRY_POINT_GROUP = "pushdock"
 
@@ -143,17 +149,44 @@ class Bus:
         return outputs
 
     # -- registries -------------------------------------------------------------------------------
+    @overload
+    def registry(self, kind: Literal["builders"]) -> dict[str, Builder]: ...
+    @overload
+    def registry(self, kind: Literal["schedulers"]) -> dict[str, Scheduler]: ...
+    @overload
+    def registry(self, kind: Literal["proxies"]) -> dict[str, Proxy]: ...
+    @overload
+    def registry(self, kind: Literal["services"]) -> dict[str, Datastore]: ...
     def registry(self, kind: str) -> dict[str, Any]:
-        """{name: implementation} for `builders`, `schedulers` or `proxies`."""
+        return self._registry(kind)
+
+    def _registry(self, kind: str) -> dict[str, Any]:
+        """{name: implementation} of `builders`, `schedulers`, `proxies` or `services`, built when first asked.
+
+        A name two plugins register is refused (PushdockError naming both), never won by registration order.
+        """
         if kind not in self._registries:
             merged: dict[str, Any] = {}
-            for part in getattr(self.pm.hook, f"register_{kind}")():
-                merged.update(part or {})
+            owners: dict[str, str] = {}
+            for impl in getattr(self.pm.hook, f"register_{kind}").get_hookimpls():
+                for name, implementation in (impl.function() or {}).items():
+                    if name in merged:
+                        raise PushdockError(f"{kind[:-1]} {name!r} is registered twice: by plugin {owners[name]} "
+                                            f"and by plugin {impl.plugin_name}")
+                    merged[name], owners[name] = implementation, impl.plugin_name
             self._registries[kind] = merged
         return self._registries[kind]
 
+    @overload
+    def lookup(self, kind: Literal["builders"], name: str) -> Builder: ...
+    @overload
+    def lookup(self, kind: Literal["schedulers"], name: str) -> Scheduler: ...
+    @overload
+    def lookup(self, kind: Literal["proxies"], name: str) -> Proxy: ...
+    @overload
+    def lookup(self, kind: Literal["services"], name: str) -> Datastore: ...
     def lookup(self, kind: str, name: str) -> Any:
-        reg = self.registry(kind)
+        reg = self._registry(kind)
         try:
             return reg[name]
         except KeyError:

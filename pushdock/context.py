@@ -13,6 +13,8 @@ from pushdock.state import Identity, State
 if TYPE_CHECKING:
     from pushdock.bus import Bus
     from pushdock.chain import Pipeline
+    from pushdock.proxy import Proxy
+    from pushdock.scheduler import Scheduler
     from pushdock.settings import Settings
 
 
@@ -49,12 +51,12 @@ class Context:
         return chain
 
     # -- selected implementations (registry lookups by name, never if/elif over kinds) ------------
-    def scheduler(self, app: str | None = None) -> Any:
+    def scheduler(self, app: str | None = None) -> Scheduler:
         name = ((app and self.state.get("scheduler", app, "selected"))
                 or self.state.get("scheduler", "--global", "selected") or self.settings.scheduler)
         return self.bus.lookup("schedulers", name)
 
-    def proxy(self) -> Any:
+    def proxy(self) -> Proxy:
         name = self.state.get("proxy", "--global", "selected") or self.settings.proxy
         return self.bus.lookup("proxies", name)
 

@@ -6,11 +6,11 @@ table of live routes); a third-party proxy may implement it directly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from proxies.model import Route
     from pushdock.context import Context
     from pushdock.routing import Upstream
 
@@ -36,8 +36,8 @@ class Proxy(Protocol):
         """Inside it, `apply`/`remove` return at once; all of them are committed together (one reload) at exit."""
         ...
 
-    def routes(self, ctx: Context) -> dict[str, Route]:
-        """What the proxy was last told to serve, by app."""
+    def routes(self, ctx: Context) -> Mapping[str, Any]:
+        """What the proxy was last told to serve, by app (the shipped proxies: proxies.model.Route)."""
         ...
 
     def check_ports(self, ctx: Context, ports: list[int]) -> None:

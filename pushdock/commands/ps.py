@@ -33,7 +33,7 @@ def report(ctx: Context, app: str, fmt: str) -> None:
     """Show each container: process, release, state, restarts, address."""
     authorized_app(ctx, app)
     current = ctx.state.current_release(app)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"process": f"{i.process}.{i.index}", "release": f"v{i.release}", "state": crash_state(i.state, i.restarts),
          "restarts": i.restarts, "address": str(i.upstream or ""), "container": i.name}
         for i in sorted(ctx.scheduler(app).instances(ctx, app), key=lambda i: (i.process, i.index))
@@ -176,9 +176,10 @@ def inspect(ctx: Context, app: str) -> None:
     """Print `docker inspect` of the app's containers as JSON, config values masked (see `config:show`)."""
     authorized_app(ctx, app)
     scheduler = ctx.scheduler(app)
-    if getattr(scheduler, "inspect", None) is None:
+    inspect = getattr(scheduler, "inspect", None)  # a capability of docker-local's, not of every Scheduler
+    if inspect is None:
         raise UsageError(f"the {scheduler.name} scheduler has no containers to inspect here")
-    click.echo(json.dumps(mask_env(scheduler.inspect(ctx, app), set(ctx.state.get_env(app))), indent=2))
+    click.echo(json.dumps(mask_env(inspect(ctx, app), set(ctx.state.get_env(app))), indent=2))
 
 
 def mask_env(containers: list[dict[str, Any]], secret_keys: set[str]) -> list[dict[str, Any]]:
