@@ -11,7 +11,6 @@ import json
 import re
 import socketserver
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from loguru import logger
 
-from pushdock.errors import Conflict, Forbidden, NotFound, PushdockError, UsageError
+from pushdock.errors import Conflict, Forbidden, NotFound, PushdockError, UsageError, internal_error
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -114,9 +113,7 @@ class Router:
                 status = next((code for kind, code in STATUS_OF if isinstance(e, kind)), 500)
                 return json_response(status, {"error": str(e)})
             except Exception:
-                error_id = uuid.uuid4().hex[:8]
-                logger.exception("http handler crashed", path=path, error_id=error_id)
-                return json_response(500, {"error": f"internal error {error_id}"})
+                return json_response(500, {"error": internal_error("http handler crashed", path=path)})
         if allowed:
             return json_response(405, {"error": "method not allowed"})
         return json_response(404, {"error": "not found"})

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,7 @@ from gitserver.configref import CONFIG_REF
 from gitserver.connectivity import Unconnected, check_connected
 from gitserver.settings_file import ConfigFileError
 from hooks import pipeline
-from pushdock.errors import PushdockError
+from pushdock.errors import PushdockError, internal_error
 from pushdock.progress import Progress
 
 if TYPE_CHECKING:
@@ -271,9 +270,7 @@ class PushdockReceivePack(ReceivePackHandler):
                 try:
                     c.reason = self._check(c, current.get(c.ref, ZERO_SHA), deploy_ref, have, shallow)
                 except Exception:  # an unreadable object, say: refuse this ref, keep the others
-                    error_id = uuid.uuid4().hex[:8]
-                    logger.exception("ref check crashed", app=self.app, ref=c.ref.decode(), error_id=error_id)
-                    c.reason = f"internal error {error_id}"
+                    c.reason = internal_error("ref check crashed", app=self.app, ref=c.ref.decode())
 
     def _check(
         self, c: Command, current: bytes, deploy_ref: bytes | None, have: list[bytes], shallow: set[bytes]
@@ -332,10 +329,8 @@ class PushdockReceivePack(ReceivePackHandler):
                 progress.line(f" !     {e}")
                 c.reason = str(e)
             except Exception:
-                error_id = uuid.uuid4().hex[:8]
-                logger.exception("config apply crashed", app=self.app, error_id=error_id)
-                progress.line(f" !     internal error {error_id}")
-                c.reason = f"internal error {error_id}"
+                c.reason = internal_error("config apply crashed", app=self.app)
+                progress.line(f" !     {c.reason}")
             finally:
                 progress.close()
 
@@ -363,10 +358,8 @@ class PushdockReceivePack(ReceivePackHandler):
             progress.line(f" !     {e}")
             target.reason = str(e)
         except Exception:
-            error_id = uuid.uuid4().hex[:8]
-            logger.exception("deploy crashed", app=self.app, error_id=error_id)
-            progress.line(f" !     internal error {error_id}")
-            target.reason = f"internal error {error_id}"
+            target.reason = internal_error("deploy crashed", app=self.app)
+            progress.line(f" !     {target.reason}")
         else:
             if not self.ctx.state.get("git", self.app, "deploy-branch"):
                 self.ctx.state.set("git", self.app, "deploy-branch", target.branch)

@@ -20,14 +20,13 @@ import contextlib
 import re
 import sys
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from loguru import logger
 
-from pushdock.errors import Conflict, Forbidden, NotFound, PushdockError
+from pushdock.errors import Conflict, Forbidden, NotFound, PushdockError, internal_error
 from pushdock.state import Identity
 
 if TYPE_CHECKING:
@@ -174,12 +173,10 @@ class SmartHttp:
                 logger.info("git over http ended early", service=service, error=repr(e))
                 result, reason = "failed", "the client went away"
             except Exception:
-                error_id = uuid.uuid4().hex[:8]
-                logger.exception("git over http crashed", service=service, error_id=error_id)
-                result, reason = "failed", f"internal error {error_id}"
+                result, reason = "failed", internal_error("git over http crashed", service=service)
                 with contextlib.suppress(Exception):  # re-raises if the headers are out already
                     start_response("500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info())
-                    yield f"internal error {error_id}\n".encode()
+                    yield f"{reason}\n".encode()
             finally:
                 if exchange and (service == "git-upload-pack" or result != "ok"):
                     record(ctx, ACTIONS[service], app, service, environ, started=started, result=result,

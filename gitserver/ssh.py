@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import sys
-import uuid
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ from loguru import logger
 from pydantic import SecretStr
 
 from gitserver.sshlib import asyncssh
-from pushdock.errors import PushdockError
+from pushdock.errors import PushdockError, internal_error
 from pushdock.redact import redact_command
 from pushdock.state import atomic_write
 
@@ -156,10 +155,9 @@ class SSHDoor:
         try:
             rc = await asyncio.shield(task)
         except Exception:  # the worker could not even start
-            error_id = uuid.uuid4().hex[:8]
-            logger.exception("ssh worker failed", who=identity.name, error_id=error_id)
+            line = internal_error("ssh worker failed", who=identity.name)
             with contextlib.suppress(Exception):
-                process.stderr.write(f"error: internal error {error_id}\n".encode())
+                process.stderr.write(f"error: {line}\n".encode())
             rc = 1
         with contextlib.suppress(Exception):  # the client may be gone: its outcome is already recorded
             process.exit(rc)

@@ -19,7 +19,6 @@ import os
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
@@ -32,7 +31,7 @@ from gitserver.ssh import settings_env
 from hooks import pipeline
 from pushdock import log, proc
 from pushdock.context import Context
-from pushdock.errors import PushdockError
+from pushdock.errors import PushdockError, internal_error
 from pushdock.progress import Progress
 from pushdock.settings import Settings
 from pushdock.state import Identity
@@ -158,9 +157,8 @@ class DeployQueue:
             try:
                 self.run(self.ctx, job)
             except Exception:  # the thread must go on to the next job
-                error_id = uuid.uuid4().hex[:8]
-                logger.exception("webhook deploy crashed", app=app, delivery=job.delivery, error_id=error_id)
-                _finish(self.ctx, job, f"failed: internal error {error_id}")
+                line = internal_error("webhook deploy crashed", app=app, delivery=job.delivery)
+                _finish(self.ctx, job, f"failed: {line}")
 
     def idle(self, timeout: float) -> bool:
         """Wait until no job is pending or running (for tests and shutdown); True if idle."""
@@ -307,9 +305,7 @@ def main() -> int:
     try:
         outcome = run_job(ctx, job)
     except Exception:
-        error_id = uuid.uuid4().hex[:8]
-        logger.exception("webhook worker crashed", app=job.app, error_id=error_id)
-        _finish(ctx, job, f"failed: internal error {error_id}")
+        _finish(ctx, job, f"failed: {internal_error('webhook worker crashed', app=job.app)}")
         return 1
     return 0 if outcome.startswith(("deployed", "already", "ignored")) else 1
 

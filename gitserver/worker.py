@@ -14,10 +14,9 @@ import resource
 import shlex
 import sys
 import time
-import uuid
 from typing import IO, TYPE_CHECKING, TextIO
 
-from pushdock.errors import Conflict, Forbidden, PushdockError, UsageError
+from pushdock.errors import Conflict, Forbidden, PushdockError, UsageError, internal_error
 from pushdock.log import logger
 
 if TYPE_CHECKING:
@@ -110,9 +109,7 @@ def run(command: str, ctx: Context, stdin: IO[bytes], stdout: TextIO, stderr: Te
             _git_event(ctx, argv, started, result="failed", reason=f"protocol error: {message}")
             return FATAL
         except Exception:
-            error_id = uuid.uuid4().hex[:8]
-            logger.exception("git command crashed", command=argv[0], error_id=error_id)
-            stderr.write(f"fatal: internal error {error_id}\n")
+            stderr.write(f"fatal: {internal_error('git command crashed', command=argv[0])}\n")
             return FATAL
     from pushdock.cli import dispatch  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
 
@@ -150,9 +147,7 @@ def main() -> int:
     try:
         return run(command, ctx, sys.stdin.buffer, sys.stdout, sys.stderr)
     except Exception:
-        error_id = uuid.uuid4().hex[:8]
-        logger.exception("worker crashed", error_id=error_id)
-        sys.stderr.write(f"error: internal error {error_id}\n")
+        sys.stderr.write(f"error: {internal_error('worker crashed')}\n")
         return 1
     finally:
         try:

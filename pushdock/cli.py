@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 import click
 
-from pushdock.errors import PushdockError
+from pushdock.errors import PushdockError, internal_error
 
 CORE_COMMAND_MODULES = ("apps", "config", "ps", "logs", "events", "core", "releases", "run", "checks", "service",
                         "storage", "cron", "builds", "plugin", "logship")
@@ -145,13 +145,7 @@ def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
     except BrokenPipeError:
         rc = 1
     except Exception:
-        import uuid  # noqa: PLC0415 -- start-up: uuid loads when first used
-
-        from pushdock.log import logger  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
-
-        incident = uuid.uuid4().hex[:8]
-        logger.exception("internal error", incident=incident, command=action)
-        err.write(f"error: internal error {incident} (details in the server log)\n")
+        err.write(f"error: {internal_error('command crashed', command=action)} (details in the server log)\n")
         rc = 70
     out.flush()
     if action not in ("help", "version"):  # every command is audited, reads too: `config:show` reveals secrets
