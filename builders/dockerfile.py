@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from loguru import logger
 
 from builders import detect, properties
-from hooks.source import read_procfile
 from pushdock import docker_options, pushed, resources
 from pushdock.builder import BuildRequest, BuildResult
 from pushdock.errors import BuildFailed
@@ -37,7 +36,6 @@ class DockerfileBuilder:
         return detect.dockerfile_rule(build_dir, env, dockerfile)
 
     def build(self, ctx: Context, req: BuildRequest, progress: Progress) -> BuildResult:
-        read_procfile(req.build_dir)  # a bad Procfile fails before anything is built
         dockerfile = properties.resolve_dockerfile(
             req.build_dir, properties.get_dockerfile_path(ctx.state, req.app)
         )

@@ -28,7 +28,6 @@ from loguru import logger
 from builders import BUILDPACK_ORDER, build_container, detect, properties
 from builders.buildpack_source import SHIPPED_DIR, BuildpackRef, parse_buildpack, parse_lines, resolve
 from builders.detect import dotenv_value
-from hooks.source import read_procfile
 from pushdock import jsonc, proc, pushed
 from pushdock.builder import BuildRequest, BuildResult
 from pushdock.errors import BuildFailed, UsageError
@@ -128,7 +127,7 @@ class HerokuishBuilder:
         return detect.herokuish_rule(build_dir, env, dockerfile)
 
     def build(self, ctx: Context, req: BuildRequest, progress: Progress) -> BuildResult:
-        procfile = read_procfile(req.build_dir)  # a bad Procfile fails before anything is built
+        procfile = req.procfile
         selection = select(ctx.state, req.app, req.build_dir, req.env)
         if not selection.detect:
             progress.step(f"Using buildpacks {selection.describe()}")

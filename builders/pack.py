@@ -26,7 +26,6 @@ from loguru import logger
 from builders import detect, properties
 from builders.build_container import engine_errors
 from builders.dockerfile import clean, one_line
-from hooks.source import read_procfile
 from pushdock import pushed
 from pushdock.builder import BuildRequest, BuildResult
 from pushdock.errors import BuildFailed
@@ -62,7 +61,7 @@ class PackBuilder:
     def build(self, ctx: Context, req: BuildRequest, progress: Progress) -> BuildResult:
         import sh  # noqa: PLC0415 -- start-up: sh loads when first used
 
-        procfile = read_procfile(req.build_dir)  # a bad Procfile fails before anything is built
+        procfile = req.procfile
         pushed.read_bytes(req.build_dir, "project.toml")  # pack reads it on this host: never through a link out
         exe = shutil.which("pack")
         if exe is None:

@@ -18,10 +18,11 @@ from loguru import logger
 from hooks import releases
 from hooks.appjson import AppJson, read_app_json
 from hooks.detect import detect_builder
-from hooks.source import export_tree, read_procfile
+from hooks.source import export_tree
 from pushdock import builds, storage
 from pushdock.builder import BuildRequest
 from pushdock.errors import DeployFailed, PushdockError, UsageError
+from pushdock.procfile import read_procfile
 from pushdock.progress import NULL, Progress
 from pushdock.state import Release, State
 
@@ -42,6 +43,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
             export_tree(state.repo_path(app), sha, build_dir, progress=progress)
             bus.call("post_extract", ctx=ctx, app=app, build_dir=str(build_dir), sha=sha)
             app_json = read_app_json(build_dir)  # a malformed app.json fails before the build
+            procfile = read_procfile(build_dir)  # so does a malformed Procfile; parsed once, for the builder too
 
             env = state.get_env(app)
             forced = bus.first("builder_detect", ctx=ctx, app=app, build_dir=str(build_dir))
@@ -55,11 +57,11 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
             number = state.next_release_number(app)
             image = releases.image_name(app, number)
             bus.call("pre_build", ctx=ctx, app=app, builder=name, build_dir=str(build_dir))
-            result = builder.build(ctx, BuildRequest(app, build_dir, image, env), progress)
+            result = builder.build(ctx, BuildRequest(app, build_dir, image, env, procfile), progress)
             bus.call("post_build", ctx=ctx, app=app, builder=name, image=result.image)
 
             build.releasing()
-            processes = {**result.processes, **read_procfile(build_dir)}
+            processes = {**result.processes, **procfile}
             if not processes:
                 raise DeployFailed("nothing to run: add a Procfile or give the image a CMD")
             release = Release(

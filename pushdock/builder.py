@@ -24,6 +24,7 @@ class BuildRequest:
     build_dir: Path
     image: str  # the tag to produce, e.g. pushdock/hello:v3
     env: dict[str, str] = field(default_factory=dict)
+    procfile: dict[str, str] = field(default_factory=dict)  # the tree's Procfile, parsed once by the pipeline
 
 
 @dataclass(frozen=True)

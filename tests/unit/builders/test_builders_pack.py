@@ -59,12 +59,6 @@ def test_missing_pack_is_one_line_saying_how_to_install(ctx: Context, tmp_path: 
     assert "herokuish" in (e.value.hint or "")
 
 
-def test_a_bad_procfile_fails_before_pack_runs(ctx: Context, tmp_path: Path) -> None:
-    (tmp_path / "Procfile").write_text("web\n")
-    with pytest.raises(UsageError, match="Procfile line 1"):
-        PackBuilder().build(ctx, BuildRequest(APP, tmp_path, "pushdock/myapp:v1"), Progress())
-
-
 def test_a_cancelled_pack_build_stops_pack(ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`builds:cancel` during a pack build: the build stops at once and pack is killed, not left building.
     `pack` here is a script that writes its pid and sleeps (the real CLI cannot be installed here)."""
