@@ -149,6 +149,27 @@ class Slot:
         return f"{self.process}.{self.index}"
 
 
+# -- what checking a started instance ends in (readiness, healthchecks) --------------------------
+class NotReady(Exception):
+    """An instance failed its readiness check: `reason` is one line, `lines` its last log lines."""
+
+    def __init__(self, reason: str, lines: list[str] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.lines = lines or []
+
+
+class Aborted(Exception):
+    """Another instance of the same deploy failed first: stop checking this one."""
+
+
+@dataclass
+class Started:
+    slot: Slot
+    container: Any
+    upstream: Upstream | None
+
+
 def process_order(process: str) -> tuple[bool, str]:
     """web first, then the other process types by name."""
     return (process != "web", process)

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from pushdock.checks import Healthcheck, healthchecks_of
 from pushdock.errors import PushdockError
 from schedulers import engine as eng
+from schedulers.engine import Aborted, NotReady, Started
 
 if TYPE_CHECKING:
     from pushdock.routing import Upstream
     from pushdock.state import Release
-    from schedulers.readiness import Started
 
 MAX_BODY = 1024 * 1024
 
@@ -46,7 +46,6 @@ def validate(release: Release) -> None:
 
 def run_all(s: Started, checks: Sequence[Healthcheck], abort: threading.Event) -> list[str]:
     """Run `checks` in order against a ready instance; returns notes (passed, warned). NotReady on a failure."""
-    from schedulers.readiness import Aborted, NotReady  # noqa: PLC0415 -- cycle: schedulers.readiness imports this module
 
     notes = []
     for h in checks:

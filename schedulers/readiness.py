@@ -17,12 +17,12 @@ import http.client
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pushdock.routing import Upstream
 from schedulers import engine as eng
-from schedulers.engine import Slot
+from schedulers.engine import Aborted, NotReady, Started
+from schedulers.healthchecks import run_all
 from schedulers.listening import explain
 
 if TYPE_CHECKING:
@@ -34,26 +34,6 @@ PROBE_TIMEOUT = 2.0  # seconds per readiness request
 PROBE_INTERVAL = 0.2
 PROBE_SUCCESSES = 2  # consecutive answers < 500 before a web instance counts as ready
 WORKER_SETTLE = 1.5  # a non-web instance must still run after this long
-
-
-class NotReady(Exception):
-    """An instance failed its readiness check: `reason` is one line, `lines` its last log lines."""
-
-    def __init__(self, reason: str, lines: list[str] | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.lines = lines or []
-
-
-class Aborted(Exception):
-    """Another instance of the same deploy failed first: stop checking this one."""
-
-
-@dataclass
-class Started:
-    slot: Slot
-    container: Any
-    upstream: Upstream | None
 
 
 def wait_ready(
@@ -75,8 +55,6 @@ def wait_ready(
         notes = []
     if not checks:
         return notes
-    from schedulers.healthchecks import run_all  # noqa: PLC0415 -- cycle: schedulers.healthchecks imports this module
-
     return notes + run_all(s, checks, abort)
 
 

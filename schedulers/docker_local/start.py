@@ -14,8 +14,8 @@ from pushdock.checks import CheckSettings, check_settings
 from pushdock.routing import Upstream
 from schedulers import docker_networks, healthchecks
 from schedulers import engine as eng
-from schedulers.engine import Slot
-from schedulers.readiness import Aborted, NotReady, Started, wait_ready
+from schedulers.engine import Aborted, NotReady, Slot, Started
+from schedulers.readiness import wait_ready
 
 if TYPE_CHECKING:
     from pushdock.context import Context

@@ -51,7 +51,7 @@ def report(ctx: Context) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         active = info.get("LocalNodeState") == "active"
         manager = active and bool(info.get("ControlAvailable"))
         nodes = sn.nodes(ctx) if manager else []
-    has_ipvs = sn.kernel_has_ipvs()
+    has_ipvs = props.kernel_has_ipvs()
     fields = {
         "state": info.get("LocalNodeState") or "unknown",
         "node": str(info.get("NodeID") or "")[:12],

@@ -51,6 +51,7 @@ def scheduler_set(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
     at all); `--global selected` leaves running apps where they run (it pins them).
     """
     from schedulers.swarm import settings as props  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
+    from schedulers.swarm import switch  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     scope, rest = _scope(ctx, is_global, args, SCHEDULER_SET_USAGE)
     if not 1 <= len(rest) <= 2:
@@ -58,7 +59,7 @@ def scheduler_set(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
     key = rest[0]
     value = props.check_scheduler_value(ctx, key, rest[1] if len(rest) == 2 else "")
     if key == "selected" and scope == GLOBAL:
-        pinned = props.select_global(ctx, value)
+        pinned = switch.select_global(ctx, value)
         click.echo(f"-----> Default scheduler: {value or ctx.settings.scheduler}")
         if pinned:
             click.echo(f"       {len(pinned)} running app(s) stay where they run: {', '.join(pinned)} "
@@ -66,7 +67,7 @@ def scheduler_set(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
         return
     if key == "selected":
         with ctx.state.app_lock(scope, timeout=ctx.settings.lock_timeout):
-            message = props.select(ctx, scope, value, echo_progress())
+            message = switch.select(ctx, scope, value, echo_progress())
         click.echo(f"-----> {message}")
     else:
         props.store(ctx, props.SCHEDULER, scope, key, value)

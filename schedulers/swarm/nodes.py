@@ -7,14 +7,12 @@ address IP` says. `swarm:set NODE engine URL` names the engine release images ar
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pushdock.errors import PushdockError
 from schedulers import engine as eng
+from schedulers.swarm.settings import node_settings
 
 if TYPE_CHECKING:
     from pushdock.context import Context
@@ -56,7 +54,6 @@ class Node:
 
 def nodes(ctx: Context) -> list[Node]:
     """Every node of the swarm; this one first. Its tasks are dialled on 127.0.0.1 (host-mode ports bind 0.0.0.0)."""
-    from schedulers.swarm.settings import node_settings  # noqa: PLC0415 -- cycle: schedulers.swarm.settings imports this module
 
     local_id = swarm_state().get("NodeID")
     configured = node_settings(ctx)
@@ -86,15 +83,3 @@ def find_node(ctx: Context, ref: str) -> Node:
     return matches[0]
 
 
-def kernel_has_ipvs(root: Path = Path("/")) -> bool:
-    """Whether this host's kernel can do IPVS, which the routing mesh needs (loaded, built in or a module)."""
-    if (root / "proc/net/ip_vs").exists() or (root / "sys/module/ip_vs").exists():
-        return True
-    modules = root / "lib/modules" / os.uname().release
-    for listing in ("modules.builtin", "modules.dep"):
-        try:
-            if re.search(r"/ip_vs\.ko", (modules / listing).read_text(errors="replace")):
-                return True
-        except OSError:
-            continue
-    return False

@@ -29,14 +29,13 @@ from typing import TYPE_CHECKING, Any
 from pushdock.routing import Upstream
 from schedulers import crash_output, healthchecks
 from schedulers import engine as eng
+from schedulers.engine import NotReady, Started
 from schedulers.readiness import (
     PROBE_INTERVAL,
     PROBE_SUCCESSES,
     PROBE_TIMEOUT,
     READY_PATH,
     WORKER_SETTLE,
-    NotReady,
-    Started,
     probe,
 )
 from schedulers.swarm import engine as sw

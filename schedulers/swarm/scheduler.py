@@ -35,7 +35,8 @@ from pushdock.scheduler import Instance, Route
 from schedulers import engine as eng
 from schedulers import healthchecks
 from schedulers.docker_local.start import Say, report, stop_only, stop_remove
-from schedulers.readiness import PROBE_TIMEOUT, NotReady, answers
+from schedulers.engine import NotReady
+from schedulers.readiness import PROBE_TIMEOUT, answers
 from schedulers.swarm import engine as sw
 from schedulers.swarm import images as swarm_images
 from schedulers.swarm import logs as swarm_logs

@@ -10,20 +10,16 @@ Properties (per app, else `--global`, else the default):
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
-
-from hooks import pipeline
-from pushdock.checks import check_settings
-from pushdock.errors import PushdockError, UsageError
+from pushdock.errors import UsageError
 from pushdock.state import GLOBAL
-from schedulers import engine as eng
 
 if TYPE_CHECKING:
     from pushdock.context import Context
-    from pushdock.progress import Progress
 
 SCHEDULER = "scheduler"
 REGISTRY = "registry"
@@ -51,7 +47,6 @@ def scheduler_value(ctx: Context, app: str | None, key: str) -> tuple[str | None
 
 def routing_mesh(ctx: Context, app: str) -> bool:
     """Whether the app's web services publish through the routing mesh (auto: this kernel has IPVS)."""
-    from schedulers.swarm.nodes import kernel_has_ipvs  # noqa: PLC0415 -- cycle: schedulers.swarm.nodes imports this module
 
     value = scheduler_value(ctx, app, "routing-mesh")[0] or "auto"
     return kernel_has_ipvs() if value == "auto" else value == "on"
@@ -126,65 +121,6 @@ def set_node(ctx: Context, node_id: str, key: str, value: str) -> None:
         ctx.state.set_json("swarm", GLOBAL, "nodes", table)
 
 
-# -- switching an app's scheduler -------------------------------------------------------------------
-def select(ctx: Context, app: str, value: str, progress: Progress) -> str:
-    """Set the app's scheduler; a running app moves now, with zero downtime, or nothing changes.
-
-    The current release is deployed by the new scheduler (blue/green across schedulers: the proxy
-    switches once the new instances pass their checks), then what the old one ran is retired. Callers
-    hold the app's lock.
-    """
-
-    before_prop = ctx.state.get(SCHEDULER, app, "selected")
-    before = scheduler_value(ctx, app, "selected")[0]
-    store(ctx, SCHEDULER, app, "selected", value)
-    after = scheduler_value(ctx, app, "selected")[0]
-    running = ctx.state.current_release(app) is not None and not ctx.state.get("ps", app, "stopped")
-    if after == before or not running:
-        return f"{app} uses the {after} scheduler" + ("" if running else " (from its next deploy)")
-    progress.step(f"Moving {app} from {before} to {after}")
-    try:
-        pipeline.restart(ctx, app, progress)
-    except BaseException:
-        store(ctx, SCHEDULER, app, "selected", before_prop or "")
-        raise
-    if before == "swarm":
-        _retire_swarm(ctx, app, progress)
-    return f"{app} moved to the {after} scheduler"
-
-
-def _retire_swarm(ctx: Context, app: str, progress: Progress) -> None:
-    """After a move away from swarm: remove the app's services (the new scheduler routes already)."""
-    from schedulers.swarm import engine as sw  # noqa: PLC0415 -- cycle: schedulers.swarm.engine and .nodes import this module
-
-    grace = max(ctx.settings.stop_timeout, check_settings(ctx, app).stop_timeout)
-    try:
-        with eng.engine_errors(doing="removing the swarm services"):
-            services = sw.app_services(ctx, app)
-            sw.remove_services(services)
-            sw.wait_containers_gone({s.id for s in services}, grace + 15)
-    except PushdockError as e:
-        logger.warning("swarm services not retired", app=app, error=str(e))
-        progress.detail(f"swarm services not removed ({e}); remove them with `docker service rm`")
-
-
-def select_global(ctx: Context, value: str) -> list[str]:
-    """Set the default scheduler; deployed apps that follow the default stay where they run (pinned).
-
-    Returns the pinned apps: each moves with `scheduler:set APP selected ...`.
-    """
-    before = scheduler_value(ctx, None, "selected")[0]
-    after = value or ctx.settings.scheduler
-    pinned = []
-    if after != before:
-        for app in ctx.state.list_apps():
-            if ctx.state.get(SCHEDULER, app, "selected") is None and ctx.state.current_release(app) is not None:
-                ctx.state.set(SCHEDULER, app, "selected", str(before))
-                pinned.append(app)
-    store(ctx, SCHEDULER, GLOBAL, "selected", value)
-    return pinned
-
-
 def report(ctx: Context, app: str) -> dict[str, Any]:
     selected, where = scheduler_value(ctx, app, "selected")
     mesh, mesh_where = scheduler_value(ctx, app, "routing-mesh")
@@ -198,3 +134,17 @@ def report(ctx: Context, app: str) -> dict[str, Any]:
         "max per node": per_node or "",
         "registry": registry_server(ctx, app) or "",
     }
+
+
+def kernel_has_ipvs(root: Path = Path("/")) -> bool:
+    """Whether this host's kernel can do IPVS, which the routing mesh needs (loaded, built in or a module)."""
+    if (root / "proc/net/ip_vs").exists() or (root / "sys/module/ip_vs").exists():
+        return True
+    modules = root / "lib/modules" / os.uname().release
+    for listing in ("modules.builtin", "modules.dep"):
+        try:
+            if re.search(r"/ip_vs\.ko", (modules / listing).read_text(errors="replace")):
+                return True
+        except OSError:
+            continue
+    return False

@@ -38,7 +38,7 @@ from pushdock.errors import DeployFailed
 from pushdock.routing import Upstream
 from pushdock.settings import Settings
 from pushdock.state import GLOBAL, Release
-from schedulers.readiness import NotReady
+from schedulers.engine import NotReady
 from schedulers.swarm import engine as sw
 from schedulers.swarm import images as swarm_images
 from schedulers.swarm import nodes as sn

@@ -15,9 +15,8 @@ from pushdock.routing import Upstream
 from pushdock.state import Release
 from schedulers import engine as eng
 from schedulers.docker_local.run import command_of
-from schedulers.engine import Slot
+from schedulers.engine import Aborted, NotReady, Slot, Started
 from schedulers.healthchecks import http_check, run_all, validate
-from schedulers.readiness import Aborted, NotReady, Started
 
 
 class Handler(BaseHTTPRequestHandler):
