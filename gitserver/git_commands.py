@@ -57,7 +57,7 @@ def webhooks() -> None:
 @click.pass_obj
 def webhooks_set(ctx: Context, app: str, key: str, value: str) -> None:
     """Set the secret, the repo (clone URL) or a token for a private repo ('' unsets); never shown back."""
-    from gitserver import webhooks as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
+    from gitserver import webhook_store as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     service.set_setting(ctx, app, key, value)
@@ -74,7 +74,7 @@ def webhooks_set(ctx: Context, app: str, key: str, value: str) -> None:
 @click.pass_obj
 def webhooks_report(ctx: Context, app: str, num: int, fmt: str) -> None:
     """Show the webhook's settings (secrets as set/unset) and its recent deliveries."""
-    from gitserver import webhooks as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
+    from gitserver import webhook_store as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
     from gitserver.webhook_deploy import deploy_branch  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)

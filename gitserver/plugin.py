@@ -44,13 +44,13 @@ def post_create(ctx: Context, app: str) -> None:
 
 @hookimpl
 def post_delete(ctx: Context, app: str) -> None:
-    from gitserver import webhooks  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+    from gitserver import webhook_store  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
-    webhooks.forget_secrets(ctx, app)
+    webhook_store.forget_secrets(ctx, app)
 
 
 @hookimpl
 def post_app_rename(ctx: Context, old_app: str, new_app: str) -> None:
-    from gitserver import webhooks  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+    from gitserver import webhook_store  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
-    webhooks.rename_secrets(ctx, old_app, new_app)
+    webhook_store.rename_secrets(ctx, old_app, new_app)

@@ -28,6 +28,7 @@ from loguru import logger
 from gitserver import configref
 from gitserver.connectivity import Unconnected, check_connected
 from gitserver.ssh import settings_env
+from gitserver.webhook_store import deliveries, get_setting, update_delivery
 from hooks import pipeline
 from pushdock import log, proc
 from pushdock.context import Context
@@ -130,7 +131,6 @@ class DeployQueue:
         self._threads: dict[str, threading.Thread] = {}
 
     def submit(self, job: Job) -> None:
-        from gitserver.webhooks import update_delivery  # noqa: PLC0415 -- cycle: gitserver.webhooks imports this module
 
         with self._lock:
             replaced = self._pending.get(job.app)
@@ -174,7 +174,6 @@ class DeployQueue:
 
 def _finish(ctx: Context, job: Job, outcome: str, started: float | None = None) -> None:
     """Record a final outcome, unless the worker already did."""
-    from gitserver.webhooks import deliveries, update_delivery  # noqa: PLC0415 -- cycle: gitserver.webhooks imports this module
 
     current = next((e.get("outcome", "") for e in reversed(deliveries(ctx, job.app))
                     if e.get("delivery") == job.delivery and e.get("accepted")), "")
@@ -198,7 +197,6 @@ def run_in_worker(ctx: Context, job: Job) -> None:
 # -- the job (in the worker) -------------------------------------------------------------------------------
 def run_job(ctx: Context, job: Job) -> str:
     """Fetch and deploy `job`; record and return its outcome (`deployed vN`, `already deployed`, `failed: ...`)."""
-    from gitserver.webhooks import update_delivery  # noqa: PLC0415 -- cycle: gitserver.webhooks imports this module
 
     started = time.time()
     with logger.contextualize(app=job.app, delivery=job.delivery):
@@ -220,7 +218,6 @@ def _fetch(ctx: Context, job: Job) -> None:
     from dulwich.client import get_transport_and_path_from_url  # noqa: PLC0415 -- start-up: dulwich loads when first used
     from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
-    from gitserver.webhooks import get_setting  # noqa: PLC0415 -- cycle: gitserver.webhooks imports this module
 
     token = get_setting(ctx, job.app, "token")
     repo = Repo(str(ctx.state.repo_path(job.app)))
