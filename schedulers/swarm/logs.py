@@ -1,7 +1,7 @@
 """`logs` for the swarm scheduler: service logs (every task on every node), as `web.2: text` lines.
 
 The engine stamps each line and, with details, names its task; the task's slot gives the prefix.
-History is merged across services by timestamp (docker_logs.merge_tail); following opens one
+History is merged across services by timestamp (docker_local/logs.py: merge_tail); following opens one
 follow stream per service, resumes after the last line shown, and picks up new services (a deploy)
 on a rescan (log_follow).
 """

@@ -2,8 +2,8 @@
 
 A deploy (research/proxies.md §5: 0 failed requests this way, where swarm's own start-first update
 with fixed host ports never starts and the routing mesh needs IPVS): make the image reachable by
-the nodes (swarm_images), create the release's services `{app}-{process}-v{N}` beside the old ones,
-wait until every task is placed, running and (web) answering on its published port (swarm_ready),
+the nodes (swarm/images.py), create the release's services `{app}-{process}-v{N}` beside the old ones,
+wait until every task is placed, running and (web) answering on its published port (swarm/ready.py),
 route() to those tasks — it returns once the proxy switched and drained —, then remove the old
 release's services (their tasks get SIGTERM and the grace period). Any failure before the switch
 removes the new services; the old ones never stopped serving.
