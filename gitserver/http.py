@@ -7,7 +7,6 @@ hand a path prefix to a raw WSGI app that streams (git over HTTP: gitserver/smar
 
 from __future__ import annotations
 
-import json
 import re
 import socketserver
 import threading
@@ -18,12 +17,15 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from loguru import logger
 
+from gitserver.web import HttpError, Request, Response, json_response
+from gitserver.webhook_deploy import DeployQueue
+from gitserver.webhooks import MAX_BODY as WEBHOOK_MAX_BODY
+from gitserver.webhooks import GithubWebhook
 from pushdock.errors import Conflict, Forbidden, NotFound, PushdockError, UsageError, internal_error
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
 
-    from gitserver.webhook_deploy import DeployQueue
     from pushdock.context import Context
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub's payload cap
@@ -34,34 +36,6 @@ STATUS_OF: tuple[tuple[type[PushdockError], int], ...] = (
 REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
            404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 411: "Length Required",
            413: "Payload Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error"}
-
-
-class HttpError(PushdockError):
-    """An HTTP answer other than the PushdockError family's (401, 413, 415...): status and one-line message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-    params: dict[str, str]  # named groups of the route's pattern
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes = b""
-    headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
-
-
-def json_response(status: int, data: Any) -> Response:
-    return Response(status, (json.dumps(data) + "\n").encode())
 
 
 Handler = Callable[["Context", Request], Response]
@@ -185,9 +159,6 @@ def make_app(ctx: Context, queue: DeployQueue | None = None, health: Health | No
     """The route table of pushdock's HTTP door; webhook deploys go to `queue` (a new DeployQueue by default),
     `/healthz` adds what `health()` returns."""
     from gitserver.smarthttp import PREFIX, SmartHttp  # noqa: PLC0415 -- start-up: loads only when this path runs
-    from gitserver.webhook_deploy import DeployQueue  # noqa: PLC0415 -- cycle: gitserver.webhook_deploy imports gitserver.webhooks, which imports this module
-    from gitserver.webhooks import MAX_BODY as WEBHOOK_MAX_BODY  # noqa: PLC0415 -- cycle: gitserver.webhooks imports this module
-    from gitserver.webhooks import GithubWebhook  # noqa: PLC0415 -- cycle: gitserver.webhooks imports this module
 
     router = Router(ctx)
     router.mount(PREFIX, SmartHttp(ctx))
