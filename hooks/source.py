@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from hooks.submodules import export_submodules
 from pushdock import pushed
 from pushdock.errors import BuildFailed
 from pushdock.progress import NULL, Progress
@@ -61,9 +62,7 @@ def export_tree(
     finally:
         repo.close()
     if gitlinks and submodules:
-        from hooks.submodules import export_submodules  # noqa: PLC0415 -- cycle: hooks.submodules imports this module
-
-        count += export_submodules(gitlinks, gitmodules, dest, depth=depth, progress=progress)
+        count += export_submodules(gitlinks, gitmodules, dest, depth=depth, export_tree=export_tree, progress=progress)
     return count
 
 

@@ -16,13 +16,13 @@ import io
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from loguru import logger
 
-from hooks.source import export_tree
 from pushdock import proc
 from pushdock.errors import BuildFailed, PushdockError
 from pushdock.progress import NULL, Progress
@@ -140,11 +140,12 @@ def _has_commit(git: list[str], env: dict[str, str], sha: str) -> bool:
 
 
 def export_submodules(
-    gitlinks: list[tuple[str, str]], gitmodules: bytes | None, dest: Path, *, depth: int, progress: Progress = NULL,
+    gitlinks: list[tuple[str, str]], gitmodules: bytes | None, dest: Path, *, depth: int,
+    export_tree: Callable[..., int], progress: Progress = NULL,
 ) -> int:
-    """Fetch and export every gitlink `(path, sha)` of a tree under `dest`; the file count."""
+    """Fetch and export every gitlink `(path, sha)` of a tree under `dest`; the file count. `export_tree` is
+    hooks/source.py's, handed in: a submodule's tree is exported as the top one is (its own submodules too)."""
     from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
-
 
     if depth >= MAX_DEPTH:
         raise BuildFailed(f"submodules nest deeper than {MAX_DEPTH} levels")
