@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +29,10 @@ DEPLOYING = ("opened", "reopened", "synchronize")
 SHA = re.compile(r"^[0-9a-f]{40}\Z")
 
 
-def handle(ctx: Context, app: str, event: str, delivery: str, payload: dict[str, Any]) -> tuple[int, str] | None:
-    """(status, outcome) for a verified `pull_request` delivery to `app`; None for other events."""
+def handle(ctx: Context, app: str, event: str, delivery: str, payload: dict[str, Any], *,
+           start: Callable[[Context, deploy.Job], None] = deploy.spawn) -> tuple[int, str] | None:
+    """(status, outcome) for a verified `pull_request` delivery to `app`; None for other events. `start` runs a
+    job (a worker process; unit tests record them instead)."""
     if event != "pull_request":
         return None
     action = payload.get("action")
@@ -47,7 +50,7 @@ def handle(ctx: Context, app: str, event: str, delivery: str, payload: dict[str,
     if action == "closed":  # even with previews disabled since: an open preview must not outlive its PR
         if model.get(ctx, app, pr) is None and not ctx.state.app_exists(name):
             return 202, f"ignored: no preview of pull request #{pr}"
-        deploy.spawn(ctx, deploy.Job(app=app, pr=pr, action="close", delivery=delivery))
+        start(ctx, deploy.Job(app=app, pr=pr, action="close", delivery=delivery))
         return 202, f"queued: close {name}"
     if not model.enabled(ctx, app):
         return 202, f"ignored: previews are not enabled for {app} (previews:enable {app})"
@@ -76,7 +79,7 @@ def handle(ctx: Context, app: str, event: str, delivery: str, payload: dict[str,
         _status_later(ctx, app, sha, "pending", f"waiting for approval: previews:approve {app} {pr}")
         _event(ctx, app, pr, "previews:wait", sha=sha, result="ignored", outcome=model.WAITING)
         return 202, f"waiting: pull request #{pr} comes from a fork; previews:approve {app} {pr} deploys {sha[:7]}"
-    deploy.spawn(ctx, deploy.Job(app=app, pr=pr, action="deploy", delivery=delivery))
+    start(ctx, deploy.Job(app=app, pr=pr, action="deploy", delivery=delivery))
     return 202, f"queued: {name} at {sha[:7]}"
 
 
