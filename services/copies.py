@@ -26,7 +26,7 @@ DATA = ("empty", "clone")
 
 def _free_name(ctx: Context, kind: str, app: str) -> str:
     for i in range(1, 100):
-        name = app if i == 1 else f"{app}-{i}"[-63:].lstrip("-")
+        name = app if i == 1 else f"{app[:60].rstrip('-')}-{i}"
         if model.find(ctx.state, kind, name) is None:
             return name
     raise PushdockError(f"no free {kind} service name for {app}")
