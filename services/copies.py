@@ -2,7 +2,9 @@
 kind linked to the copy, empty or restored from the source's newest verified backup; and their removal.
 
 Fired through `clone-app-services` and `destroy-app-services` (hooks/specs.py), so previews/ never imports this.
-The copy's service is named after the copy (`APP-pr-7`; `APP-pr-7-2` for a second one of a kind).
+The copy's service is named after the copy and its kind (`APP-pr-7-postgres`; `APP-pr-7-postgres-2` for a second
+one): not the app's own name, because service records and app properties share DATA_DIR/data/PLUGIN/NAME and
+`apps:destroy APP` removes every `*/APP` there.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ DATA = ("empty", "clone")
 
 
 def _free_name(ctx: Context, kind: str, app: str) -> str:
+    base = f"{app[:62 - len(kind)].rstrip('-')}-{kind}"
     for i in range(1, 100):
-        name = app if i == 1 else f"{app[:60].rstrip('-')}-{i}"
+        name = base if i == 1 else f"{base[:60].rstrip('-')}-{i}"
         if model.find(ctx.state, kind, name) is None:
             return name
     raise PushdockError(f"no free {kind} service name for {app}")
@@ -88,13 +91,12 @@ def _link(ctx: Context, ds: Datastore, service: model.Service, app: str, var: st
 
 
 def destroy(ctx: Context, names: list[str]) -> None:
-    """Remove these services (`KIND:NAME`) with their data and backups, links or not (their app is gone)."""
+    """Remove these services (`KIND:NAME`) with their data, links or not (their app is gone). The engine's
+    resources go even if the record went already (a same-named app destroyed), so nothing is left running."""
     for entry in names:
         kind, _, name = entry.partition(":")
         with ctx.state.global_lock(model.plugin(kind)):
-            service = model.find(ctx.state, kind, name)
-            if service is None:
-                continue
+            service = model.find(ctx.state, kind, name) or model.Service(kind, model.check_name(kind, name), 0.0)
             ctx.bus.call("pre_service_destroy", ctx=ctx, service=kind, name=name)
             engine.remove(ctx, service)
             model.forget(ctx.state, service)

@@ -40,8 +40,15 @@ def env_of(server: Server, app: str) -> dict[str, str]:
     return json.loads(server.cli("config:export", app, "--format", "json").stdout)
 
 
+def rows(server: Server, app: str) -> set[str]:
+    status, body = server.get(app, "/read")
+    assert status == 200, body
+    return set(body.split(","))
+
+
 def test_clone_restores_the_newest_verified_backup_into_a_database_of_its_own(server, github) -> None:
-    app, db = unique("shop"), unique("db")
+    app = unique("shop")
+    db = app  # a service named like its app, as is common: the preview must not take its record along
     server.cli("postgres:create", db, timeout=900)
     work = server.app_repo(app, sample="postgres-web")
     assert server.push(work, app).returncode == 0
@@ -60,22 +67,24 @@ def test_clone_restores_the_newest_verified_backup_into_a_database_of_its_own(se
     head = open_pr(server, work, 4, "preview of the shop")
     assert deliver(server, app, pr_payload(github, "opened", 4, head), secret=SECRET)[0] == 202
     row = wait_state(server, app, 4, "deployed", head, timeout=300)
-    assert row["services"] == [f"postgres:{preview}"]
+    assert row["services"] == [f"postgres:{preview}-postgres"]
     assert server.get(preview) == (200, "preview of the shop")
     assert server.get(preview, "/read") == (200, "seed")  # the backup's rows, not what came after it
     url = env_of(server, preview)["DATABASE_URL"]
-    assert url != parent_url and f"@pushdock-postgres-{preview}:5432/{preview}" in url
+    assert url != parent_url and f"@pushdock-postgres-{preview}-postgres:5432/{preview}-postgres" in url
     assert server.get(preview, "/write?preview-only") == (200, "written")
-    assert server.get(app, "/read") == (200, "seed,after-the-backup")
-    info = json.loads(server.cli("postgres:info", preview, "--format", "json").stdout)
+    assert rows(server, app) == {"seed", "after-the-backup"}
+    services = json.loads(server.cli("postgres:list", "--format", "json").stdout)
+    assert sorted(s["name"] for s in services) == sorted([app, f"{preview}-postgres"]), services
+    info = json.loads(server.cli("postgres:info", f"{preview}-postgres", "--format", "json").stdout)
     assert info["links"] == [f"{preview} (DATABASE_URL)"]
 
     assert deliver(server, app, pr_payload(github, "closed", 4, head), secret=SECRET)[0] == 202
     wait_gone(server, app, 4)
     assert preview not in server.cli("postgres:list").stdout
     engine = docker.from_env()
-    assert engine.containers.list(all=True, filters={"name": info["container"]}) == []
+    left = engine.containers.list(all=True, filters={"name": info["container"]})
+    assert [(c.name, c.status, c.labels) for c in left] == []
     assert engine.volumes.list(filters={"name": info["container"]}) == []
-    assert env_of(server, app)["DATABASE_URL"] == parent_url and server.get(app, "/read") == (
-        200, "seed,after-the-backup")
+    assert env_of(server, app)["DATABASE_URL"] == parent_url and rows(server, app) == {"seed", "after-the-backup"}
     assert listed(server, app) == {}

@@ -27,10 +27,11 @@ def test_a_clone_takes_the_newest_verified_backup(ctx: Context) -> None:
 
 
 def test_copies_are_named_after_the_app(ctx: Context) -> None:
-    assert copies._free_name(ctx, "postgres", "site-pr-1") == "site-pr-1"
-    model.create(ctx.state, "postgres", "site-pr-1")
-    assert copies._free_name(ctx, "postgres", "site-pr-1") == "site-pr-1-2"
-    assert copies._free_name(ctx, "redis", "site-pr-1") == "site-pr-1"
+    assert copies._free_name(ctx, "postgres", "site-pr-1") == "site-pr-1-postgres"
+    model.create(ctx.state, "postgres", "site-pr-1-postgres")
+    assert copies._free_name(ctx, "postgres", "site-pr-1") == "site-pr-1-postgres-2"
+    assert copies._free_name(ctx, "redis", "site-pr-1") == "site-pr-1-redis"
+    assert len(copies._free_name(ctx, "postgres", "a" * 63)) == 63
 
 
 def test_nothing_linked_nothing_made(ctx: Context) -> None:
