@@ -105,8 +105,27 @@ def test_open_synchronize_close(server, github, parent) -> None:
     assert github.of(second) == [("pending", ""), ("success", row["url"])]
     assert {s["auth"] for s in github.statuses} == {f"Bearer {TOKEN}"}
 
+    # a head whose build fails: a failure status with the reason; the preview keeps serving the last good one
+    server.git("checkout", "-q", "pr1", cwd=work, check=True)
+    broken = server.commit(work, "broken", {"Dockerfile": "FROM pushdock/stack:bookworm\nRUN exit 3\n"})
+    server.git("push", "-q", "-f", str(server.base / "github" / "site.git"), "HEAD:refs/pull/1/head", cwd=work,
+               check=True)
+    server.git("checkout", "-q", "main", cwd=work, check=True)
+    assert deliver(server, app, pr_payload(github, "synchronize", 1, broken))[0] == 202
+    failed = wait_state(server, app, 1, "failed: ")
+    assert failed["deployed"] == second and server.get(preview) == (200, "preview two")
+    deadline = time.monotonic() + 20  # the worker posts the status right after it records the state
+    while len(github.of(broken)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    [(pending, _), (state, _)] = github.of(broken)
+    assert (pending, state) == ("pending", "failure")
+    assert github.statuses[-1]["description"] == failed["state"][:140]
+    text = server.cli("previews:list", app).stdout.splitlines()
+    assert text[0].split() == ["PR", "HEAD", "URL", "STATE", "AGE", "EXPIRES"]
+    assert text[1].split()[:4] == ["1", broken[:7], row["url"], "failed:"]
+
     # closed: app, containers, services and routes gone
-    status, answer = deliver(server, app, pr_payload(github, "closed", 1, second))
+    status, answer = deliver(server, app, pr_payload(github, "closed", 1, broken))
     assert (status, answer["status"]) == (202, f"queued: close {preview}")
     wait_gone(server, app, 1)
     assert preview not in server.cli("apps:list").stdout.split()
@@ -119,7 +138,7 @@ def test_open_synchronize_close(server, github, parent) -> None:
     assert server.get(app) == (200, "parent")
     actions = [e["action"] for e in json.loads(server.cli("events", "--app", app, "--format", "json", "-n", "1000")
                                                 .stdout) if e["action"].startswith("previews:")]
-    assert actions.count("previews:deploy") == 2 and "previews:create" in actions and "previews:destroy" in actions
+    assert actions.count("previews:deploy") == 3 and "previews:create" in actions and "previews:destroy" in actions
 
 
 def test_a_fork_waits_for_approval_of_its_head(server, github, parent) -> None:
