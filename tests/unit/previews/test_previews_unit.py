@@ -237,3 +237,18 @@ def test_deliveries_pass_the_push_checks_first(ctx: Context, door: int) -> None:
     assert model.records(ctx, APP) == {}
     results = [(e["status"], e["result"]) for e in ctx.state.read_events() if e["action"] == "webhook"]
     assert results == [(401, "denied"), (401, "denied"), (403, "refused"), (400, "refused"), (202, "ignored")]
+
+
+def test_a_parents_previews_go_before_it(ctx: Context, parent: str) -> None:
+    """The previews plugin's pre-delete (apps:destroy itself needs Docker for the built-in pre-delete)."""
+    from previews import plugin
+
+    jobs = Jobs()
+    handle(ctx, pr("opened", 1), jobs)
+    handle(ctx, pr("opened", 2, head_repo="mallory/site"), jobs)
+    plugin.pre_delete(ctx, APP)
+    assert model.records(ctx, APP) == {}
+    assert sorted((e["pr"], e["reason"]) for e in ctx.state.read_events() if e["action"] == "previews:destroy") == [
+        (1, "parent destroyed"), (2, "parent destroyed")]
+    plugin.post_delete(ctx, APP)
+    assert not model.enabled(ctx, APP) and APP not in model.parents(ctx)
