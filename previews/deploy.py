@@ -196,9 +196,10 @@ def _remove(ctx: Context, name: str, services: list[str] | tuple[str, ...]) -> N
         ctx.bus.call("destroy_app_services", ctx=ctx, services=list(services))
 
 
-def close(ctx: Context, app: str, pr: int, *, reason: str) -> str:
-    """Destroy the preview (app, containers, routes, services) and forget it; `reason`: closed or expired."""
-    name = model.preview_app(app, pr)
+def close(ctx: Context, app: str, pr: int, *, reason: str, name: str | None = None) -> str:
+    """Destroy the preview (app, containers, routes, services) and forget it; `reason`: closed or expired.
+    `name`: the preview app's name when it is not APP-pr-N (its parent was renamed)."""
+    name = name or model.preview_app(app, pr)
     started = time.time()
     with ctx.state.global_lock(f"preview-{name}"):
         preview = model.get(ctx, app, pr)

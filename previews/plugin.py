@@ -50,5 +50,15 @@ def pre_delete(ctx: Context, app: str) -> None:
 
 
 @hookimpl
+def post_app_rename(ctx: Context, old_app: str, new_app: str) -> None:
+    """The records moved with the parent's settings; its previews, named after the old name, go (a new commit
+    on a pull request makes them again under the new one)."""
+    from previews import deploy, model
+
+    for pr in sorted(model.records(ctx, new_app)):
+        deploy.close(ctx, new_app, pr, reason="parent renamed", name=f"{old_app}{model.SECTION}{pr}")
+
+
+@hookimpl
 def post_delete(ctx: Context, app: str) -> None:
     ctx.state.forget("previews", app)

@@ -252,3 +252,14 @@ def test_a_parents_previews_go_before_it(ctx: Context, parent: str) -> None:
         (1, "parent destroyed"), (2, "parent destroyed")]
     plugin.post_delete(ctx, APP)
     assert not model.enabled(ctx, APP) and APP not in model.parents(ctx)
+
+
+def test_a_renamed_parent_drops_its_previews(ctx: Context, parent: str) -> None:
+    from previews import plugin
+
+    handle(ctx, pr("opened", 1), Jobs())
+    ctx.state.rename_app(APP, "shop")
+    plugin.post_app_rename(ctx, APP, "shop")
+    assert model.records(ctx, "shop") == {}
+    assert [(e["preview"], e["reason"]) for e in ctx.state.read_events() if e["action"] == "previews:destroy"] == [
+        (f"{APP}-pr-1", "parent renamed")]
