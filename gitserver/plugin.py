@@ -54,3 +54,18 @@ def post_app_rename(ctx: Context, old_app: str, new_app: str) -> None:
     from gitserver import webhook_store  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     webhook_store.rename_secrets(ctx, old_app, new_app)
+
+
+@hookimpl
+def fetch_commit(ctx: Context, app: str, into: str, ref: str, sha: str) -> str | None:
+    from gitserver import github  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+
+    return github.fetch_commit(ctx, app, into, ref, sha)
+
+
+@hookimpl
+def commit_status(ctx: Context, app: str, sha: str, state: str, description: str,  # noqa: PLR0917 (the spec)
+                  target_url: str) -> None:
+    from gitserver import github  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+
+    github.post_status(ctx, app, sha, state=state, description=description, target_url=target_url)

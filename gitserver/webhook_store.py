@@ -1,7 +1,8 @@
 """A webhook's settings and its delivery log: what the receiving side (webhooks.py) and the deploy worker
 (webhook_deploy.py) both read and write.
 
-Per app: `repo` is a property; `secret` and `token` live in a 0600 file and are never shown or logged. The
+Per app: `repo` and `api` (the API base URL commit statuses go to: github.py) are properties; `secret` and
+`token` live in a 0600 file and are never shown or logged. The
 delivery log keeps the last DELIVERY_LOG_SIZE answers (refused entries leave it first); deduplication has
 its own record (`webhooks/APP/seen`), kept for DEDUPE_SECONDS.
 """
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 DELIVERY_LOG_SIZE = 100
 DEDUPE_SECONDS = 7 * 24 * 3600
-SETTINGS = ("secret", "repo", "token")
+SETTINGS = ("secret", "repo", "token", "api")
 
 
 # -- per-app webhook settings ----------------------------------------------------------------------------
@@ -50,6 +51,16 @@ def set_setting(ctx: Context, app: str, what: str, value: str) -> None:
     if what not in SETTINGS:
         raise UsageError(f"unknown webhook setting {what!r}: use {', '.join(SETTINGS)}")
     value = value.strip()
+    if what == "api":
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password:
+                raise UsageError("api must be the repository host's API base URL: https://api.github.com, "
+                                 "https://HOST/api/v3 (GitHub Enterprise)")
+            ctx.state.set("webhooks", app, "api", value.rstrip("/"))
+        else:
+            ctx.state.delete("webhooks", app, "api")
+        return
     if what == "repo":
         if value:
             parts = urlsplit(value)
@@ -72,8 +83,8 @@ def set_setting(ctx: Context, app: str, what: str, value: str) -> None:
 
 
 def get_setting(ctx: Context, app: str, what: str) -> str | None:
-    if what == "repo":
-        return ctx.state.get("webhooks", app, "repo")
+    if what in ("repo", "api"):
+        return ctx.state.get("webhooks", app, what)
     return _secrets(ctx, app).get(what) or None
 
 
