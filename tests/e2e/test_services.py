@@ -58,7 +58,7 @@ def test_postgres_rows_survive_redeploy_restarts_and_round_trip(server) -> None:
     assert c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert not c.attrs["NetworkSettings"]["Ports"] and list(c.attrs["NetworkSettings"]["Networks"]) == [c.name]
     assert [m["Type"] for m in c.attrs["Mounts"]] == ["volume"]
-    creds = server.data / "data" / "service-postgres" / db / "credentials"
+    creds = server.data / "services" / "postgres" / db / "credentials"
     assert oct(creds.stat().st_mode & 0o777) == "0o600"
     password = json.loads(creds.read_text())["password"]
     assert password not in c.attrs["Config"]["Cmd"] if c.attrs["Config"]["Cmd"] else True
