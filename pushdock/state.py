@@ -262,6 +262,7 @@ class State:
                 if not src.is_dir() or not APP_NAME.match(src.name):
                     continue  # a temp folder of an interrupted write or clone: left for the removal below
                 (self.root / SERVICES_DIR).mkdir(mode=0o700, exist_ok=True)
+                os.chmod(self.root / SERVICES_DIR, 0o700)  # private, as data/ was (migration 2)
                 target_root.mkdir(exist_ok=True)
                 target = target_root / src.name
                 if not target.exists():
