@@ -308,12 +308,12 @@ class State:
         atomic_write(self._prop_path(plugin, app, prop), json.dumps(value, indent=1, sort_keys=True), mode=0o600)
 
     def names(self, plugin: str) -> list[str]:
-        """The names (apps, services) that have properties of `plugin`."""
+        """The apps that have properties of `plugin` (not `--global`)."""
         root = self.root / "data" / plugin
         return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != GLOBAL) if root.is_dir() else []
 
     def forget(self, plugin: str, app: str) -> None:
-        """Remove every property of `plugin` for `app` (a service that was destroyed)."""
+        """Remove every property of `plugin` for `app`."""
         shutil.rmtree(self._prop_path(plugin, app, "x").parent, ignore_errors=True)
 
     # -- locks ----------------------------------------------------------------------------------
