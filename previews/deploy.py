@@ -132,7 +132,7 @@ def _create(ctx: Context, app: str, name: str, pr: int) -> None:
     """The preview app: the parent's copy (SKIPS), its env, scale and own services; all undone if a step fails."""
     state, conf = ctx.state, model.settings(ctx, app)
     with state.app_lock(app, timeout=ctx.settings.lock_timeout):  # a consistent copy: no deploy of it meanwhile
-        state.clone_app(app, name, skip=frozenset(SKIPS | _service_records(ctx)))
+        state.clone_app(app, name, skip=SKIPS)
         parent_env = state.get_env(app)
         formation = state.get_formation(app) or {}
     services: list[str] = []
@@ -149,14 +149,6 @@ def _create(ctx: Context, app: str, name: str, pr: int) -> None:
         raise
     ctx.event("previews:create", app=app, pr=pr, preview=name, database=conf.database,
               services=",".join(services))
-
-
-def _service_records(ctx: Context) -> set[str]:
-    """The property folders of service records (`service-postgres`): a service named like the parent app has its
-    record at data/service-KIND/APP, which a copy of the app must not take along (it would be a second record of
-    the parent's database, credentials included)."""
-    data = ctx.state.path("data")
-    return {d.name for d in data.iterdir() if d.name.startswith("service-")} if data.is_dir() else set()
 
 
 def _deploy_head(ctx: Context, app: str, name: str, pr: int, sha: str) -> str:

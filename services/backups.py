@@ -49,7 +49,7 @@ def directory(ctx: Context, service: Service) -> Path:
 
 
 def listed(ctx: Context, service: Service) -> list[Backup]:
-    raw = ctx.state.get_json(model.plugin(service.kind), service.name, INDEX, []) or []
+    raw = model.records(ctx.state, service.kind).get_json(service.name, INDEX, []) or []
     out = []
     for entry in raw:
         path = directory(ctx, service) / str(entry["file"])
@@ -61,7 +61,7 @@ def listed(ctx: Context, service: Service) -> list[Backup]:
 def _record(ctx: Context, service: Service, backup: Backup) -> None:
     with ctx.state.global_lock(model.plugin(service.kind)):
         rows = [b for b in listed(ctx, service) if b.file != backup.file] + [backup]
-        ctx.state.set_json(model.plugin(service.kind), service.name, INDEX, [
+        model.records(ctx.state, service.kind).set_json(service.name, INDEX, [
             {"file": b.file, "size": b.size, "time": b.time, "verified": b.verified} for b in rows])
 
 
@@ -189,18 +189,18 @@ def set_schedule(ctx: Context, service: Service, cron: str, keep: int) -> str:
     from pushdock.timer import cron_expression  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     expression = cron_expression(cron)
-    ctx.state.set_json(model.plugin(service.kind), service.name, SCHEDULE, {"cron": expression, "keep": keep})
+    model.records(ctx.state, service.kind).set_json(service.name, SCHEDULE, {"cron": expression, "keep": keep})
     return expression
 
 
 def clear_schedule(ctx: Context, service: Service) -> None:
-    if ctx.state.get_json(model.plugin(service.kind), service.name, SCHEDULE) is None:
+    if model.records(ctx.state, service.kind).get_json(service.name, SCHEDULE) is None:
         raise NotFound(f"{service.kind} service {service.name} has no backup schedule")
-    ctx.state.delete(model.plugin(service.kind), service.name, SCHEDULE)
+    model.records(ctx.state, service.kind).delete(service.name, SCHEDULE)
 
 
 def schedule_of(ctx: Context, service: Service) -> dict[str, Any] | None:
-    raw = ctx.state.get_json(model.plugin(service.kind), service.name, SCHEDULE)
+    raw = model.records(ctx.state, service.kind).get_json(service.name, SCHEDULE)
     return raw if isinstance(raw, dict) else None
 
 
@@ -241,6 +241,6 @@ def prune(ctx: Context, service: Service, keep: int) -> list[str]:
         gone = rows[keep:]
         for b in gone:
             b.path.unlink(missing_ok=True)
-        ctx.state.set_json(model.plugin(service.kind), service.name, INDEX, [
+        model.records(ctx.state, service.kind).set_json(service.name, INDEX, [
             {"file": b.file, "size": b.size, "time": b.time, "verified": b.verified} for b in rows[:keep]])
     return [b.file for b in gone]

@@ -1,7 +1,8 @@
 """Service records: what exists, its credentials (0600) and the apps linked to it.
 
-Records live under the data dir as properties of plugin `service-KIND`, one name per service:
-`record` (created, links: [{app, var}]) and `credentials` (the generated password, mode 0600).
+Records live in the data dir's tree of services (`State.service_records(KIND)`: DATA_DIR/services/KIND/NAME/),
+apart from the apps' properties, so an app named like a service never takes them along when it is destroyed,
+renamed or cloned: `record` (created, links: [{app, var}]) and `credentials` (the generated password, mode 0600).
 A service name follows the app-name rule (a DNS label): it is a host name on the service's network.
 """
 
@@ -19,7 +20,7 @@ from pushdock.state import validate_app_name, validate_env_key
 if TYPE_CHECKING:
     from pushdock.context import Context
     from pushdock.datastore import Datastore
-    from pushdock.state import State
+    from pushdock.state import Records, State
 
 RECORD, CREDENTIALS = "record", "credentials"
 ALIAS = re.compile(r"^[A-Z][A-Z0-9_]{0,62}\Z")
@@ -44,7 +45,13 @@ class Service:
 
 
 def plugin(kind: str) -> str:
+    """The name of the kind's global lock (`State.global_lock`)."""
     return f"service-{kind}"
+
+
+def records(state: State, kind: str) -> Records:
+    """Where the records of services of `kind` are kept."""
+    return state.service_records(kind)
 
 
 def check_name(kind: str, name: str) -> str:
@@ -69,7 +76,7 @@ def _of(kind: str, name: str, raw: dict[str, Any]) -> Service:
 
 
 def find(state: State, kind: str, name: str) -> Service | None:
-    raw = state.get_json(plugin(kind), check_name(kind, name), RECORD)
+    raw = records(state, kind).get_json(check_name(kind, name), RECORD)
     return None if raw is None else _of(kind, name, raw)
 
 
@@ -81,13 +88,13 @@ def get(state: State, kind: str, name: str) -> Service:
 
 
 def all_of(state: State, kind: str) -> list[Service]:
-    return [s for s in (find(state, kind, n) for n in state.names(plugin(kind))) if s is not None]
+    return [s for s in (find(state, kind, n) for n in records(state, kind).names()) if s is not None]
 
 
 def save(state: State, service: Service) -> None:
     raw = service.to_dict()
     del raw["kind"], raw["name"]
-    state.set_json(plugin(service.kind), service.name, RECORD, raw)
+    records(state, service.kind).set_json(service.name, RECORD, raw)
 
 
 def create(state: State, kind: str, name: str) -> tuple[Service, str]:
@@ -95,21 +102,21 @@ def create(state: State, kind: str, name: str) -> tuple[Service, str]:
     if find(state, kind, name) is not None:
         raise Conflict(f"{kind} service {name} exists already")
     password = secrets.token_urlsafe(24)  # URL-safe: it goes into DATABASE_URL unquoted
-    state.set_secret_json(plugin(kind), name, CREDENTIALS, {"password": password})
+    records(state, kind).set_json(name, CREDENTIALS, {"password": password}, secret=True)
     service = Service(kind, name, time.time())
     save(state, service)
     return service, password
 
 
 def password(state: State, service: Service) -> str:
-    raw = state.get_json(plugin(service.kind), service.name, CREDENTIALS, {}) or {}
+    raw = records(state, service.kind).get_json(service.name, CREDENTIALS, {}) or {}
     if not raw.get("password"):
         raise NotFound(f"the credentials of {service.kind} service {service.name} are missing")
     return str(raw["password"])
 
 
 def forget(state: State, service: Service) -> None:
-    state.forget(plugin(service.kind), service.name)
+    records(state, service.kind).forget(service.name)
 
 
 def linked_to(state: State, app: str, kinds: list[str]) -> list[Service]:

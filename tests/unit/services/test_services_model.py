@@ -18,7 +18,7 @@ from services.postgres import Postgres
 def test_credentials_are_generated_and_private(ctx) -> None:
     service, password = model.create(ctx.state, "postgres", "db")
     assert len(password) >= 32 and password != model.create(ctx.state, "postgres", "db2")[1]
-    path = ctx.state.path("data", "service-postgres", "db", "credentials")
+    path = ctx.state.path("services", "postgres", "db", "credentials")
     assert os.stat(path).st_mode & 0o777 == 0o600 and model.password(ctx.state, service) == password
     with pytest.raises(Conflict):
         model.create(ctx.state, "postgres", "db")
