@@ -16,8 +16,7 @@ from loguru import logger
 
 from pushdock.errors import PushdockError, UsageError
 from pushdock.progress import Progress
-from services import backups, engine, model
-from services.plugin import BACKUPS
+from services import BACKUPS, backups, engine, model
 
 if TYPE_CHECKING:
     from pushdock.context import Context

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pushdock.specs import hookimpl
+from services import BACKUPS
 
 if TYPE_CHECKING:
     import click
@@ -13,7 +14,6 @@ if TYPE_CHECKING:
     from pushdock.context import Context
 
 KINDS = ("postgres", "redis")  # the built-in kinds, in the order `help` lists them
-BACKUPS = frozenset({"postgres"})  # kinds with backup/backups/restore (services/backups.py speaks pg_dump)
 
 
 @hookimpl
