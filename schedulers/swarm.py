@@ -23,7 +23,7 @@ port, so requests in that gap fail.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,8 @@ from schedulers.readiness import NotReady
 from schedulers.swarm_ready import NewService, wait_ready
 
 if TYPE_CHECKING:
+    import threading
+
     from pushdock.context import Context
     from pushdock.progress import Progress
     from pushdock.routing import Upstream
@@ -53,6 +55,12 @@ class SwarmScheduler:
     name = "swarm"
     # Swarm replaces a failed task by itself, and a host-mode task gets a new port: `serve` follows (pipeline).
     upstreams_move = True
+
+    def watch_moves(self, wake: Callable[[], None], done: threading.Event) -> None:
+        """Call wake() whenever the engine reports something that may move a task, until done (blocks)."""
+        from schedulers import swarm_events
+
+        swarm_events.watch(wake, done)
 
     # -- deploy ---------------------------------------------------------------------------------
     def deploy(self, ctx: Context, release: Release, route: Route, progress: Progress) -> None:
@@ -84,7 +92,8 @@ class SwarmScheduler:
                         for name, count in plan.wanted:
                             service = sw.create_service(
                                 ctx, release, name, replicas=count, image=plan.placement.image,
-                                constraints=plan.placement.constraints, mesh=plan.mesh,
+                                constraints=plan.placement.constraints
+                                + swarm_settings.constraints(ctx, release.app, name), mesh=plan.mesh,
                                 max_per_node=plan.max_per_node, stop_timeout=checks.stop_timeout,
                             )
                             created.append(NewService(name, service, count,
@@ -244,8 +253,8 @@ class SwarmScheduler:
             for process, count in missing:
                 service = sw.create_service(
                     ctx, release, process, replicas=count, image=plan.placement.image,
-                    constraints=plan.placement.constraints, mesh=plan.mesh, max_per_node=plan.max_per_node,
-                    stop_timeout=checks.stop_timeout,
+                    constraints=plan.placement.constraints + swarm_settings.constraints(ctx, release.app, process),
+                    mesh=plan.mesh, max_per_node=plan.max_per_node, stop_timeout=checks.stop_timeout,
                 )
                 # Like docker-local's reconcile: a recreated instance passes the app.json checks, a kept one not.
                 created.append(NewService(process, service, count, tuple(healthchecks.for_process(release, process))))

@@ -9,6 +9,8 @@ from pushdock.commands import echo_progress, format_option, group, print_report,
 from pushdock.context import Context
 from pushdock.errors import UsageError
 from pushdock.state import GLOBAL
+from schedulers.swarm_node_commands import COMMANDS as NODE_COMMANDS
+from schedulers.swarm_node_commands import scheduler_swarm
 
 DEFAULT_ADVERTISE = "127.0.0.1"
 DEFAULT_LISTEN = "127.0.0.1:2377"
@@ -202,4 +204,6 @@ def registry_report(ctx: Context, app: str | None, fmt: str) -> None:
     print_report(f"{app or 'global'} registry information", fields, fmt)
 
 
-COMMANDS = (scheduler, swarm, registry)
+for _command in NODE_COMMANDS:  # swarm:nodes, join-token, drain, activate, registry
+    swarm.add_command(_command)
+COMMANDS = (scheduler, swarm, registry, scheduler_swarm)

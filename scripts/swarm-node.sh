@@ -3,6 +3,7 @@
 #
 #   scripts/swarm-node.sh start NAME INDEX   # NAME: letters/digits/dashes; INDEX: 1..200 (picks the subnet)
 #   scripts/swarm-node.sh stop NAME INDEX    # the engine and its network namespace go; its data-root too
+#   scripts/swarm-node.sh engine-stop NAME INDEX  # stops the engine only (a node failure); start again to revive
 #   scripts/swarm-node.sh addr NAME INDEX    # prints the node's address (what it advertises to the swarm)
 #
 # The node is a `dockerd` with its own --data-root, --exec-root, --pidfile and unix socket, in a network
@@ -38,7 +39,8 @@ start() {
   # setsid: a signal to the caller's process group never reaches the engine.
   # --iptables stays on: the rules go into the namespace's own tables (published ports, NAT), not the host's.
   # nsenter, not `ip netns exec`: that one remounts /sys in a new mount namespace, hiding the cgroup mounts.
-  nsenter --net="/run/netns/$ns" setsid --fork dockerd \
+  # unshare --uts: a hostname of its own (pd-NAME), so `swarm:nodes` and `swarm:drain NODE` can tell the nodes apart.
+  nsenter --net="/run/netns/$ns" unshare --uts setsid --fork sh -c 'hostname "$0" && exec dockerd "$@"' "$ns" \
     --data-root "$data" --exec-root "$run/exec" --pidfile "$run/dockerd.pid" \
     -H "unix://$run/docker.sock" --containerd-namespace "$ns" --containerd-plugins-namespace "$ns-plugins" \
     --bip "172.30.$idx.1/24" --default-address-pool "base=10.232.0.0/16,size=24" \
@@ -51,7 +53,7 @@ start() {
   echo "error: the engine of node $name did not start (log: $run/dockerd.log)" >&2; exit 1
 }
 
-stop() {
+engine_stop() {
   if [ -f "$run/dockerd.pid" ]; then
     pid=$(cat "$run/dockerd.pid")
     if kill -0 "$pid" 2>/dev/null; then
@@ -60,6 +62,10 @@ stop() {
       kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
     fi
   fi
+}
+
+stop() {
+  engine_stop
   ip link del "$host_if" 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
   # container mounts left by a killed engine would keep the data-root busy
@@ -70,6 +76,7 @@ stop() {
 case $cmd in
   start) start ;;
   stop) stop ;;
+  engine-stop) engine_stop ;;  # the engine only (SIGTERM); `start` brings it back on the same network
   addr) echo "$node_addr" ;;
-  *) echo "error: unknown command $cmd (start, stop, addr)" >&2; exit 2 ;;
+  *) echo "error: unknown command $cmd (start, stop, engine-stop, addr)" >&2; exit 2 ;;
 esac
