@@ -99,8 +99,10 @@ def swarm() -> None:
 @click.option("--advertise-addr", default=DEFAULT_ADVERTISE, show_default=True,
               help="Address other nodes reach this manager on (use the host's LAN address for several nodes).")
 @click.option("--listen-addr", default=DEFAULT_LISTEN, show_default=True, help="Address:port the manager listens on.")
+@click.option("--heartbeat", type=click.IntRange(1, 60), default=5, show_default=True,
+              help="Seconds between a node's heartbeats: a lost node is declared down after about 3 of them.")
 @click.pass_obj
-def swarm_init(ctx: Context, advertise_addr: str, listen_addr: str) -> None:
+def swarm_init(ctx: Context, advertise_addr: str, listen_addr: str, heartbeat: int) -> None:
     """Turn on swarm mode (this engine: the manager).
 
     Nothing happens if swarm mode is on already. The defaults suit one machine; for several nodes use the
@@ -109,7 +111,7 @@ def swarm_init(ctx: Context, advertise_addr: str, listen_addr: str) -> None:
     from schedulers import swarm_admin
 
     require_admin(ctx)
-    click.echo(f"-----> {swarm_admin.init(advertise_addr, listen_addr)}")
+    click.echo(f"-----> {swarm_admin.init(advertise_addr, listen_addr, heartbeat=heartbeat)}")
 
 
 @swarm.command("report")
