@@ -100,7 +100,7 @@ def swarm() -> None:
               help="Address other nodes reach this manager on (use the host's LAN address for several nodes).")
 @click.option("--listen-addr", default=DEFAULT_LISTEN, show_default=True, help="Address:port the manager listens on.")
 @click.option("--heartbeat", type=click.IntRange(1, 60), default=5, show_default=True,
-              help="Seconds between a node's heartbeats: a lost node is declared down after about 3 of them.")
+              help="Seconds between a node's heartbeats: a lost node is declared down after a few are missed.")
 @click.pass_obj
 def swarm_init(ctx: Context, advertise_addr: str, listen_addr: str, heartbeat: int) -> None:
     """Turn on swarm mode (this engine: the manager).
