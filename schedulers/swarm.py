@@ -32,7 +32,7 @@ from loguru import logger
 from hooks.checks import CheckSettings, check_settings
 from pushdock.errors import DeployFailed, PushdockError
 from schedulers import docker_engine as eng
-from schedulers import healthchecks, swarm_images, swarm_logs, swarm_settings
+from schedulers import healthchecks, swarm_events, swarm_images, swarm_logs, swarm_settings
 from schedulers import swarm_engine as sw
 from schedulers import swarm_nodes as sn
 from schedulers.base import Instance, Route
@@ -58,8 +58,6 @@ class SwarmScheduler:
 
     def watch_moves(self, wake: Callable[[], None], done: threading.Event) -> None:
         """Call wake() whenever the engine reports something that may move a task, until done (blocks)."""
-        from schedulers import swarm_events
-
         swarm_events.watch(wake, done)
 
     # -- deploy ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from hooks import pipeline
 from pushdock.errors import PushdockError, UsageError
 from schedulers import docker_engine as eng
 from schedulers import swarm_engine as sw
@@ -87,8 +88,6 @@ def drain(ctx: Context, ref: str, progress: Progress) -> list[str]:
     If an app cannot move (its new tasks fail), the node is set back to `active` and the error is raised:
     nothing is half-done (the apps moved before run on the other nodes, which is fine).
     """
-    from hooks import pipeline
-
     node = set_availability(ctx, ref, "pause")
     if not any(n.schedulable for n in sn.nodes(ctx)):
         set_availability(ctx, node.id, node.availability)

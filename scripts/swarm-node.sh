@@ -22,6 +22,8 @@ host_addr=10.231.$idx.1; node_addr=10.231.$idx.2
 
 start() {
   mkdir -p "$run" "$data"
+  # its own (empty) daemon.json: the host's /etc/docker/daemon.json (bip, hosts, data-root...) is not for this engine
+  [ -f "$run/daemon.json" ] || echo '{}' > "$run/daemon.json"
   ip netns list | grep -qx "$ns\( .*\)\?" || ip netns add "$ns"
   if ! ip link show "$host_if" >/dev/null 2>&1; then
     ip link add "$host_if" type veth peer name "$node_if"
@@ -41,7 +43,7 @@ start() {
   # nsenter, not `ip netns exec`: that one remounts /sys in a new mount namespace, hiding the cgroup mounts.
   # unshare --uts: a hostname of its own (pd-NAME), so `swarm:nodes` and `swarm:drain NODE` can tell the nodes apart.
   nsenter --net="/run/netns/$ns" unshare --uts setsid --fork sh -c 'hostname "$0" && exec dockerd "$@"' "$ns" \
-    --data-root "$data" --exec-root "$run/exec" --pidfile "$run/dockerd.pid" \
+    --config-file "$run/daemon.json" --data-root "$data" --exec-root "$run/exec" --pidfile "$run/dockerd.pid" \
     -H "unix://$run/docker.sock" --containerd-namespace "$ns" --containerd-plugins-namespace "$ns-plugins" \
     --bip "172.30.$idx.1/24" --default-address-pool "base=10.232.0.0/16,size=24" \
     --storage-driver overlay2 --log-level warn \
