@@ -129,6 +129,12 @@ def test_constraints_per_process_type(server, cluster, app):
     server.cli("ps:restart", app)
     assert web_hosts(server, app) == [cluster.worker.addr] * 2
     assert "node.role==worker" in server.cli("scheduler-swarm:report", app).stdout
+    # draining the only node the app may run on: the app cannot move, so nothing changes (one line, node active)
+    name = f"pd-{cluster.worker.name}"
+    bad = server.cli("swarm:drain", name, check=False)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "cannot be placed" in bad.stderr, bad.stderr
+    assert nodes(server)[name]["availability"] == "active"
+    assert web_hosts(server, app) == [cluster.worker.addr] * 2 and server.get(app)[0] == 200
     server.cli("scheduler-swarm:set", app, "constraints", "web")
     server.cli("ps:restart", app)
     assert web_hosts(server, app) == sorted(["127.0.0.1", cluster.worker.addr])
