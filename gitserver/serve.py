@@ -20,7 +20,7 @@ from loguru import logger
 
 from pushdock.errors import PushdockError
 
-FOLLOW_INTERVAL = 10.0  # seconds between looks at instances that can move when no engine event wakes the follower
+FOLLOW_INTERVAL = 5.0  # seconds between looks at instances that can move when no engine event wakes the follower
 FOLLOW_HOT = 0.2  # seconds between looks for FOLLOW_HOT_FOR seconds after an event (a new task must answer first)
 FOLLOW_HOT_FOR = 30.0
 PLUGIN_JOBS = "plugin:"  # timer names of the timer-jobs trigger's jobs
