@@ -24,8 +24,9 @@ uninstall:
 test: setup
 	$(UV) lock --check --quiet  # fails when pyproject.toml and uv.lock disagree (refresh: make lock)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q -n 3 --dist loadscope -m "not zero_downtime" --durations=15  # three workers, a module per worker
-	$(VENV)/bin/pytest -q -m zero_downtime --durations=10  # alone: these count failed requests under load
+	$(VENV)/bin/pytest -q -n 3 --dist loadscope -m "not zero_downtime and not multinode" --durations=15  # three workers, a module per worker
+	$(VENV)/bin/pytest -q -m "zero_downtime and not multinode" --durations=10  # alone: these count failed requests under load
+	$(VENV)/bin/pytest -q -m multinode --durations=10  # alone: a second engine joins the host's swarm (~2 min)
 	$(VENV)/bin/pytest -q --engine-restart  # alone: these tests restart the Docker engine
 
 test-fast: setup

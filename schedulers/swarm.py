@@ -23,7 +23,7 @@ port, so requests in that gap fail.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ from loguru import logger
 from hooks.checks import CheckSettings, check_settings
 from pushdock.errors import DeployFailed, PushdockError
 from schedulers import docker_engine as eng
-from schedulers import healthchecks, swarm_images, swarm_logs, swarm_settings
+from schedulers import healthchecks, swarm_events, swarm_images, swarm_logs, swarm_settings
 from schedulers import swarm_engine as sw
 from schedulers import swarm_nodes as sn
 from schedulers.base import Instance, Route
@@ -41,6 +41,8 @@ from schedulers.readiness import NotReady
 from schedulers.swarm_ready import NewService, wait_ready
 
 if TYPE_CHECKING:
+    import threading
+
     from pushdock.context import Context
     from pushdock.progress import Progress
     from pushdock.routing import Upstream
@@ -53,6 +55,10 @@ class SwarmScheduler:
     name = "swarm"
     # Swarm replaces a failed task by itself, and a host-mode task gets a new port: `serve` follows (pipeline).
     upstreams_move = True
+
+    def watch_moves(self, wake: Callable[[], None], done: threading.Event) -> None:
+        """Call wake() whenever the engine reports something that may move a task, until done (blocks)."""
+        swarm_events.watch(wake, done)
 
     # -- deploy ---------------------------------------------------------------------------------
     def deploy(self, ctx: Context, release: Release, route: Route, progress: Progress) -> None:
@@ -84,7 +90,8 @@ class SwarmScheduler:
                         for name, count in plan.wanted:
                             service = sw.create_service(
                                 ctx, release, name, replicas=count, image=plan.placement.image,
-                                constraints=plan.placement.constraints, mesh=plan.mesh,
+                                constraints=plan.placement.constraints
+                                + swarm_settings.constraints(ctx, release.app, name), mesh=plan.mesh,
                                 max_per_node=plan.max_per_node, stop_timeout=checks.stop_timeout,
                             )
                             created.append(NewService(name, service, count,
@@ -244,8 +251,8 @@ class SwarmScheduler:
             for process, count in missing:
                 service = sw.create_service(
                     ctx, release, process, replicas=count, image=plan.placement.image,
-                    constraints=plan.placement.constraints, mesh=plan.mesh, max_per_node=plan.max_per_node,
-                    stop_timeout=checks.stop_timeout,
+                    constraints=plan.placement.constraints + swarm_settings.constraints(ctx, release.app, process),
+                    mesh=plan.mesh, max_per_node=plan.max_per_node, stop_timeout=checks.stop_timeout,
                 )
                 # Like docker-local's reconcile: a recreated instance passes the app.json checks, a kept one not.
                 created.append(NewService(process, service, count, tuple(healthchecks.for_process(release, process))))
