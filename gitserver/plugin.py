@@ -54,3 +54,10 @@ def post_app_rename(ctx: Context, old_app: str, new_app: str) -> None:
     from gitserver import webhooks
 
     webhooks.rename_secrets(ctx, old_app, new_app)
+
+
+@hookimpl
+def http_routes(ctx: Context) -> list[object]:
+    from gitserver.http import routes
+
+    return list(routes(ctx))

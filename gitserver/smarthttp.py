@@ -118,7 +118,7 @@ class SmartHttp:
         record(ctx, ACTIONS[service], app, service, environ, started=started, **fields)
 
     def _authenticate(self, token: str, environ: WSGIEnvironment) -> Identity | None:
-        from gitserver.tokens import identity_for_token
+        from pushdock.tokens import identity_for_token
 
         identity = identity_for_token(self.ctx, token)
         if identity is None:

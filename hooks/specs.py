@@ -24,7 +24,7 @@ hookimpl = pluggy.HookimplMarker("pushdock")
 # Triggers that are registries (they return objects) are Python-only; scripts cannot implement them.
 PYTHON_ONLY = frozenset(
     {"register_commands", "register_builders", "register_schedulers", "register_proxies", "register_services",
-     "timer_jobs"}
+     "timer_jobs", "http_routes", "http_door"}
 )
 
 
@@ -50,6 +50,18 @@ def register_schedulers() -> dict[str, Any]:
 def register_proxies() -> dict[str, Any]:
     """At start-up: return {name: Proxy} for the proxies this plugin provides."""
     return {}
+
+
+@hookspec
+def http_routes(ctx: Context) -> list[Any]:
+    """When the HTTP door starts: return the routes and WSGI mounts (pushdock/httproutes.py) this plugin serves."""
+    return []
+
+
+@hookspec(firstresult=True)
+def http_door(ctx: Context, health: Any) -> Any:
+    """When `serve` starts: return the HTTP door (an object with start() -> (host, port) and stop()), serving every
+    plugin's http-routes; `health()` returns what `/healthz` adds (the apps still being reconciled)."""
 
 
 # -- app lifecycle ---------------------------------------------------------------------------------

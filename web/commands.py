@@ -1,0 +1,41 @@
+"""Run a command of the one registry for an API caller, in a worker process (web/worker.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pushdock.state import Identity
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int  # the HTTP status: 200, or the error's (403 refused by the role rules, 404, 409, 400, 500)
+    out: str
+    error: str  # the one-line message, without its `error: ` prefix
+
+    def json(self) -> Any:
+        return json.loads(self.out) if self.out.strip() else None
+
+
+async def run_command(identity: Identity, argv: list[str]) -> Outcome:
+    """`argv` as `identity` (door http): its output, or its one-line error and the status that goes with it."""
+    env = {**os.environ, "PUSHDOCK_ARGV": json.dumps(argv),
+           "PUSHDOCK_IDENTITY": json.dumps({"name": identity.name, "role": identity.role,
+                                            "apps": list(identity.apps), "door": "http"})}
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "web.worker", env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await worker.communicate()
+    try:
+        answer = json.loads(stdout)
+    except ValueError:
+        first = (stderr.decode(errors="replace").strip().splitlines() or ["the command worker failed"])[-1]
+        return Outcome(500, "", first[:300])
+    message = answer["error"].splitlines()[0] if answer["error"] else ""
+    return Outcome(int(answer["status"]), answer["out"], message.removeprefix("error: "))
