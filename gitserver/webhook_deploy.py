@@ -182,8 +182,8 @@ def _finish(ctx: Context, job: Job, outcome: str, started: float | None = None) 
 
 def run_in_worker(ctx: Context, job: Job) -> None:
     """Run `job` in `python -m gitserver.webhook_deploy` and wait for it."""
-    from gitserver.ssh import settings_env
     from pushdock import proc
+    from pushdock.settings import settings_env
 
     started = time.time()
     env = {**os.environ, **settings_env(ctx.settings), JOB_VARIABLE: json.dumps(asdict(job))}

@@ -57,3 +57,14 @@ class Settings(BaseSettings):
     # Python packages `plugin:install` may install into pushdock's environment (names, comma- or space-separated).
     # Set on the host only: an SSH admin may install from this list, never add to it.
     plugin_allow: str = ""
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as PUSHDOCK_* variables, so a worker process sees exactly what the server was given."""
+    from pydantic import SecretStr
+
+    env = {}
+    for name, value in settings.model_dump().items():
+        plain = value.get_secret_value() if isinstance(value, SecretStr) else value
+        env[f"PUSHDOCK_{name.upper()}"] = str(plain)
+    return env

@@ -19,6 +19,9 @@ command -v pebble >/dev/null 2>&1 || need+=(pebble)
 # the tests' FROM-scratch images carry the host's static busybox; systemd-analyze verifies the service unit
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# the dashboard's browser tests drive a headless chromium through selenium
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"

@@ -11,20 +11,19 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from pushdock.context import Context  # (FastAPI reads the annotations at run time)
 from pushdock.errors import PushdockError
 from pushdock.httproutes import status_of
+from pushdock.state import Identity
 from web.auth import ApiError, bearer_identity
 from web.commands import run_command
-
-if TYPE_CHECKING:
-    from pushdock.context import Context
-    from pushdock.state import Identity
 
 FOLLOW_INTERVAL = 0.3  # seconds between looks at a running deploy's log
 APP = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -37,11 +36,20 @@ def _ctx(request: Request) -> Context:
     return ctx
 
 
-def caller(request: Request) -> Identity:
-    return bearer_identity(_ctx(request), request.headers.get("authorization"))
+@dataclass(frozen=True)
+class Who:
+    """The caller of one API request: its identity (door http) and the door's context."""
+
+    identity: Identity
+    ctx: Context
 
 
-Caller = Annotated["Identity", Depends(caller)]
+def caller(request: Request) -> Who:
+    ctx = _ctx(request)
+    return Who(bearer_identity(ctx, request.headers.get("authorization")), ctx)
+
+
+Caller = Annotated[Who, Depends(caller)]
 
 
 class Error(BaseModel):
@@ -54,8 +62,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "no such app, release or service"), (409, "a conflict: name taken, app locked"))}
 
 
-async def _run(identity: Identity, *argv: str, raw: bool = False) -> Any:
-    outcome = await run_command(identity, list(argv))
+async def _run(who: Who, *argv: str, raw: bool = False) -> Any:
+    outcome = await run_command(who.ctx.settings, who.identity, list(argv))
     if outcome.status != 200:
         return JSONResponse({"error": outcome.error or "the command failed"}, status_code=outcome.status)
     if raw:
@@ -131,9 +139,11 @@ async def restart(app: str, who: Caller) -> Any:
             summary="Config keys (config:keys); values only for an admin who asks (config:show)")
 async def config(app: str, who: Caller, values: bool = False) -> Any:
     if values:
-        if who.role != "admin":
-            return JSONResponse({"error": f"{who.name} ({who.role}) may not read config values over HTTP: admin "
-                                          "only"}, status_code=403)
+        if who.identity.role != "admin":
+            Context(settings=who.ctx.settings, identity=who.identity).event(
+                "config:show", app=app, result="denied", reason="values are for admins")
+            refusal = f"{who.identity.name} ({who.identity.role}) may not read config values: admin only"
+            return JSONResponse({"error": refusal}, status_code=403)
         return await _run(who, "config:show", app, "--format", "json")
     keys = await _run(who, "config:keys", app, "--format", "json")
     return keys if isinstance(keys, JSONResponse) else {"keys": keys}
@@ -195,7 +205,7 @@ async def events(who: Caller, n: Annotated[int, Query(ge=1, le=10_000)] = 50, ap
 async def build_log(app: str, build: str, request: Request, who: Caller) -> Any:
     ctx = _ctx(request)
     try:
-        record = await asyncio.to_thread(open_build, ctx, who, app, build)
+        record = await asyncio.to_thread(open_build, ctx, who.identity, app, build)
     except PushdockError as e:
         return JSONResponse({"error": str(e)}, status_code=status_of(e))
     return StreamingResponse(follow_build(ctx, app, record.id, request), media_type="text/event-stream",

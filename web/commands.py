@@ -9,7 +9,10 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pushdock.settings import settings_env
+
 if TYPE_CHECKING:
+    from pushdock.settings import Settings
     from pushdock.state import Identity
 
 
@@ -23,9 +26,9 @@ class Outcome:
         return json.loads(self.out) if self.out.strip() else None
 
 
-async def run_command(identity: Identity, argv: list[str]) -> Outcome:
+async def run_command(settings: Settings, identity: Identity, argv: list[str]) -> Outcome:
     """`argv` as `identity` (door http): its output, or its one-line error and the status that goes with it."""
-    env = {**os.environ, "PUSHDOCK_ARGV": json.dumps(argv),
+    env = {**os.environ, **settings_env(settings), "PUSHDOCK_ARGV": json.dumps(argv),
            "PUSHDOCK_IDENTITY": json.dumps({"name": identity.name, "role": identity.role,
                                             "apps": list(identity.apps), "door": "http"})}
     worker = await asyncio.create_subprocess_exec(
