@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +28,32 @@ class Outcome:
         return json.loads(self.out) if self.out.strip() else None
 
 
+def _env(settings: Settings, identity: Identity, argv: list[str], **extra: str) -> dict[str, str]:
+    return {**os.environ, **settings_env(settings), "PUSHDOCK_ARGV": json.dumps(argv), **extra,
+            "PUSHDOCK_IDENTITY": json.dumps({"name": identity.name, "role": identity.role,
+                                             "apps": list(identity.apps), "door": "http"})}
+
+
+async def stream_command(settings: Settings, identity: Identity, argv: list[str]) -> AsyncIterator[str]:
+    """The output lines of a command that follows something (`logs APP -t`), until it ends or the caller stops
+    iterating (the worker is then killed); an error ends the stream with its `error:` line."""
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "web.worker", env=_env(settings, identity, argv, PUSHDOCK_STREAM="1"),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert worker.stdout is not None
+    try:
+        while line := await worker.stdout.readline():
+            yield line.decode(errors="replace").rstrip("\n")
+    finally:
+        if worker.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                worker.kill()
+            await worker.wait()
+
+
 async def run_command(settings: Settings, identity: Identity, argv: list[str]) -> Outcome:
     """`argv` as `identity` (door http): its output, or its one-line error and the status that goes with it."""
-    env = {**os.environ, **settings_env(settings), "PUSHDOCK_ARGV": json.dumps(argv),
-           "PUSHDOCK_IDENTITY": json.dumps({"name": identity.name, "role": identity.role,
-                                            "apps": list(identity.apps), "door": "http"})}
+    env = _env(settings, identity, argv)
     worker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "web.worker", env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

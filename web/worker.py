@@ -1,8 +1,9 @@
 """One API command per process, as the SSH door runs one per exec request: the same registry, roles and audit.
 
 Run as `python -m web.worker` with the caller in PUSHDOCK_IDENTITY (JSON: name, role, apps; door `http`) and the
-command in PUSHDOCK_ARGV (a JSON list). Writes one JSON document on stdout: exit status, the status code the
-door answers with, the command's stdout and its `error:` line. Logs go to the log file only.
+command in PUSHDOCK_ARGV (a JSON list). Writes one JSON document on stdout: exit status, the status code the door
+answers with, the command's stdout and its `error:` line; with PUSHDOCK_STREAM set (a follower such as
+`logs -t`), the command's output as it comes instead. Logs go to the log file only.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def main() -> int:
                                                        apps=tuple(data.get("apps", ())), door="http"))
     log.configure(settings.log_level, logfile=ctx.state.path("logs", "pushdock.log"), stderr=False,
                   extra={"who": ctx.identity.name, "door": "http"})
+    if os.environ.get("PUSHDOCK_STREAM"):  # a follower (`logs -t`): its output as it comes, errors included
+        return dispatch(argv, ctx, sys.stdout, sys.stdout)
     out, err = io.StringIO(), io.StringIO()
     errors: list[PushdockError] = []
     rc = dispatch(argv, ctx, out, err, errors)
