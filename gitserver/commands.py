@@ -72,7 +72,7 @@ def tokens() -> None:
 @tokens.command("add")
 @click.argument("name")
 @click.option("--role", type=click.Choice(["admin", "deployer"]), default="admin", show_default=True,
-              help="admin: every app; deployer: clone and push --apps only.")
+              help="admin: every app; deployer: only the --apps (git over HTTP, the API, the dashboard).")
 @click.option("--apps", default="", help="Comma-separated apps a deployer may use.")
 @click.pass_obj
 def add_token(ctx: Context, name: str, role: str, apps: str) -> None:
