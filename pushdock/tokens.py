@@ -103,7 +103,16 @@ def remove_token(ctx: Context, name: str) -> None:
 
 def identity_for_token(ctx: Context, secret: str) -> Identity | None:
     """The identity a presented token stands for (compared in constant time), or None."""
-    digest = _digest(secret)
+    return identity_for_digest(ctx, _digest(secret))
+
+
+def digest_of(secret: str) -> str:
+    """What is stored of a token: a session keeps this, never the token (see identity_for_digest)."""
+    return _digest(secret)
+
+
+def identity_for_digest(ctx: Context, digest: str) -> Identity | None:
+    """The identity of the token whose SHA-256 is `digest`, if it still exists (a removed token's sessions end)."""
     found = None
     for t in _load(ctx):
         if hmac.compare_digest(t.digest, digest):

@@ -2,7 +2,8 @@
 
 Tokens are those of `tokens:add` (pushdock/tokens.py: only their SHA-256 is stored). Sessions live in this
 process only (a restart of `serve` signs everyone out): a random id in an HttpOnly, SameSite=Strict cookie
-(Secure on HTTPS), a CSRF token per session, 12 hours. Sign-in attempts are rate-limited per client address.
+(Secure on HTTPS), a CSRF token per session, 12 hours and only while its token exists. Sign-in attempts
+are rate-limited per client address.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def bearer_identity(ctx: Context, header: str | None) -> Identity:
 @dataclass
 class Session:
     identity: Identity
+    digest: str  # of the token signed in with: checked on every request, so `tokens:remove` ends the session
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     expires: float = field(default_factory=lambda: time.time() + SESSION_SECONDS)
 
@@ -77,9 +79,9 @@ class Sessions:
             self._attempts[address] = recent
             return allowed
 
-    def open(self, identity: Identity) -> tuple[str, Session]:
+    def open(self, identity: Identity, digest: str) -> tuple[str, Session]:
         sid = secrets.token_urlsafe(32)
-        session = Session(identity)
+        session = Session(identity, digest)
         with self._lock:
             now = time.time()
             self._sessions = {k: s for k, s in self._sessions.items() if s.expires > now}

@@ -26,7 +26,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pushdock.context import Context
 from pushdock.errors import PushdockError
 from pushdock.state import APP_NAME, Identity
-from pushdock.tokens import identity_for_token
+from pushdock.tokens import digest_of, identity_for_digest, identity_for_token
 from web import hoststats
 from web.auth import SESSION_COOKIE, SESSION_SECONDS, UNKNOWN, Session, Sessions
 from web.commands import run_command, stream_command
@@ -67,7 +67,17 @@ def _sessions(request: Request) -> Sessions:
 
 
 def _session(request: Request) -> Session | None:
-    return _sessions(request).get(request.cookies.get(SESSION_COOKIE))
+    """The signed-in session, as long as its token still exists (and with the token's current role and apps)."""
+    sid = request.cookies.get(SESSION_COOKIE)
+    session = _sessions(request).get(sid)
+    if session is None:
+        return None
+    current = identity_for_digest(_ctx(request), session.digest)
+    if current is None:
+        _sessions(request).close(sid)
+        return None
+    session.identity = current
+    return session
 
 
 def _as(request: Request, who: Identity) -> Context:
@@ -135,7 +145,7 @@ async def signin(request: Request) -> Response:
         _as(request, Identity(name=UNKNOWN, role="deployer", door="http")).event(
             "dashboard:signin", result="denied", reason="unknown token", address=address)
         return page("signin.html", 401, error="unknown token", csrf=cookie)
-    sid, _ = _sessions(request).open(who)
+    sid, _ = _sessions(request).open(who, digest_of(token.strip()))
     _as(request, who).event("dashboard:signin", address=address)
     response = RedirectResponse("/", status_code=303, headers=HEADERS)
     response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict", secure=request.url.scheme == "https",
