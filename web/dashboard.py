@@ -249,7 +249,7 @@ async def host_page(request: Request) -> Response:
         return _signin_redirect()
     ctx = _ctx(request)
     stats, usage = await asyncio.gather(asyncio.to_thread(hoststats.host, ctx),
-                                        asyncio.to_thread(hoststats.containers, session.identity))
+                                        asyncio.to_thread(hoststats.containers, ctx, session.identity))
     return page("host.html", session=session, host=stats, containers=usage)
 
 

@@ -40,14 +40,16 @@ def host(ctx: Context) -> dict[str, Any]:
             "disk_total": disk.total, "disk_used": disk.used}
 
 
-def containers(who: Identity) -> list[dict[str, Any]]:
-    """Each running pushdock container the caller may see: app, process, release, CPU %, memory (engine stats)."""
+def containers(ctx: Context, who: Identity) -> list[dict[str, Any]]:
+    """Each running container of this pushdock (label `pushdock.data-dir`: other instances on the engine are not
+    ours to show) the caller may see: app, process, release, CPU %, memory (engine stats)."""
     import docker
 
     try:
         client = docker.from_env(timeout=10)
-        found = [c for c in client.containers.list(filters={"label": "pushdock.app"})
-                 if who.may_use(c.labels.get("pushdock.app", ""))]
+        mine = client.containers.list(filters={"label": [f"pushdock.data-dir={ctx.settings.data_dir.absolute()}",
+                                                         "pushdock.app"]})
+        found = [c for c in mine if who.may_use(c.labels.get("pushdock.app", ""))]
     except docker.errors.DockerException:
         return []
     with ThreadPoolExecutor(STATS_THREADS) as pool:

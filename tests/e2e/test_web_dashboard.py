@@ -143,7 +143,11 @@ def test_sign_in_see_the_app_roll_back_and_watch_a_deploy(server, browser, tmp_p
     shot(browser, "events")
     browser.get(f"http://127.0.0.1:{server.http_port}/host")
     wait(browser, lambda d: d.find_elements(By.ID, "containers"))
-    assert app in browser.find_element(By.ID, "containers").text
+    shown = browser.find_element(By.ID, "containers").text
+    assert app in shown
+    apps = {r.text.split()[0] for r in browser.find_elements(By.CSS_SELECTOR, "#containers tbody tr")}
+    ours = {a["name"] for a in json.loads(server.cli("apps:list", "--format", "json").stdout)}
+    assert apps <= ours, "containers of another pushdock on the same engine are shown"
     shot(browser, "host")
     browser.get(f"http://127.0.0.1:{server.http_port}/")
     shot(browser, "apps-phone", 390, 844)
