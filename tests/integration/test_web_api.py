@@ -160,3 +160,41 @@ def test_the_openapi_document(api) -> None:
         concrete = path.split("?")[0].replace("{app}", MINE)
         documented = [p for rx, p in templates.items() if rx.match(concrete)]
         assert any(method.lower() in doc["paths"][p] for p in documented), path
+
+
+def test_a_deploys_log_streams_as_server_sent_events_while_it_runs(api) -> None:
+    """A build record written as the pipeline writes it (pushdock/builds.py), its log growing while a client
+    follows it: lines arrive as they are written, then an `end` event once the record says it is over."""
+    import os
+    import threading
+    import time as clock
+
+    from pushdock import builds
+
+    port, secrets, ctx = api
+    record = builds.Build(app=MINE, id=1, sha="c" * 40, started=clock.time(), who="tester", pid=os.getpid(),
+                          pid_start=builds._process_start(os.getpid()))
+    ctx.state.set_json(builds.PLUGIN, MINE, "1.json", record.__dict__)
+    log = ctx.state.build_log(MINE, 1)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("-----> Building mine\n")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", f"/api/v1/apps/{MINE}/builds/latest/log", headers={"Authorization": f"Bearer {secrets['deployer']}"})
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("Content-Type").startswith("text/event-stream")
+    assert resp.readline() == b"data: -----> Building mine\n"
+
+    def finish() -> None:
+        with open(log, "a") as f:
+            f.write("-----> Releasing v1\n")
+            f.flush()
+            clock.sleep(0.5)
+            f.write("=====> mine deployed\n")
+        ctx.state.set_json(builds.PLUGIN, MINE, "1.json", {**record.__dict__, "result": "succeeded", "release": "v1"})
+
+    threading.Thread(target=finish).start()
+    rest = resp.read().decode()
+    conn.close()
+    assert rest.strip().split("\n\n") == ["data: -----> Releasing v1", "data: =====> mine deployed",
+                                          'event: end\ndata: {"result": "succeeded", "release": "v1"}']
+    assert call(port, "GET", f"/api/v1/apps/{MINE}/builds/latest/log", secrets["stranger"])[0] == 403
