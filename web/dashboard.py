@@ -82,7 +82,7 @@ def _session(request: Request) -> Session | None:
 
 def _as(request: Request, who: Identity) -> Context:
     ctx = _ctx(request)
-    return Context(settings=ctx.settings, identity=who, bus_override=ctx.bus_override)
+    return Context(settings=ctx.settings, identity=who, bus_override=ctx.bus)  # the door's plugins, loaded once
 
 
 def page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
@@ -167,7 +167,8 @@ async def signout(request: Request) -> Response:
 
 # -- pages ---------------------------------------------------------------------------------------------------
 def overview(ctx: Context, who: Identity) -> list[dict[str, Any]]:
-    """Every app the caller may use: status, current release, formation, domains (from the state)."""
+    """Every app the caller may use: status, current release, formation, domains (from the state), and the
+    plugins' facts (`app-summary`: the certificate's expiry)."""
     rows = []
     for app in ctx.state.list_apps():
         if not who.may_use(app):
@@ -175,9 +176,13 @@ def overview(ctx: Context, who: Identity) -> list[dict[str, Any]]:
         current = ctx.state.current_release(app)
         stopped = bool(ctx.state.get("ps", app, "stopped"))
         status = "stopped" if stopped else ("running" if current else "not deployed")
+        facts: dict[str, str] = {}
+        for part in ctx.bus.call("app_summary", ctx=ctx, app=app):
+            facts.update(part or {})
         rows.append({"name": app, "status": status, "release": current.name if current else "",
                      "deployed": current.created if current else None, "who": current.who if current else "",
-                     "formation": current.formation if current else {}, "domains": ctx.domains(app)})
+                     "formation": current.formation if current else {}, "domains": ctx.domains(app),
+                     "certificate": facts.get("certificate expires", "")})
     return rows
 
 

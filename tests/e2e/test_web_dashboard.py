@@ -159,10 +159,14 @@ def test_a_deployer_sees_and_touches_only_its_apps(server, browser) -> None:
     mine, other = unique("dmine"), unique("dother")
     server.cli("apps:create", mine)
     server.cli("apps:create", other)
+    server.cli("certs:generate", mine)
     sign_in(browser, server, token(server, "dash-dep", "--role", "deployer", "--apps", mine))
     wait(browser, lambda d: d.find_elements(By.ID, "apps"))
     listed = browser.find_element(By.ID, "apps").text
     assert mine in listed and other not in listed
+    expiry = json.loads(server.cli("certs:report", mine, "--format", "json").stdout)["expires"]
+    row = browser.find_element(By.LINK_TEXT, mine).find_element(By.XPATH, "./../..")
+    assert f"expires {expiry}" in row.text
     browser.get(f"http://127.0.0.1:{server.http_port}/apps/{other}")
     assert "you may see" in browser.find_element(By.ID, "error").text
 
