@@ -3,7 +3,8 @@
 
 A route's body is read here, capped before the handler sees it: chunked bodies are drained and refused (411),
 one over the route's limit is drained and refused (413: a client still sending hears the answer instead of a
-reset), a body that stalls past the idle timeout is 408. Handlers run in a worker thread; their errors become
+reset), a body that stalls past the idle timeout is 408. A mount's body reads time out alike (the client counts
+as gone). Handlers run in a worker thread; their errors become
 JSON `{"error": ...}`, here and nowhere else.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from a2wsgi import WSGIMiddleware
@@ -21,7 +23,7 @@ from pushdock.errors import PushdockError, UsageError
 from pushdock.httproutes import HttpError, Mount, Request, Response, Route, json_response, status_of
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, MutableMapping
+    from collections.abc import Awaitable, Callable
 
     from pushdock.context import Context
 
@@ -52,7 +54,7 @@ class PluginRoutes:
             if path.startswith(prefix):
                 # The server has already de-chunked the body: a WSGI app must not see the header and de-chunk again.
                 scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"transfer-encoding"]}
-                return await app(scope, receive, send)  # type: ignore[arg-type]
+                return await app(scope, self._bounded(receive), send)  # type: ignore[arg-type]
         allowed = False
         for r in self.routes:
             match = r.pattern.fullmatch(path)
@@ -66,6 +68,20 @@ class PluginRoutes:
         if allowed:
             return await _send(send, json_response(405, {"error": "method not allowed"}))
         return await self.fallback(scope, receive, send)
+
+    def _bounded(self, receive: Receive) -> Receive:
+        """`receive` with the idle timeout on every read: a body that stalls reads as the client gone, so a WSGI
+        app's thread is freed (the old threaded server had a socket timeout on every read)."""
+        idle = self.idle
+
+        async def bounded() -> MutableMapping[str, Any]:
+            try:
+                return await asyncio.wait_for(receive(), idle)
+            except TimeoutError:
+                logger.debug("http body stalled: treated as a disconnect")
+                return {"type": "http.disconnect"}
+
+        return bounded
 
     async def _handle(self, r: Route, scope: Scope, receive: Receive, params: dict[str, str]) -> Response:
         try:

@@ -88,3 +88,28 @@ def test_port_in_use_is_a_user_error(ctx: Context, door: HttpDoor) -> None:
     ctx.settings.http_port = door.address[1]
     with pytest.raises(PushdockError, match=r"cannot listen for http on 127\.0\.0\.1"):
         HttpDoor(ctx)
+
+
+def test_a_mounts_stalled_body_frees_its_thread(ctx: Context) -> None:
+    """A WSGI mount (git over HTTP) reading a body that stalls gets an end of input after the idle timeout."""
+    import threading
+
+    from pushdock.httproutes import Mount
+
+    ended = threading.Event()
+
+    def app(environ, start_response):  # reads what it is told, then answers
+        data = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+        ended.set()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"got {len(data)}".encode()]
+
+    ctx.settings.http_idle_timeout = 1
+    d = HttpDoor(ctx, routes=[Mount("/git/", app)])
+    d.start()
+    try:
+        with socket.create_connection(d.address, timeout=10) as s:
+            s.sendall(b"POST /git/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+            assert ended.wait(8), "the WSGI app still waits for the stalled body"
+    finally:
+        d.stop()
