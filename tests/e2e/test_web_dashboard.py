@@ -138,6 +138,17 @@ def test_sign_in_see_the_app_roll_back_and_watch_a_deploy(server, browser, tmp_p
     assert "slow build step done" in browser.find_element(By.ID, "deploy-log").text
     assert server.get(app) == (200, "three")
 
+    # the app's live logs: a request made after the page opened shows up in it
+    browser.get(f"http://127.0.0.1:{server.http_port}/apps/{app}")
+    wait(browser, lambda d: "following" in d.find_element(By.ID, "logs-status").text)
+    marker = f"/live-{unique('m')}"
+
+    def logged(d) -> bool:
+        server.get(app, marker)
+        return f"GET {marker}" in d.find_element(By.ID, "live-logs").text
+
+    wait(browser, logged, 60)
+
     browser.get(f"http://127.0.0.1:{server.http_port}/events")
     wait(browser, lambda d: d.find_elements(By.ID, "events"))
     shot(browser, "events")
