@@ -52,17 +52,17 @@ def webhooks() -> None:
 
 @webhooks.command("set")
 @click.argument("app")
-@click.argument("key", type=click.Choice(["secret", "repo", "token"]))
+@click.argument("key", type=click.Choice(["secret", "repo", "token", "api"]))
 @click.argument("value")
 @click.pass_obj
 def webhooks_set(ctx: Context, app: str, key: str, value: str) -> None:
-    """Set the secret, the repo (clone URL) or a token for a private repo ('' unsets); never shown back."""
+    """Set the secret, the repo (clone URL), a token (private repo, commit statuses) or the api base URL ('' unsets)."""
     from gitserver import webhooks as service
 
     authorized_app(ctx, app)
     service.set_setting(ctx, app, key, value)
     ctx.event("webhooks:set", app=app, setting=key)
-    shown = value.strip() if key == "repo" else "(hidden)"
+    shown = value.strip() if key in ("repo", "api") else "(hidden)"
     click.echo(f"-----> {'Set' if value.strip() else 'Unset'} webhook {key} of {app}"
                + (f": {shown}" if value.strip() else ""))
 
@@ -85,6 +85,7 @@ def webhooks_report(ctx: Context, app: str, num: int, fmt: str) -> None:
         "repo": service.get_setting(ctx, app, "repo") or "",
         "secret": "set" if service.get_setting(ctx, app, "secret") else "not set",
         "token": "set" if service.get_setting(ctx, app, "token") else "not set",
+        "api": service.get_setting(ctx, app, "api") or "(from repo)",
         "deploy branch": deploy_branch(ctx, app),
     }
     recent = service.deliveries(ctx, app)[-num:] if num else []

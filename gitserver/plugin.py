@@ -57,6 +57,21 @@ def post_app_rename(ctx: Context, old_app: str, new_app: str) -> None:
 
 
 @hookimpl
+def fetch_commit(ctx: Context, app: str, into: str, ref: str, sha: str) -> str | None:
+    from gitserver import github
+
+    return github.fetch_commit(ctx, app, into, ref, sha)
+
+
+@hookimpl
+def commit_status(ctx: Context, app: str, sha: str, state: str, description: str,  # noqa: PLR0917 (the spec)
+                  target_url: str) -> None:
+    from gitserver import github
+
+    github.post_status(ctx, app, sha, state=state, description=description, target_url=target_url)
+
+
+@hookimpl
 def http_routes(ctx: Context) -> list[object]:
     from gitserver.http import routes
 

@@ -23,7 +23,7 @@ from loguru import logger
 from gitserver.sshlib import asyncssh
 from pushdock.errors import PushdockError
 from pushdock.redact import redact_command
-from pushdock.settings import settings_env
+from pushdock.settings import as_env
 from pushdock.state import atomic_write
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ class SSHDoor:
 
     async def _run_worker(self, process: asyncssh.SSHServerProcess[bytes], command: str, who: Identity) -> int:
         env = {
-            **os.environ, **settings_env(self.ctx.settings), "SSH_ORIGINAL_COMMAND": command,
+            **os.environ, **as_env(self.ctx.settings), "SSH_ORIGINAL_COMMAND": command,
             "PUSHDOCK_IDENTITY": json.dumps({"name": who.name, "role": who.role, "apps": list(who.apps),
                                              "door": "ssh"}),
         }

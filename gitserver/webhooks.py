@@ -3,8 +3,10 @@
 Order of checks, each answered at once and nothing deployed unless all pass: an app with a secret (404),
 body size (413, by the router), `X-Hub-Signature-256` = HMAC-SHA256 of the raw body compared in constant
 time (401), `Content-Type: application/json` (415), a delivery id (400), a delivery already accepted (200,
-duplicate), `ping` (200), other events (202, ignored), the payload's repository = the one set with
+duplicate), `ping` (200), the payload's repository = the one set with
 `webhooks:set APP repo URL` (403), a deleted branch or another branch than the deploy branch (202, ignored).
+Events other than push (a `pull_request`) pass the same checks, then go to the `webhook-event` trigger
+(previews/ handles pull requests); an event nobody handles is answered 202 and ignored.
 A push whose commit is the deployed one's ancestor (already in the app's repository) is answered 202 and
 ignored: a webhook never rolls an app back, whatever delivery carries it (the worker checks again under the
 lock). A push that passes is answered 202 and queued. Every answer lands in the app's delivery log
@@ -22,7 +24,8 @@ for a bad or missing signature, `refused`) and duration; a deploy it queued adds
 when it ends (webhook_deploy.py). Never the secret, the signature or the body. Requests for apps that do
 not exist, and bodies the router refuses (411, 413), are only logged.
 
-Per app: `repo` is a property; `secret` and `token` live in a 0600 file and are never shown or logged.
+Per app: `repo` and `api` (the API base URL commit statuses go to: github.py) are properties; `secret` and
+`token` live in a 0600 file and are never shown or logged.
 """
 
 from __future__ import annotations
@@ -55,7 +58,10 @@ DEDUPE_SECONDS = 7 * 24 * 3600
 DELIVERY_ID = re.compile(r"^[A-Za-z0-9-]{1,100}\Z")
 ZERO = "0" * 40
 SHA = re.compile(r"^[0-9a-f]{40}\Z")
-SETTINGS = ("secret", "repo", "token")
+SETTINGS = ("secret", "repo", "token", "api")
+# Events whose signed body is remembered too: re-sent under a new id, a push or a pull request's `opened` after
+# its `closed` would act again.
+BODY_DEDUPED = ("push", "pull_request")
 NOT_CONFIGURED = "no webhook is configured for this app"
 
 
@@ -81,6 +87,16 @@ def set_setting(ctx: Context, app: str, what: str, value: str) -> None:
     if what not in SETTINGS:
         raise UsageError(f"unknown webhook setting {what!r}: use {', '.join(SETTINGS)}")
     value = value.strip()
+    if what == "api":
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password:
+                raise UsageError("api must be the repository host's API base URL: https://api.github.com, "
+                                 "https://HOST/api/v3 (GitHub Enterprise)")
+            ctx.state.set("webhooks", app, "api", value.rstrip("/"))
+        else:
+            ctx.state.delete("webhooks", app, "api")
+        return
     if what == "repo":
         if value:
             parts = urlsplit(value)
@@ -103,8 +119,8 @@ def set_setting(ctx: Context, app: str, what: str, value: str) -> None:
 
 
 def get_setting(ctx: Context, app: str, what: str) -> str | None:
-    if what == "repo":
-        return ctx.state.get("webhooks", app, "repo")
+    if what in ("repo", "api"):
+        return ctx.state.get("webhooks", app, what)
     return _secrets(ctx, app).get(what) or None
 
 
@@ -217,7 +233,8 @@ class GithubWebhook:
         if job is not None:
             entry.update(ref=job.ref, sha=job.after)
         entry.update(status=status, outcome=outcome, accepted=status < 400)
-        body_key = f"body:{hashlib.sha256(request.body).hexdigest()}" if entry["event"] == "push" else None
+        body_key = (f"body:{hashlib.sha256(request.body).hexdigest()}" if entry["event"] in BODY_DEDUPED
+                    else None)
         earlier = _append(ctx, app, entry, body_key)
         logger.info("webhook delivery", app=app, delivery=entry["delivery"], status=entry["status"],
                     outcome=entry["outcome"])
@@ -263,13 +280,13 @@ def _decide(ctx: Context, app: str, event: str, body: bytes, delivery: str) -> t
 
     if event == "ping":
         return 200, "pong", None
-    if event != "push":
-        return 202, f"ignored: {event or 'no'} event (only push deploys)", None
     try:
         payload = json.loads(body)
     except ValueError:
         return 400, "the body is not JSON", None
     payload = payload if isinstance(payload, dict) else {}
+    if event != "push":
+        return _other_event(ctx, app, event, payload, delivery)
     repository = payload.get("repository") if isinstance(payload.get("repository"), dict) else {}
     clone_url, ref, after = repository.get("clone_url"), payload.get("ref"), payload.get("after") or ZERO
     deleted = payload.get("deleted") is True
@@ -293,3 +310,24 @@ def _decide(ctx: Context, app: str, event: str, body: bytes, delivery: str) -> t
     pusher = payload.get("pusher") if isinstance(payload.get("pusher"), dict) else {}
     return 202, "queued", Job(app=app, delivery=delivery, ref=ref, after=after, repo=configured,
                              pusher=str(pusher.get("name", ""))[:64])
+
+
+def _other_event(ctx: Context, app: str, event: str, payload: dict[str, Any], delivery: str) -> tuple[int, str, Any]:
+    """An event push does not cover (`pull_request`): its repository checked as a push's, then handed to the
+    `webhook-event` trigger (previews/); nobody handling it is `ignored`."""
+    repository = payload.get("repository") if isinstance(payload.get("repository"), dict) else {}
+    clone_url = repository.get("clone_url")
+    configured = get_setting(ctx, app, "repo")
+    if isinstance(clone_url, str) and configured:
+        if normalise_repo(clone_url) != normalise_repo(configured):
+            return 403, "the payload names another repository than the one set for this app", None
+        for answer in ctx.bus.call("webhook_event", ctx=ctx, app=app, event=event, delivery=delivery,
+                                   payload=payload):
+            if answer is not None:
+                status, outcome = answer
+                return int(status), str(outcome), None
+    elif event == "pull_request":
+        if not configured:
+            return 403, "no repository is set for this app (webhooks:set APP repo URL)", None
+        return 400, "not a GitHub pull_request payload (repository.clone_url is needed)", None
+    return 202, f"ignored: {event or 'no'} event (only push deploys)", None

@@ -30,7 +30,9 @@ def post_delete(ctx: Context, app: str) -> None:
     except docker.errors.DockerException as e:
         logger.warning("could not list the app's images", app=app, error=str(e))
         return
-    for image in images:
+    # by tag, never by id: another app's identical build is the same image (same id) under its own tag
+    tags = [t for image in images for t in image.tags if t.startswith(f"pushdock/{app}:")]
+    for tag in tags:
         with contextlib.suppress(docker.errors.DockerException):
-            client.images.remove(image.id, force=True)
-    logger.info("app images removed", app=app, count=len(images))
+            client.images.remove(tag, force=True)
+    logger.info("app images removed", app=app, count=len(tags))

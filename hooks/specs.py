@@ -24,7 +24,7 @@ hookimpl = pluggy.HookimplMarker("pushdock")
 # Triggers that are registries (they return objects) are Python-only; scripts cannot implement them.
 PYTHON_ONLY = frozenset(
     {"register_commands", "register_builders", "register_schedulers", "register_proxies", "register_services",
-     "timer_jobs", "http_routes", "http_door", "app_summary"}
+     "timer_jobs", "webhook_event", "clone_app_services", "http_routes", "http_door", "app_summary"}
 )
 
 
@@ -191,3 +191,38 @@ def timer_jobs(ctx: Context) -> dict[str, tuple[str, Any]]:
     """{name: (cron expression, function)}: periodic jobs for serve's one timer (scheduled backups, letsencrypt's
     daily renewal). Asked every few seconds, so a change takes effect soon; a job no longer returned is removed.
     Python only."""
+
+
+# -- webhooks and preview apps (gitserver/webhooks.py, previews/; docs/previews.md) ---------------------------
+@hookspec
+def webhook_event(ctx: Context, app: str, event: str, delivery: str, payload: dict[str, Any]) -> tuple[int, str] | None:
+    """A signed GitHub delivery to `app` of an event the git server does not handle itself (not `push` or `ping`),
+    its repository already checked: return (HTTP status, outcome) if this plugin handles `event`, else None.
+    Answer at once (GitHub waits): long work goes to a worker. The first answer wins. Python only."""
+
+
+@hookspec(firstresult=True)
+def fetch_commit(ctx: Context, app: str, into: str, ref: str, sha: str) -> str | None:
+    """Bring commit `sha` (the tip of `ref`, e.g. refs/pull/7/head) of the repository set for `app`'s webhook
+    into the repository of app `into`, with the webhook's credentials. Returns None once `sha` is there, else
+    why it is not (the first answer wins)."""
+
+
+@hookspec
+def commit_status(ctx: Context, app: str, sha: str, state: str, description: str,  # noqa: PLR0917 (argv order)
+                  target_url: str) -> None:
+    """Report a deploy's progress on commit `sha` of `app`'s repository: state `pending`, `success`, `failure` or
+    `error` (GitHub's commit statuses; the git server posts them when `webhooks:set APP token` is set).
+    Best effort: an implementation logs its own failures and never raises."""
+
+
+@hookspec
+def clone_app_services(ctx: Context, source_app: str, app: str, data: str) -> list[str]:
+    """Give `app` services of its own, one for each service linked to `source_app`, linked to `app` (its URL
+    variables set, no deploy): `data` `empty`, or `clone` (restored from the source service's newest verified
+    backup; kinds without backups start empty). Returns them as `KIND:NAME`. Python only."""
+
+
+@hookspec
+def destroy_app_services(ctx: Context, services: list[str]) -> None:
+    """Unlink and destroy services (`KIND:NAME`, as `clone-app-services` returned them) with their data."""

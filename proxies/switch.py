@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from proxies import listen
 from pushdock.errors import PushdockError, UsageError
 from pushdock.state import GLOBAL
 
@@ -64,6 +65,7 @@ def select(ctx: Context, name: str) -> str:
             new.stop(ctx)
         raise
     logger.info("proxy switched", old=old.name, new=name)
+    listen.migrate_on_close()  # what the old one's sockets queued goes to the new one, not reset
     old.stop(ctx)
     return str(old.name)
 

@@ -210,6 +210,7 @@ class TraefikProxy(ProxyEngine):
         logger.info("traefik started", pid=pid, replaces=running)
         if running is not None:
             steered = _steer_all(pid, steered, 1)  # the new traefik joined the group second: index 1
+            listen.migrate_on_close()
             _terminate(running)  # accepts what its queue holds, then finishes its in-flight requests
             _release_all(pid, steered)
 

@@ -59,12 +59,13 @@ class Settings(BaseSettings):
     plugin_allow: str = ""
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as PUSHDOCK_* variables, so a worker process sees exactly what the server was given."""
+def as_env(settings: Settings) -> dict[str, str]:
+    """The settings as PUSHDOCK_* variables, so a worker process sees exactly what its parent was given."""
     from pydantic import SecretStr
 
     env = {}
     for name, value in settings.model_dump().items():
         plain = value.get_secret_value() if isinstance(value, SecretStr) else value
-        env[f"PUSHDOCK_{name.upper()}"] = str(plain)
+        if plain is not None:  # unset stays unset (str(None) would be a value)
+            env[f"PUSHDOCK_{name.upper()}"] = str(plain)
     return env

@@ -61,3 +61,17 @@ def timer_jobs(ctx: Context) -> dict[str, tuple[str, Any]]:
 
     kinds = {k: v for k, v in ctx.bus.registry("services").items() if k in BACKUPS}
     return backups.timer_jobs(ctx, kinds)
+
+
+@hookimpl
+def clone_app_services(ctx: Context, source_app: str, app: str, data: str) -> list[str]:
+    from services import copies
+
+    return copies.clone_for(ctx, ctx.bus.registry("services"), source_app, app, data)
+
+
+@hookimpl
+def destroy_app_services(ctx: Context, services: list[str]) -> None:
+    from services import copies
+
+    copies.destroy(ctx, services)

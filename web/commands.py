@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pushdock.settings import settings_env
+from pushdock.settings import as_env
 
 if TYPE_CHECKING:
     from pushdock.settings import Settings
@@ -29,7 +29,7 @@ class Outcome:
 
 
 def _env(settings: Settings, identity: Identity, argv: list[str], **extra: str) -> dict[str, str]:
-    return {**os.environ, **settings_env(settings), "PUSHDOCK_ARGV": json.dumps(argv), **extra,
+    return {**os.environ, **as_env(settings), "PUSHDOCK_ARGV": json.dumps(argv), **extra,
             "PUSHDOCK_IDENTITY": json.dumps({"name": identity.name, "role": identity.role,
                                              "apps": list(identity.apps), "door": "http"})}
 

@@ -236,6 +236,7 @@ def test_settings_commands_never_show_secrets(ctx: Context) -> None:
     assert rc == 0 and "sup3r" not in out and "ghp_" not in out
     assert json.loads(out) | {"deliveries": []} == {
         "url": f"/webhooks/github/{APP}", "repo": "https://github.com/o/r.git", "secret": "set", "token": "set",
+        "api": "(from repo)",
         "deploy branch": "main", "deliveries": []}
     stored = ctx.state.path("keys", "webhooks", f"{APP}.json")
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
