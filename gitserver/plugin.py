@@ -69,3 +69,10 @@ def commit_status(ctx: Context, app: str, sha: str, state: str, description: str
     from gitserver import github
 
     github.post_status(ctx, app, sha, state=state, description=description, target_url=target_url)
+
+
+@hookimpl
+def http_routes(ctx: Context) -> list[object]:
+    from gitserver.http import routes
+
+    return list(routes(ctx))

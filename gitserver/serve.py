@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -27,14 +27,12 @@ PLUGIN_JOBS = "plugin:"  # timer names of the timer-jobs trigger's jobs
 CRON_SYNC_INTERVAL = 5.0  # seconds between looks at the apps' cron jobs (a deploy or `cron:set` elsewhere)
 
 if TYPE_CHECKING:
-    from gitserver.http import HttpDoor
     from pushdock.context import Context
     from pushdock.timer import Timer
 
 
 def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
     """Run in the foreground; `on_ready` gets one line once every door listens. The proxy keeps running after."""
-    from gitserver.http import HttpDoor
     from gitserver.reconcile import Reconciler
     from pushdock import log
 
@@ -43,7 +41,9 @@ def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
     proxy = ctx.proxy()
     proxy.ensure_running(ctx)
     reconciler = Reconciler(ctx)
-    http = HttpDoor(ctx, health=lambda: {"reconciling": reconciler.pending()})
+    http = ctx.bus.first("http_door", ctx=ctx, health=lambda: {"reconciling": reconciler.pending()})
+    if http is None:
+        raise PushdockError("no plugin provides the HTTP door (the web plugin is missing)")
     done = threading.Event()
     follower = threading.Thread(target=_follow, args=(ctx, done), name="pushdock-follow", daemon=True)
     reconciler.start()
@@ -134,7 +134,7 @@ def _follow(ctx: Context, done: threading.Event) -> None:
             logger.warning("following instances failed", error=str(e))
 
 
-async def _serve(ctx: Context, http: HttpDoor, proxy_name: str, on_ready: Callable[[str], None]) -> None:
+async def _serve(ctx: Context, http: Any, proxy_name: str, on_ready: Callable[[str], None]) -> None:
     from gitserver.ssh import SSHDoor
 
     ssh = SSHDoor(ctx)

@@ -182,11 +182,11 @@ def _finish(ctx: Context, job: Job, outcome: str, started: float | None = None) 
 
 def run_in_worker(ctx: Context, job: Job) -> None:
     """Run `job` in `python -m gitserver.webhook_deploy` and wait for it."""
-    from gitserver.ssh import settings_env
     from pushdock import proc
+    from pushdock.settings import as_env
 
     started = time.time()
-    env = {**os.environ, **settings_env(ctx.settings), JOB_VARIABLE: json.dumps(asdict(job))}
+    env = {**os.environ, **as_env(ctx.settings), JOB_VARIABLE: json.dumps(asdict(job))}
     with open(os.devnull, "rb") as devnull_in, open(os.devnull, "wb") as devnull_out:
         worker = proc.popen([sys.executable, "-m", "gitserver.webhook_deploy"], env=env, stdin=devnull_in,
                             stdout=devnull_out, stderr=devnull_out, start_new_session=True)

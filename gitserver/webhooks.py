@@ -42,8 +42,8 @@ from urllib.parse import urlsplit
 
 from loguru import logger
 
-from gitserver.http import HttpError, Request, Response, json_response
 from pushdock.errors import NotFound, UsageError
+from pushdock.httproutes import HttpError, Request, Response, json_response
 from pushdock.state import atomic_write, validate_app_name
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ hookimpl = pluggy.HookimplMarker("pushdock")
 # Triggers that are registries (they return objects) are Python-only; scripts cannot implement them.
 PYTHON_ONLY = frozenset(
     {"register_commands", "register_builders", "register_schedulers", "register_proxies", "register_services",
-     "timer_jobs", "webhook_event", "clone_app_services"}
+     "timer_jobs", "webhook_event", "clone_app_services", "http_routes", "http_door", "app_summary"}
 )
 
 
@@ -49,6 +49,25 @@ def register_schedulers() -> dict[str, Any]:
 @hookspec
 def register_proxies() -> dict[str, Any]:
     """At start-up: return {name: Proxy} for the proxies this plugin provides."""
+    return {}
+
+
+@hookspec
+def http_routes(ctx: Context) -> list[Any]:
+    """When the HTTP door starts: return the routes and WSGI mounts (pushdock/httproutes.py) this plugin serves."""
+    return []
+
+
+@hookspec(firstresult=True)
+def http_door(ctx: Context, health: Any) -> Any:
+    """When `serve` starts: return the HTTP door (an object with start() -> (host, port) and stop()), serving every
+    plugin's http-routes; `health()` returns what `/healthz` adds (the apps still being reconciled)."""
+
+
+@hookspec
+def app_summary(ctx: Context, app: str) -> dict[str, str]:
+    """When the dashboard lists apps: return {label: value} facts this plugin owns about `app` (the proxies
+    plugin: its certificate's expiry). Cheap: it is called once per app per page."""
     return {}
 
 
