@@ -151,14 +151,15 @@ def start(ctx: Context, ds: Datastore, service: Service, password: str) -> None:
             client().volumes.create(name, labels=labels(ctx, service))
         c = container(ctx, service)
         if c is None:
+            published = {ds.port: service.exposed} if service.exposed else None  # `KIND:expose`, else no port
             made = api.create_container(
                 ds.image, name=name, hostname=host(service), labels=labels(ctx, service),
                 environment=ds.environment(service.name, password), use_config_proxy=False,
-                stop_signal=ds.stop_signal,
+                stop_signal=ds.stop_signal, ports=[ds.port] if published else None,
                 networking_config=api.create_networking_config(
                     {name: api.create_endpoint_config(aliases=[host(service)])}),
                 host_config=api.create_host_config(
-                    init=True, restart_policy={"Name": "unless-stopped"},
+                    init=True, restart_policy={"Name": "unless-stopped"}, port_bindings=published,
                     binds={name: {"bind": ds.data_path, "mode": "rw"}}, network_mode=name),
             )
             c = client().containers.get(made["Id"])
@@ -225,6 +226,23 @@ def restart(ctx: Context, ds: Datastore, service: Service, password: str) -> Non
             return
         c.restart(timeout=30)
     wait_ready(ctx, ds, service)
+
+
+def recreate(ctx: Context, ds: Datastore, service: Service, password: str) -> None:
+    """A new container for the service as its record says now (its published port); the data is in the volume."""
+    c = container(ctx, service)
+    with engine_errors(f"recreating {service.kind} service {service.name}"):
+        if c is not None:
+            c.stop(timeout=30)
+            c.remove(force=True)
+    try:
+        start(ctx, ds, service, password)
+    except PushdockError:
+        c = container(ctx, service)  # created but not started (its port taken): gone, so a retry starts clean
+        if c is not None and c.status != "running":
+            with engine_errors(f"recreating {service.kind} service {service.name}"):
+                c.remove(force=True)
+        raise
 
 
 def logs(ctx: Context, service: Service, tail: int) -> bytes:

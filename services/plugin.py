@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from pushdock.context import Context
 
 KINDS = ("postgres", "redis")  # the built-in kinds, in the order `help` lists them
-BACKUPS = frozenset({"postgres"})  # kinds with backup/backups/restore (services/backups.py speaks pg_dump)
+BACKUPS = frozenset({"postgres", "redis"})  # kinds with backup/backups/restore (services.base.Backupable)
 
 
 @hookimpl
