@@ -53,6 +53,10 @@ class SwarmScheduler:
     name = "swarm"
     # Swarm replaces a failed task by itself, and a host-mode task gets a new port: `serve` follows (pipeline).
     upstreams_move = True
+    # Tasks join the app-networks trigger's networks (linked services), which for a swarm app are attachable
+    # overlays: a task's networks are swarm-scoped.
+    joins_networks = True
+    overlay_networks = True
 
     # -- deploy ---------------------------------------------------------------------------------
     def deploy(self, ctx: Context, release: Release, route: Route, progress: Progress) -> None:

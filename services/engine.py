@@ -165,7 +165,43 @@ def start(ctx: Context, ds: Datastore, service: Service, password: str) -> None:
             c = client().containers.get(made["Id"])
         if c.status != "running":
             c.start()
+        _join_overlay(ctx, service, c)
     wait_ready(ctx, ds, service)
+
+
+def overlay_name(ctx: Context, service: Service) -> str:
+    return f"{resource_name(ctx, service)}-swarm"
+
+
+def overlay(ctx: Context, service: Service) -> str:
+    """The service's attachable overlay network (made on first use), the service's container on it as
+    `pushdock-KIND-NAME`: how tasks of swarm apps linked to it reach it. Its name."""
+    import docker
+
+    name = overlay_name(ctx, service)
+    with engine_errors(f"joining {service.kind} service {service.name} to the swarm"):
+        try:
+            client().networks.get(name)
+        except docker.errors.NotFound:
+            client().networks.create(name, driver="overlay", attachable=True, labels=labels(ctx, service))
+        c = container(ctx, service)
+        if c is not None:
+            _join_overlay(ctx, service, c)
+    return name
+
+
+def _join_overlay(ctx: Context, service: Service, c: Any) -> None:
+    """A (re)made container joins the overlay network if the service has one."""
+    import docker
+
+    name = overlay_name(ctx, service)
+    c.reload()
+    if name in (c.attrs.get("NetworkSettings", {}).get("Networks") or {}):
+        return
+    try:
+        client().api.connect_container_to_network(c.id, name, aliases=[host(service)])
+    except docker.errors.NotFound:
+        pass  # no overlay: no swarm app was ever linked
 
 
 def wait_ready_container(c: Any, ds: Datastore, name: str, what: str, timeout: float = READY_TIMEOUT) -> None:
@@ -262,9 +298,10 @@ def remove(ctx: Context, service: Service) -> None:
         c = container(ctx, service)
         if c is not None:
             c.remove(force=True)
-        for coll in (client().networks, client().volumes):
+        for coll, each in ((client().networks, name), (client().networks, overlay_name(ctx, service)),
+                           (client().volumes, name)):
             try:
-                coll.get(name).remove()
+                coll.get(each).remove()
             except docker.errors.NotFound:
                 pass
 

@@ -37,7 +37,10 @@ def app_networks(ctx: Context, app: str) -> list[str]:
     from services import engine, model
 
     kinds = sorted(ctx.bus.registry("services"))
-    return [engine.resource_name(ctx, s) for s in model.linked_to(ctx.state, app, kinds)]
+    linked = model.linked_to(ctx.state, app, kinds)
+    if linked and getattr(ctx.scheduler(app), "overlay_networks", False):  # swarm tasks join overlays only
+        return [engine.overlay(ctx, s) for s in linked]
+    return [engine.resource_name(ctx, s) for s in linked]
 
 
 @hookimpl
