@@ -74,12 +74,15 @@ def parse_expose(kind: str, value: str | None) -> tuple[str, int | None]:
     if value is None:
         return "127.0.0.1", None
     address, sep, port = value.rpartition(":")
-    address = address.removeprefix("[").removesuffix("]") if sep else "127.0.0.1"
+    bracketed = address.startswith("[") and address.endswith("]")
+    address = address[1:-1] if bracketed else address if sep else "127.0.0.1"
     try:
         ip = ipaddress.ip_address(address)
         number = int(port, 10)
     except ValueError:
         ip, number = None, 0
+    if ip is not None and ip.version == 6 and not bracketed:
+        ip = None  # `::1:5432` is an address too: IPv6 goes in brackets
     if ip is None or not 1 <= number <= 65535 or not port.isdigit():
         raise UsageError(f"{kind}:expose takes [ADDRESS:]HOST_PORT (an IP address and a port 1-65535), not "
                          f"{value[:60]!r}")

@@ -1,8 +1,9 @@
 """Fault: the Docker engine restarts under a running pushdock. The apps come back by themselves (containers
 run with restart policy unless-stopped once ready, and publish fixed 127.0.0.1 host ports, so the proxy's
-routes stay right) and the proxy serves them again; while the engine is down, commands fail with one clear
-line and `pushdock serve` stays up; afterwards a push deploys as before. A swarm app comes back too: the swarm
-restarts its task on a new host port and `serve`, which follows instances that move, re-routes to it.
+routes stay right), and so do PostgreSQL and Redis services with their data; the proxy serves the apps
+again; while the engine is down, commands fail with one clear line and `pushdock serve` stays up;
+afterwards a push deploys as before. A swarm app comes back too: the swarm restarts its task on a new host
+port and `serve`, which follows instances that move, re-routes to it.
 
 This stops the real, shared dockerd (SIGTERM, as a host shutdown or package upgrade would) and starts it again
 with scripts/start-dockerd.sh, so it is marked engine_restart and runs alone: `pytest --engine-restart`, which
@@ -150,3 +151,35 @@ def test_swarm_apps_come_back_on_new_ports_and_are_followed(server) -> None:
 
 def web_containers(app: str) -> list:  # type: ignore[type-arg]
     return docker.from_env().containers.list(filters={"label": [f"pushdock.app={app}", "pushdock.process=web"]})
+
+
+def test_service_data_survives_an_engine_restart(server) -> None:
+    """PostgreSQL and Redis services come back by themselves (restart policy unless-stopped) with their data (in
+    named volumes), and the app linked to the database reads its rows again, with no command run."""
+    app, db, rd = unique("engdb"), unique("engdb"), unique("engrd")
+    server.cli("postgres:create", db, timeout=900)
+    server.cli("redis:create", rd, timeout=900)
+    res = server.push(server.app_repo(app, sample="postgres-web"), app)
+    assert res.returncode == 0, res.stderr
+    server.ssh("postgres:link", db, app)
+    assert server.get(app, "/write?kept") == (200, "written")
+    server.cli("redis:connect", rd, input="set colour blue\n")
+    time.sleep(1.5)  # appendfsync everysec: the key is on disk within a second (as for any Redis)
+
+    restart_engine(server, app)
+
+    deadline = time.monotonic() + 90
+    while server.get(app, "/read") != (200, "kept") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert server.get(app, "/read") == (200, "kept")
+    for _ in range(120):  # redis answers once it has loaded its append-only file
+        got = server.cli("redis:connect", rd, input="get colour\n", check=False)
+        if got.stdout.split() == ["blue"]:
+            break
+        time.sleep(0.5)
+    assert got.stdout.split() == ["blue"], got
+    out = server.ssh("postgres:backup", db, "--verify")  # and the backups work as before
+    assert out.stdout.rstrip().endswith("verified"), out
+    server.ssh("postgres:unlink", db, app)
+    for kind, name in (("postgres", db), ("redis", rd)):
+        server.ssh(f"{kind}:destroy", name, "--force")
