@@ -1,7 +1,7 @@
 """The command group of a kind of service (`postgres:*`, `redis:*`): Dokku's service-plugin verbs.
 
 `group(kind)` makes it; a third-party datastore plugin calls it from its own `register_commands`.
-Role rules: admins create, destroy, restart and see credentials; a deployer may link its apps, and
+Role rules: admins create, destroy, restart, expose and see credentials; a deployer may link its apps, and
 info/logs/connect/export/import the services linked to them (info without the password).
 """
 

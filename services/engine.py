@@ -192,16 +192,13 @@ def overlay(ctx: Context, service: Service) -> str:
 
 def _join_overlay(ctx: Context, service: Service, c: Any) -> None:
     """A (re)made container joins the overlay network if the service has one."""
-    import docker
-
     name = overlay_name(ctx, service)
+    if not any(n.name == name for n in client().networks.list(names=[name])):
+        return  # no swarm app was ever linked
     c.reload()
     if name in (c.attrs.get("NetworkSettings", {}).get("Networks") or {}):
         return
-    try:
-        client().api.connect_container_to_network(c.id, name, aliases=[host(service)])
-    except docker.errors.NotFound:
-        pass  # no overlay: no swarm app was ever linked
+    client().api.connect_container_to_network(c.id, name, aliases=[host(service)])
 
 
 def wait_ready_container(c: Any, ds: Datastore, name: str, what: str, timeout: float = READY_TIMEOUT) -> None:
