@@ -60,7 +60,8 @@ def backup_verify(srv: Server) -> tuple[float, int, int, float]:
     db = unique("bigdb")
     srv.cli("postgres:create", db, timeout=300)
     t0 = time.monotonic()
-    size = int(srv.cli("postgres:connect", db, input=FILL, timeout=900).stdout.split()[-1])
+    out = srv.cli("postgres:connect", db, input=FILL, timeout=900).stdout
+    size = int([word for word in out.split() if word.isdigit()][-1])  # the last select's one value
     filled = time.monotonic() - t0
     took = timed(lambda: srv.cli("postgres:backup", db, "--verify", timeout=1800))
     made = json.loads(srv.cli("postgres:backups", db, "--format", "json").stdout)[-1]
