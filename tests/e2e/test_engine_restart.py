@@ -155,31 +155,30 @@ def web_containers(app: str) -> list:  # type: ignore[type-arg]
 
 def test_service_data_survives_an_engine_restart(server) -> None:
     """PostgreSQL and Redis services come back by themselves (restart policy unless-stopped) with their data (in
-    named volumes), and the app linked to the database reads its rows again, with no command run."""
+    named volumes), and the buildpack app linked to both (psycopg, redis-py) reads its rows and its key again,
+    with no command run."""
     app, db, rd = unique("engdb"), unique("engdb"), unique("engrd")
     server.cli("postgres:create", db, timeout=900)
     server.cli("redis:create", rd, timeout=900)
-    res = server.push(server.app_repo(app, sample="postgres-web"), app)
+    res = server.push(server.app_repo(app, sample="buildpack-services"), app)
     assert res.returncode == 0, res.stderr
     server.ssh("postgres:link", db, app)
+    server.ssh("redis:link", rd, app)
     assert server.get(app, "/write?kept") == (200, "written")
-    server.cli("redis:connect", rd, input="set colour blue\n")
+    assert server.get(app, "/set?colour=blue") == (200, "set")
     time.sleep(1.5)  # appendfsync everysec: the key is on disk within a second (as for any Redis)
 
     restart_engine(server, app)
 
-    deadline = time.monotonic() + 90
-    while server.get(app, "/read") != (200, "kept") and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert server.get(app, "/read") == (200, "kept")
-    for _ in range(120):  # redis answers once it has loaded its append-only file
-        got = server.cli("redis:connect", rd, input="get colour\n", check=False)
-        if got.stdout.split() == ["blue"]:
-            break
-        time.sleep(0.5)
-    assert got.stdout.split() == ["blue"], got
-    out = server.ssh("postgres:backup", db, "--verify")  # and the backups work as before
+    for path, want in (("/read", (200, "kept")), ("/get?colour", (200, "blue"))):
+        deadline = time.monotonic() + 90  # the app and the services start in any order: until all answer
+        while server.get(app, path) != want and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert server.get(app, path) == want
+    out = server.ssh("postgres:backup", db, "--verify")  # and backups work as before
     assert out.stdout.rstrip().endswith("verified"), out
-    server.ssh("postgres:unlink", db, app)
+    out = server.ssh("redis:backup", rd, "--verify")
+    assert out.stdout.rstrip().endswith("verified"), out
     for kind, name in (("postgres", db), ("redis", rd)):
+        server.ssh(f"{kind}:unlink", name, app)
         server.ssh(f"{kind}:destroy", name, "--force")
