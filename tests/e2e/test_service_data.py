@@ -70,13 +70,13 @@ def test_buildpack_app_keeps_rows_and_keys_and_backups_bring_them_back(server) -
     res = server.push(work, app)
     assert res.returncode == 0, res.stderr
     assert "Python app detected" in res.stderr and "Installing requirements.txt" in res.stderr
-    assert server.get(app, "/env/DATABASE_URL") == (200, "unset")
+    assert settled(server, app, "/env/DATABASE_URL") == (200, "unset")
     for kind, name, var in (("postgres", db, "DATABASE_URL"), ("redis", rd, "REDIS_URL")):
         out = server.ssh(f"{kind}:link", name, app)
         assert out.stderr == "" and f"as {var}" in out.stdout, out
-    assert server.get(app, "/write?alpha") == (200, "written")
-    assert server.get(app, "/write?beta") == (200, "written")
-    assert server.get(app, "/set?colour=blue") == (200, "set")
+    assert settled(server, app, "/write?alpha") == (200, "written")
+    assert settled(server, app, "/write?beta") == (200, "written")
+    assert settled(server, app, "/set?colour=blue") == (200, "set")
 
     def still_there() -> None:
         assert settled(server, app, "/read") == (200, "alpha,beta")
@@ -97,7 +97,7 @@ def test_buildpack_app_keeps_rows_and_keys_and_backups_bring_them_back(server) -
     assert out.stderr == "" and out.stdout.rstrip().endswith("verified"), out
     made = backups_of(server, "postgres", db)[-1]
     server.cli("postgres:connect", db, input="drop table notes;\n")
-    assert server.get(app, "/read") == (200, "")  # the app makes the table again, empty
+    assert settled(server, app, "/read") == (200, "")  # the app makes the table again, empty
     assert server.ssh("postgres:restore", db, made["file"]).stderr == ""
     still_there()
 
@@ -109,7 +109,7 @@ def test_buildpack_app_keeps_rows_and_keys_and_backups_bring_them_back(server) -
     path = Path(made_rd["path"])
     assert path.parent == server.data / "backups" / "redis" / rd and oct(path.stat().st_mode & 0o777) == "0o600"
     server.cli("redis:connect", rd, input="flushall\n")
-    assert server.get(app, "/get?colour") == (200, "")
+    assert settled(server, app, "/get?colour") == (200, "")
     out = server.ssh("redis:restore", rd, made_rd["file"])
     assert out.stderr == "" and "restored" in out.stdout
     still_there()
@@ -131,7 +131,7 @@ def test_buildpack_app_keeps_rows_and_keys_and_backups_bring_them_back(server) -
     dump = subprocess.run([*server.ssh_argv(server.key), "pushdock@127.0.0.1", f"redis:export {rd}"],
                           capture_output=True, timeout=60, env=server.git_env)
     assert dump.returncode == 0 and dump.stderr == b"" and dump.stdout.startswith(b"REDIS"), dump.stderr
-    assert server.get(app, "/set?colour=green") == (200, "set")
+    assert settled(server, app, "/set?colour=green") == (200, "set")
     imp = subprocess.run([*server.ssh_argv(server.key), "pushdock@127.0.0.1", f"redis:import {rd}"],
                          input=dump.stdout, capture_output=True, timeout=120, env=server.git_env)
     assert imp.returncode == 0 and imp.stderr == b"", imp.stderr
@@ -264,16 +264,20 @@ def test_a_swarm_app_reaches_a_linked_service(server) -> None:
             assert out.stderr == "" and "as DATABASE_URL" in out.stdout
             res = server.push(server.app_repo(app, sample="postgres-web"), app)
             assert res.returncode == 0, res.stderr
-            assert server.get(app, "/write?from-swarm") == (200, "written")
-            assert server.get(app, "/read") == (200, "from-swarm")
+            assert settled(server, app, "/write?from-swarm") == (200, "written")
+            assert settled(server, app, "/read") == (200, "from-swarm")
             info = json.loads(server.ssh("postgres:info", db, "--format", "json").stdout)
             nets = docker.from_env().containers.get(info["container"]).attrs["NetworkSettings"]["Networks"]
             overlay = f"{info['network']}-swarm"
             assert docker.from_env().networks.get(overlay).attrs["Driver"] == "overlay" and overlay in nets
             server.ssh("postgres:restart", db)  # a restarted service is still on the overlay
-            assert server.get(app, "/read") == (200, "from-swarm")
+            assert settled(server, app, "/read") == (200, "from-swarm")
             server.ssh("postgres:unlink", db, app)
             server.ssh("postgres:destroy", db, "--force")
+            for _ in range(60):  # a swarm network goes once the swarm has taken the removal in
+                if not docker.from_env().networks.list(names=[overlay]):
+                    break
+                time.sleep(0.5)
             assert not docker.from_env().networks.list(names=[overlay])
         finally:
             server.cli("apps:destroy", app, "--force", check=False)
