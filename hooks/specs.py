@@ -162,7 +162,8 @@ def register_services() -> dict[str, Any]:
 def app_networks(ctx: Context, app: str) -> list[str]:
     """Docker networks every new container of `app` joins (besides the default one): the private networks of
     the services linked to it. Fired by docker-local when it creates a process, `run` or release-phase
-    container; a script prints network names, one per line."""
+    container, and by swarm when it creates a service or a release/cron task (for a swarm app the names must be
+    swarm-scoped: attachable overlays); a script prints network names, one per line."""
 
 
 @hookspec

@@ -55,6 +55,10 @@ class SwarmScheduler:
     name = "swarm"
     # Swarm replaces a failed task by itself, and a host-mode task gets a new port: `serve` follows (pipeline).
     upstreams_move = True
+    # Tasks join the app-networks trigger's networks (linked services), which for a swarm app are attachable
+    # overlays: a task's networks are swarm-scoped.
+    joins_networks = True
+    overlay_networks = True
 
     def watch_moves(self, wake: Callable[[], None], done: threading.Event) -> None:
         """Call wake() whenever the engine reports something that may move a task, until done (blocks)."""

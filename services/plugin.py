@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from pushdock.context import Context
 
 KINDS = ("postgres", "redis")  # the built-in kinds, in the order `help` lists them
-BACKUPS = frozenset({"postgres"})  # kinds with backup/backups/restore (services/backups.py speaks pg_dump)
+BACKUPS = frozenset({"postgres", "redis"})  # kinds with backup/backups/restore (services.base.Backupable)
 
 
 @hookimpl
@@ -37,7 +37,10 @@ def app_networks(ctx: Context, app: str) -> list[str]:
     from services import engine, model
 
     kinds = sorted(ctx.bus.registry("services"))
-    return [engine.resource_name(ctx, s) for s in model.linked_to(ctx.state, app, kinds)]
+    linked = model.linked_to(ctx.state, app, kinds)
+    if linked and getattr(ctx.scheduler(app), "overlay_networks", False):  # swarm tasks join overlays only
+        return [engine.overlay(ctx, s) for s in linked]
+    return [engine.resource_name(ctx, s) for s in linked]
 
 
 @hookimpl
