@@ -72,12 +72,12 @@ def tokens() -> None:
 @tokens.command("add")
 @click.argument("name")
 @click.option("--role", type=click.Choice(["admin", "deployer"]), default="admin", show_default=True,
-              help="admin: every app; deployer: clone and push --apps only.")
+              help="admin: every app; deployer: only the --apps (git over HTTP, the API, the dashboard).")
 @click.option("--apps", default="", help="Comma-separated apps a deployer may use.")
 @click.pass_obj
 def add_token(ctx: Context, name: str, role: str, apps: str) -> None:
     """Make a token called NAME and print it (once: only its hash is kept)."""
-    from gitserver import tokens as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
+    from pushdock import tokens as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     allowed = tuple(a.strip() for a in apps.split(",") if a.strip())
     record, secret = service.add_token(ctx, name, role=role, apps=allowed)
@@ -92,7 +92,7 @@ def list_tokens(ctx: Context, fmt: str) -> None:
     """List the tokens: name, role, apps (never the tokens themselves)."""
     import time  # noqa: PLC0415 -- start-up: time loads when first used
 
-    from gitserver import tokens as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
+    from pushdock import tokens as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     rows = [{"name": t.name, "role": t.role, "apps": list(t.apps) if fmt == "json" else ",".join(t.apps),
              "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(t.created))}
@@ -105,7 +105,7 @@ def list_tokens(ctx: Context, fmt: str) -> None:
 @click.pass_obj
 def remove_token(ctx: Context, name: str) -> None:
     """Remove the token called NAME."""
-    from gitserver import tokens as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
+    from pushdock import tokens as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     service.remove_token(ctx, name)
     click.echo(f"-----> Removed token {name}")

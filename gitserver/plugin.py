@@ -69,3 +69,10 @@ def commit_status(ctx: Context, app: str, sha: str, state: str, description: str
     from gitserver import github  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     github.post_status(ctx, app, sha, state=state, description=description, target_url=target_url)
+
+
+@hookimpl
+def http_routes(ctx: Context) -> list[object]:
+    from gitserver.http import routes  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+
+    return list(routes(ctx))

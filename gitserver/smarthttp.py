@@ -2,8 +2,8 @@
 
 dulwich.web does the protocol (pkt-lines, chunked bodies, gzip) with pushdock's own receive-pack handler,
 so a push over HTTP takes the same path as one over SSH: app lock, validation, deploy, compare-and-swap,
-`remote:` progress streamed as it happens (the threaded WSGI server flushes every write). Only the three
-smart endpoints are served; dulwich's dumb-HTTP file routes are not. Roles are those of SSH keys: an admin
+`remote:` progress streamed as it happens (the web door's WSGI bridge passes every write on at once). Only the
+three smart endpoints are served; dulwich's dumb-HTTP file routes are not. Roles are those of SSH keys: an admin
 token may use every app, a deployer token the apps it lists; a first push creates the app.
 
 Audit events (door `http`, who = the token's name, never the token): `git:push` per ref (gitserver/receive.py),
@@ -117,7 +117,7 @@ class SmartHttp:
         record(ctx, ACTIONS[service], app, service, environ, started=started, **fields)
 
     def _authenticate(self, token: str, environ: WSGIEnvironment) -> Identity | None:
-        from gitserver.tokens import identity_for_token  # noqa: PLC0415 -- start-up: loads only when this path runs
+        from pushdock.tokens import identity_for_token  # noqa: PLC0415 -- start-up: loads only when this path runs
 
         identity = identity_for_token(self.ctx, token)
         if identity is None:

@@ -18,16 +18,15 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
-from pydantic import SecretStr
 
 from gitserver.sshlib import asyncssh
 from pushdock.errors import PushdockError, internal_error
 from pushdock.redact import redact_command
+from pushdock.settings import as_env
 from pushdock.state import atomic_write
 
 if TYPE_CHECKING:
     from pushdock.context import Context
-    from pushdock.settings import Settings
     from pushdock.state import Identity
 
 CHUNK = 65536
@@ -35,15 +34,6 @@ CHUNK = 65536
 # 128 KiB (MAX_ARG_STRLEN: "Argument list too long"): refuse long commands here, in one line, well below it.
 MAX_COMMAND = 64 * 1024
 USAGE = "pushdock: no shell here; run a command: ssh pushdock@HOST help, or git push ssh://pushdock@HOST/APP\n"
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as PUSHDOCK_* variables, so a worker sees exactly what the server was given."""
-    env = {}
-    for name, value in settings.model_dump().items():
-        plain = value.get_secret_value() if isinstance(value, SecretStr) else value
-        env[f"PUSHDOCK_{name.upper()}"] = str(plain)
-    return env
 
 
 def load_host_key(ctx: Context) -> asyncssh.SSHKey:
@@ -185,7 +175,7 @@ class SSHDoor:
 
     async def _run_worker(self, process: asyncssh.SSHServerProcess[bytes], command: str, who: Identity) -> int:
         env = {
-            **os.environ, **settings_env(self.ctx.settings), "SSH_ORIGINAL_COMMAND": command,
+            **os.environ, **as_env(self.ctx.settings), "SSH_ORIGINAL_COMMAND": command,
             "PUSHDOCK_IDENTITY": json.dumps({"name": who.name, "role": who.role, "apps": list(who.apps),
                                              "door": "ssh"}),
         }

@@ -27,7 +27,6 @@ from loguru import logger
 
 from gitserver import configref
 from gitserver.connectivity import Unconnected, check_connected
-from gitserver.ssh import settings_env
 from gitserver.webhook_store import deliveries, get_setting, update_delivery
 from hooks import pipeline
 from pushdock import log, proc
@@ -184,8 +183,10 @@ def _finish(ctx: Context, job: Job, outcome: str, started: float | None = None) 
 
 def run_in_worker(ctx: Context, job: Job) -> None:
     """Run `job` in `python -m gitserver.webhook_deploy` and wait for it."""
+    from pushdock.settings import as_env  # noqa: PLC0415 -- start-up: loads only when this path runs
+
     started = time.time()
-    env = {**os.environ, **settings_env(ctx.settings), JOB_VARIABLE: json.dumps(asdict(job))}
+    env = {**os.environ, **as_env(ctx.settings), JOB_VARIABLE: json.dumps(asdict(job))}
     with open(os.devnull, "rb") as devnull_in, open(os.devnull, "wb") as devnull_out:
         worker = proc.popen([sys.executable, "-m", "gitserver.webhook_deploy"], env=env, stdin=devnull_in,
                             stdout=devnull_out, stderr=devnull_out, start_new_session=True)

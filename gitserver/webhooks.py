@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from gitserver.web import HttpError, Request, Response, json_response
 from gitserver.webhook_deploy import Job, as_webhook, deploy_branch, rollback_reason
 from gitserver.webhook_store import append, get_setting, normalise_repo
 from pushdock.errors import NotFound, UsageError
+from pushdock.httproutes import HttpError, Request, Response, json_response
 from pushdock.state import validate_app_name
 
 if TYPE_CHECKING:

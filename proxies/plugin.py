@@ -39,3 +39,12 @@ def register_commands(cli: click.Group) -> None:
 
     for cmd in COMMANDS:
         cli.add_command(cmd)
+
+
+@hookimpl
+def app_summary(ctx: Context, app: str) -> dict[str, str]:
+    """The certificate's expiry, for the dashboard's list of apps (one small file read)."""
+    from proxies import certs  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+
+    meta = certs.info(ctx, app)
+    return {"certificate expires": certs.day(meta.not_after)} if meta is not None else {}

@@ -113,8 +113,10 @@ def build_cli(plugins: Callable[[], Any]) -> Registry:
     return cli
 
 
-def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
+def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO, errors: list[PushdockError] | None = None) -> int:
     """Run one command as the host CLI does; render errors as one `error:` line; return the exit status.
+
+    `errors` (the HTTP door's) receives the PushdockError a command failed with, to choose a status code.
 
     A command that returns an int (`run`: the one-off container's status) has chosen its exit status:
     it is returned as is, with no `error:` line. Any other return value means 0.
@@ -138,6 +140,8 @@ def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
         err.write(f"error: {e.format_message()}\n")
         rc = e.exit_code
     except PushdockError as e:
+        if errors is not None:
+            errors.append(e)
         err.write(f"error: {e.message}\n")
         if e.hint:
             err.write(f"hint: {e.hint}\n")

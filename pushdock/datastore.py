@@ -38,3 +38,23 @@ class Datastore(Protocol):
 
     def import_argv(self, name: str) -> list[str]:
         """Reads a dump (as export writes it) on stdin into the service; [] if the kind cannot."""
+
+
+class Backupable(Datastore, Protocol):
+    """A kind with backups (services/backups.py does the rest: files, verification, schedules, retention)."""
+
+    backup_suffix: str     # the file's ending: `.dump` (pg_dump -Fc), `.rdb.gz`
+    counted: str           # what a count is of, for messages: `rows`, `keys`
+    restore_offline: bool  # restore_argv runs with the service stopped, in a helper container on its volume
+
+    def backup_argv(self, name: str) -> list[str]:
+        """Writes the backup file (compressed) on stdout, in the service's container."""
+
+    def restore_argv(self, name: str) -> list[str]:
+        """Reads a backup file (or an export) on stdin into the service's data; non-zero exit if it is bad."""
+
+    def counts_argv(self, name: str) -> list[str]:
+        """Prints what `parse_counts` reads: the rows of every table, the keys of every database."""
+
+    def parse_counts(self, output: str) -> dict[str, int]:
+        """{table or database: count} from counts_argv's output."""

@@ -32,8 +32,9 @@ class Instance:
 
 class Scheduler(Protocol):
     """A scheduler whose instances change address by themselves (swarm) also sets `upstreams_move = True` and
-    has `ready_upstreams(ctx, release, routed) -> list[Upstream]`, which `serve` polls to re-route
-    (hooks.pipeline.follow_upstreams)."""
+    has `ready_upstreams(ctx, release, routed) -> list[Upstream]`, which `serve` calls to re-route
+    (hooks.pipeline.follow_upstreams), and `watch_moves(wake, done)`, which blocks calling wake() whenever its
+    engine reports a change that may move an instance (serve then follows at once, not at its next look)."""
 
     name: str
 

@@ -24,7 +24,7 @@ hookimpl = pluggy.HookimplMarker("pushdock")
 # Triggers that are registries (they return objects) are Python-only; scripts cannot implement them.
 PYTHON_ONLY = frozenset(
     {"register_commands", "register_builders", "register_schedulers", "register_proxies", "register_services",
-     "timer_jobs", "webhook_event", "clone_app_services", "pipeline"}
+     "timer_jobs", "webhook_event", "clone_app_services", "http_routes", "http_door", "app_summary", "pipeline"}
 )
 
 
@@ -54,6 +54,25 @@ def register_schedulers() -> dict[str, Any]:
 @hookspec
 def register_proxies() -> dict[str, Any]:
     """At start-up: return {name: Proxy} for the proxies this plugin provides."""
+    return {}
+
+
+@hookspec
+def http_routes(ctx: Context) -> list[Any]:
+    """When the HTTP door starts: return the routes and WSGI mounts (pushdock/httproutes.py) this plugin serves."""
+    return []
+
+
+@hookspec(firstresult=True)
+def http_door(ctx: Context, health: Any) -> Any:
+    """When `serve` starts: return the HTTP door (an object with start() -> (host, port) and stop()), serving every
+    plugin's http-routes; `health()` returns what `/healthz` adds (the apps still being reconciled)."""
+
+
+@hookspec
+def app_summary(ctx: Context, app: str) -> dict[str, str]:
+    """When the dashboard lists apps: return {label: value} facts this plugin owns about `app` (the proxies
+    plugin: its certificate's expiry). Cheap: it is called once per app per page."""
     return {}
 
 
@@ -149,7 +168,8 @@ def register_services() -> dict[str, Any]:
 def app_networks(ctx: Context, app: str) -> list[str]:
     """Docker networks every new container of `app` joins (besides the default one): the private networks of
     the services linked to it. Fired by docker-local when it creates a process, `run` or release-phase
-    container; a script prints network names, one per line."""
+    container, and by swarm when it creates a service or a release/cron task (for a swarm app the names must be
+    swarm-scoped: attachable overlays); a script prints network names, one per line."""
     return []
 
 

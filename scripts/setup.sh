@@ -19,6 +19,13 @@ command -v pebble >/dev/null 2>&1 || need+=(pebble)
 # the tests' FROM-scratch images carry the host's static busybox; systemd-analyze verifies the service unit
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# the multinode tests: a second dockerd in a network namespace (ip, nsenter), images through Debian's registry (TLS)
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# the dashboard's browser tests drive a headless chromium through selenium
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"

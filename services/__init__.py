@@ -5,4 +5,4 @@ this package owns the records, credentials and links (model.py), the engine side
 container) and one command group per kind (commands.py). Each built-in kind is its own folder.
 """
 
-BACKUPS = frozenset({"postgres"})  # kinds with backup/backups/restore (services/backups.py speaks pg_dump)
+BACKUPS = frozenset({"postgres", "redis"})  # kinds with backup/backups/restore (pushdock.datastore.Backupable)

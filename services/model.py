@@ -8,6 +8,7 @@ A service name follows the app-name rule (a DNS label): it is a host name on the
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 import time
@@ -38,10 +39,14 @@ class Service:
     name: str
     created: float
     links: tuple[Link, ...] = field(default_factory=tuple)
+    exposed: tuple[str, int] | None = None  # (address, host port) it is published on (`KIND:expose`), else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "created": self.created,
-                "links": [{"app": link.app, "var": link.var} for link in self.links]}
+        raw: dict[str, Any] = {"kind": self.kind, "name": self.name, "created": self.created,
+                               "links": [{"app": link.app, "var": link.var} for link in self.links]}
+        if self.exposed:
+            raw["exposed"] = {"address": self.exposed[0], "port": self.exposed[1]}
+        return raw
 
 
 def plugin(kind: str) -> str:
@@ -70,9 +75,32 @@ def check_alias(alias: str) -> str:
     return alias
 
 
+def parse_expose(kind: str, value: str | None) -> tuple[str, int | None]:
+    """`[ADDRESS:]HOST_PORT` (IPv6 in brackets) as (address, port); the address defaults to 127.0.0.1, the port
+    (None) to a free one."""
+    if value is None:
+        return "127.0.0.1", None
+    address, sep, port = value.rpartition(":")
+    bracketed = address.startswith("[") and address.endswith("]")
+    address = address[1:-1] if bracketed else address if sep else "127.0.0.1"
+    try:
+        ip = ipaddress.ip_address(address)
+        number = int(port, 10)
+    except ValueError:
+        ip, number = None, 0
+    if ip is not None and ip.version == 6 and not bracketed:
+        ip = None  # `::1:5432` is an address too: IPv6 goes in brackets
+    if ip is None or not 1 <= number <= 65535 or not port.isdigit():
+        raise UsageError(f"{kind}:expose takes [ADDRESS:]HOST_PORT (an IP address and a port 1-65535), not "
+                         f"{value[:60]!r}")
+    return str(ip), number
+
+
 def _of(kind: str, name: str, raw: dict[str, Any]) -> Service:
     links = tuple(Link(str(x["app"]), str(x["var"])) for x in raw.get("links", []))
-    return Service(kind, name, float(raw.get("created", 0)), links)
+    exposed = raw.get("exposed")
+    return Service(kind, name, float(raw.get("created", 0)), links,
+                   (str(exposed["address"]), int(exposed["port"])) if exposed else None)
 
 
 def find(state: State, kind: str, name: str) -> Service | None:

@@ -37,7 +37,10 @@ def app_networks(ctx: Context, app: str) -> list[str]:
     from services import engine, model  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     kinds = sorted(ctx.bus.registry("services"))
-    return [engine.resource_name(ctx, s) for s in model.linked_to(ctx.state, app, kinds)]
+    linked = model.linked_to(ctx.state, app, kinds)
+    if linked and getattr(ctx.scheduler(app), "overlay_networks", False):  # swarm tasks join overlays only
+        return [engine.overlay(ctx, s) for s in linked]
+    return [engine.resource_name(ctx, s) for s in linked]
 
 
 @hookimpl
@@ -59,7 +62,7 @@ def timer_jobs(ctx: Context) -> dict[str, tuple[str, Any]]:
     """Scheduled backups (`postgres:backup-schedule`) of the kinds that have backups."""
     from services import backups  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
-    kinds = {k: v for k, v in ctx.bus.registry("services").items() if k in BACKUPS}
+    kinds: dict[str, Any] = {k: v for k, v in ctx.bus.registry("services").items() if k in BACKUPS}  # Backupable
     return backups.timer_jobs(ctx, kinds)
 
 

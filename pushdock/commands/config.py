@@ -139,6 +139,18 @@ def show(ctx: Context, app: str, fmt: str) -> None:
         click.echo(f"{(k + ':').ljust(width)}  {env[k]}")
 
 
+@config.command("keys")
+@click.argument("app")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_obj
+def keys(ctx: Context, app: str, fmt: str) -> None:
+    """List the keys of the environment, never the values."""
+    authorize(ctx, app)
+    ctx.state.require_app(app)
+    names = sorted(ctx.state.get_env(app))
+    click.echo(json.dumps(names) if fmt == "json" else "\n".join(names))
+
+
 @config.command("export")
 @click.argument("app")
 @click.option("--format", "fmt", type=click.Choice(["env", "json", "shell"]), default="shell")

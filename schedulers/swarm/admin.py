@@ -27,7 +27,7 @@ def check_addresses(advertise_addr: str, listen_addr: str) -> None:
         raise UsageError(f"--advertise-addr must be an address or interface name, not {advertise_addr[:60]!r}")
 
 
-def init(advertise_addr: str, listen_addr: str) -> str:
+def init(advertise_addr: str, listen_addr: str, *, heartbeat: int = 5) -> str:
     """Turn swarm mode on (this engine becomes the first manager); a message for the user."""
     check_addresses(advertise_addr, listen_addr)
     with eng.engine_errors(doing="turning on swarm mode"):
@@ -38,7 +38,8 @@ def init(advertise_addr: str, listen_addr: str) -> str:
             return f"swarm mode is already on: this node ({str(info.get('NodeID'))[:12]}) is {role}"
         if state not in ("inactive", None):
             raise PushdockError(f"swarm mode is {state} on this engine: settle it with the docker CLI first")
-        node = eng.client().swarm.init(advertise_addr=advertise_addr, listen_addr=listen_addr)
+        node = eng.client().swarm.init(advertise_addr=advertise_addr, listen_addr=listen_addr,
+                                       dispatcher_heartbeat_period=heartbeat * 1_000_000_000)
     logger.info("swarm initialised", node=node, advertise=advertise_addr, listen=listen_addr)
     return (f"swarm mode is on: this node ({str(node)[:12]}) is the manager, listening on {listen_addr}; "
             "add nodes with the command `docker swarm join-token worker` prints")

@@ -9,6 +9,8 @@ from pushdock.commands import echo_progress, format_option, group, print_report,
 from pushdock.context import Context
 from pushdock.errors import UsageError
 from pushdock.state import GLOBAL
+from schedulers.swarm.node_commands import COMMANDS as NODE_COMMANDS
+from schedulers.swarm.node_commands import scheduler_swarm
 
 DEFAULT_ADVERTISE = "127.0.0.1"
 DEFAULT_LISTEN = "127.0.0.1:2377"
@@ -98,8 +100,10 @@ def swarm() -> None:
 @click.option("--advertise-addr", default=DEFAULT_ADVERTISE, show_default=True,
               help="Address other nodes reach this manager on (use the host's LAN address for several nodes).")
 @click.option("--listen-addr", default=DEFAULT_LISTEN, show_default=True, help="Address:port the manager listens on.")
+@click.option("--heartbeat", type=click.IntRange(1, 60), default=5, show_default=True,
+              help="Seconds between a node's heartbeats: a lost node is declared down after a few are missed.")
 @click.pass_obj
-def swarm_init(ctx: Context, advertise_addr: str, listen_addr: str) -> None:
+def swarm_init(ctx: Context, advertise_addr: str, listen_addr: str, heartbeat: int) -> None:
     """Turn on swarm mode (this engine: the manager).
 
     Nothing happens if swarm mode is on already. The defaults suit one machine; for several nodes use the
@@ -108,7 +112,7 @@ def swarm_init(ctx: Context, advertise_addr: str, listen_addr: str) -> None:
     from schedulers.swarm import admin as swarm_admin  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     require_admin(ctx)
-    click.echo(f"-----> {swarm_admin.init(advertise_addr, listen_addr)}")
+    click.echo(f"-----> {swarm_admin.init(advertise_addr, listen_addr, heartbeat=heartbeat)}")
 
 
 @swarm.command("report")
@@ -203,4 +207,6 @@ def registry_report(ctx: Context, app: str | None, fmt: str) -> None:
     print_report(f"{app or 'global'} registry information", fields, fmt)
 
 
-COMMANDS = (scheduler, swarm, registry)
+for _command in NODE_COMMANDS:  # swarm:nodes, join-token, drain, activate, registry
+    swarm.add_command(_command)
+COMMANDS = (scheduler, swarm, registry, scheduler_swarm)

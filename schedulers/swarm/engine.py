@@ -119,7 +119,7 @@ def create_service(
         **({"init": True} | options),  # init: PID 1 forwards SIGTERM (see docker_local)
     )
     # a task joins every network of the app at creation (a swarm service has no later attach), with its aliases
-    joined = list(dict.fromkeys(n for names in networks.get(ctx.state, release.app).values() for n in names))
+    joined = task_networks(ctx, release.app)
     template = TaskTemplate(
         spec,
         networks=[{"Target": n, "Aliases": networks.aliases(release.app, process, None)} for n in joined] or None,
@@ -143,6 +143,12 @@ def create_service(
         logger.info("service created", service=name, replicas=replicas)
         return eng.client().services.get(made["ID"])
     raise PushdockError(f"could not find a free service name for {release.app} {process} v{release.number}")
+
+
+def task_networks(ctx: Context, app: str) -> list[str]:
+    """Every network of the app (`network:set`) and of the services linked to it (the app-networks trigger)."""
+    named = [n for names in networks.get(ctx.state, app).values() for n in names]
+    return list(dict.fromkeys([*named, *eng.networks(ctx, app)]))
 
 
 def app_services(

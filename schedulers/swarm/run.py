@@ -63,7 +63,9 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
                 stop_grace_period=check_settings(ctx, release.app).stop_timeout * 1_000_000_000,
                 mounts=storage.swarm_mounts(ctx.state, release),
             )
+            joined = sw.task_networks(ctx, release.app)  # a release or cron task reaches linked services too
             template = TaskTemplate(spec, restart_policy=RestartPolicy("none"),
+                                    networks=[{"Target": n} for n in joined] or None,
                                     resources=resources.swarm_resources(resources.for_process(ctx.state, release.app,
                                                                                               what)),
                                     placement=Placement(constraints=placement.constraints or None))

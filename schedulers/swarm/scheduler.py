@@ -23,7 +23,7 @@ port, so requests in that gap fail.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from schedulers.docker_local.start import Say, report, stop_only, stop_remove
 from schedulers.engine import NotReady
 from schedulers.readiness import PROBE_TIMEOUT, answers
 from schedulers.swarm import engine as sw
+from schedulers.swarm import events as swarm_events
 from schedulers.swarm import images as swarm_images
 from schedulers.swarm import logs as swarm_logs
 from schedulers.swarm import nodes as sn
@@ -46,6 +47,8 @@ from schedulers.swarm import settings as swarm_settings
 from schedulers.swarm.ready import NewService, wait_ready
 
 if TYPE_CHECKING:
+    import threading
+
     from pushdock.context import Context
     from pushdock.progress import Progress
     from pushdock.routing import Upstream
@@ -58,6 +61,14 @@ class SwarmScheduler:
     name = "swarm"
     # Swarm replaces a failed task by itself, and a host-mode task gets a new port: `serve` follows (pipeline).
     upstreams_move = True
+    # Tasks join the app-networks trigger's networks (linked services), which for a swarm app are attachable
+    # overlays: a task's networks are swarm-scoped.
+    joins_networks = True
+    overlay_networks = True
+
+    def watch_moves(self, wake: Callable[[], None], done: threading.Event) -> None:
+        """Call wake() whenever the engine reports something that may move a task, until done (blocks)."""
+        swarm_events.watch(wake, done)
 
     # -- deploy ---------------------------------------------------------------------------------
     def deploy(self, ctx: Context, release: Release, route: Route, progress: Progress) -> None:
@@ -89,7 +100,8 @@ class SwarmScheduler:
                         for name, count in plan.wanted:
                             service = sw.create_service(
                                 ctx, release, name, replicas=count, image=plan.placement.image,
-                                constraints=plan.placement.constraints, mesh=plan.mesh,
+                                constraints=plan.placement.constraints
+                                + swarm_settings.constraints(ctx, release.app, name), mesh=plan.mesh,
                                 max_per_node=plan.max_per_node, stop_timeout=checks.stop_timeout,
                             )
                             created.append(NewService(name, service, count,
@@ -245,8 +257,8 @@ class SwarmScheduler:
             for process, count in missing:
                 service = sw.create_service(
                     ctx, release, process, replicas=count, image=plan.placement.image,
-                    constraints=plan.placement.constraints, mesh=plan.mesh, max_per_node=plan.max_per_node,
-                    stop_timeout=checks.stop_timeout,
+                    constraints=plan.placement.constraints + swarm_settings.constraints(ctx, release.app, process),
+                    mesh=plan.mesh, max_per_node=plan.max_per_node, stop_timeout=checks.stop_timeout,
                 )
                 # Like docker-local's reconcile: a recreated instance passes the app.json checks, a kept one not.
                 created.append(NewService(process, service, count, tuple(healthchecks.for_process(release, process))))

@@ -4,6 +4,7 @@ Properties (per app, else `--global`, else the default):
   scheduler  selected      docker-local | swarm          (ctx.scheduler reads it; default PUSHDOCK_SCHEDULER)
   scheduler  routing-mesh  auto | on | off               (swarm: publish web through the mesh; auto = IPVS here)
   scheduler  max-per-node  N                             (swarm: at most N tasks of a process type per node)
+  scheduler  constraints   JSON {process: [constraint]} (swarm: placement per process type, scheduler-swarm:set)
   registry   server        HOST[:PORT][/PATH]            (swarm: push HOST/pushdock/APP:vN, services pull it)
   swarm      nodes (global JSON) {node id: {"address": ..., "engine": ...}}
 """
@@ -29,6 +30,8 @@ MAX_PER_NODE = 50
 NODE_KEYS = ("address", "engine")
 REGISTRY_HOST = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,252})(?::\d{1,5})?(?:/[a-z0-9._-]+){0,4}\Z")
 ADDRESS = re.compile(r"^[A-Za-z0-9.:\[\]-]{1,255}\Z")
+CONSTRAINT = re.compile(r"^(?:node|engine)\.[A-Za-z0-9._/-]{1,200}\s*(?:==|!=)\s*[A-Za-z0-9._:/=-]{1,200}\Z")
+PROCESS = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
 ENGINE_URL = re.compile(r"^(?:tcp|ssh|unix|http|https)://\S{1,500}\Z")
 
 
@@ -55,6 +58,30 @@ def routing_mesh(ctx: Context, app: str) -> bool:
 def max_per_node(ctx: Context, app: str) -> int | None:
     value = scheduler_value(ctx, app, "max-per-node")[0]
     return int(value) if value else None
+
+
+def constraints(ctx: Context, app: str, process: str) -> list[str]:
+    """The placement constraints of the app's process type (`scheduler-swarm:set APP constraints PROCESS ...`)."""
+    return list(ctx.state.get_json(SCHEDULER, app, "constraints", {}).get(process) or [])
+
+
+def set_constraints(ctx: Context, app: str, process: str, values: list[str]) -> None:
+    """Store a process type's constraints (none: unset); UsageError on a malformed one, nothing stored then."""
+    if not PROCESS.match(process):
+        raise UsageError(f"process type must look like web or worker, not {process[:40]!r}")
+    for value in values:
+        if not CONSTRAINT.match(value):
+            raise UsageError(f"a constraint must look like node.role==worker or node.labels.zone!=b, "
+                             f"not {value[:60]!r}")
+    table = dict(ctx.state.get_json(SCHEDULER, app, "constraints", {}))
+    if values:
+        table[process] = values
+    else:
+        table.pop(process, None)
+    if table:
+        ctx.state.set_json(SCHEDULER, app, "constraints", table)
+    else:
+        ctx.state.delete(SCHEDULER, app, "constraints")
 
 
 def registry_server(ctx: Context, app: str | None = None) -> str | None:
@@ -132,6 +159,8 @@ def report(ctx: Context, app: str) -> dict[str, Any]:
         "routing mesh": f"{mesh or 'auto'} ({'on' if routing_mesh(ctx, app) else 'off'})",
         "routing mesh from": mesh_where,
         "max per node": per_node or "",
+        "constraints": " ".join(f"{p}:{','.join(c)}" for p, c in sorted(
+            ctx.state.get_json(SCHEDULER, app, "constraints", {}).items())),
         "registry": registry_server(ctx, app) or "",
     }
 

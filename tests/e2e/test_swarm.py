@@ -2,8 +2,8 @@
 
 Swarm mode is turned on for this module only if it is off, and turned off again afterwards
 (`swarm leave --force`, then the `docker_gwbridge` network it made); every service a test creates
-is removed by label. Only one node exists here, so multi-node paths (a task on another node without
-the image, node addresses other than 127.0.0.1) are covered by unit tests on task records; the
+is removed by label. This module's swarm has one node (two real ones: test_swarm_multinode.py), so some
+multi-node paths (a task on another node without the image) are covered by unit tests on task records; the
 image stream between engines runs from this engine into itself, and app.json checks of a task on
 "another node" run against this node presented as a remote one.
 
@@ -823,7 +823,7 @@ def test_scheduler_switch_moves_a_running_app_without_dropping_requests(server, 
 
 def test_a_task_swarm_replaces_is_followed_by_the_proxy(server, engine):
     """Swarm replaces a killed task by itself and the new task publishes a new host port: `serve` notices
-    (it looks every few seconds) and re-routes the app without a deploy."""
+    (woken by the engine's events) and re-routes the app without a deploy."""
     app = unique("follow")
     res = server.push(server.app_repo(app, body="followed"), app)
     assert res.returncode == 0, res.stderr

@@ -23,11 +23,12 @@ from dulwich.server import DictBackend
 from dulwich.web import WSGIRequestHandlerLogger, WSGIServerLogger, make_server, make_wsgi_chain
 
 from gitserver import webhook_store, webhooks
-from gitserver.http import HttpDoor
+from gitserver.http import routes
 from gitserver.webhook_deploy import DeployQueue, Job, _fetch, run_job
 from pushdock.cli import dispatch
 from pushdock.context import Context
 from pushdock.errors import PushdockError
+from web.door import HttpDoor
 
 APP = "hooked"
 SECRET = "It's a Secret to Everybody"
@@ -65,7 +66,7 @@ def door(ctx: Context, queue: DeployQueue) -> Iterator[int]:
     ctx.state.create_app(APP)
     webhook_store.set_setting(ctx, APP, "secret", SECRET)
     webhook_store.set_setting(ctx, APP, "repo", REPO)
-    d = HttpDoor(ctx, queue)
+    d = HttpDoor(ctx, routes=routes(ctx, queue))
     d.start()
     yield d.address[1]
     d.stop()

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from gitserver import webhook_store
-from gitserver.http import HttpDoor
 from previews import deploy, model, webhook
 from pushdock.cli import dispatch
 from pushdock.context import Context
 from pushdock.errors import UsageError
+from web.door import HttpDoor
 
 APP = "site"
 REPO = "https://github.com/octo/site.git"

@@ -209,5 +209,8 @@ def test_swarm_init_uses_this_machines_defaults(tmp_path: Path, fake_engine: str
     assert cp.stdout.startswith("-----> swarm mode is on: this node (fakenode0000) is the manager, listening on "
                                 "127.0.0.1:2377")
     assert (_Engine.init_body["AdvertiseAddr"], _Engine.init_body["ListenAddr"]) == ("127.0.0.1", "127.0.0.1:2377")
+    assert _Engine.init_body["Spec"]["Dispatcher"]["HeartbeatPeriod"] == 5_000_000_000
+    cp = _pushdock(tmp_path, fake_engine, "swarm:init", "--heartbeat", "1")
+    assert cp.returncode == 0 and _Engine.init_body["Spec"]["Dispatcher"]["HeartbeatPeriod"] == 1_000_000_000
     cp = _pushdock(tmp_path, fake_engine, "swarm:init", "--listen-addr", "nope")
     assert (cp.returncode, cp.stderr) == (2, "error: --listen-addr must be ADDRESS:PORT, not 'nope'\n")

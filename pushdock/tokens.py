@@ -1,4 +1,5 @@
-"""HTTP tokens: who may use git over HTTP, as which role, for which apps (the `tokens:*` services).
+"""HTTP tokens: who may use the HTTP door (git over HTTP, the API, the dashboard), as which role, for which apps
+(the `tokens:*` services; core, because the git server and the web door both check them).
 
 A token is shown once, when it is made; only its SHA-256 is kept (tokens are 256 random bits, so a fast
 hash is enough), in a 0600 file next to the SSH host key. Roles and app lists mean what they mean for SSH keys.
@@ -9,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from gitserver.keys import KEY_NAME
 from pushdock.errors import Conflict, Forbidden, NotFound, UsageError
 from pushdock.state import ROLES, Identity, atomic_write, validate_app_name
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from pushdock.context import Context
 
 PREFIX = "pdt_"
+KEY_NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")  # the names SSH keys may have (gitserver/keys.py)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,16 @@ def remove_token(ctx: Context, name: str) -> None:
 
 def identity_for_token(ctx: Context, secret: str) -> Identity | None:
     """The identity a presented token stands for (compared in constant time), or None."""
-    digest = _digest(secret)
+    return identity_for_digest(ctx, _digest(secret))
+
+
+def digest_of(secret: str) -> str:
+    """What is stored of a token: a session keeps this, never the token (see identity_for_digest)."""
+    return _digest(secret)
+
+
+def identity_for_digest(ctx: Context, digest: str) -> Identity | None:
+    """The identity of the token whose SHA-256 is `digest`, if it still exists (a removed token's sessions end)."""
     found = None
     for t in _load(ctx):
         if hmac.compare_digest(t.digest, digest):
