@@ -47,7 +47,8 @@ export UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1
 if [ ! -x .uv/bin/uv ] || [ scripts/uv-requirements.txt -nt .uv/.installed ]; then
   log "installing uv (scripts/uv-requirements.txt)"
   python3 -m venv .uv
-  .uv/bin/pip install -q --require-hashes -r scripts/uv-requirements.txt
+  # -qq: errors only (a machine's pip.conf may name extra indexes that are absent: a warning each)
+  .uv/bin/pip install -qq --require-hashes -r scripts/uv-requirements.txt
   touch .uv/.installed
 fi
 if [ ! -x .venv/bin/pushdock ] || [ uv.lock -nt .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
