@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '[setup] %s\n' "$*" >&2; }
+log() { printf '[setup] %s\n' "$*"; }  # progress on stdout: a successful set-up prints nothing on stderr
 
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
