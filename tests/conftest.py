@@ -47,7 +47,7 @@ def free_port() -> int:
 def settings(tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path / "data", ssh_host="127.0.0.1", ssh_port=free_port(), http_host="127.0.0.1",
-        http_port=free_port(), proxy_port=free_port(), ready_timeout=20, stop_timeout=3,
+        http_port=free_port(), proxy_port=free_port(), proxy_tls_port=free_port(), ready_timeout=20, stop_timeout=3,
     )
 
 
