@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from proxies import caddy_config, procs
+from proxies import caddy_config, procs, stable
 from proxies.engine import ProxyEngine
 from proxies.model import Listener, Table, ports_in_use
 from proxies.routes import upstream_address
@@ -117,12 +117,14 @@ class CaddyProxy(ProxyEngine):
     """pushdock's own caddy: routes per app through the admin API, one reload per change."""
 
     name = "caddy"
+    steer_upstreams = True
 
     def stop(self, ctx: Context) -> None:
         lay = _Layout(self.root(ctx))
         with self._batcher(ctx).locked():
             pid = self._pid(lay)
             if pid is None:
+                stable.Stable(self.root(ctx)).remove()
                 return
             try:
                 self._api(lay, "POST", "/stop", None, timeout=DRAIN_TIMEOUT)
@@ -131,6 +133,7 @@ class CaddyProxy(ProxyEngine):
                 os.kill(pid, signal.SIGTERM)
             if not procs.wait(lambda: not procs.alive(pid), DRAIN_TIMEOUT + 5):
                 raise PushdockError(f"caddy {pid} did not exit")
+            stable.Stable(self.root(ctx)).remove()
         logger.info("caddy stopped", pid=pid)
 
     def report(self, ctx: Context) -> dict[str, Any]:
