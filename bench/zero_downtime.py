@@ -177,7 +177,7 @@ def main() -> None:
         lines += [
             f"| {proxy} | push (build + release + swap) | {med(pushes):.2f} s | {min(pushes):.2f} s | "
             f"{max(pushes):.2f} s |",
-            f"| {proxy} | swap (start, check, switch, drain, retire) | {med(swaps):.2f} s | {min(swaps):.2f} s | "
+            f"| {proxy} | swap (start, check, switch, drain; retire follows the push) | {med(swaps):.2f} s | {min(swaps):.2f} s | "
             f"{max(swaps):.2f} s |",
         ]
     errors = [f"{proxy} {kind}: {dict(s.errors)}" for proxy, r in results.items() for kind, s in r["kinds"].items()
