@@ -118,6 +118,7 @@ class CaddyProxy(ProxyEngine):
 
     name = "caddy"
     steer_upstreams = True
+    drain_timeout = 2.0  # Go reuses a pooled upstream connection as long as requests come: never rotated
 
     def stop(self, ctx: Context) -> None:
         lay = _Layout(self.root(ctx))

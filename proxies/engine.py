@@ -44,6 +44,7 @@ class ProxyEngine:
 
     name = "proxy"
     steer_upstreams = False  # route through stable addresses switched underneath (stable.py): no reload per deploy
+    drain_timeout = stable.DRAIN_TIMEOUT  # after a switch underneath: until the old upstream's connections closed
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -224,7 +225,7 @@ class ProxyEngine:
         except stable.StableError as e:  # rules of ports no app uses any more are harmless
             logger.warning("stale upstream rules kept", error=str(e))
         st.forget(set(old) - set(new))
-        st.drain({p for p, u in had.items() if rules.get(p) != u})
+        st.drain({p for p, u in had.items() if rules.get(p) != u}, self.drain_timeout)
 
     def _submit(self, ctx: Context, changes: list[Change]) -> None:
         deferred = getattr(self._local, "deferred", None)

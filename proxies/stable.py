@@ -12,7 +12,11 @@ target swap but underneath an unmodified proxy.
 What was open to the old container is drained: the proxy's upstream keep-alive connections to it are closed
 as soon as they are idle (the kernel's sock_destroy, `ss -K`: the proxy sees a pooled connection closed
 and opens a new one, to the new container; a request in flight is never cut), and the busy ones rotate
-(nginx: `keepalive_requests`). A switch returns once no connection opened before it remains.
+(nginx: `keepalive_requests`). A switch returns once no connection opened before it remains. caddy's busy
+ones never rotate (Go reuses a pooled connection as long as requests come, and a busy connection is never
+cut: only the kernel's timings are known, not where an HTTP response ends), so caddy waits at most
+CaddyProxy.drain_timeout for them, and the rest end when the old container retires (a graceful stop; Go retries
+an idempotent request that meets a closed pooled connection).
 
 Only routes whose upstreams are all loopback addresses (the schedulers publish on 127.0.0.1) and at most
 SLOTS of them are steered; anything else goes to the proxy as before (a reload). Needs root, iptables and
@@ -42,9 +46,7 @@ from pushdock.state import atomic_write
 SLOTS = 8  # stable addresses per app: a route with more upstreams is not steered
 PORT_BASE = 20000
 MAX_APPS = (65535 - PORT_BASE) // SLOTS
-IDLE_MS = 50  # a pooled upstream connection idle this long after its last response is closed at a switch
-BUSY_MS = 2  # ... and after BUSY_AFTER seconds, one idle this long (a proxy without keepalive_requests: caddy)
-BUSY_AFTER = 0.3
+IDLE_MS = 100  # a pooled upstream connection idle this long after its last response is closed at a switch
 DRAIN_TIMEOUT = 35.0
 POLL = 0.01
 KILL_CHUNK = 64
@@ -150,32 +152,31 @@ class Stable:
 
     # -- draining --------------------------------------------------------------------------------------
     def drain(self, ports: set[int], timeout: float = DRAIN_TIMEOUT) -> bool:
-        """After a switch of `ports`: wait until every connection to them that was open is gone, closing
-        the idle ones. Returns False on timeout (the caller goes on: the old container stops anyway)."""
+        """After a switch of `ports`: wait until every connection to them that was open is gone, closing the
+        idle ones (IDLE_MS since their last response; a busy one is never cut). Returns False after `timeout`
+        (the caller goes on: what is left ends when the old container retires)."""
         if not ports:
             return True
-        started = time.monotonic()
-        waiting = {key for key, _ in self._connections(ports, IDLE_MS)}
-        deadline = started + timeout
+        waiting = set(self._connections(ports))
+        deadline = time.monotonic() + timeout
         while waiting:
-            idle_ms = IDLE_MS if time.monotonic() - started < BUSY_AFTER else BUSY_MS
-            now = dict(self._connections(ports, idle_ms))
+            now = self._connections(ports)
             waiting &= set(now)
-            idle = [key for key in waiting if now[key]]
+            idle = [key for key in waiting if now[key].idle_for(IDLE_MS)]
             for i in range(0, len(idle), KILL_CHUNK):
                 self._kill(idle[i:i + KILL_CHUNK])
             if not waiting:
                 break
             if time.monotonic() > deadline:
-                logger.warning("connections to the old upstreams still open", count=len(waiting))
+                logger.info("connections to the old upstream left to end with it", count=len(waiting))
                 return False
             time.sleep(POLL)
         return True
 
-    def _connections(self, ports: set[int], idle_ms: int) -> list[tuple[tuple[int, int, str], bool]]:
-        """The proxy's established connections to the stable ports: ((local port, stable port, inode), idle)."""
+    def _connections(self, ports: set[int]) -> dict[Key, Sample]:
+        """The proxy's established connections to the stable ports, by (local port, stable port, inode)."""
         out = proc.run(["ss", "-tneiH", "state", "established", "dst", self.address], check=False, timeout=10).stdout
-        found = []
+        found = {}
         lines = out.splitlines()
         for i, line in enumerate(lines):
             if not line or line[0].isspace():
@@ -189,27 +190,44 @@ class Stable:
                 continue
             ino = next((x for x in f[4:] if x.startswith("ino:")), "")
             info = lines[i + 1] if i + 1 < len(lines) and lines[i + 1][:1].isspace() else ""
-            queues_empty = f[0] == "0" and f[1] == "0"
-            found.append(((int(local.rpartition(":")[2]), port, ino), queues_empty and _idle(info, idle_ms)))
+            found[(int(local.rpartition(":")[2]), port, ino)] = Sample.parse(f[0] == "0" and f[1] == "0", info)
         return found
 
-    def _kill(self, keys: list[tuple[int, int, str]]) -> None:
+    def _kill(self, keys: list[Key]) -> None:
         """sock_destroy each connection (by its local port and stable port)."""
         expr = " or ".join(f"( sport = :{lp} and dport = :{sp} )" for lp, sp, _ in keys)
         proc.run(["ss", "-K", "-tnH", "state", "established", "dst", self.address, f"( {expr} )"], check=False,
                  timeout=10)
 
 
-def _idle(info: str, idle_ms: int) -> bool:
-    """From `ss -i`: nothing unacknowledged, and the last thing was receiving (a response), `idle_ms` ago. A
-    proxy that sends a request on it meanwhile sees a pooled connection closed and retries on a new one."""
-    fields = dict(x.split(":", 1) for x in info.split() if ":" in x and not x.startswith("("))
-    try:
-        lastsnd, lastrcv = int(fields["lastsnd"]), int(fields["lastrcv"])
-        received = int(fields.get("bytes_received", "0"))
-    except (KeyError, ValueError):
-        return False
-    return "unacked" not in fields and received > 0 and idle_ms <= lastrcv <= lastsnd
+Key = tuple[int, int, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One connection as `ss -tnei` shows it."""
+
+    quiet: bool  # nothing queued either way, nothing unacknowledged, and it received after it last sent
+    lastrcv: int  # ms since it last received
+    sent: int
+    received: int
+
+    @classmethod
+    def parse(cls, queues_empty: bool, info: str) -> Sample:
+        fields = dict(x.split(":", 1) for x in info.split() if ":" in x and not x.startswith("("))
+        try:
+            lastsnd, lastrcv = int(fields["lastsnd"]), int(fields["lastrcv"])
+            sent, received = int(fields.get("bytes_sent", "0")), int(fields.get("bytes_received", "0"))
+        except (KeyError, ValueError):
+            return cls(False, 0, 0, 0)
+        quiet = queues_empty and "unacked" not in fields and received > 0 and lastrcv <= lastsnd
+        return cls(quiet, lastrcv, sent, received)
+
+    def idle_for(self, ms: int) -> bool:
+        """Idle after a response for `ms`: a proxy that sends a request on it meanwhile sees a pooled
+        connection closed and retries on a new one (nginx and Go pool last-in first-out: the longest idle
+        connection is the last one taken)."""
+        return self.quiet and self.lastrcv >= ms
 
 
 def _steerable(route: Route) -> bool:
