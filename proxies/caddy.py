@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,7 +119,6 @@ class CaddyProxy(ProxyEngine):
 
     name = "caddy"
     steer_upstreams = True
-    drain_timeout = 2.0  # Go reuses a pooled upstream connection as long as requests come: never rotated
 
     def stop(self, ctx: Context) -> None:
         lay = _Layout(self.root(ctx))
@@ -258,6 +258,20 @@ class CaddyProxy(ProxyEngine):
 
         if not procs.wait(drained, DRAIN_TIMEOUT, interval=0.05):
             logger.warning("caddy upstreams still busy", upstreams=sorted(dropped), timeout=DRAIN_TIMEOUT)
+
+    def _idle_check(self, ctx: Context, addresses: set[str]) -> Callable[[], bool] | None:
+        """Go keeps reusing a pooled upstream connection as long as requests come: stable.py closes the old
+        ones at a moment this says no request to the app's stable addresses is in flight."""
+        lay = _Layout(self.root(ctx))
+
+        def idle() -> bool:
+            try:
+                busy = self._api(lay, "GET", "/reverse_proxy/upstreams", None) or []
+            except (OSError, PushdockError):
+                return False
+            return not any(u.get("address") in addresses and u.get("num_requests", 0) > 0 for u in busy)
+
+        return idle
 
     def _api(self, lay: _Layout, method: str, path: str, body: Any, timeout: float = API_TIMEOUT) -> Any:
         conn = lay.connection(timeout)

@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -225,7 +225,14 @@ class ProxyEngine:
         except stable.StableError as e:  # rules of ports no app uses any more are harmless
             logger.warning("stale upstream rules kept", error=str(e))
         st.forget(set(old) - set(new))
-        st.drain({p for p, u in had.items() if rules.get(p) != u}, self.drain_timeout)
+        switched = {p for p, u in had.items() if rules.get(p) != u}
+        if switched:
+            st.drain(switched, self.drain_timeout, self._idle_check(ctx, {f"{st.address}:{p}" for p in switched}))
+
+    def _idle_check(self, ctx: Context, addresses: set[str]) -> Callable[[], bool] | None:
+        """For stable.Stable.drain: a check that no request to `addresses` is in flight in the proxy, if the
+        proxy can tell (caddy's API can)."""
+        return None
 
     def _submit(self, ctx: Context, changes: list[Change]) -> None:
         deferred = getattr(self._local, "deferred", None)

@@ -12,15 +12,13 @@ target swap but underneath an unmodified proxy.
 What was open to the old container is drained: the proxy's upstream keep-alive connections to it are closed
 as soon as they are idle (the kernel's sock_destroy, `ss -K`: the proxy sees a pooled connection closed
 and opens a new one, to the new container; a request in flight is never cut), and the busy ones rotate
-(nginx: `keepalive_requests`). A switch returns once no connection opened before it remains. caddy's busy
-ones never rotate (Go reuses a pooled connection as long as requests come, and a busy connection is never
-cut: only the kernel's timings are known, not where an HTTP response ends), so caddy waits at most
-CaddyProxy.drain_timeout for them, and the rest end when the old container retires (a graceful stop; Go retries
-an idempotent request that meets a closed pooled connection).
+(nginx: `keepalive_requests`). caddy's never rotate (Go reuses a pooled connection as long as requests come):
+they are closed at a moment caddy's API says no request to these addresses is in flight (see `drain`). A switch
+returns once no connection opened before it remains.
 
 Only routes whose upstreams are all loopback addresses (the schedulers publish on 127.0.0.1) and at most
-SLOTS of them are steered; anything else goes to the proxy as before (a reload). Needs root, iptables and
-`ss`; `PUSHDOCK_STABLE_UPSTREAMS=0` turns it off. Without it the proxies work as before.
+SLOTS of them are steered; anything else goes to the proxy as before (a reload). Needs root and iptables;
+`PUSHDOCK_STABLE_UPSTREAMS=0` turns it off. Without it the proxies work as before.
 """
 
 from __future__ import annotations
@@ -32,7 +30,10 @@ import ipaddress
 import json
 import os
 import shutil
+import socket
+import struct
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from loguru import logger
@@ -47,6 +48,7 @@ SLOTS = 8  # stable addresses per app: a route with more upstreams is not steere
 PORT_BASE = 20000
 MAX_APPS = (65535 - PORT_BASE) // SLOTS
 IDLE_MS = 100  # a pooled upstream connection idle this long after its last response is closed at a switch
+BUSY_MS = 2  # ... and one idle this long, when the proxy says no request is in flight to the addresses
 DRAIN_TIMEOUT = 35.0
 POLL = 0.01
 KILL_CHUNK = 64
@@ -151,20 +153,22 @@ class Stable:
         self.rules_path.unlink(missing_ok=True)
 
     # -- draining --------------------------------------------------------------------------------------
-    def drain(self, ports: set[int], timeout: float = DRAIN_TIMEOUT) -> bool:
+    def drain(self, ports: set[int], timeout: float = DRAIN_TIMEOUT,
+              quiet: Callable[[], bool] | None = None) -> bool:
         """After a switch of `ports`: wait until every connection to them that was open is gone, closing the
-        idle ones (IDLE_MS since their last response; a busy one is never cut). Returns False after `timeout`
-        (the caller goes on: what is left ends when the old container retires)."""
+        idle ones (IDLE_MS since their last response). A busy one is cut only at a moment `quiet()` (the proxy:
+        no request in flight to these addresses) said nothing is under way, and then only if it had received
+        the last response BUSY_MS before: the kernel's timings show when a connection last moved, not where an
+        HTTP response ends. Returns False after `timeout` (what is left ends when the old container retires)."""
         if not ports:
             return True
-        waiting = set(self._connections(ports))
+        dst = socket.inet_aton(self.address)
+        waiting = {key for key, _ in _diag(dst, ports)}
         deadline = time.monotonic() + timeout
         while waiting:
-            now = self._connections(ports)
-            waiting &= set(now)
-            idle = [key for key in waiting if now[key].idle_for(IDLE_MS)]
-            for i in range(0, len(idle), KILL_CHUNK):
-                self._kill(idle[i:i + KILL_CHUNK])
+            waiting = _sweep(dst, ports, waiting, IDLE_MS)
+            if waiting and quiet is not None and quiet():
+                waiting = _sweep(dst, ports, waiting, BUSY_MS)
             if not waiting:
                 break
             if time.monotonic() > deadline:
@@ -173,61 +177,105 @@ class Stable:
             time.sleep(POLL)
         return True
 
-    def _connections(self, ports: set[int]) -> dict[Key, Sample]:
-        """The proxy's established connections to the stable ports, by (local port, stable port, inode)."""
-        out = proc.run(["ss", "-tneiH", "state", "established", "dst", self.address], check=False, timeout=10).stdout
-        found = {}
-        lines = out.splitlines()
-        for i, line in enumerate(lines):
-            if not line or line[0].isspace():
-                continue
-            f = line.split()
-            if len(f) < 4:
-                continue
-            local, peer = f[2], f[3]
-            port = int(peer.rpartition(":")[2])
-            if port not in ports:
-                continue
-            ino = next((x for x in f[4:] if x.startswith("ino:")), "")
-            info = lines[i + 1] if i + 1 < len(lines) and lines[i + 1][:1].isspace() else ""
-            found[(int(local.rpartition(":")[2]), port, ino)] = Sample.parse(f[0] == "0" and f[1] == "0", info)
-        return found
 
-    def _kill(self, keys: list[Key]) -> None:
-        """sock_destroy each connection (by its local port and stable port)."""
-        expr = " or ".join(f"( sport = :{lp} and dport = :{sp} )" for lp, sp, _ in keys)
-        proc.run(["ss", "-K", "-tnH", "state", "established", "dst", self.address, f"( {expr} )"], check=False,
-                 timeout=10)
+# -- the kernel's socket table (sock_diag), read and acted on in-process: a connection found idle is destroyed
+# microseconds later, not after a subprocess started
+NETLINK_SOCK_DIAG = 4  # not in every Python build's socket module
+SOCK_DIAG_BY_FAMILY = 20
+SOCK_DESTROY = 21
+INET_DIAG_INFO = 2
+TCP_ESTABLISHED = 1
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+_REQ = struct.Struct("=BBBxI")  # inet_diag_req_v2 head: family, protocol, ext, pad, states
+_SOCKID = struct.Struct(">HH16s16sI8s")  # sport, dport, src, dst (network order), interface, cookie
+_MSG = struct.Struct("=BBBB")  # inet_diag_msg head: family, state, timer, retrans
 
-
-Key = tuple[int, int, str]
+Key = tuple[int, int, bytes]  # local port, stable port, the kernel's cookie
 
 
 @dataclasses.dataclass(frozen=True)
 class Sample:
-    """One connection as `ss -tnei` shows it."""
+    """What the kernel says of one connection of the proxy to a stable address."""
 
     quiet: bool  # nothing queued either way, nothing unacknowledged, and it received after it last sent
     lastrcv: int  # ms since it last received
-    sent: int
-    received: int
-
-    @classmethod
-    def parse(cls, queues_empty: bool, info: str) -> Sample:
-        fields = dict(x.split(":", 1) for x in info.split() if ":" in x and not x.startswith("("))
-        try:
-            lastsnd, lastrcv = int(fields["lastsnd"]), int(fields["lastrcv"])
-            sent, received = int(fields.get("bytes_sent", "0")), int(fields.get("bytes_received", "0"))
-        except (KeyError, ValueError):
-            return cls(False, 0, 0, 0)
-        quiet = queues_empty and "unacked" not in fields and received > 0 and lastrcv <= lastsnd
-        return cls(quiet, lastrcv, sent, received)
 
     def idle_for(self, ms: int) -> bool:
         """Idle after a response for `ms`: a proxy that sends a request on it meanwhile sees a pooled
         connection closed and retries on a new one (nginx and Go pool last-in first-out: the longest idle
         connection is the last one taken)."""
         return self.quiet and self.lastrcv >= ms
+
+
+def _request(kind: int, flags: int, sockid: bytes, ext: int) -> bytes:
+    body = _REQ.pack(socket.AF_INET, socket.IPPROTO_TCP, ext, 1 << TCP_ESTABLISHED) + sockid
+    return struct.pack("=IHHII", 16 + len(body), kind, flags, 0, 0) + body
+
+
+def _messages(sock: socket.socket) -> Iterator[tuple[int, bytes]]:
+    while True:
+        data = sock.recv(1 << 16)
+        off = 0
+        while off + 16 <= len(data):
+            length, kind = struct.unpack_from("=IH", data, off)
+            if kind == NLMSG_DONE:
+                return
+            yield kind, data[off + 16:off + length]
+            off += (length + 3) & ~3
+
+
+def _diag(dst: bytes, ports: set[int], *, destroy_idle_ms: int | None = None,
+          only: set[Key] | None = None) -> list[tuple[Key, Sample]]:
+    """The established connections to `dst`:PORT for PORT in `ports`; with `destroy_idle_ms`, each of `only`
+    idle that long is destroyed as soon as it is read (and left out of the answer)."""
+    found = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl, \
+            socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as killer:
+        nl.sendall(_request(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP,
+                            _SOCKID.pack(0, 0, bytes(16), bytes(16), 0, b"\xff" * 8), 1 << (INET_DIAG_INFO - 1)))
+        for kind, body in _messages(nl):
+            if kind == NLMSG_ERROR:
+                raise OSError(-struct.unpack_from("=i", body)[0], "sock_diag dump refused")
+            if len(body) < _MSG.size + _SOCKID.size + 20:
+                continue
+            raw_id = body[_MSG.size:_MSG.size + _SOCKID.size]
+            sport, dport, _src, addr, _ifc, cookie = _SOCKID.unpack(raw_id)
+            if addr[:4] != dst or dport not in ports:
+                continue
+            rqueue, wqueue = struct.unpack_from("=II", body, _MSG.size + _SOCKID.size + 4)
+            sample = _sample(body[_MSG.size + _SOCKID.size + 20:], rqueue == 0 and wqueue == 0)
+            key = (sport, dport, cookie)
+            if (destroy_idle_ms is not None and (only is None or key in only)
+                    and sample.idle_for(destroy_idle_ms)):
+                killer.sendall(_request(SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, raw_id, 0))
+                with contextlib.suppress(OSError):
+                    killer.recv(4096)  # the ack; ENOENT: it closed by itself meanwhile
+                continue
+            found.append((key, sample))
+    return found
+
+
+def _sample(attrs: bytes, queues_empty: bool) -> Sample:
+    off = 0
+    while off + 4 <= len(attrs):
+        length, kind = struct.unpack_from("=HH", attrs, off)
+        if length < 4:
+            break
+        if kind == INET_DIAG_INFO and length >= 4 + 136:
+            info = attrs[off + 4:off + length]
+            unacked = struct.unpack_from("=I", info, 24)[0]
+            lastsnd, _, lastrcv = struct.unpack_from("=III", info, 44)
+            received = struct.unpack_from("=Q", info, 128)[0]
+            quiet = queues_empty and unacked == 0 and received > 0 and lastrcv <= lastsnd
+            return Sample(quiet, lastrcv)
+        off += (length + 3) & ~3
+    return Sample(False, 0)
+
+
+def _sweep(dst: bytes, ports: set[int], waiting: set[Key], idle_ms: int) -> set[Key]:
+    """Destroy the connections of `waiting` idle for `idle_ms`; those of them still open."""
+    return waiting & {key for key, _ in _diag(dst, ports, destroy_idle_ms=idle_ms, only=waiting)}
 
 
 def _steerable(route: Route) -> bool:
@@ -243,10 +291,10 @@ def _steerable(route: Route) -> bool:
 
 
 def usable() -> bool:
-    """Whether stable upstreams can work here: root, iptables-restore and ss; not turned off."""
+    """Whether stable upstreams can work here: root and iptables-restore; not turned off."""
     if os.environ.get("PUSHDOCK_STABLE_UPSTREAMS", "1") == "0":
         return False
-    return os.geteuid() == 0 and all(shutil.which(t) for t in ("iptables", "iptables-restore", "ss"))
+    return os.geteuid() == 0 and all(shutil.which(t) for t in ("iptables", "iptables-restore"))
 
 
 def _run(argv: list[str], stdin: str | None = None) -> None:
