@@ -208,11 +208,12 @@ class ProxyEngine:
         to_proxy = {a for a in scope if old_view.get(a) != new_view.get(a)}
         running = bool(self.pids(ctx))
         had = st.installed() or {}
-        try:
-            st.install({**had, **rules}, force=not running)
+        touch = bool(to_proxy) or not running or not changed
+        try:  # before the proxy's change: what the old and the new routes need (rules of removed apps stay)
+            st.install({**had, **rules} if touch else rules, force=not running)
         except stable.StableError as e:
             raise PushdockError(f"the upstreams could not be switched: {e}") from e
-        if to_proxy or not running or not changed:
+        if touch:
             try:
                 self._commit(ctx, old_view, new_view, to_proxy)
             except PushdockError:
@@ -220,10 +221,10 @@ class ProxyEngine:
                     st.install(had, force=True)
                 raise
             save_table(path, new_view)
-        try:
-            st.install(rules)
-        except stable.StableError as e:  # rules of ports no app uses any more are harmless
-            logger.warning("stale upstream rules kept", error=str(e))
+            try:
+                st.install(rules)
+            except stable.StableError as e:  # rules of ports no app uses any more are harmless
+                logger.warning("stale upstream rules kept", error=str(e))
         st.forget(set(old) - set(new))
         switched = {p for p, u in had.items() if rules.get(p) != u}
         if switched:

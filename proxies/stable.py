@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import ipaddress
 import json
@@ -54,6 +55,8 @@ POLL = 0.01
 KILL_CHUNK = 64
 
 Rules = dict[int, Upstream]  # stable port -> where new connections go
+_views: dict[str, dict[str, tuple[Route, int, Route]]] = {}  # by root, app: (route, first port, its view)
+_installed: dict[Path, tuple[tuple[int, int, int], Rules]] = {}  # rules files read, by their stat
 
 
 class StableError(Exception):
@@ -81,23 +84,24 @@ class Stable:
         out: Table = {}
         rules: Rules = {}
         grew = False
+        cache = _views.setdefault(str(self.root), {})
         for app, route in table.items():
             if not _steerable(route):
                 out[app] = route
                 continue
             if app not in slots:
-                if not allocate:
-                    out[app] = route
-                    continue
-                free = sorted(set(range(MAX_APPS)) - set(slots.values()))
+                free = sorted(set(range(MAX_APPS)) - set(slots.values())) if allocate else []
                 if not free:
                     out[app] = route
                     continue
                 slots[app], grew = free[0], True
             base = PORT_BASE + slots[app] * SLOTS
-            stable = tuple(Upstream(self.address, base + k) for k in range(len(route.upstreams)))
             rules.update({base + k: u for k, u in enumerate(route.upstreams)})
-            out[app] = dataclasses.replace(route, upstreams=stable)
+            hit = cache.get(app)
+            if hit is None or hit[0] is not route or hit[1] != base:
+                stable = tuple(Upstream(self.address, base + k) for k in range(len(route.upstreams)))
+                hit = cache[app] = (route, base, dataclasses.replace(route, upstreams=stable))
+            out[app] = hit[2]
         if grew:
             atomic_write(self.slots_path, json.dumps(slots))
         return out, rules
@@ -117,23 +121,45 @@ class Stable:
 
     # -- the kernel's rules --------------------------------------------------------------------------
     def installed(self) -> Rules | None:
+        """The rules last installed (None: none, or not known: the chain is rewritten whole)."""
         try:
+            st = self.rules_path.stat()
+            key = (st.st_mtime_ns, st.st_size, st.st_ino)
+            hit = _installed.get(self.rules_path)
+            if hit is not None and hit[0] == key:
+                return dict(hit[1])
             raw = json.loads(self.rules_path.read_text())
         except (FileNotFoundError, ValueError):
             return None
-        return {int(p): Upstream(str(h), int(port)) for p, (h, port) in raw.items()}
+        rules = {int(p): Upstream(str(h), int(port)) for p, (h, port) in raw.items()}
+        _installed[self.rules_path] = (key, rules)
+        return dict(rules)
 
     def install(self, rules: Rules, *, force: bool = False) -> None:
-        """Make the chain send each stable port to its upstream (one atomic iptables-restore)."""
-        if not force and self.installed() == rules:
+        """Make the chain send each stable port to its upstream. The chain holds one rule per port, sorted by
+        port: when only targets change (a redeploy), each changed rule is replaced where it stands (`-R`,
+        one call each, whatever the length of the chain); anything else rewrites the chain (one atomic
+        iptables-restore)."""
+        had = None if force else self.installed()
+        if had == rules:
             return
-        self._ensure_jump()
-        lines = ["*nat", f":{self.chain} - [0:0]"]  # declaring the chain flushes it (--noflush: only it)
-        lines += [f"-A {self.chain} -d {self.address}/32 -p tcp -m tcp --dport {port} -j DNAT "
-                  f"--to-destination {u.host}:{u.port}" for port, u in sorted(rules.items())]
-        lines.append("COMMIT\n")
-        _run(["iptables-restore", "-w", "5", "--noflush"], "\n".join(lines))
+        changed = [] if had is None else [p for p in sorted(rules) if had.get(p) != rules[p]]
+        if had is not None and set(had) == set(rules) and len(changed) <= SLOTS:
+            order = {p: i + 1 for i, p in enumerate(sorted(rules))}
+            for port in changed:
+                _run(["iptables", "-w", "5", "-t", "nat", "-R", self.chain, str(order[port]),
+                      *self._rule(port, rules[port])])
+        else:
+            self._ensure_jump()
+            lines = ["*nat", f":{self.chain} - [0:0]"]  # declaring the chain flushes it (--noflush: only it)
+            lines += [" ".join(["-A", self.chain, *self._rule(port, u)]) for port, u in sorted(rules.items())]
+            lines.append("COMMIT\n")
+            _run(["iptables-restore", "-w", "5", "--noflush"], "\n".join(lines))
         atomic_write(self.rules_path, json.dumps({str(p): [u.host, u.port] for p, u in rules.items()}))
+
+    def _rule(self, port: int, u: Upstream) -> list[str]:
+        return ["-d", f"{self.address}/32", "-p", "tcp", "-m", "tcp", "--dport", str(port), "-j", "DNAT",
+                "--to-destination", f"{u.host}:{u.port}"]
 
     def _ensure_jump(self) -> None:
         jump = ["OUTPUT", "-d", f"{self.address}/32", "-p", "tcp", "-j", self.chain]
@@ -279,15 +305,15 @@ def _sweep(dst: bytes, ports: set[int], waiting: set[Key], idle_ms: int) -> set[
 
 
 def _steerable(route: Route) -> bool:
-    if not 0 < len(route.upstreams) <= SLOTS:
+    return 0 < len(route.upstreams) <= SLOTS and all(_loopback(u.host) for u in route.upstreams)
+
+
+@functools.lru_cache(maxsize=256)
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.IPv4Address(host).is_loopback
+    except ValueError:
         return False
-    for u in route.upstreams:
-        try:
-            if not ipaddress.IPv4Address(u.host).is_loopback:
-                return False
-        except ValueError:
-            return False
-    return True
 
 
 def usable() -> bool:
