@@ -49,7 +49,7 @@ SLOTS = 8  # stable addresses per app: a route with more upstreams is not steere
 PORT_BASE = 20000
 MAX_APPS = (65535 - PORT_BASE) // SLOTS
 IDLE_MS = 100  # a pooled upstream connection idle this long after its last response is closed at a switch
-BUSY_MS = 2  # ... and one idle this long, when the proxy says no request is in flight to the addresses
+BUSY_MS = 10  # ... and one idle this long, when the proxy says no request is in flight to the addresses
 DRAIN_TIMEOUT = 35.0
 POLL = 0.01
 KILL_CHUNK = 64
@@ -189,12 +189,12 @@ class Stable:
         if not ports:
             return True
         dst = socket.inet_aton(self.address)
-        waiting = {key for key, _ in _diag(dst, ports)}
+        waiting = {key for key, _, _ in _diag(dst, ports)}
         deadline = time.monotonic() + timeout
         while waiting:
             waiting = _sweep(dst, ports, waiting, IDLE_MS)
-            if waiting and quiet is not None and quiet():
-                waiting = _sweep(dst, ports, waiting, BUSY_MS)
+            if waiting and quiet is not None:
+                waiting = _sweep_quiet(dst, ports, waiting, quiet)
             if not waiting:
                 break
             if time.monotonic() > deadline:
@@ -252,9 +252,9 @@ def _messages(sock: socket.socket) -> Iterator[tuple[int, bytes]]:
 
 
 def _diag(dst: bytes, ports: set[int], *, destroy_idle_ms: int | None = None,
-          only: set[Key] | None = None) -> list[tuple[Key, Sample]]:
-    """The established connections to `dst`:PORT for PORT in `ports`; with `destroy_idle_ms`, each of `only`
-    idle that long is destroyed as soon as it is read (and left out of the answer)."""
+          only: set[Key] | None = None) -> list[tuple[Key, Sample, bytes]]:
+    """The established connections to `dst`:PORT for PORT in `ports` (with their socket id); with
+    `destroy_idle_ms`, each of `only` idle that long is destroyed as soon as it is read (and left out)."""
     found = []
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl, \
             socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as killer:
@@ -274,12 +274,16 @@ def _diag(dst: bytes, ports: set[int], *, destroy_idle_ms: int | None = None,
             key = (sport, dport, cookie)
             if (destroy_idle_ms is not None and (only is None or key in only)
                     and sample.idle_for(destroy_idle_ms)):
-                killer.sendall(_request(SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, raw_id, 0))
-                with contextlib.suppress(OSError):
-                    killer.recv(4096)  # the ack; ENOENT: it closed by itself meanwhile
+                _destroy(killer, raw_id)
                 continue
-            found.append((key, sample))
+            found.append((key, sample, raw_id))
     return found
+
+
+def _destroy(killer: socket.socket, raw_id: bytes) -> None:
+    killer.sendall(_request(SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, raw_id, 0))
+    with contextlib.suppress(OSError):
+        killer.recv(4096)  # the ack; ENOENT: it closed by itself meanwhile
 
 
 def _sample(attrs: bytes, queues_empty: bool) -> Sample:
@@ -301,7 +305,20 @@ def _sample(attrs: bytes, queues_empty: bool) -> Sample:
 
 def _sweep(dst: bytes, ports: set[int], waiting: set[Key], idle_ms: int) -> set[Key]:
     """Destroy the connections of `waiting` idle for `idle_ms`; those of them still open."""
-    return waiting & {key for key, _ in _diag(dst, ports, destroy_idle_ms=idle_ms, only=waiting)}
+    return waiting & {key for key, _, _ in _diag(dst, ports, destroy_idle_ms=idle_ms, only=waiting)}
+
+
+def _sweep_quiet(dst: bytes, ports: set[int], waiting: set[Key], quiet: Callable[[], bool]) -> set[Key]:
+    """Destroy the connections of `waiting` idle for BUSY_MS, if `quiet()`, asked after they were seen idle
+    (a request that starts later is not cut: its connection is no longer idle... unless it starts in the
+    microseconds before the destroy, and then nothing of it was answered yet: the proxy retries it)."""
+    seen = _diag(dst, ports)
+    idle = [raw_id for key, sample, raw_id in seen if key in waiting and sample.idle_for(BUSY_MS)]
+    if idle and quiet():
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as killer:
+            for raw_id in idle:
+                _destroy(killer, raw_id)
+    return waiting & {key for key, _, _ in _diag(dst, ports)}
 
 
 def _steerable(route: Route) -> bool:
