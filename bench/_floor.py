@@ -110,14 +110,15 @@ def build_and_run_floor(runs: int) -> tuple[list[float], list[float]]:
     """Seconds of a cached `docker build` of the tiny app with a changed body, and of `docker run` of the
     image until it answers HTTP on its published port (then removed), each alone."""
     builds, starts = [], []
-    tag = f"pushdock-floor:{secrets.token_hex(4)}"
+    token = secrets.token_hex(4)  # bodies never built before: no layer of an earlier run is reused
+    tag = f"pushdock-floor:{token}"
     name = f"pushdock-floor-{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="pushdock-floor-") as tmp:
         ctx = tiny_context(Path(tmp) / "ctx", "floor 0")
         subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], check=True, capture_output=True)
         try:
             for i in range(runs):
-                (ctx / "body.txt").write_text(f"floor {i + 1}\n")
+                (ctx / "body.txt").write_text(f"floor {i + 1} {token}\n")
                 t0 = time.monotonic()
                 subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], check=True, capture_output=True)
                 builds.append(time.monotonic() - t0)

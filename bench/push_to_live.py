@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import secrets
 import statistics
 import subprocess
 import sys
@@ -31,8 +32,9 @@ def push_to_live(srv: Server, pushes: int) -> tuple[list[float], list[dict[str, 
     work = tiny_repo(srv, app, "cold")
     assert srv.push(work, app).returncode == 0, "cold push failed"
     times, stages = [], []
+    token = secrets.token_hex(4)  # bodies never built before: no layer of an earlier run is reused
     for i in range(pushes):
-        body = f"warm push {i}"
+        body = f"warm push {i} {token}"
         srv.commit(work, body, {"body.txt": body + "\n"})
         seconds, err = timed_push(srv, work, app, body, output=True)
         times.append(seconds)
