@@ -28,7 +28,7 @@ from bench._floor import tiny_repo
 from bench._report import write_section
 from tests.harness import ROOT, Server, http_get
 
-ENGINE = ("dockerd", "containerd", "containerd-shim-runc-v2", "docker-proxy")
+ENGINE = ("dockerd", "containerd", "containerd-shim", "docker-proxy")  # comm: at most 15 characters
 
 
 def rss_kib(pid: int) -> int:
@@ -57,12 +57,15 @@ def processes(names: tuple[str, ...]) -> dict[str, int]:
 
 
 def container_memory(data: Path) -> int:
-    """Sum of memory.current (bytes) of this data dir's containers' cgroups."""
+    """Sum of the memory of this data dir's containers' cgroups (bytes; cgroup v2 memory.current, else v1's
+    memory.usage_in_bytes)."""
     ids = subprocess.run(["docker", "ps", "-q", "--no-trunc", "--filter", f"label=pushdock.data-dir={data.absolute()}"],
                          capture_output=True, text=True).stdout.split()
     total = 0
     for cid in ids:
-        for path in glob.glob(f"/sys/fs/cgroup/**/*{cid}*/memory.current", recursive=True)[:1]:
+        paths = (glob.glob(f"/sys/fs/cgroup/memory/docker/{cid}/memory.usage_in_bytes")
+                 or glob.glob(f"/sys/fs/cgroup/**/*{cid}*/memory.current", recursive=True))
+        for path in paths[:1]:
             total += int(Path(path).read_text())
     return total
 
