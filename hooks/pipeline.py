@@ -306,20 +306,14 @@ def _deploy_release(ctx: Context, release: Release, progress: Progress, *, previ
     if failure:
         ctx.event("postdeploy", app=release.app, result="failed", release=release.name, reason=failure)
     bus.call("post_deploy", ctx=ctx, app=release.app, release=release.number, image=release.image)
+    releases.prune(ctx, release.app, progress)  # an image the retiring containers still use stays (next time)
     progress.add_stage("release", time.monotonic() - releasing)
-    app = release.app
-    progress.later(lambda p: _timed(p, "retire", lambda: releases.prune(ctx, app, p)))  # old images: not the push's
     port = "" if ctx.settings.proxy_port == 80 else f":{ctx.settings.proxy_port}"
     progress.step(f"Released {release.name}: http://{ctx.domains(release.app)[0]}{port}")
     if failure:
         # A push fails as Dokku's does, so CI notices; the release is live and not undone (see releases.md).
         raise releases.PostdeployFailed(current, failure)
     return current
-
-
-def _timed(progress: Progress, stage: str, work: Callable[[], None]) -> None:
-    with progress.stage(stage):
-        work()
 
 
 def _deploy_change(ctx: Context, release: Release, progress: Progress, *, previous: Release | None) -> Release:
