@@ -24,8 +24,11 @@ uninstall:
 test: setup
 	$(UV) lock --check --quiet  # fails when pyproject.toml and uv.lock disagree (refresh: make lock)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q -n 3 --dist loadscope -m "not zero_downtime" --durations=15  # three workers, a module per worker
-	$(VENV)/bin/pytest -q -m zero_downtime --durations=10  # alone: these count failed requests under load
+	$(VENV)/bin/lint-imports  # the layers contract in pyproject.toml: plugins -> hooks -> pushdock, plugins independent
+	$(VENV)/bin/mypy  # strict for pushdock/ and hooks/, basic elsewhere (pyproject.toml)
+	$(VENV)/bin/pytest -q -n 3 --dist loadscope -m "not zero_downtime and not multinode" --durations=15  # three workers, a module per worker
+	$(VENV)/bin/pytest -q -m "zero_downtime and not multinode" --durations=10  # alone: these count failed requests under load
+	$(VENV)/bin/pytest -q -m multinode --durations=10  # alone: a second engine joins the host's swarm (~2 min)
 	$(VENV)/bin/pytest -q --engine-restart  # alone: these tests restart the Docker engine
 
 test-fast: setup
@@ -38,9 +41,11 @@ lock: setup
 
 lint:
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: setup
-	for b in bench/push_to_live.py bench/builds.py bench/zero_downtime.py bench/proxy.py bench/swarm.py bench/receive_memory.py; do \
+	for b in bench/push_to_live.py bench/builds.py bench/zero_downtime.py bench/proxy.py bench/swarm.py bench/receive_memory.py bench/services.py; do \
 	  [ ! -f $$b ] || $(VENV)/bin/python $$b || exit 1; done
 
 clean:

@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from loguru import logger
 
 from bench._report import write_section
-from proxies.caddy import CaddyProxy
-from proxies.nginx import NginxProxy
-from proxies.traefik import TraefikProxy
+from proxies.caddy.proxy import CaddyProxy
+from proxies.nginx.proxy import NginxProxy
+from proxies.traefik.proxy import TraefikProxy
 from pushdock.context import Context
 from pushdock.routing import Upstream
 from pushdock.settings import Settings

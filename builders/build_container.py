@@ -38,7 +38,7 @@ class BuildContainer:
                  mounts: Sequence[tuple[Path, str]]):
         """`mounts`: (host path, container path) pairs, read-only except /cache."""
         with engine_errors():
-            import docker
+            import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
             self.api = docker.from_env(timeout=BUILD_TIMEOUT).api
         self.image = ctx.settings.stack_image
@@ -99,7 +99,7 @@ class BuildContainer:
 
     def read_file(self, path: str) -> str | None:
         """A small text file from the (stopped) container, or None if it has none."""
-        import docker
+        import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
         try:
             stream, _ = self.api.get_archive(self.id, path)
@@ -132,7 +132,7 @@ class BuildContainer:
 
     def commit(self, image: str, changes: Sequence[str]) -> None:
         """The container's file system (not its mounts) as `image`, with Dockerfile-style `changes`."""
-        from docker.utils import parse_repository_tag
+        from docker.utils import parse_repository_tag  # noqa: PLC0415 -- start-up: docker loads when first used
 
         repository, tag = parse_repository_tag(image)
         started = time.monotonic()
@@ -144,8 +144,8 @@ class BuildContainer:
 @contextmanager
 def engine_errors() -> Iterator[None]:
     """An engine that went away or refused is a BuildFailed, not a traceback."""
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     try:
         yield

@@ -17,13 +17,15 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from loguru import logger
 
+from hooks.source import export_tree
 from pushdock.errors import BuildFailed, UsageError
 
 if TYPE_CHECKING:
@@ -159,13 +161,15 @@ def _allowed_local(ctx: Context, path: Path, ref: BuildpackRef) -> Path:
 
 def fetch_git(ctx: Context, ref: BuildpackRef, progress: Progress) -> Path:
     """The buildpack at `ref` (default: the remote HEAD), exported under DATA_DIR/buildpacks/<url>/<commit>."""
-    from dulwich.client import default_urllib3_manager, get_transport_and_path
+    from dulwich.client import default_urllib3_manager, get_transport_and_path  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
     url = ref.location
     if urlsplit(url).scheme == "file":
         url = str(_allowed_local(ctx, Path(unquote(urlsplit(url).path)), ref))
     try:
-        extra = {"pool_manager": default_urllib3_manager(None, timeout=FETCH_TIMEOUT)} if url.startswith("http") else {}
+        extra: dict[str, Any] = {}
+        if url.startswith("http"):
+            extra["pool_manager"] = default_urllib3_manager(None, timeout=FETCH_TIMEOUT)
         client, path = get_transport_and_path(url, quiet=True, **extra)
         remote = client.get_refs(path.encode() if isinstance(path, str) else path)
     except Exception as e:  # dulwich raises many types (HangupException, GitProtocolError, OSError...)
@@ -195,10 +199,9 @@ def fetch_git(ctx: Context, ref: BuildpackRef, progress: Progress) -> Path:
 
 
 def _fetch_into(client: object, path: str | bytes, sha: str, ref: BuildpackRef, tmp: Path) -> str:
-    from dulwich.objects import Commit, Tag
-    from dulwich.repo import Repo
+    from dulwich.objects import Commit, Tag  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
-    from hooks.source import export_tree
 
     repo = Repo.init_bare(str(tmp / "repo"), mkdir=True)
     try:
@@ -230,7 +233,7 @@ def _cached(cache: Path, sha: str) -> str | None:
     return commit if (cache / commit / "bin").is_dir() else None
 
 
-def _pick(refs: dict[bytes, bytes | None], symrefs: dict[bytes, bytes], want: str) -> str | None:
+def _pick(refs: Mapping[Any, bytes | None], symrefs: Mapping[Any, bytes], want: str) -> str | None:
     """The object a `#ref` names among the remote's refs (HEAD when empty); a full commit id as is."""
     def get(name: str) -> str | None:
         value = refs.get(name.encode())

@@ -6,7 +6,7 @@ command needs it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -42,7 +42,7 @@ def stack() -> None:
 @click.pass_obj
 def stack_build(ctx: Context, force: bool, mirror: str | None) -> None:
     """Build the stack image (settings.stack_image) with debootstrap; skipped if it exists."""
-    from builders import stack as service
+    from builders import stack as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     require_admin(ctx)
     image = ctx.settings.stack_image
@@ -50,7 +50,7 @@ def stack_build(ctx: Context, force: bool, mirror: str | None) -> None:
     if existing is not None:
         click.echo(f"{image} exists ({existing.size / 1e6:.0f} MB); use --force to rebuild")
         return
-    kwargs = {"mirror": mirror} if mirror else {}
+    kwargs: dict[str, Any] = {"mirror": mirror} if mirror else {}
     built = service.build_stack_image(ctx, echo_progress(), image=image, **kwargs)
     click.echo(f"{built.image} built: {built.size / 1e6:.0f} MB in {built.seconds:.0f}s")
 
@@ -68,7 +68,7 @@ def builder() -> None:
 @click.pass_obj
 def builder_set(ctx: Context, app: str, key: str, value: str) -> None:
     """Force a builder: selected dockerfile|herokuish|pack (no value: detect again)."""
-    from builders import properties
+    from builders import properties  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     if key != properties.SELECTED:
@@ -87,7 +87,7 @@ def builder_report(ctx: Context, app: str, fmt: str) -> None:
 
     Detection runs on the last deployed commit (exported from the app's repository).
     """
-    from builders.report import builder_report as report
+    from builders.report import builder_report as report  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     print_report(f"{app} builder information", report(ctx, app), fmt)
@@ -106,7 +106,7 @@ def builder_dockerfile() -> None:
 @click.pass_obj
 def builder_dockerfile_set(ctx: Context, app: str, key: str, value: str) -> None:
     """Set dockerfile-path PATH (relative to the repo root) or build-args KEY1,KEY2 (config keys)."""
-    from builders import properties
+    from builders import properties  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     stored = properties.set_dockerfile_property(ctx.state, app, key, value)
@@ -120,7 +120,7 @@ def builder_dockerfile_set(ctx: Context, app: str, key: str, value: str) -> None
 @click.pass_obj
 def builder_dockerfile_report(ctx: Context, app: str, fmt: str) -> None:
     """Show the app's Dockerfile path and build args."""
-    from builders import properties
+    from builders import properties  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     fields = {
@@ -145,7 +145,7 @@ def builder_pack_set(ctx: Context, is_global: bool, args: tuple[str, ...]) -> No
 
     `builder-pack:set APP builder IMAGE` or `builder-pack:set --global builder IMAGE`; no IMAGE unsets it.
     """
-    from builders import properties
+    from builders import properties  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     if is_global:
         require_admin(ctx)
@@ -167,9 +167,9 @@ def builder_pack_set(ctx: Context, is_global: bool, args: tuple[str, ...]) -> No
 @click.pass_obj
 def builder_pack_report(ctx: Context, app: str, fmt: str) -> None:
     """Show the app's CNB builder image."""
-    import shutil
+    import shutil  # noqa: PLC0415 -- start-up: shutil loads when first used
 
-    from builders import properties
+    from builders import properties  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     image, where = properties.get_pack_builder(ctx.state, app)
@@ -196,7 +196,7 @@ def buildpacks_add(ctx: Context, index: int | None, app: str, url: str) -> None:
 
     URL is a git URL (optionally #ref), heroku/NAME, pushdock/NAME or ./folder; it goes last or at --index.
     """
-    from builders import properties
+    from builders import properties  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     _echo_list(app, properties.add_buildpack(ctx.state, app, url, index))
@@ -213,7 +213,7 @@ def buildpacks_set(ctx: Context, index: int | None, app: str, url: str) -> None:
 
     Without --index, URL becomes the only one; with --index N, it replaces (or appends at) position N.
     """
-    from builders import properties
+    from builders import properties  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     _echo_list(app, properties.set_buildpack(ctx.state, app, url, index))
@@ -227,7 +227,7 @@ def buildpacks_set(ctx: Context, index: int | None, app: str, url: str) -> None:
 @click.pass_obj
 def buildpacks_remove(ctx: Context, index: int | None, app: str, url: str | None) -> None:
     """Remove a buildpack by URL or by --index."""
-    from builders import properties
+    from builders import properties  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     _echo_list(app, properties.remove_buildpack(ctx.state, app, url, index))
@@ -242,7 +242,7 @@ def buildpacks_clear(ctx: Context, app: str) -> None:
 
     The next build detects a shipped buildpack again.
     """
-    from builders import properties
+    from builders import properties  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     properties.clear_buildpacks(ctx.state, app)
@@ -259,7 +259,7 @@ def buildpacks_list(ctx: Context, app: str, fmt: str) -> None:
 
     Credentials in URLs are shown as ***.
     """
-    from builders import properties
+    from builders import properties  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     rows = [{"index": i, "buildpack": _shown(u)} for i, u in enumerate(properties.get_buildpacks(ctx.state, app), 1)]
@@ -267,7 +267,7 @@ def buildpacks_list(ctx: Context, app: str, fmt: str) -> None:
 
 
 def _shown(url: str) -> str:
-    from builders.buildpack_source import hide_credentials
+    from builders.buildpack_source import hide_credentials  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     return hide_credentials(url)
 

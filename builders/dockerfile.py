@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
 
-from builders import properties
-from builders.base import BuildRequest, BuildResult
-from hooks.source import read_procfile
+from builders import detect, properties
 from pushdock import docker_options, pushed, resources
+from pushdock.builder import BuildRequest, BuildResult
 from pushdock.errors import BuildFailed
 
 if TYPE_CHECKING:
@@ -33,11 +32,10 @@ class DockerfileBuilder:
 
     name = "dockerfile"
 
-    def detect(self, build_dir: Path) -> bool:
-        return pushed.is_file(build_dir, "Dockerfile")
+    def detect(self, build_dir: Path, env: Mapping[str, str], dockerfile: str) -> str | None:
+        return detect.dockerfile_rule(build_dir, env, dockerfile)
 
     def build(self, ctx: Context, req: BuildRequest, progress: Progress) -> BuildResult:
-        read_procfile(req.build_dir)  # a bad Procfile fails before anything is built
         dockerfile = properties.resolve_dockerfile(
             req.build_dir, properties.get_dockerfile_path(ctx.state, req.app)
         )
@@ -183,7 +181,7 @@ def _tcp_port(spec: str) -> int | None:
 
 
 def _docker_api() -> Any:
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         return docker.from_env().api
@@ -194,8 +192,8 @@ def _docker_api() -> Any:
 
 def _api_call(fn: Callable[[], T]) -> T:
     """Run a docker SDK call; an engine that went away is a BuildFailed, not a traceback."""
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     try:
         return fn()

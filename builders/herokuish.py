@@ -18,18 +18,18 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from builders import BUILDPACK_ORDER, build_container, properties
-from builders.base import BuildRequest, BuildResult
+from builders import BUILDPACK_ORDER, build_container, detect, properties
 from builders.buildpack_source import SHIPPED_DIR, BuildpackRef, parse_buildpack, parse_lines, resolve
 from builders.detect import dotenv_value
-from hooks.source import read_procfile
-from pushdock import jsonc, pushed
+from pushdock import jsonc, proc, pushed
+from pushdock.builder import BuildRequest, BuildResult
 from pushdock.errors import BuildFailed, UsageError
 from pushdock.state import ENV_KEY, PROCESS_NAME
 
@@ -112,8 +112,6 @@ def _app_json_urls(build_dir: Path) -> list[str]:
 
 def detect_shipped(build_dir: Path) -> str | None:
     """The shipped buildpack whose bin/detect accepts the tree, run on this host (for `builder:report`)."""
-    from pushdock import proc
-
     for name in BUILDPACK_ORDER:
         if proc.run([str(SHIPPED_DIR / name / "bin" / "detect"), str(build_dir)], check=False).returncode == 0:
             return name
@@ -125,11 +123,11 @@ class HerokuishBuilder:
 
     name = "herokuish"
 
-    def detect(self, build_dir: Path) -> bool:
-        return True
+    def detect(self, build_dir: Path, env: Mapping[str, str], dockerfile: str) -> str | None:
+        return detect.herokuish_rule(build_dir, env, dockerfile)
 
     def build(self, ctx: Context, req: BuildRequest, progress: Progress) -> BuildResult:
-        procfile = read_procfile(req.build_dir)  # a bad Procfile fails before anything is built
+        procfile = req.procfile
         selection = select(ctx.state, req.app, req.build_dir, req.env)
         if not selection.detect:
             progress.step(f"Using buildpacks {selection.describe()}")

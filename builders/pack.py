@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from builders import properties
-from builders.base import BuildRequest, BuildResult
+from builders import detect, properties
 from builders.build_container import engine_errors
 from builders.dockerfile import clean, one_line
-from hooks.source import read_procfile
 from pushdock import pushed
+from pushdock.builder import BuildRequest, BuildResult
 from pushdock.errors import BuildFailed
 
 if TYPE_CHECKING:
@@ -54,13 +55,13 @@ class PackBuilder:
 
     name = "pack"
 
-    def detect(self, build_dir: Path) -> bool:
-        return pushed.is_file(build_dir, "project.toml")
+    def detect(self, build_dir: Path, env: Mapping[str, str], dockerfile: str) -> str | None:
+        return detect.pack_rule(build_dir, env, dockerfile)
 
     def build(self, ctx: Context, req: BuildRequest, progress: Progress) -> BuildResult:
-        import sh
+        import sh  # noqa: PLC0415 -- start-up: sh loads when first used
 
-        procfile = read_procfile(req.build_dir)  # a bad Procfile fails before anything is built
+        procfile = req.procfile
         pushed.read_bytes(req.build_dir, "project.toml")  # pack reads it on this host: never through a link out
         exe = shutil.which("pack")
         if exe is None:
@@ -76,7 +77,7 @@ class PackBuilder:
         logger.info("pack build", image=req.image, builder=builder, env_keys=keys)
         env = {**os.environ, **{k: req.env[k] for k in keys}}
         # _bg_exc=False: a failure is raised here, at the end of the output, not also in sh's reader thread
-        running = sh.Command(exe)(*argv, _iter=True, _err_to_out=True, _env=env, _cwd=str(req.build_dir),
+        running: Any = sh.Command(exe)(*argv, _iter=True, _err_to_out=True, _env=env, _cwd=str(req.build_dir),
                                   _bg_exc=False)
         try:
             for line in running:
@@ -95,7 +96,7 @@ class PackBuilder:
 
 def _finish(app: str, image: str) -> None:
     """pushdock's labels on the image; a CNB image's entrypoint becomes the launcher (keeps its default CMD)."""
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     with engine_errors():
         api = docker.from_env().api
@@ -116,6 +117,4 @@ def _finish(app: str, image: str) -> None:
 
 
 def _json_list(items: list[str]) -> str:
-    import json
-
     return json.dumps([str(i) for i in items])

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hooks.specs import hookimpl
+from pushdock.specs import hookimpl
 
 if TYPE_CHECKING:
     import click
@@ -19,16 +19,16 @@ if TYPE_CHECKING:
 
 @hookimpl
 def register_builders() -> dict[str, Any]:
-    from builders.dockerfile import DockerfileBuilder
-    from builders.herokuish import HerokuishBuilder
-    from builders.pack import PackBuilder
+    from builders.dockerfile import DockerfileBuilder  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+    from builders.herokuish import HerokuishBuilder  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+    from builders.pack import PackBuilder  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     return {"dockerfile": DockerfileBuilder(), "herokuish": HerokuishBuilder(), "pack": PackBuilder()}
 
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    from builders.commands import COMMANDS
+    from builders.commands import COMMANDS  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     for cmd in COMMANDS:
         cli.add_command(cmd)
@@ -37,7 +37,7 @@ def register_commands(cli: click.Group) -> None:
 @hookimpl
 def post_extract(ctx: Context, app: str, build_dir: str, sha: str) -> None:
     """The app's buildpack list becomes `.buildpacks` (unless the tree or BUILDPACK_URL chooses), as Dokku does."""
-    from builders.herokuish import write_app_list
+    from builders.herokuish import write_app_list  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     write_app_list(ctx.state, app, Path(build_dir), ctx.state.get_env(app))
 
@@ -52,7 +52,7 @@ def post_delete(ctx: Context, app: str) -> None:
 def purge_cache(ctx: Context, app: str) -> str | None:
     """Empty the herokuish cache (CACHE_DIR of the buildpacks) and make the next Dockerfile build skip the
     engine's layer cache (shared by every app: not emptied); the next build starts from scratch."""
-    from builders import properties
+    from builders import properties  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     ctx.state.set(properties.DOCKERFILE, app, properties.NO_CACHE, "1")
     purged = "Dockerfile layer cache (the next build runs without it)"

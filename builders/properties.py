@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from builders import DETECTION_ORDER
+from builders.buildpack_source import parse_buildpack
 from pushdock import pushed
+from pushdock.builder import DETECTION_ORDER
 from pushdock.errors import BuildFailed, UsageError
 from pushdock.state import ENV_KEY, GLOBAL, validate_env_key
 
@@ -63,7 +64,7 @@ def check_relative_path(value: str) -> str:
     if not raw or path.is_absolute() or "\\" in raw or "\0" in raw:
         raise UsageError(f"invalid dockerfile-path {value!r}: give a path relative to the repository root")
     depth = 0
-    parts = []
+    parts: list[str] = []
     for part in path.parts:
         if part == "..":
             depth -= 1
@@ -186,8 +187,6 @@ def _store_buildpacks(state: State, app: str, urls: list[str]) -> list[str]:
 
 
 def _checked_url(url: str) -> str:
-    from builders.buildpack_source import parse_buildpack
-
     return parse_buildpack(url).text
 
 

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from builders import properties
 from builders.buildpack_source import hide_credentials
-from builders.detect import detect_builder
+from builders.herokuish import detect_shipped, select, write_app_list
+from hooks.detect import detect_builder
+from hooks.source import export_tree
 from pushdock import pushed
 from pushdock.errors import PushdockError
 
@@ -48,9 +50,6 @@ def builder_report(ctx: Context, app: str) -> dict[str, Any]:
 
 
 def _detect(ctx: Context, app: str, sha: str, build_dir: Path) -> dict[str, str]:
-    from builders.herokuish import detect_shipped, select, write_app_list
-    from hooks.source import export_tree
-
     state, env = ctx.state, ctx.state.get_env(app)
     export_tree(state.repo_path(app), sha, build_dir, submodules=False)  # a report fetches nothing
     write_app_list(state, app, build_dir, env)

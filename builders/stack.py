@@ -63,7 +63,7 @@ class StackImage:
 
 def stack_image_info(image: str) -> StackImage | None:
     """The image if the engine has it, else None."""
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     api = _docker_api()
     try:
@@ -219,7 +219,7 @@ EXTRAS: dict[str, Callable[[Path, Progress], None]] = {"node": _install_node, "u
 
 def _import(api: Any, rootfs: Path, image: str, work: Path) -> str:
     """`tar -C rootfs -c . | docker import - image`, with no shell: tar's stdout is the request body."""
-    from docker.utils import parse_repository_tag
+    from docker.utils import parse_repository_tag  # noqa: PLC0415 -- start-up: docker loads when first used
 
     repository, tag = parse_repository_tag(image)
     read_fd, write_fd = os.pipe()
@@ -263,7 +263,7 @@ def _import_result(raw: str) -> str:
 
 
 def _image_id(api: Any, image: str) -> str | None:
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         return str(api.inspect_image(image)["Id"])
@@ -273,7 +273,7 @@ def _image_id(api: Any, image: str) -> str | None:
 
 def _remove_replaced(api: Any, image_id: str) -> None:
     """Drop the stack image a rebuild replaced, unless something still uses it (then keep it)."""
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         api.remove_image(image_id)
@@ -319,7 +319,7 @@ def _remove_tree(path: Path) -> None:
 
 
 def _docker_api() -> Any:
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         return docker.from_env(timeout=IMPORT_TIMEOUT).api

@@ -15,7 +15,7 @@ def serve_cmd(ctx: Context) -> None:
     """Run the SSH and HTTP servers in the foreground (stop with SIGTERM or Ctrl-C)."""
     if ctx.identity.door != "cli":
         raise Forbidden("serve runs on the host only")
-    from gitserver.serve import serve
+    from gitserver.serve import serve  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     serve(ctx, on_ready=click.echo)
 
@@ -33,7 +33,7 @@ def ssh_keys() -> None:
 @click.pass_obj
 def add(ctx: Context, name: str, role: str, apps: str) -> None:
     """Add the public key read from stdin as NAME."""
-    from gitserver import keys
+    from gitserver import keys  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     text = click.get_text_stream("stdin").read()
     allowed = tuple(a.strip() for a in apps.split(",") if a.strip())
@@ -46,7 +46,7 @@ def add(ctx: Context, name: str, role: str, apps: str) -> None:
 @click.pass_obj
 def list_(ctx: Context, fmt: str) -> None:
     """List the keys: name, role, apps, fingerprint."""
-    from gitserver import keys
+    from gitserver import keys  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     rows = [{"name": k.name, "role": k.role, "apps": list(k.apps) if fmt == "json" else ",".join(k.apps),
              "fingerprint": k.fingerprint} for k in keys.list_keys(ctx)]
@@ -58,7 +58,7 @@ def list_(ctx: Context, fmt: str) -> None:
 @click.pass_obj
 def remove(ctx: Context, name: str) -> None:
     """Remove the key called NAME."""
-    from gitserver import keys
+    from gitserver import keys  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     keys.remove_key(ctx, name)
     click.echo(f"-----> Removed key {name}")
@@ -72,12 +72,12 @@ def tokens() -> None:
 @tokens.command("add")
 @click.argument("name")
 @click.option("--role", type=click.Choice(["admin", "deployer"]), default="admin", show_default=True,
-              help="admin: every app; deployer: clone and push --apps only.")
+              help="admin: every app; deployer: only the --apps (git over HTTP, the API, the dashboard).")
 @click.option("--apps", default="", help="Comma-separated apps a deployer may use.")
 @click.pass_obj
 def add_token(ctx: Context, name: str, role: str, apps: str) -> None:
     """Make a token called NAME and print it (once: only its hash is kept)."""
-    from gitserver import tokens as service
+    from pushdock import tokens as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     allowed = tuple(a.strip() for a in apps.split(",") if a.strip())
     record, secret = service.add_token(ctx, name, role=role, apps=allowed)
@@ -90,9 +90,9 @@ def add_token(ctx: Context, name: str, role: str, apps: str) -> None:
 @click.pass_obj
 def list_tokens(ctx: Context, fmt: str) -> None:
     """List the tokens: name, role, apps (never the tokens themselves)."""
-    import time
+    import time  # noqa: PLC0415 -- start-up: time loads when first used
 
-    from gitserver import tokens as service
+    from pushdock import tokens as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     rows = [{"name": t.name, "role": t.role, "apps": list(t.apps) if fmt == "json" else ",".join(t.apps),
              "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(t.created))}
@@ -105,7 +105,7 @@ def list_tokens(ctx: Context, fmt: str) -> None:
 @click.pass_obj
 def remove_token(ctx: Context, name: str) -> None:
     """Remove the token called NAME."""
-    from gitserver import tokens as service
+    from pushdock import tokens as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     service.remove_token(ctx, name)
     click.echo(f"-----> Removed token {name}")

@@ -45,6 +45,7 @@ from gitserver.settings_file import (
     render_env,
     render_settings,
 )
+from hooks import pipeline
 from pushdock import docker_options, logship, networks, proxy_tuning, resources, storage
 from pushdock.apps import authorize_domains
 from pushdock.errors import Conflict, Forbidden, PushdockError, UsageError
@@ -202,8 +203,6 @@ def _canonical_mounts(state: State, cfg: AppConfig) -> AppConfig:
 
 def check(ctx: Context, app: str, cfg: AppConfig) -> None:
     """What the schema cannot know: process types of the release, builder names, domains of other apps."""
-    from hooks import pipeline
-
     s, state = cfg.settings, ctx.state
     current = state.current_release(app)
     if current is not None:
@@ -271,7 +270,6 @@ def apply(ctx: Context, app: str, repo: Repo, cfg: AppConfig, *, restart: bool, 
     """Store `cfg`. With `restart`: a new env, scale or mounts is released as vN+1 (zero downtime), new resource
     limits restart the app (zero downtime), new domains alone are re-routed; checks, builder and deploy branch
     apply from the next deploy. All or nothing."""
-    from hooks import pipeline
 
     state = ctx.state
     old = from_state(state, app)

@@ -25,7 +25,7 @@ def git() -> None:
 @click.pass_obj
 def set_(ctx: Context, app: str, key: str, value: str) -> None:
     """Set deploy-branch BRANCH (no BRANCH: back to the first branch pushed)."""
-    from gitserver import configref
+    from gitserver import configref  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     stored = configref.set_deploy_branch(ctx, app, value.strip() or None)
@@ -39,7 +39,7 @@ def set_(ctx: Context, app: str, key: str, value: str) -> None:
 @click.pass_obj
 def report(ctx: Context, app: str, fmt: str) -> None:
     """Show the deploy branch, the branches and the last change of refs/meta/config."""
-    from gitserver import configref
+    from gitserver import configref  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     print_report(f"{app} git information", configref.report(ctx, app), fmt)
@@ -52,17 +52,17 @@ def webhooks() -> None:
 
 @webhooks.command("set")
 @click.argument("app")
-@click.argument("key", type=click.Choice(["secret", "repo", "token"]))
+@click.argument("key", type=click.Choice(["secret", "repo", "token", "api"]))
 @click.argument("value")
 @click.pass_obj
 def webhooks_set(ctx: Context, app: str, key: str, value: str) -> None:
-    """Set the secret, the repo (clone URL) or a token for a private repo ('' unsets); never shown back."""
-    from gitserver import webhooks as service
+    """Set the secret, the repo (clone URL), a token (private repo, commit statuses) or the api base URL ('' unsets)."""
+    from gitserver import webhook_store as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     service.set_setting(ctx, app, key, value)
     ctx.event("webhooks:set", app=app, setting=key)
-    shown = value.strip() if key == "repo" else "(hidden)"
+    shown = value.strip() if key in ("repo", "api") else "(hidden)"
     click.echo(f"-----> {'Set' if value.strip() else 'Unset'} webhook {key} of {app}"
                + (f": {shown}" if value.strip() else ""))
 
@@ -74,8 +74,8 @@ def webhooks_set(ctx: Context, app: str, key: str, value: str) -> None:
 @click.pass_obj
 def webhooks_report(ctx: Context, app: str, num: int, fmt: str) -> None:
     """Show the webhook's settings (secrets as set/unset) and its recent deliveries."""
-    from gitserver import webhooks as service
-    from gitserver.webhook_deploy import deploy_branch
+    from gitserver import webhook_store as service  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
+    from gitserver.webhook_deploy import deploy_branch  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     if num < 0:
@@ -85,6 +85,7 @@ def webhooks_report(ctx: Context, app: str, num: int, fmt: str) -> None:
         "repo": service.get_setting(ctx, app, "repo") or "",
         "secret": "set" if service.get_setting(ctx, app, "secret") else "not set",
         "token": "set" if service.get_setting(ctx, app, "token") else "not set",
+        "api": service.get_setting(ctx, app, "api") or "(from repo)",
         "deploy branch": deploy_branch(ctx, app),
     }
     recent = service.deliveries(ctx, app)[-num:] if num else []

@@ -5,15 +5,15 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from gitserver.sshlib import asyncssh
 from pushdock.errors import Conflict, Forbidden, NotFound, UsageError
-from pushdock.state import Identity, SshKey, validate_app_name
+from pushdock.state import ROLES, Identity, SshKey, validate_app_name
 
 if TYPE_CHECKING:
     from gitserver.sshlib import asyncssh
     from pushdock.context import Context
 
 KEY_NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
-ROLES = ("admin", "deployer")
 MIN_RSA_BITS = 2048
 
 
@@ -30,8 +30,6 @@ def key_id(key: asyncssh.SSHKey) -> str:
 
 def parse_public_key(text: str) -> asyncssh.SSHKey:
     """The one OpenSSH public key in `text`; UsageError for anything else, DSA, or RSA under 2048 bits."""
-    from gitserver.sshlib import asyncssh
-
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if len(lines) != 1:
         raise UsageError(f"give exactly one public key on stdin (got {len(lines)} lines)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hooks.specs import hookimpl
+from pushdock.specs import hookimpl
 
 if TYPE_CHECKING:
     import click
@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    from gitserver.commands import serve_cmd, ssh_keys, tokens
-    from gitserver.git_commands import git, webhooks
-    from gitserver.repo_commands import repo
+    from gitserver.commands import serve_cmd, ssh_keys, tokens  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+    from gitserver.git_commands import git, webhooks  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+    from gitserver.repo_commands import repo  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     cli.add_command(serve_cmd, name="serve")
     for group in (ssh_keys, tokens, git, webhooks, repo):
@@ -29,7 +29,7 @@ def register_commands(cli: click.Group) -> None:
 @hookimpl
 def post_settings_change(ctx: Context, app: str, summary: str) -> None:
     """Commit the app's settings to refs/meta/config. Takes the app lock: fire this after releasing it."""
-    from gitserver import configref
+    from gitserver import configref  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     configref.record(ctx, app, summary)
 
@@ -37,20 +37,42 @@ def post_settings_change(ctx: Context, app: str, summary: str) -> None:
 @hookimpl
 def post_create(ctx: Context, app: str) -> None:
     """An initial refs/meta/config commit, so `git fetch pushdock refs/meta/config` works from the start."""
-    from gitserver import configref
+    from gitserver import configref  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     configref.record(ctx, app, f"apps:create {app}")
 
 
 @hookimpl
 def post_delete(ctx: Context, app: str) -> None:
-    from gitserver import webhooks
+    from gitserver import webhook_store  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
-    webhooks.forget_secrets(ctx, app)
+    webhook_store.forget_secrets(ctx, app)
 
 
 @hookimpl
 def post_app_rename(ctx: Context, old_app: str, new_app: str) -> None:
-    from gitserver import webhooks
+    from gitserver import webhook_store  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
-    webhooks.rename_secrets(ctx, old_app, new_app)
+    webhook_store.rename_secrets(ctx, old_app, new_app)
+
+
+@hookimpl
+def fetch_commit(ctx: Context, app: str, into: str, ref: str, sha: str) -> str | None:
+    from gitserver import github  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+
+    return github.fetch_commit(ctx, app, into, ref, sha)
+
+
+@hookimpl
+def commit_status(ctx: Context, app: str, sha: str, state: str, description: str,  # noqa: PLR0917 (the spec)
+                  target_url: str) -> None:
+    from gitserver import github  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+
+    github.post_status(ctx, app, sha, state=state, description=description, target_url=target_url)
+
+
+@hookimpl
+def http_routes(ctx: Context) -> list[object]:
+    from gitserver.http import routes  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+
+    return list(routes(ctx))

@@ -15,7 +15,6 @@ import contextlib
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,8 @@ from gitserver.backend import AppBackend, app_from_path
 from gitserver.configref import CONFIG_REF
 from gitserver.connectivity import Unconnected, check_connected
 from gitserver.settings_file import ConfigFileError
-from pushdock.errors import PushdockError
+from hooks import pipeline
+from pushdock.errors import PushdockError, internal_error
 from pushdock.progress import Progress
 
 if TYPE_CHECKING:
@@ -274,9 +274,7 @@ class PushdockReceivePack(ReceivePackHandler):
                 try:
                     c.reason = self._check(c, current.get(c.ref, ZERO_SHA), deploy_ref, have, shallow)
                 except Exception:  # an unreadable object, say: refuse this ref, keep the others
-                    error_id = uuid.uuid4().hex[:8]
-                    logger.exception("ref check crashed", app=self.app, ref=c.ref.decode(), error_id=error_id)
-                    c.reason = f"internal error {error_id}"
+                    c.reason = internal_error("ref check crashed", app=self.app, ref=c.ref.decode())
 
     def _check(
         self, c: Command, current: bytes, deploy_ref: bytes | None, have: list[bytes], shallow: set[bytes]
@@ -335,10 +333,8 @@ class PushdockReceivePack(ReceivePackHandler):
                 progress.line(f" !     {e}")
                 c.reason = str(e)
             except Exception:
-                error_id = uuid.uuid4().hex[:8]
-                logger.exception("config apply crashed", app=self.app, error_id=error_id)
-                progress.line(f" !     internal error {error_id}")
-                c.reason = f"internal error {error_id}"
+                c.reason = internal_error("config apply crashed", app=self.app)
+                progress.line(f" !     {c.reason}")
             finally:
                 progress.close()
 
@@ -358,7 +354,6 @@ class PushdockReceivePack(ReceivePackHandler):
             given = next(o for o in self.push_options if o.partition("=")[0] in NO_RESTART)
             self.say(f"-----> {target.branch} stored, deploy skipped (-o {given})")
             return
-        from hooks import pipeline
 
         progress = Progress(self._progress_line, logfile=self.ctx.state.deploy_log(self.app))
         progress.add_stage("receive", time.time() - self.started)  # the pack in, checked, under the app's lock
@@ -369,10 +364,8 @@ class PushdockReceivePack(ReceivePackHandler):
             progress.line(f" !     {e}")
             target.reason = str(e)
         except Exception:
-            error_id = uuid.uuid4().hex[:8]
-            logger.exception("deploy crashed", app=self.app, error_id=error_id)
-            progress.line(f" !     internal error {error_id}")
-            target.reason = f"internal error {error_id}"
+            target.reason = internal_error("deploy crashed", app=self.app)
+            progress.line(f" !     {target.reason}")
         else:
             if not self.ctx.state.get("git", self.app, "deploy-branch"):
                 self.ctx.state.set("git", self.app, "deploy-branch", target.branch)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from hooks import pipeline
 from pushdock.errors import Conflict, PushdockError
 from pushdock.progress import Progress
 
@@ -41,8 +42,6 @@ class Reconciler:
         self._thread = threading.Thread(target=self._run, name="pushdock-reconcile", daemon=True)
 
     def start(self) -> None:
-        from hooks import pipeline
-
         for message in pipeline.clean_dead_builds(self.ctx):  # quick: before any new build can start
             logger.info("reconciled", message=message)
         with self._mutex:
@@ -83,8 +82,6 @@ class Reconciler:
 
     def _try(self, app: str) -> bool:
         """Reconcile `app` if its lock is free (True), else leave it for later (False)."""
-        from hooks import pipeline
-
         held: list[bool] = []
         was_waiting = self.pending().get(app) == WAITING
         try:

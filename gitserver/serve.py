@@ -12,35 +12,38 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from pushdock.errors import PushdockError
 
-FOLLOW_INTERVAL = 3.0  # seconds between looks at instances that can move
+FOLLOW_INTERVAL = 5.0  # seconds between looks at instances that can move when no engine event wakes the follower
+FOLLOW_HOT = 0.2  # seconds between looks for FOLLOW_HOT_FOR seconds after an event (a new task must answer first)
+FOLLOW_HOT_FOR = 30.0
 PLUGIN_JOBS = "plugin:"  # timer names of the timer-jobs trigger's jobs
 CRON_SYNC_INTERVAL = 5.0  # seconds between looks at the apps' cron jobs (a deploy or `cron:set` elsewhere)
 
 if TYPE_CHECKING:
-    from gitserver.http import HttpDoor
     from pushdock.context import Context
     from pushdock.timer import Timer
 
 
 def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
     """Run in the foreground; `on_ready` gets one line once every door listens. The proxy keeps running after."""
-    from gitserver.http import HttpDoor
-    from gitserver.reconcile import Reconciler
-    from pushdock import log
+    from gitserver.reconcile import Reconciler  # noqa: PLC0415 -- start-up: loads only when this path runs
+    from pushdock import log  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     log.configure(ctx.settings.log_level, logfile=ctx.state.path("logs", "pushdock.log"), stderr=True)
     _report_plugins(ctx)
     proxy = ctx.proxy()
     proxy.ensure_running(ctx)
     reconciler = Reconciler(ctx)
-    http = HttpDoor(ctx, health=lambda: {"reconciling": reconciler.pending()})
+    http = ctx.bus.first("http_door", ctx=ctx, health=lambda: {"reconciling": reconciler.pending()})
+    if http is None:
+        raise PushdockError("no plugin provides the HTTP door (the web plugin is missing)")
     done = threading.Event()
     follower = threading.Thread(target=_follow, args=(ctx, done), name="pushdock-follow", daemon=True)
     reconciler.start()
@@ -59,7 +62,7 @@ def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
 
 def _report_plugins(ctx: Context) -> None:
     """A plugin that does not load is logged and left out (plugin:list shows why); serve starts regardless."""
-    from pushdock.plugins import scan
+    from pushdock.plugins import scan  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     for p in scan(ctx.state.path("plugins"), ctx.bus.load_errors):
         if p.error is not None:
@@ -71,10 +74,10 @@ def _report_plugins(ctx: Context) -> None:
 def _timer(ctx: Context) -> Timer:
     """The timer with serve's periodic jobs, started: the apps' cron jobs, kept in step with their releases,
     and the plugins' jobs (the `timer-jobs` trigger: letsencrypt's daily renewal, scheduled backups)."""
-    from pushdock import cron
-    from pushdock.context import Context
-    from pushdock.state import Identity
-    from pushdock.timer import Timer
+    from pushdock import cron  # noqa: PLC0415 -- start-up: loads only when this path runs
+    from pushdock.context import Context  # noqa: PLC0415 -- start-up: loads only when this path runs
+    from pushdock.state import Identity  # noqa: PLC0415 -- start-up: loads only when this path runs
+    from pushdock.timer import Timer  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     # Runs it starts are recorded as the timer's (door `cron`), not as whoever started serve.
     scheduled = Context(settings=ctx.settings, identity=Identity(name="pushdock", role="admin", door="cron"),
@@ -104,9 +107,26 @@ def _sync_plugin_jobs(ctx: Context, timer: Timer) -> None:
 
 
 def _follow(ctx: Context, done: threading.Event) -> None:
-    from hooks import pipeline
+    """Re-route apps whose instances moved: woken by the schedulers' engine events (`watch_moves`), then looking
+    often while the moved instances come up, and every FOLLOW_INTERVAL s in any case."""
+    from hooks import pipeline  # noqa: PLC0415 -- start-up: loads only when this path runs
 
-    while not done.wait(FOLLOW_INTERVAL):
+    wake = threading.Event()
+    hot_until = [0.0]
+
+    def woken() -> None:
+        hot_until[0] = time.monotonic() + FOLLOW_HOT_FOR
+        wake.set()
+
+    for name, scheduler in ctx.bus.registry("schedulers").items():
+        watch = getattr(scheduler, "watch_moves", None)
+        if watch is not None:
+            threading.Thread(target=watch, args=(woken, done), name=f"pushdock-events-{name}", daemon=True).start()
+    while not done.is_set():
+        wake.wait(FOLLOW_HOT if time.monotonic() < hot_until[0] else FOLLOW_INTERVAL)
+        wake.clear()
+        if done.is_set():
+            return
         try:
             for app in pipeline.follow_upstreams(ctx):
                 logger.info("re-routed: its instances moved", app=app)
@@ -114,8 +134,8 @@ def _follow(ctx: Context, done: threading.Event) -> None:
             logger.warning("following instances failed", error=str(e))
 
 
-async def _serve(ctx: Context, http: HttpDoor, proxy_name: str, on_ready: Callable[[str], None]) -> None:
-    from gitserver.ssh import SSHDoor
+async def _serve(ctx: Context, http: Any, proxy_name: str, on_ready: Callable[[str], None]) -> None:
+    from gitserver.ssh import SSHDoor  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     ssh = SSHDoor(ctx)
     ssh_host, ssh_port = await ssh.start()

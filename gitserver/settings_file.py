@@ -23,7 +23,7 @@ from pushdock.state import ENV_KEY, PROCESS_NAME
 ENV_FILE = "env"
 SETTINGS_FILE = "pushdock.toml"
 MAX_SCALE = 50  # as `ps:scale`
-MAX_WAIT_TO_RETIRE = 3600  # as `checks:set` (hooks/checks.py)
+MAX_WAIT_TO_RETIRE = 3600  # as `checks:set` (pushdock/checks.py)
 MAX_STOP_TIMEOUT = 600
 MAX_UPTIME_WAIT = 600  # as `checks:set APP wait`
 MAX_DOMAINS = 100  # as `domains:*`

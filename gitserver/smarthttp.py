@@ -2,8 +2,8 @@
 
 dulwich.web does the protocol (pkt-lines, chunked bodies, gzip) with pushdock's own receive-pack handler,
 so a push over HTTP takes the same path as one over SSH: app lock, validation, deploy, compare-and-swap,
-`remote:` progress streamed as it happens (the threaded WSGI server flushes every write). Only the three
-smart endpoints are served; dulwich's dumb-HTTP file routes are not. Roles are those of SSH keys: an admin
+`remote:` progress streamed as it happens (the web door's WSGI bridge passes every write on at once). Only the
+three smart endpoints are served; dulwich's dumb-HTTP file routes are not. Roles are those of SSH keys: an admin
 token may use every app, a deployer token the apps it lists; a first push creates the app.
 
 Audit events (door `http`, who = the token's name, never the token): `git:push` per ref (gitserver/receive.py),
@@ -20,14 +20,13 @@ import contextlib
 import re
 import sys
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from loguru import logger
 
-from pushdock.errors import Conflict, Forbidden, NotFound, PushdockError
+from pushdock.errors import Conflict, Forbidden, NotFound, PushdockError, internal_error
 from pushdock.state import Identity
 
 if TYPE_CHECKING:
@@ -107,8 +106,8 @@ class SmartHttp:
     def _event(self, identity: Identity, repo: str, service: str, environ: WSGIEnvironment, *, started: float,
                **fields: str) -> None:
         """One audit event of this door; the app is named only if `repo` is a valid app name."""
-        from gitserver.backend import app_from_path
-        from pushdock.context import Context
+        from gitserver.backend import app_from_path  # noqa: PLC0415 -- start-up: loads only when this path runs
+        from pushdock.context import Context  # noqa: PLC0415 -- start-up: loads only when this path runs
 
         try:
             app: str | None = app_from_path(repo)
@@ -118,7 +117,7 @@ class SmartHttp:
         record(ctx, ACTIONS[service], app, service, environ, started=started, **fields)
 
     def _authenticate(self, token: str, environ: WSGIEnvironment) -> Identity | None:
-        from gitserver.tokens import identity_for_token
+        from pushdock.tokens import identity_for_token  # noqa: PLC0415 -- start-up: loads only when this path runs
 
         identity = identity_for_token(self.ctx, token)
         if identity is None:
@@ -127,9 +126,9 @@ class SmartHttp:
 
     def _open(self, identity: Identity, repo: str, service: str) -> tuple[Context, str]:
         """The caller's context and the app, created by a first push; PushdockError if not allowed."""
-        from gitserver.backend import app_from_path
-        from pushdock.apps import authorize, create_app
-        from pushdock.context import Context
+        from gitserver.backend import app_from_path  # noqa: PLC0415 -- start-up: loads only when this path runs
+        from pushdock.apps import authorize, create_app  # noqa: PLC0415 -- start-up: loads only when this path runs
+        from pushdock.context import Context  # noqa: PLC0415 -- start-up: loads only when this path runs
 
         app = app_from_path(repo)
         ctx = Context(settings=self.ctx.settings, identity=identity, bus_override=self.ctx.bus)
@@ -145,13 +144,13 @@ class SmartHttp:
 
     def _serve(self, ctx: Context, app: str, service: str, environ: WSGIEnvironment,
                start_response: StartResponse, *, started: float) -> Iterator[bytes]:
-        from dulwich.errors import GitProtocolError, HangupException
-        from dulwich.protocol import pkt_line
-        from dulwich.server import UploadPackHandler
-        from dulwich.web import make_wsgi_chain
+        from dulwich.errors import GitProtocolError, HangupException  # noqa: PLC0415 -- start-up: dulwich loads when first used
+        from dulwich.protocol import pkt_line  # noqa: PLC0415 -- start-up: dulwich loads when first used
+        from dulwich.server import UploadPackHandler  # noqa: PLC0415 -- start-up: dulwich loads when first used
+        from dulwich.web import make_wsgi_chain  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
-        from gitserver.backend import AppBackend
-        from gitserver.receive import PushdockReceivePack
+        from gitserver.backend import AppBackend  # noqa: PLC0415 -- start-up: loads only when this path runs
+        from gitserver.receive import PushdockReceivePack  # noqa: PLC0415 -- start-up: loads only when this path runs
 
         handlers = {b"git-receive-pack": PushdockReceivePack, b"git-upload-pack": UploadPackHandler}
         chain = make_wsgi_chain(AppBackend(ctx), handlers=handlers)  # type: ignore[arg-type]
@@ -174,12 +173,10 @@ class SmartHttp:
                 logger.info("git over http ended early", service=service, error=repr(e))
                 result, reason = "failed", "the client went away"
             except Exception:
-                error_id = uuid.uuid4().hex[:8]
-                logger.exception("git over http crashed", service=service, error_id=error_id)
-                result, reason = "failed", f"internal error {error_id}"
+                result, reason = "failed", internal_error("git over http crashed", service=service)
                 with contextlib.suppress(Exception):  # re-raises if the headers are out already
                     start_response("500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info())
-                    yield f"internal error {error_id}\n".encode()
+                    yield f"{reason}\n".encode()
             finally:
                 if exchange and (service == "git-upload-pack" or result != "ok"):
                     record(ctx, ACTIONS[service], app, service, environ, started=started, result=result,

@@ -14,21 +14,19 @@ import json
 import os
 import signal
 import sys
-import uuid
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
-from pydantic import SecretStr
 
 from gitserver.sshlib import asyncssh
-from pushdock.errors import PushdockError
+from pushdock.errors import PushdockError, internal_error
 from pushdock.redact import redact_command
+from pushdock.settings import as_env
 from pushdock.state import atomic_write
 
 if TYPE_CHECKING:
     from pushdock.context import Context
-    from pushdock.settings import Settings
     from pushdock.state import Identity
 
 CHUNK = 65536
@@ -36,15 +34,6 @@ CHUNK = 65536
 # 128 KiB (MAX_ARG_STRLEN: "Argument list too long"): refuse long commands here, in one line, well below it.
 MAX_COMMAND = 64 * 1024
 USAGE = "pushdock: no shell here; run a command: ssh pushdock@HOST help, or git push ssh://pushdock@HOST/APP\n"
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as PUSHDOCK_* variables, so a worker sees exactly what the server was given."""
-    env = {}
-    for name, value in settings.model_dump().items():
-        plain = value.get_secret_value() if isinstance(value, SecretStr) else value
-        env[f"PUSHDOCK_{name.upper()}"] = str(plain)
-    return env
 
 
 def load_host_key(ctx: Context) -> asyncssh.SSHKey:
@@ -85,7 +74,7 @@ class _Auth(asyncssh.SSHServer):
         return True
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        from gitserver.keys import identity_for
+        from gitserver.keys import identity_for  # noqa: PLC0415 -- start-up: loads only when this path runs
 
         identity = identity_for(self.ctx, key)
         if identity is None:
@@ -156,10 +145,9 @@ class SSHDoor:
         try:
             rc = await asyncio.shield(task)
         except Exception:  # the worker could not even start
-            error_id = uuid.uuid4().hex[:8]
-            logger.exception("ssh worker failed", who=identity.name, error_id=error_id)
+            line = internal_error("ssh worker failed", who=identity.name)
             with contextlib.suppress(Exception):
-                process.stderr.write(f"error: internal error {error_id}\n".encode())
+                process.stderr.write(f"error: {line}\n".encode())
             rc = 1
         with contextlib.suppress(Exception):  # the client may be gone: its outcome is already recorded
             process.exit(rc)
@@ -187,7 +175,7 @@ class SSHDoor:
 
     async def _run_worker(self, process: asyncssh.SSHServerProcess[bytes], command: str, who: Identity) -> int:
         env = {
-            **os.environ, **settings_env(self.ctx.settings), "SSH_ORIGINAL_COMMAND": command,
+            **os.environ, **as_env(self.ctx.settings), "SSH_ORIGINAL_COMMAND": command,
             "PUSHDOCK_IDENTITY": json.dumps({"name": who.name, "role": who.role, "apps": list(who.apps),
                                              "door": "ssh"}),
         }
@@ -195,7 +183,7 @@ class SSHDoor:
         argv = [sys.executable, "-m", "gitserver.worker"]
         feed = None
         if process.get_terminal_type() is not None:  # `ssh -t`: the worker runs on a terminal (`run APP bash`)
-            from gitserver.ssh_pty import run_on_pty
+            from gitserver.ssh_pty import run_on_pty  # noqa: PLC0415 -- start-up: loads only when this path runs
 
             worker, pump = await run_on_pty(process, argv, env)
             pumps: list[Any] = [pump]

@@ -19,14 +19,22 @@ import os
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from pushdock.errors import PushdockError
+from gitserver import configref
+from gitserver.connectivity import Unconnected, check_connected
+from gitserver.webhook_store import deliveries, get_setting, update_delivery
+from hooks import pipeline
+from pushdock import log, proc
+from pushdock.context import Context
+from pushdock.errors import PushdockError, internal_error
+from pushdock.progress import Progress
+from pushdock.settings import Settings
+from pushdock.state import Identity
 
 if TYPE_CHECKING:
     from pushdock.context import Context
@@ -56,8 +64,6 @@ class Job:
 
 def as_webhook(ctx: Context, app: str) -> Context:
     """`ctx` acting as GitHub's webhook of `app`: the who and door of its audit events."""
-    from pushdock.state import Identity
-
     return dataclasses.replace(ctx, identity=Identity(name=IDENTITY, role="deployer", apps=(app,), door=DOOR))
 
 
@@ -76,7 +82,7 @@ def deploy_branch(ctx: Context, app: str) -> str:
     configured = (ctx.state.get("git", app, "deploy-branch") or "").strip()
     if configured:
         return configured
-    from dulwich.repo import Repo
+    from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
     repo = Repo(str(ctx.state.repo_path(app)))
     try:
@@ -91,9 +97,9 @@ def rollback_reason(ctx: Context, app: str, ref: str, after: str) -> str | None:
 
     `after` must not be a strict ancestor of the deployed commit or of the branch's tip: deploying it would
     take the app and its branch back (a captured delivery re-sent, GitHub retrying an old one)."""
-    from dulwich.graph import can_fast_forward
-    from dulwich.objects import Commit
-    from dulwich.repo import Repo
+    from dulwich.graph import can_fast_forward  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.objects import Commit  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
     release = ctx.state.current_release(app)
     repo = Repo(str(ctx.state.repo_path(app)))
@@ -124,7 +130,6 @@ class DeployQueue:
         self._threads: dict[str, threading.Thread] = {}
 
     def submit(self, job: Job) -> None:
-        from gitserver.webhooks import update_delivery
 
         with self._lock:
             replaced = self._pending.get(job.app)
@@ -151,14 +156,11 @@ class DeployQueue:
             try:
                 self.run(self.ctx, job)
             except Exception:  # the thread must go on to the next job
-                error_id = uuid.uuid4().hex[:8]
-                logger.exception("webhook deploy crashed", app=app, delivery=job.delivery, error_id=error_id)
-                _finish(self.ctx, job, f"failed: internal error {error_id}")
+                line = internal_error("webhook deploy crashed", app=app, delivery=job.delivery)
+                _finish(self.ctx, job, f"failed: {line}")
 
     def idle(self, timeout: float) -> bool:
         """Wait until no job is pending or running (for tests and shutdown); True if idle."""
-        import time
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
@@ -171,7 +173,6 @@ class DeployQueue:
 
 def _finish(ctx: Context, job: Job, outcome: str, started: float | None = None) -> None:
     """Record a final outcome, unless the worker already did."""
-    from gitserver.webhooks import deliveries, update_delivery
 
     current = next((e.get("outcome", "") for e in reversed(deliveries(ctx, job.app))
                     if e.get("delivery") == job.delivery and e.get("accepted")), "")
@@ -182,11 +183,10 @@ def _finish(ctx: Context, job: Job, outcome: str, started: float | None = None) 
 
 def run_in_worker(ctx: Context, job: Job) -> None:
     """Run `job` in `python -m gitserver.webhook_deploy` and wait for it."""
-    from gitserver.ssh import settings_env
-    from pushdock import proc
+    from pushdock.settings import as_env  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     started = time.time()
-    env = {**os.environ, **settings_env(ctx.settings), JOB_VARIABLE: json.dumps(asdict(job))}
+    env = {**os.environ, **as_env(ctx.settings), JOB_VARIABLE: json.dumps(asdict(job))}
     with open(os.devnull, "rb") as devnull_in, open(os.devnull, "wb") as devnull_out:
         worker = proc.popen([sys.executable, "-m", "gitserver.webhook_deploy"], env=env, stdin=devnull_in,
                             stdout=devnull_out, stderr=devnull_out, start_new_session=True)
@@ -198,7 +198,6 @@ def run_in_worker(ctx: Context, job: Job) -> None:
 # -- the job (in the worker) -------------------------------------------------------------------------------
 def run_job(ctx: Context, job: Job) -> str:
     """Fetch and deploy `job`; record and return its outcome (`deployed vN`, `already deployed`, `failed: ...`)."""
-    from gitserver.webhooks import update_delivery
 
     started = time.time()
     with logger.contextualize(app=job.app, delivery=job.delivery):
@@ -217,10 +216,9 @@ def run_job(ctx: Context, job: Job) -> str:
 
 def _fetch(ctx: Context, job: Job) -> None:
     """Bring commit `job.after` into the app's repository from the configured repository."""
-    from dulwich.client import get_transport_and_path_from_url
-    from dulwich.repo import Repo
+    from dulwich.client import get_transport_and_path_from_url  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
-    from gitserver.webhooks import get_setting
 
     token = get_setting(ctx, job.app, "token")
     repo = Repo(str(ctx.state.repo_path(job.app)))
@@ -248,14 +246,10 @@ def _fetch(ctx: Context, job: Job) -> None:
 
 def _deploy(ctx: Context, job: Job) -> str:
     """The push path, under the app lock: checks, deploy, compare-and-swap of the branch."""
-    from dulwich.objects import Commit
-    from dulwich.protocol import ZERO_SHA
-    from dulwich.repo import Repo
+    from dulwich.objects import Commit  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.protocol import ZERO_SHA  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
-    from gitserver import configref
-    from gitserver.connectivity import Unconnected, check_connected
-    from hooks import pipeline
-    from pushdock.progress import Progress
 
     state, app = ctx.state, job.app
     after, ref = job.after.encode(), job.ref.encode()
@@ -298,11 +292,6 @@ def _deploy(ctx: Context, job: Job) -> str:
 
 
 def main() -> int:
-    from pushdock import log
-    from pushdock.context import Context
-    from pushdock.settings import Settings
-    from pushdock.state import Identity
-
     try:
         settings = Settings()
         job = Job(**json.loads(os.environ[JOB_VARIABLE]))
@@ -314,9 +303,7 @@ def main() -> int:
     try:
         outcome = run_job(ctx, job)
     except Exception:
-        error_id = uuid.uuid4().hex[:8]
-        logger.exception("webhook worker crashed", app=job.app, error_id=error_id)
-        _finish(ctx, job, f"failed: internal error {error_id}")
+        _finish(ctx, job, f"failed: {internal_error('webhook worker crashed', app=job.app)}")
         return 1
     return 0 if outcome.startswith(("deployed", "already", "ignored")) else 1
 

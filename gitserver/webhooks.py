@@ -3,8 +3,10 @@
 Order of checks, each answered at once and nothing deployed unless all pass: an app with a secret (404),
 body size (413, by the router), `X-Hub-Signature-256` = HMAC-SHA256 of the raw body compared in constant
 time (401), `Content-Type: application/json` (415), a delivery id (400), a delivery already accepted (200,
-duplicate), `ping` (200), other events (202, ignored), the payload's repository = the one set with
+duplicate), `ping` (200), the payload's repository = the one set with
 `webhooks:set APP repo URL` (403), a deleted branch or another branch than the deploy branch (202, ignored).
+Events other than push (a `pull_request`) pass the same checks, then go to the `webhook-event` trigger
+(previews/ handles pull requests); an event nobody handles is answered 202 and ignored.
 A push whose commit is the deployed one's ancestor (already in the app's repository) is answered 202 and
 ignored: a webhook never rolls an app back, whatever delivery carries it (the worker checks again under the
 lock). A push that passes is answered 202 and queued. Every answer lands in the app's delivery log
@@ -22,100 +24,40 @@ for a bad or missing signature, `refused`) and duration; a deploy it queued adds
 when it ends (webhook_deploy.py). Never the secret, the signature or the body. Requests for apps that do
 not exist, and bodies the router refuses (411, 413), are only logged.
 
-Per app: `repo` is a property; `secret` and `token` live in a 0600 file and are never shown or logged.
+Per app: `repo` and `api` (the API base URL commit statuses go to: github.py) are properties; `secret` and
+`token` live in a 0600 file and are never shown or logged.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
-import os
 import re
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from loguru import logger
 
-from gitserver.http import HttpError, Request, Response, json_response
+from gitserver.webhook_deploy import Job, as_webhook, deploy_branch, rollback_reason
+from gitserver.webhook_store import append, get_setting, normalise_repo
 from pushdock.errors import NotFound, UsageError
-from pushdock.state import atomic_write, validate_app_name
+from pushdock.httproutes import HttpError, Request, Response, json_response
+from pushdock.state import validate_app_name
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
     from gitserver.webhook_deploy import DeployQueue
     from pushdock.context import Context
 
 MAX_BODY = 1024 * 1024
-DELIVERY_LOG_SIZE = 100
-DEDUPE_SECONDS = 7 * 24 * 3600
 DELIVERY_ID = re.compile(r"^[A-Za-z0-9-]{1,100}\Z")
 ZERO = "0" * 40
 SHA = re.compile(r"^[0-9a-f]{40}\Z")
-SETTINGS = ("secret", "repo", "token")
+# Events whose signed body is remembered too: re-sent under a new id, a push or a pull request's `opened` after
+# its `closed` would act again.
+BODY_DEDUPED = ("push", "pull_request")
 NOT_CONFIGURED = "no webhook is configured for this app"
-
-
-# -- per-app webhook settings ----------------------------------------------------------------------------
-def _secrets_path(ctx: Context, app: str) -> Path:
-    return ctx.state.path("keys", "webhooks", f"{validate_app_name(app)}.json")
-
-
-def _secrets(ctx: Context, app: str) -> dict[str, str]:
-    try:
-        return dict(json.loads(_secrets_path(ctx, app).read_text()))
-    except FileNotFoundError:
-        return {}
-
-
-def normalise_repo(url: str) -> str:
-    """The form repository URLs are compared in: lower case, no trailing `/` or `.git`."""
-    return url.strip().lower().rstrip("/").removesuffix(".git")
-
-
-def set_setting(ctx: Context, app: str, what: str, value: str) -> None:
-    """`webhooks:set APP secret|repo|token VALUE` (an empty VALUE unsets it)."""
-    if what not in SETTINGS:
-        raise UsageError(f"unknown webhook setting {what!r}: use {', '.join(SETTINGS)}")
-    value = value.strip()
-    if what == "repo":
-        if value:
-            parts = urlsplit(value)
-            if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password:
-                raise UsageError("repo must be the repository's clone URL: https://HOST/OWNER/NAME.git "
-                                 "(no credentials: use `webhooks:set APP token`)")
-            ctx.state.set("webhooks", app, "repo", value)
-        else:
-            ctx.state.delete("webhooks", app, "repo")
-        return
-    if what == "secret" and value and len(value) < 16:
-        raise UsageError("the secret must be at least 16 characters (try: openssl rand -hex 32)")
-    with ctx.state.global_lock("webhook-secrets"):
-        data = _secrets(ctx, app)
-        if value:
-            data[what] = value
-        else:
-            data.pop(what, None)
-        atomic_write(_secrets_path(ctx, app), json.dumps(data), mode=0o600)
-
-
-def get_setting(ctx: Context, app: str, what: str) -> str | None:
-    if what == "repo":
-        return ctx.state.get("webhooks", app, "repo")
-    return _secrets(ctx, app).get(what) or None
-
-
-def forget_secrets(ctx: Context, app: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        _secrets_path(ctx, app).unlink()
-
-
-def rename_secrets(ctx: Context, old: str, new: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.rename(_secrets_path(ctx, old), _secrets_path(ctx, new))
 
 
 # -- verification ----------------------------------------------------------------------------------------
@@ -127,57 +69,6 @@ def signature_ok(body: bytes, header: str | None, secret: str) -> bool:
     return hmac.compare_digest(expected.encode(), header.strip().encode("utf-8", "replace"))
 
 
-# -- the delivery log --------------------------------------------------------------------------------------
-def deliveries(ctx: Context, app: str) -> list[dict[str, Any]]:
-    """The app's recent deliveries, oldest first."""
-    return list(ctx.state.get_json("webhooks", app, "deliveries", []))
-
-
-def update_delivery(ctx: Context, app: str, delivery: str, **fields: Any) -> None:
-    """Change the entry of an accepted delivery (its outcome, as its deploy goes on)."""
-    with ctx.state.global_lock("webhook-deliveries"):
-        log = deliveries(ctx, app)
-        for entry in reversed(log):
-            if entry.get("delivery") == delivery and entry.get("accepted"):
-                entry.update(fields)
-                break
-        else:
-            return
-        ctx.state.set_json("webhooks", app, "deliveries", log)
-
-
-def _append(ctx: Context, app: str, entry: dict[str, Any], body_key: str | None = None) -> dict[str, Any] | None:
-    """Add `entry`. If it would be accepted but an accepted delivery of the last DEDUPE_SECONDS had its id
-    (or its signed body: `body_key`), it is added as a duplicate instead, and that earlier entry is returned."""
-    with ctx.state.global_lock("webhook-deliveries"):
-        log = deliveries(ctx, app)
-        earlier = None
-        if entry.get("accepted"):
-            now = entry.setdefault("time", time.time())
-            seen = {k: t for k, t in ctx.state.get_json("webhooks", app, "seen", {}).items()
-                    if isinstance(t, (int, float)) and t > now - DEDUPE_SECONDS}
-            keys = [f"id:{entry['delivery']}", *([body_key] if body_key else [])]
-            first = next((seen[k] for k in keys if k in seen), None)
-            if first is not None or any(e.get("delivery") == entry["delivery"] and e.get("accepted") for e in log):
-                earlier = next((e for e in reversed(log) if e.get("accepted") and (
-                    e.get("delivery") == entry["delivery"] or e.get("time") == first)), None) or \
-                    {"outcome": f"accepted {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(first or 0))} UTC"}
-                entry.update(accepted=False, status=200, outcome="duplicate delivery ignored")
-            else:
-                ctx.state.set_json("webhooks", app, "seen", {**seen, **dict.fromkeys(keys, now)})
-        ctx.state.set_json("webhooks", app, "deliveries", _trim([*log, entry]))
-    return earlier
-
-
-def _trim(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The log cut to DELIVERY_LOG_SIZE, refused entries first (a flood of them cannot hide accepted ones)."""
-    while len(log) > DELIVERY_LOG_SIZE:
-        drop = next((i for i, e in enumerate(log[:-1]) if not e.get("accepted")), 0)
-        log = log[:drop] + log[drop + 1:]
-    return log
-
-
-# -- the HTTP handler --------------------------------------------------------------------------------------
 class GithubWebhook:
     """`POST /webhooks/github/APP`: a Router handler that queues deploys on `queue`."""
 
@@ -217,8 +108,9 @@ class GithubWebhook:
         if job is not None:
             entry.update(ref=job.ref, sha=job.after)
         entry.update(status=status, outcome=outcome, accepted=status < 400)
-        body_key = f"body:{hashlib.sha256(request.body).hexdigest()}" if entry["event"] == "push" else None
-        earlier = _append(ctx, app, entry, body_key)
+        body_key = (f"body:{hashlib.sha256(request.body).hexdigest()}" if entry["event"] in BODY_DEDUPED
+                    else None)
+        earlier = append(ctx, app, entry, body_key)
         logger.info("webhook delivery", app=app, delivery=entry["delivery"], status=entry["status"],
                     outcome=entry["outcome"])
         _record(ctx, app, entry, started, _result(entry, earlier is not None, job is not None))
@@ -248,7 +140,6 @@ def _result(entry: dict[str, Any], duplicate: bool, queued: bool) -> str:
 
 def _record(ctx: Context, app: str, entry: dict[str, Any], started: float, result: str) -> None:
     """The audit event of one delivery; a full disk must not change GitHub's answer, so it is only logged."""
-    from gitserver.webhook_deploy import as_webhook
 
     fields = {k: entry[k] for k in ("delivery", "event", "status", "outcome", "ref", "sha") if entry.get(k)}
     try:
@@ -259,17 +150,16 @@ def _record(ctx: Context, app: str, entry: dict[str, Any], started: float, resul
 
 def _decide(ctx: Context, app: str, event: str, body: bytes, delivery: str) -> tuple[int, str, Any]:
     """(status, outcome, Job or None) for a signed delivery; no side effects."""
-    from gitserver.webhook_deploy import Job, deploy_branch, rollback_reason
 
     if event == "ping":
         return 200, "pong", None
-    if event != "push":
-        return 202, f"ignored: {event or 'no'} event (only push deploys)", None
     try:
         payload = json.loads(body)
     except ValueError:
         return 400, "the body is not JSON", None
     payload = payload if isinstance(payload, dict) else {}
+    if event != "push":
+        return _other_event(ctx, app, event, payload, delivery)
     repository = payload.get("repository") if isinstance(payload.get("repository"), dict) else {}
     clone_url, ref, after = repository.get("clone_url"), payload.get("ref"), payload.get("after") or ZERO
     deleted = payload.get("deleted") is True
@@ -293,3 +183,24 @@ def _decide(ctx: Context, app: str, event: str, body: bytes, delivery: str) -> t
     pusher = payload.get("pusher") if isinstance(payload.get("pusher"), dict) else {}
     return 202, "queued", Job(app=app, delivery=delivery, ref=ref, after=after, repo=configured,
                              pusher=str(pusher.get("name", ""))[:64])
+
+
+def _other_event(ctx: Context, app: str, event: str, payload: dict[str, Any], delivery: str) -> tuple[int, str, Any]:
+    """An event push does not cover (`pull_request`): its repository checked as a push's, then handed to the
+    `webhook-event` trigger (previews/); nobody handling it is `ignored`."""
+    repository = payload.get("repository") if isinstance(payload.get("repository"), dict) else {}
+    clone_url = repository.get("clone_url")
+    configured = get_setting(ctx, app, "repo")
+    if isinstance(clone_url, str) and configured:
+        if normalise_repo(clone_url) != normalise_repo(configured):
+            return 403, "the payload names another repository than the one set for this app", None
+        for answer in ctx.bus.call("webhook_event", ctx=ctx, app=app, event=event, delivery=delivery,
+                                   payload=payload):
+            if answer is not None:
+                status, outcome = answer
+                return int(status), str(outcome), None
+    elif event == "pull_request":
+        if not configured:
+            return 403, "no repository is set for this app (webhooks:set APP repo URL)", None
+        return 400, "not a GitHub pull_request payload (repository.clone_url is needed)", None
+    return 202, f"ignored: {event or 'no'} event (only push deploys)", None

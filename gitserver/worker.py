@@ -14,10 +14,9 @@ import resource
 import shlex
 import sys
 import time
-import uuid
 from typing import IO, TYPE_CHECKING, TextIO
 
-from pushdock.errors import Conflict, Forbidden, PushdockError, UsageError
+from pushdock.errors import Conflict, Forbidden, PushdockError, UsageError, internal_error
 from pushdock.log import logger
 
 if TYPE_CHECKING:
@@ -31,7 +30,7 @@ FATAL = 128  # what git's own server commands exit with
 
 def identity_from_env(raw: str | None) -> Identity:
     """The caller, as the SSH server authenticated it."""
-    from pushdock.state import Identity
+    from pushdock.state import Identity  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
 
     if not raw:
         raise PushdockError("no identity: this worker must be started by `pushdock serve`")
@@ -45,12 +44,12 @@ def identity_from_env(raw: str | None) -> Identity:
 
 def serve_git(ctx: Context, argv: list[str], inp: IO[bytes], out: IO[bytes]) -> None:
     """Run one git command for `ctx.identity` over inp/out; PushdockError for anything the caller may not do."""
-    from dulwich.protocol import Protocol
-    from dulwich.server import UploadPackHandler
+    from dulwich.protocol import Protocol  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.server import UploadPackHandler  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
-    from gitserver.backend import AppBackend, app_from_path
-    from gitserver.receive import PushdockReceivePack
-    from pushdock.apps import authorize, create_app
+    from gitserver.backend import AppBackend, app_from_path  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
+    from gitserver.receive import PushdockReceivePack  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
+    from pushdock.apps import authorize, create_app  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
 
     if len(argv) != 2:
         raise UsageError(f"usage: {argv[0]} APP")
@@ -88,7 +87,7 @@ def run(command: str, ctx: Context, stdin: IO[bytes], stdout: TextIO, stderr: Te
         stderr.write(f"error: cannot parse the command: {e}\n")
         return 2
     if argv and argv[0] in GIT_COMMANDS:
-        from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
+        from dulwich.errors import GitProtocolError, HangupException, NotGitRepository  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
         started = time.time()
         try:
@@ -111,18 +110,16 @@ def run(command: str, ctx: Context, stdin: IO[bytes], stdout: TextIO, stderr: Te
             _git_event(ctx, argv, started, result="failed", reason=f"protocol error: {message}")
             return FATAL
         except Exception:
-            error_id = uuid.uuid4().hex[:8]
-            logger.exception("git command crashed", command=argv[0], error_id=error_id)
-            stderr.write(f"fatal: internal error {error_id}\n")
+            stderr.write(f"fatal: {internal_error('git command crashed', command=argv[0])}\n")
             return FATAL
-    from pushdock.cli import dispatch
+    from pushdock.cli import dispatch  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
 
     return dispatch(argv, ctx, stdout, stderr)
 
 
 def _git_event(ctx: Context, argv: list[str], started: float, **fields: str) -> None:
     """One audit event of a git command over SSH: clones and fetches, and refused or broken-off pushes."""
-    from gitserver.backend import app_from_path
+    from gitserver.backend import app_from_path  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
 
     try:
         app: str | None = app_from_path(argv[1]) if len(argv) == 2 else None
@@ -135,8 +132,8 @@ def _git_event(ctx: Context, argv: list[str], started: float, **fields: str) -> 
 
 
 def main() -> int:
-    from pushdock import log
-    from pushdock.context import Context, load_settings
+    from pushdock import log  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
+    from pushdock.context import Context, load_settings  # noqa: PLC0415 -- start-up: one worker per SSH request; this loads only on its path
 
     try:
         settings = load_settings()
@@ -151,9 +148,7 @@ def main() -> int:
     try:
         return run(command, ctx, sys.stdin.buffer, sys.stdout, sys.stderr)
     except Exception:
-        error_id = uuid.uuid4().hex[:8]
-        logger.exception("worker crashed", error_id=error_id)
-        sys.stderr.write(f"error: internal error {error_id}\n")
+        sys.stderr.write(f"error: {internal_error('worker crashed')}\n")
         return 1
     finally:
         try:

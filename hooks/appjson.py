@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hooks.checks import parse_healthchecks
 from pushdock import jsonc, pushed
+from pushdock.checks import parse_healthchecks
 from pushdock.errors import UsageError
 
 SCRIPTS = ("predeploy", "postdeploy")
@@ -87,7 +87,7 @@ def _scripts(raw: Any) -> dict[str, str]:
 
 
 def _formation(raw: Any) -> dict[str, int]:
-    from pushdock.state import PROCESS_NAME
+    from pushdock.state import PROCESS_NAME  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     if raw is None:
         return {}
@@ -106,7 +106,7 @@ def _formation(raw: Any) -> dict[str, int]:
 
 def _cron(raw: Any) -> list[dict[str, Any]]:
     """Dokku's cron entries, each schedule checked now: a bad one rejects the push, naming the entry."""
-    from pushdock.timer import cron_expression
+    from pushdock.timer import cron_expression  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     if raw is None:
         return []

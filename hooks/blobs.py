@@ -12,12 +12,13 @@ from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dulwich.object_store import BaseObjectStore
+    from dulwich.objects import ObjectID
 
 STEP = 65536
 BLOB = 3
 
 
-def write_blob(store: BaseObjectStore, sha: bytes, out: IO[bytes]) -> int:
+def write_blob(store: BaseObjectStore, sha: ObjectID, out: IO[bytes]) -> int:
     """Write the content of blob `sha` (hex) to `out`; its size."""
     for pack in getattr(store, "packs", ()):
         try:

@@ -11,17 +11,18 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from builders.base import BuildRequest
-from builders.detect import detect_builder
 from hooks import releases
 from hooks.appjson import AppJson, read_app_json
-from hooks.source import export_tree, read_procfile
+from hooks.detect import detect_builder
+from hooks.source import export_tree
 from pushdock import builds, storage
+from pushdock.builder import BuildRequest
 from pushdock.errors import DeployFailed, PushdockError, UsageError
+from pushdock.procfile import read_procfile
 from pushdock.progress import NULL, Progress
 from pushdock.state import Release, State
 
@@ -43,6 +44,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
             export_tree(state.repo_path(app), sha, build_dir, progress=progress)
             bus.call("post_extract", ctx=ctx, app=app, build_dir=str(build_dir), sha=sha)
             app_json = read_app_json(build_dir)  # a malformed app.json fails before the build
+            procfile = read_procfile(build_dir)  # so does a malformed Procfile; parsed once, for the builder too
 
             env = state.get_env(app)
             forced = bus.first("builder_detect", ctx=ctx, app=app, build_dir=str(build_dir))
@@ -56,12 +58,12 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
             number = state.next_release_number(app)
             image = releases.image_name(app, number)
             bus.call("pre_build", ctx=ctx, app=app, builder=name, build_dir=str(build_dir))
-            result = builder.build(ctx, BuildRequest(app, build_dir, image, env), progress)
+            result = builder.build(ctx, BuildRequest(app, build_dir, image, env, procfile), progress)
             bus.call("post_build", ctx=ctx, app=app, builder=name, image=result.image)
             progress.add_stage("build", time.monotonic() - building)
 
             build.releasing()
-            processes = {**result.processes, **read_procfile(build_dir)}
+            processes = {**result.processes, **procfile}
             if not processes:
                 raise DeployFailed("nothing to run: add a Procfile or give the image a CMD")
             release = Release(
@@ -222,7 +224,8 @@ def follow_upstreams(ctx: Context) -> list[str]:
         try:
             with ctx.state.app_lock(app, timeout=0):
                 routed = set(routes[app].upstreams)
-                ready = scheduler.ready_upstreams(ctx, current, routed)
+                follower: Any = scheduler  # upstreams_move and ready_upstreams: a capability, not the Protocol's
+                ready = follower.ready_upstreams(ctx, current, routed)
                 if ready and set(ready) != routed:
                     _route(ctx, app)(ready)
                     followed.append(app)

@@ -7,10 +7,18 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from hooks.specs import hookimpl
+from pushdock.specs import hookimpl
 
 if TYPE_CHECKING:
+    from pushdock.chain import Pipeline
     from pushdock.context import Context
+
+
+@hookimpl
+def pipeline() -> Pipeline | None:
+    from hooks import pipeline as chain  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+
+    return chain
 
 
 @hookimpl
@@ -22,7 +30,7 @@ def pre_delete(ctx: Context, app: str) -> None:
 @hookimpl
 def post_delete(ctx: Context, app: str) -> None:
     """The app's release images (pushdock/APP:vN) go with it, so destroyed apps do not fill the disk."""
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         client = docker.from_env()
@@ -30,7 +38,9 @@ def post_delete(ctx: Context, app: str) -> None:
     except docker.errors.DockerException as e:
         logger.warning("could not list the app's images", app=app, error=str(e))
         return
-    for image in images:
+    # by tag, never by id: another app's identical build is the same image (same id) under its own tag
+    tags = [t for image in images for t in image.tags if t.startswith(f"pushdock/{app}:")]
+    for tag in tags:
         with contextlib.suppress(docker.errors.DockerException):
-            client.images.remove(image.id, force=True)
-    logger.info("app images removed", app=app, count=len(images))
+            client.images.remove(tag, force=True)
+    logger.info("app images removed", app=app, count=len(tags))

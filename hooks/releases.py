@@ -20,16 +20,15 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from pushdock.errors import Conflict, DeployFailed, NotFound, PushdockError, UsageError
-from pushdock.state import GLOBAL, Release
+from pushdock.errors import Conflict, DeployFailed, NotFound, PushdockError
+from pushdock.releases import keep_count
+from pushdock.state import Release
 
 if TYPE_CHECKING:
     from pushdock.context import Context
     from pushdock.progress import Progress
     from pushdock.state import State
 
-DEFAULT_KEEP = 5
-MAX_KEEP = 100
 SUCCESSFUL = ("current", "superseded")
 
 
@@ -115,29 +114,7 @@ def rollback_target(state: State, app: str, number: int | None) -> Release:
     return target
 
 
-def parse_version(text: str) -> int:
-    """`v7` or `7` -> 7; UsageError otherwise."""
-    raw = text[1:] if text[:1] in ("v", "V") else text
-    if not raw.isdigit() or not 0 < int(raw) < 10**9:
-        raise UsageError(f"expected a release such as v3, got {text[:30]!r}")
-    return int(raw)
-
-
 # -- pruning --------------------------------------------------------------------------------------------
-def keep_count(state: State, app: str) -> int:
-    for scope in (app, GLOBAL):
-        raw = state.get("releases", scope, "keep")
-        if raw and raw.strip().isdigit() and int(raw) >= 1:
-            return min(int(raw), MAX_KEEP)
-    return DEFAULT_KEEP
-
-
-def parse_keep(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= MAX_KEEP:
-        raise UsageError(f"keep must be a whole number from 1 to {MAX_KEEP} (got {value[:20]!r})")
-    return int(value)
-
-
 def plan_prune(releases: list[Release], keep: int) -> tuple[list[Release], list[str]]:
     """(releases to mark pruned, images to remove): everything outside the newest `keep` successful ones.
 
@@ -170,7 +147,7 @@ def remove_images(images: list[str]) -> list[str]:
     """Remove image tags from the local engine (never forced: an image in use stays); returns those removed."""
     if not images:
         return []
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         client = docker.from_env()

@@ -1,22 +1,20 @@
-"""The receive stage: a pushed commit becomes a build directory; its Procfile becomes process types."""
+"""The receive stage: a pushed commit becomes a build directory (its Procfile: pushdock/procfile.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from hooks.submodules import export_submodules
 from pushdock import pushed
-from pushdock.errors import BuildFailed, UsageError
+from pushdock.errors import BuildFailed
 from pushdock.progress import NULL, Progress
 
-PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.+)$")
 _MAX_BLOB = 256 * 1024 * 1024
-MAX_PROCFILE = 64 * 1024
 
 
 def export_tree(
@@ -25,10 +23,10 @@ def export_tree(
     """Write the tree of commit `sha` into `dest` (files, modes, symlinks, and submodules fetched from the URLs
     of its .gitmodules: hooks/submodules.py; `submodules=False` leaves them out). Returns the file count;
     BuildFailed naming what cannot be had."""
-    from dulwich.objects import Commit
-    from dulwich.repo import Repo
+    from dulwich.objects import Commit  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
-    from hooks.blobs import write_blob
+    from hooks.blobs import write_blob  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     repo = Repo(str(repo_path))
     try:
@@ -64,9 +62,7 @@ def export_tree(
     finally:
         repo.close()
     if gitlinks and submodules:
-        from hooks.submodules import export_submodules
-
-        count += export_submodules(gitlinks, gitmodules, dest, depth=depth, progress=progress)
+        count += export_submodules(gitlinks, gitmodules, dest, depth=depth, export_tree=export_tree, progress=progress)
     return count
 
 
@@ -80,26 +76,3 @@ def _new_file(target: Path, mode: int, rel: str) -> Iterator[IO[bytes]]:
     with os.fdopen(fd, "wb") as f:
         os.fchmod(f.fileno(), mode)
         yield f
-
-
-def parse_procfile(text: str) -> dict[str, str]:
-    """Procfile lines `type: command` (comments and blank lines ignored); UsageError on a bad line."""
-    processes: dict[str, str] = {}
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = PROCFILE_LINE.match(line)
-        if not m:
-            raise UsageError(f"Procfile line {n} is not 'type: command': {pushed.excerpt(line)!r}")
-        name, command = m.group(1).lower(), m.group(2).strip()
-        if name in processes:
-            raise UsageError(f"Procfile line {n}: process type {name!r} is defined twice")
-        processes[name] = command
-    return processes
-
-
-def read_procfile(build_dir: Path) -> dict[str, str]:
-    """The tree's Procfile, parsed ({} without one); a Procfile that links out of the tree is refused."""
-    text = pushed.read_text(build_dir, "Procfile", limit=MAX_PROCFILE)
-    return {} if text is None else parse_procfile(text)

@@ -16,6 +16,7 @@ import io
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -59,7 +60,7 @@ def shown_url(url: str) -> str:
 
 def parse_gitmodules(text: bytes) -> dict[str, str]:
     """`.gitmodules` -> {path: url}; BuildFailed (one line) if it cannot be read."""
-    from dulwich.config import ConfigFile, parse_submodules
+    from dulwich.config import ConfigFile, parse_submodules  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
     try:  # no [include]: the pushed file must not make pushdock read files of this host
         config = ConfigFile.from_file(io.BytesIO(text), expand_includes=False)
@@ -92,7 +93,7 @@ def fetch(sub: Submodule, dest_repo: Path) -> None:
 
     The URL goes into the repository's config as remote `submodule`, not on a command line: argv is logged.
     """
-    from dulwich.repo import Repo
+    from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
     check_url(sub)
     repo = Repo(str(dest_repo))
@@ -139,12 +140,12 @@ def _has_commit(git: list[str], env: dict[str, str], sha: str) -> bool:
 
 
 def export_submodules(
-    gitlinks: list[tuple[str, str]], gitmodules: bytes | None, dest: Path, *, depth: int, progress: Progress = NULL,
+    gitlinks: list[tuple[str, str]], gitmodules: bytes | None, dest: Path, *, depth: int,
+    export_tree: Callable[..., int], progress: Progress = NULL,
 ) -> int:
-    """Fetch and export every gitlink `(path, sha)` of a tree under `dest`; the file count."""
-    from dulwich.repo import Repo
-
-    from hooks.source import export_tree
+    """Fetch and export every gitlink `(path, sha)` of a tree under `dest`; the file count. `export_tree` is
+    hooks/source.py's, handed in: a submodule's tree is exported as the top one is (its own submodules too)."""
+    from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
     if depth >= MAX_DEPTH:
         raise BuildFailed(f"submodules nest deeper than {MAX_DEPTH} levels")

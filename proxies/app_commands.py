@@ -46,7 +46,7 @@ def _domains_change(ctx: Context, verb: str, is_global: bool, args: tuple[str, .
 
 
 def _global_change(ctx: Context, verb: str, names: list[str]) -> None:
-    from proxies.switch import rebuild_all
+    from proxies.switch import rebuild_all  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     if verb != "clear" and not names:
         raise UsageError(f"usage: domains:{verb} --global DOMAIN...")
@@ -201,7 +201,7 @@ def certs_add(ctx: Context, app: str, crt: str | None, key: str | None) -> None:
 @click.pass_obj
 def certs_generate(ctx: Context, app: str, names: tuple[str, ...]) -> None:
     """Install a self-signed certificate for the app's domains (or the given ones), valid one year."""
-    from proxies.domains import validate_domains
+    from proxies.domains import validate_domains  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     authorized_app(ctx, app)
     crt, key = certs.generate(validate_domains(names) if names else ctx.domains(app))

@@ -40,7 +40,7 @@ class CertInfo:
 
 def _x509() -> Any:
     try:
-        from cryptography import x509
+        from cryptography import x509  # noqa: PLC0415 -- start-up: cryptography loads when first used
     except ImportError as e:  # a dependency of asyncssh: present wherever pushdock runs
         raise PushdockError("the cryptography package is missing", hint="pip install cryptography") from e
     return x509
@@ -49,7 +49,8 @@ def _x509() -> Any:
 def check_pair(crt_pem: bytes, key_pem: bytes, *, now: float | None = None) -> CertInfo:
     """Parse a PEM certificate (chain) and its key; UsageError unless they match and the leaf is valid now."""
     x509 = _x509()
-    from cryptography.hazmat.primitives import serialization
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415 -- start-up: cryptography loads when first used
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 -- start-up: cryptography loads when first used
 
     if len(crt_pem) > MAX_PEM or len(key_pem) > MAX_PEM:
         raise UsageError("certificate or key too large (at most 256 KiB each)")
@@ -61,7 +62,7 @@ def check_pair(crt_pem: bytes, key_pem: bytes, *, now: float | None = None) -> C
         key = serialization.load_pem_private_key(key_pem, password=None)
     except TypeError:
         raise UsageError("the key is encrypted: give it without a passphrase") from None
-    except (ValueError, serialization.UnsupportedAlgorithm):
+    except (ValueError, UnsupportedAlgorithm):
         raise UsageError("the key is not a PEM private key") from None
     leaf = chain[0]
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
@@ -79,7 +80,7 @@ def check_pair(crt_pem: bytes, key_pem: bytes, *, now: float | None = None) -> C
 
 def _info(leaf: Any) -> CertInfo:
     x509 = _x509()
-    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415 -- start-up: cryptography loads when first used
 
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -180,9 +181,9 @@ def remove(ctx: Context, app: str) -> None:
 def generate(domains: list[str], *, days: int = GENERATED_DAYS) -> tuple[bytes, bytes]:
     """A self-signed certificate (ECDSA P-256) for `domains` (all in subjectAltName): (cert, key) PEM."""
     x509 = _x509()
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415 -- start-up: cryptography loads when first used
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 -- start-up: cryptography loads when first used
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415 -- start-up: cryptography loads when first used
 
     if not domains:
         raise UsageError("no domain to put in the certificate")

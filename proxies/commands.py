@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
-
 import click
 
 from proxies import certs, switch
 from proxies.app_commands import certs_group, domains_group, ports_group
 from proxies.routes import change
-from proxies.tuning_commands import nginx_group, report_fields, set_key, split_args
+from proxies.tuning_commands import app_report, nginx_group, set_key, split_args
 from pushdock import proxy_tuning
 from pushdock.apps import authorized_app, require_admin
 from pushdock.commands import format_option, group, print_report
@@ -48,35 +46,13 @@ def report(ctx: Context, app: str | None, fmt: str) -> None:
     app_report(ctx, app, fmt)
 
 
-def app_report(ctx: Context, app: str, fmt: str) -> None:
-    """How the proxy serves APP: domains, listeners, upstreams, certificate, tuning keys."""
-    px = ctx.proxy()
-    authorized_app(ctx, app)
-    route = px.routes(ctx).get(app)
-    meta = certs.info(ctx, app)
-    fields = {
-        "proxy": px.name,
-        "domains": " ".join(ctx.domains(app)),
-        "routed domains": " ".join(route.domains) if route else "",
-        "listeners": " ".join(map(str, route.listeners)) if route else "",
-        "upstreams": " ".join(map(str, route.upstreams)) if route else "",
-        "state": "not routed" if route is None else ("serving" if route.upstreams else "stopped (503)"),
-        "https redirect": ctx.state.get("proxy", app, "https-redirect") or "false",
-        "certificate expires": "" if meta is None else datetime.datetime.fromtimestamp(
-            meta.not_after, datetime.UTC).strftime("%Y-%m-%d"),
-        **px.describe(ctx, app),
-        **report_fields(ctx, app),
-    }
-    print_report(f"{app} proxy", fields, fmt)
-
-
 @proxy.command("build-config")
 @click.option("--all", "all_apps", is_flag=True, help="Every app, in one reload (admin only).")
 @click.argument("app", required=False)
 @click.pass_obj
 def build_config(ctx: Context, app: str | None, all_apps: bool) -> None:
     """Regenerate APP's proxy configuration (or every app's) from its settings and running processes."""
-    from proxies.routes import reroute
+    from proxies.routes import reroute  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     if all_apps == (app is not None):
         raise UsageError("usage: proxy:build-config APP | --all")
@@ -170,7 +146,7 @@ def stop(ctx: Context, all_types: bool) -> None:
 
 
 def _commands() -> list[click.Group]:
-    from proxies.letsencrypt.commands import letsencrypt
+    from proxies.letsencrypt.commands import letsencrypt  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     return [proxy, domains_group, ports_group, certs_group, nginx_group, letsencrypt]
 

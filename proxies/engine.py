@@ -40,7 +40,7 @@ LOCK_TIMEOUT = 120.0
 
 
 class ProxyEngine:
-    """Base of NginxProxy, CaddyProxy and TraefikProxy (the Proxy protocol in proxies/base.py)."""
+    """Base of NginxProxy, CaddyProxy and TraefikProxy (the Proxy protocol in pushdock/proxy.py)."""
 
     name = "proxy"
     steer_upstreams = False  # route through stable addresses switched underneath (stable.py): no reload per deploy

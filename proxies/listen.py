@@ -16,6 +16,8 @@ import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from loguru import logger
+
 LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
 
 
@@ -80,3 +82,24 @@ def _socket_inodes(pids: Iterable[int]) -> set[int]:
                     if target.startswith("socket:["):
                         inodes.add(int(target[8:-1]))
     return inodes
+
+
+MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+
+
+def migrate_on_close() -> bool:
+    """Have the kernel hand the connections queued on a closing listener to another socket of its
+    SO_REUSEPORT group (net.ipv4.tcp_migrate_req, Linux 5.14), instead of resetting them.
+
+    A proxy that stops while another serves the same port (`proxy:set --global`, traefik's hand-over)
+    closes its listening sockets with connections accepted by the kernel but not yet by the proxy: without
+    this, each is reset (the client sees ECONNRESET). Set before such a stop; False if it cannot be set.
+    """
+    try:
+        if MIGRATE_REQ.read_text().strip() != "1":
+            MIGRATE_REQ.write_text("1\n")
+    except OSError as e:
+        logger.warning("cannot set net.ipv4.tcp_migrate_req: a stopping proxy may reset queued connections",
+                       error=str(e))
+        return False
+    return True

@@ -120,7 +120,7 @@ def effective(ctx: Context, app: str, *, tls: bool) -> list[PortMap]:
 
 def plan(ctx: Context, app: str, verb: str, raws: list[str]) -> list[PortMap] | None:
     """The app's mappings after `ports:VERB APP ...` (None = back to the defaults); raises first."""
-    from proxies import certs
+    from proxies import certs  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     if verb == "clear":
         return None
@@ -185,7 +185,7 @@ def _https_elsewhere(ctx: Context, app: str, port: int) -> str | None:
 
 
 def report(ctx: Context, app: str) -> dict[str, str]:
-    from proxies import certs
+    from proxies import certs  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     tls = certs.exists(ctx, app)
     own = explicit(ctx, app)

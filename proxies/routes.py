@@ -93,7 +93,7 @@ def _health_path(ctx: Context, app: str) -> str | None:
 
 def reroute(ctx: Context, app: str) -> None:
     """Re-apply a deployed app's routes (settings changed); an app never deployed has none yet."""
-    from hooks import pipeline
+    from hooks import pipeline  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     if ctx.state.current_release(app) is not None:
         pipeline.reroute(ctx, app)

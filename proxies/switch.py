@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from proxies import listen
 from pushdock.errors import PushdockError, UsageError
 from pushdock.state import GLOBAL
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 def rebuild_all(ctx: Context, proxy: Any | None = None) -> list[str]:
     """Re-route every deployed app through `proxy` (default: the selected one) in one commit; per-app
     failures. Like pipeline.reroute_all, but apps never deployed get no route (nothing to serve yet)."""
-    from hooks import pipeline
+    from hooks import pipeline  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     proxy = proxy or ctx.proxy()
     deployed = [app for app in ctx.state.list_apps() if ctx.state.current_release(app) is not None]
@@ -47,7 +48,7 @@ def select(ctx: Context, name: str) -> str:
     ctx.state.set("proxy", GLOBAL, "selected", name)
     if old.name == name:
         new.ensure_running(ctx)
-        return old.name
+        return str(old.name)
     try:
         failures = rebuild_all(ctx, new)
         if failures:
@@ -64,6 +65,7 @@ def select(ctx: Context, name: str) -> str:
             new.stop(ctx)
         raise
     logger.info("proxy switched", old=old.name, new=name)
+    listen.migrate_on_close()  # what the old one's sockets queued goes to the new one, not reset
     old.stop(ctx)
     return str(old.name)
 

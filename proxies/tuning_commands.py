@@ -5,14 +5,16 @@ through the normal re-route path (validate -> write -> reload; the old value bac
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import click
 
+from proxies import certs
 from proxies.routes import change
 from pushdock import proxy_tuning
 from pushdock.apps import authorized_app, require_admin
-from pushdock.commands import format_option, group
+from pushdock.commands import format_option, group, print_report
 from pushdock.context import Context
 from pushdock.errors import Forbidden, PushdockError, UsageError
 from pushdock.state import GLOBAL
@@ -54,7 +56,7 @@ def set_key(ctx: Context, app: str | None, key: str, value: str | None) -> str:
 
 def _set_global(ctx: Context, after: dict[str, str]) -> None:
     """Store the global values and re-route every app in one reload; put them back if any app fails."""
-    from proxies.switch import rebuild_all
+    from proxies.switch import rebuild_all  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     with ctx.state.global_lock("proxy-tuning"):
         before = proxy_tuning.stored(ctx.state, GLOBAL)
@@ -121,6 +123,26 @@ def nginx_set(ctx: Context, is_global: bool, args: tuple[str, ...]) -> None:
 @click.pass_obj
 def nginx_report(ctx: Context, app: str, fmt: str) -> None:
     """Show APP's proxy settings (as proxy:report)."""
-    from proxies.commands import app_report
-
     app_report(ctx, app, fmt)
+
+
+def app_report(ctx: Context, app: str, fmt: str) -> None:
+    """How the proxy serves APP: domains, listeners, upstreams, certificate, tuning keys."""
+    px = ctx.proxy()
+    authorized_app(ctx, app)
+    route = px.routes(ctx).get(app)
+    meta = certs.info(ctx, app)
+    fields = {
+        "proxy": px.name,
+        "domains": " ".join(ctx.domains(app)),
+        "routed domains": " ".join(route.domains) if route else "",
+        "listeners": " ".join(map(str, route.listeners)) if route else "",
+        "upstreams": " ".join(map(str, route.upstreams)) if route else "",
+        "state": "not routed" if route is None else ("serving" if route.upstreams else "stopped (503)"),
+        "https redirect": ctx.state.get("proxy", app, "https-redirect") or "false",
+        "certificate expires": "" if meta is None else datetime.datetime.fromtimestamp(
+            meta.not_after, datetime.UTC).strftime("%Y-%m-%d"),
+        **px.describe(ctx, app),
+        **report_fields(ctx, app),
+    }
+    print_report(f"{app} proxy", fields, fmt)

@@ -72,8 +72,7 @@ def rename_app(ctx: Context, old: str, new: str) -> None:
     """Rename by redeploying under the new name, then retiring the old routes and containers."""
     validate_app_name(new)
     ctx.state.require_app(old)
-    from hooks import pipeline
-    from pushdock import storage
+    from pushdock import storage  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
     with ctx.state.app_lock(old, timeout=ctx.settings.lock_timeout):
         ctx.bus.call("pre_delete", ctx=ctx, app=old)
@@ -81,7 +80,7 @@ def rename_app(ctx: Context, old: str, new: str) -> None:
         storage.renamed(ctx.state, old, new)  # the app's mounts moved with its properties and releases
     ctx.bus.call("post_app_rename", ctx=ctx, old_app=old, new_app=new)
     with ctx.state.app_lock(new, timeout=ctx.settings.lock_timeout):
-        pipeline.restart(ctx, new)
+        ctx.pipeline.restart(ctx, new)
 
 
 # Settings a clone does not take: its own identity and history (apps, builds, releases), what names or
@@ -104,8 +103,7 @@ def clone_app(ctx: Context, old: str, new: str, progress: Progress, *, deploy: b
     current = state.current_release(old)
     if not deploy or current is None or not current.sha:
         return None
-    from hooks import pipeline
 
     with state.app_lock(new, timeout=ctx.settings.lock_timeout):
         branch = state.get("git", new, "deploy-branch") or "main"
-        return pipeline.deploy_push(ctx, new, current.sha, progress, branch=branch)
+        return ctx.pipeline.deploy_push(ctx, new, current.sha, progress, branch=branch)

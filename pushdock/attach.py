@@ -86,8 +86,8 @@ def ended_by_signals() -> Iterator[None]:
 @contextlib.contextmanager
 def raw(fd: int | None) -> Iterator[None]:
     """The local terminal in raw mode for the session (keys go to the container's TTY), restored after."""
-    import termios
-    import tty
+    import termios  # noqa: PLC0415 -- start-up: the tty modules loads when first used
+    import tty  # noqa: PLC0415 -- start-up: the tty modules loads when first used
 
     if fd is None or not os.isatty(fd):
         yield
@@ -102,8 +102,8 @@ def raw(fd: int | None) -> Iterator[None]:
 
 def terminal_size(fd: int | None) -> tuple[int, int] | None:
     """(rows, columns) of the terminal on fd, or None."""
-    import fcntl
-    import termios
+    import fcntl  # noqa: PLC0415 -- start-up: the tty modules loads when first used
+    import termios  # noqa: PLC0415 -- start-up: the tty modules loads when first used
 
     if fd is None or not os.isatty(fd):
         return None
@@ -116,7 +116,7 @@ def terminal_size(fd: int | None) -> tuple[int, int] | None:
 
 def follow_size(resize: Callable[..., Any], target: str, fds: Fds) -> None:
     """Keep the container's (or exec's) TTY the size of ours: `resize(target, height=, width=)`."""
-    import time
+    import time  # noqa: PLC0415 -- start-up: time loads when first used
 
     last = None
     while True:

@@ -1,6 +1,6 @@
 """The trigger bus: the only place hooks are fired.
 
-Python plugins implement `hooks.specs` through pluggy (entry-point group `pushdock`, built-ins
+Python plugins implement `pushdock.specs` through pluggy (entry-point group `pushdock`, built-ins
 included); executable scripts in DATA_DIR/plugins/<plugin>/<trigger-name> implement them in any
 language, as Dokku's plugn does. A third-party plugin that fails to load (import error, a hook
 misspelt, a bad plugin.toml) is left out and its error kept in `load_errors`; built-ins fail loudly.
@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import pluggy
 from loguru import logger
 
-from hooks import specs
-from pushdock import proc
+from pushdock import proc, specs
 from pushdock.errors import HookFailed, NotFound, PushdockError
+
+if TYPE_CHECKING:
+    from pushdock.builder import Builder
+    from pushdock.datastore import Datastore
+    from pushdock.proxy import Proxy
+    from pushdock.scheduler import Scheduler
 
 ENTRY_POINT_GROUP = "pushdock"
 
@@ -45,9 +50,9 @@ class Bus:
 
     def _load_entry_points(self) -> None:
         """pluggy's load_setuptools_entrypoints, but a third-party plugin's failure is kept, not raised."""
-        import importlib.metadata as md
+        import importlib.metadata as md  # noqa: PLC0415 -- start-up: importlib.metadata loads when first used
 
-        from pushdock.plugins import disabled_packages, norm_package
+        from pushdock.plugins import disabled_packages, norm_package  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
         disabled = disabled_packages(self.plugins_dir)
         for dist in md.distributions():
@@ -96,7 +101,7 @@ class Bus:
 
         Looked at on every firing (a few small files), so `plugin:disable` holds at once in a long-lived `serve`.
         """
-        from pushdock.plugins import scan
+        from pushdock.plugins import scan  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
         return [p.name for p in scan(self.plugins_dir) if p.kind == "script" and p.runs]
 
@@ -119,7 +124,7 @@ class Bus:
     def first(self, trigger: str, **kwargs: Any) -> Any:
         """Fire a firstresult trigger: the first non-empty answer, Python plugins before scripts."""
         answer = getattr(self.pm.hook, trigger)(**kwargs)
-        if answer not in (None, ""):
+        if answer not in (None, "") or trigger in specs.PYTHON_ONLY:
             return answer
         for out in self._run_scripts(trigger, kwargs):
             if out:
@@ -144,17 +149,44 @@ class Bus:
         return outputs
 
     # -- registries -------------------------------------------------------------------------------
+    @overload
+    def registry(self, kind: Literal["builders"]) -> dict[str, Builder]: ...
+    @overload
+    def registry(self, kind: Literal["schedulers"]) -> dict[str, Scheduler]: ...
+    @overload
+    def registry(self, kind: Literal["proxies"]) -> dict[str, Proxy]: ...
+    @overload
+    def registry(self, kind: Literal["services"]) -> dict[str, Datastore]: ...
     def registry(self, kind: str) -> dict[str, Any]:
-        """{name: implementation} for `builders`, `schedulers` or `proxies`."""
+        return self._registry(kind)
+
+    def _registry(self, kind: str) -> dict[str, Any]:
+        """{name: implementation} of `builders`, `schedulers`, `proxies` or `services`, built when first asked.
+
+        A name two plugins register is refused (PushdockError naming both), never won by registration order.
+        """
         if kind not in self._registries:
             merged: dict[str, Any] = {}
-            for part in getattr(self.pm.hook, f"register_{kind}")():
-                merged.update(part or {})
+            owners: dict[str, str] = {}
+            for impl in getattr(self.pm.hook, f"register_{kind}").get_hookimpls():
+                for name, implementation in (impl.function() or {}).items():
+                    if name in merged:
+                        raise PushdockError(f"{kind[:-1]} {name!r} is registered twice: by plugin {owners[name]} "
+                                            f"and by plugin {impl.plugin_name}")
+                    merged[name], owners[name] = implementation, impl.plugin_name
             self._registries[kind] = merged
         return self._registries[kind]
 
+    @overload
+    def lookup(self, kind: Literal["builders"], name: str) -> Builder: ...
+    @overload
+    def lookup(self, kind: Literal["schedulers"], name: str) -> Scheduler: ...
+    @overload
+    def lookup(self, kind: Literal["proxies"], name: str) -> Proxy: ...
+    @overload
+    def lookup(self, kind: Literal["services"], name: str) -> Datastore: ...
     def lookup(self, kind: str, name: str) -> Any:
-        reg = self.registry(kind)
+        reg = self._registry(kind)
         try:
             return reg[name]
         except KeyError:

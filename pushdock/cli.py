@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
 import click
 
-from pushdock.errors import PushdockError
+from pushdock.errors import PushdockError, internal_error
 
 CORE_COMMAND_MODULES = ("apps", "config", "ps", "logs", "events", "core", "releases", "run", "checks", "service",
                         "storage", "cron", "builds", "plugin", "logship")
@@ -30,8 +31,6 @@ class Registry(click.Group):
     _loaded: set[str]
 
     def _load_core(self, module: str) -> None:
-        import importlib
-
         if module not in self._loaded:
             self._loaded.add(module)
             importlib.import_module(f"pushdock.commands.{module}").register(self)
@@ -41,7 +40,7 @@ class Registry(click.Group):
             self._load_core(module)
         if "plugins" not in self._loaded and self.plugins is not None:
             self._loaded.add("plugins")
-            self.plugins().pm.hook.register_commands(cli=self)
+            self.plugins().call("register_commands", cli=self)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in CORE_NAMES:
@@ -114,13 +113,15 @@ def build_cli(plugins: Callable[[], Any]) -> Registry:
     return cli
 
 
-def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
+def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO, errors: list[PushdockError] | None = None) -> int:
     """Run one command as the host CLI does; render errors as one `error:` line; return the exit status.
+
+    `errors` (the HTTP door's) receives the PushdockError a command failed with, to choose a status code.
 
     A command that returns an int (`run`: the one-off container's status) has chosen its exit status:
     it is returned as is, with no `error:` line. Any other return value means 0.
     """
-    import time
+    import time  # noqa: PLC0415 -- start-up: time loads when first used
 
     started = time.time()
     app = _app_arg(argv)
@@ -139,6 +140,8 @@ def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
         err.write(f"error: {e.format_message()}\n")
         rc = e.exit_code
     except PushdockError as e:
+        if errors is not None:
+            errors.append(e)
         err.write(f"error: {e.message}\n")
         if e.hint:
             err.write(f"hint: {e.hint}\n")
@@ -146,18 +149,12 @@ def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
     except BrokenPipeError:
         rc = 1
     except Exception:
-        import uuid
-
-        from pushdock.log import logger
-
-        incident = uuid.uuid4().hex[:8]
-        logger.exception("internal error", incident=incident, command=action)
-        err.write(f"error: internal error {incident} (details in the server log)\n")
+        err.write(f"error: {internal_error('command crashed', command=action)} (details in the server log)\n")
         rc = 70
     out.flush()
     if action not in ("help", "version"):  # every command is audited, reads too: `config:show` reveals secrets
         try:
-            from pushdock.redact import redact_argv
+            from pushdock.redact import redact_argv  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
             ctx.event(action, app=app, result="ok" if rc == 0 else f"exit {rc}", started=started,
                       command=" ".join(redact_argv(argv))[:300])
@@ -167,7 +164,7 @@ def dispatch(argv: list[str], ctx: Any, out: TextIO, err: TextIO) -> int:
 
 
 def _app_arg(argv: list[str]) -> str | None:
-    from pushdock.state import APP_NAME
+    from pushdock.state import APP_NAME  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
     positional = [a for a in argv[1:] if not a.startswith("-")]
     return positional[0] if positional and APP_NAME.match(positional[0]) else None
@@ -189,11 +186,11 @@ class _redirect:
 
 def main() -> None:
     """Entry point of the `pushdock` console script (the host door: root is admin)."""
-    import getpass
+    import getpass  # noqa: PLC0415 -- start-up: getpass loads when first used
 
-    from pushdock.context import Context, load_settings
-    from pushdock.log import configure
-    from pushdock.state import Identity
+    from pushdock.context import Context, load_settings  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
+    from pushdock.log import configure  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
+    from pushdock.state import Identity  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
     settings = load_settings()
     serving = sys.argv[1:2] == ["serve"]

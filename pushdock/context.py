@@ -7,10 +7,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from pushdock.errors import PushdockError
 from pushdock.state import Identity, State
 
 if TYPE_CHECKING:
     from pushdock.bus import Bus
+    from pushdock.chain import Pipeline
+    from pushdock.proxy import Proxy
+    from pushdock.scheduler import Scheduler
     from pushdock.settings import Settings
 
 
@@ -24,7 +28,7 @@ class Context:
     def state(self) -> State:
         """The data dir, opened: every entry point comes here first, so an older schema is migrated here
         and a newer one refused (PushdockError) before anything reads or writes it."""
-        from pushdock.migrations import ensure_current
+        from pushdock.migrations import ensure_current  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
         state = State(self.settings.data_dir)
         ensure_current(state, self.identity)
@@ -34,17 +38,25 @@ class Context:
     def bus(self) -> Bus:
         if self.bus_override is not None:
             return self.bus_override
-        from pushdock.bus import Bus
+        from pushdock.bus import Bus  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
         return Bus(self.state.path("plugins"))
 
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        """The deploy chain (hooks/pipeline.py), as the built-in `pipeline` plugin hands it over."""
+        chain: Pipeline | None = self.bus.first("pipeline")
+        if chain is None:
+            raise PushdockError("no deploy pipeline: the built-in plugin `pipeline` is not loaded")
+        return chain
+
     # -- selected implementations (registry lookups by name, never if/elif over kinds) ------------
-    def scheduler(self, app: str | None = None) -> Any:
+    def scheduler(self, app: str | None = None) -> Scheduler:
         name = ((app and self.state.get("scheduler", app, "selected"))
                 or self.state.get("scheduler", "--global", "selected") or self.settings.scheduler)
         return self.bus.lookup("schedulers", name)
 
-    def proxy(self) -> Any:
+    def proxy(self) -> Proxy:
         name = self.state.get("proxy", "--global", "selected") or self.settings.proxy
         return self.bus.lookup("proxies", name)
 
@@ -88,11 +100,11 @@ def load_settings() -> Settings:
     Importing pydantic-settings makes tens of thousands of objects that live as long as the process:
     with the GC paused it takes ~10 ms less, and frozen they are never rescanned by later collections.
     """
-    import gc
+    import gc  # noqa: PLC0415 -- start-up: only settings loading pauses the GC
 
     gc.disable()
     try:
-        from pushdock.settings import Settings
+        from pushdock.settings import Settings  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
         return Settings()
     finally:

@@ -299,7 +299,7 @@ def swarm_spec(applied: Applied) -> tuple[dict[str, Any], dict[str, str], list[s
     if "extra_hosts" in host:
         kw["hosts"] = dict(host["extra_hosts"])
     if any(k in host for k in ("dns", "dns_search", "dns_opt")):
-        from docker.types import DNSConfig
+        from docker.types import DNSConfig  # noqa: PLC0415 -- start-up: docker loads when first used
 
         kw["dns_config"] = DNSConfig(nameservers=host.get("dns"), search=host.get("dns_search"),
                                      options=host.get("dns_opt"))

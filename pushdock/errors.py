@@ -59,3 +59,15 @@ class TaskFailed(DeployFailed):
 
 class HookFailed(PushdockError):
     """A trigger (Python plugin or script) failed."""
+
+
+def internal_error(what: str, **context: object) -> str:
+    """For an unexpected exception being handled at an edge: log it with its traceback under a new id, and
+    return what the user is told instead, `internal error <id>` (the one place that text is made)."""
+    import uuid  # noqa: PLC0415 -- start-up: only a crash needs it
+
+    from loguru import logger  # noqa: PLC0415 -- start-up: loguru (log.py configures it as it loads) loads when first used
+
+    error_id = uuid.uuid4().hex[:8]
+    logger.exception(what, error_id=error_id, **context)
+    return f"internal error {error_id}"

@@ -24,7 +24,7 @@ class _LazyLogger:
     """loguru's `logger`, imported on first attribute access (e.g. `logger.info(...)`)."""
 
     def __getattr__(self, name: str) -> Any:
-        from loguru import logger
+        from loguru import logger  # noqa: PLC0415 -- start-up: loguru (log.py configures it as it loads) loads when first used
 
         return getattr(logger, name)
 
@@ -47,7 +47,7 @@ def configure(level: str = "INFO", logfile: Path | None = None, *, stderr: bool 
 
 
 def _configure_loguru(level: str, logfile: Path | None, stderr: bool, extra: dict[str, Any]) -> None:
-    from loguru import logger
+    from loguru import logger  # noqa: PLC0415 -- start-up: loguru (log.py configures it as it loads) loads when first used
 
     logger.remove()
     logger.configure(extra=extra)
@@ -58,7 +58,7 @@ def _configure_loguru(level: str, logfile: Path | None, stderr: bool, extra: dic
 
 
 def _intercept_stdlib() -> None:
-    import logging
+    import logging  # noqa: PLC0415 -- start-up: logging loads when first used
 
     class Intercept(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:

@@ -44,10 +44,20 @@ def _private_data_dir(state: State) -> None:
     state.make_private()
 
 
+def _service_records_out_of_app_tree(state: State) -> None:
+    """Service records were properties of plugin `service-KIND` under data/, next to the apps' own
+    (data/PLUGIN/APP): `apps:destroy X` deleted the record and credentials of a service named X (its container and
+    volume kept running, orphaned), `apps:rename`/`apps:clone` moved or copied them. They move to
+    DATA_DIR/services/KIND/NAME, which no app operation reaches."""
+    state.move_legacy_service_records()
+
+
 # Order is data: a data dir at version N runs every step after N, in this order.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "stamp the layout before schema versions", _stamp),
     Migration(2, "make the data dir private (0711: not listable by other users)", _private_data_dir),
+    Migration(3, "move service records out of the apps' tree (data/service-KIND/NAME -> services/KIND/NAME)",
+              _service_records_out_of_app_tree),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -191,7 +191,7 @@ def _install_python(ctx: Context, package: str, dest: Path) -> Plugin:
     if norm_package(package) not in allowed(ctx):
         raise Forbidden(f"Python package {package} is not on the plugin allow-list",
                         hint="the host's PUSHDOCK_PLUGIN_ALLOW lists the packages plugin:install may install")
-    import importlib.metadata as md
+    import importlib.metadata as md  # noqa: PLC0415 -- start-up: importlib.metadata loads when first used
 
     try:
         md.distribution(package)
@@ -214,17 +214,17 @@ def _install_python(ctx: Context, package: str, dest: Path) -> Plugin:
 
 def _loaded(ctx: Context, path: Path) -> Plugin:
     """The plugin as a fresh bus (what the next command or deploy builds) would load it."""
-    import importlib
+    import importlib  # noqa: PLC0415 -- start-up: importlib.metadata loads when first used
 
-    from pushdock.bus import Bus
+    from pushdock.bus import Bus  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
     importlib.invalidate_caches()
     return load(path, Bus(plugins_dir(ctx)).load_errors)
 
 
 def _pip_install(ctx: Context, package: str, *, reinstall: bool = False) -> None:
-    import importlib.metadata as md
-    import tempfile
+    import importlib.metadata as md  # noqa: PLC0415 -- start-up: importlib.metadata loads when first used
+    import tempfile  # noqa: PLC0415 -- start-up: tempfile loads when first used
 
     # Every distribution pushdock's environment holds now is pinned: a plugin may add packages, never move one.
     pins = sorted({f"{d.metadata['name']}=={d.version}" for d in md.distributions()

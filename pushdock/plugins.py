@@ -57,7 +57,7 @@ class Plugin:
 
 def trigger_names() -> frozenset[str]:
     """Script names of the triggers scripts may implement (docs/triggers.md)."""
-    from hooks import specs
+    from pushdock import specs  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
     names = [n for n in dir(specs) if not n.startswith("_") and callable(getattr(specs, n))
              and hasattr(getattr(specs, n), "pushdock_spec")]
@@ -118,7 +118,7 @@ def load(path: Path, python_errors: dict[str, str] | None = None) -> Plugin:
     rec = _record(path)
     enabled = not (path / DISABLED).exists()
     kind = "python" if rec.get("kind") == "python" else "script"
-    common = {"name": path.name, "path": path, "kind": kind, "enabled": enabled, "record": rec,
+    common: dict[str, Any] = {"name": path.name, "path": path, "kind": kind, "enabled": enabled, "record": rec,
               "source": str(rec.get("source", "")) or ("(placed by hand)" if not rec else "")}
     if kind == "python":
         return _load_python(path, rec, common, python_errors or {})
@@ -131,7 +131,7 @@ def load(path: Path, python_errors: dict[str, str] | None = None) -> Plugin:
 
 
 def _load_python(path: Path, rec: dict[str, Any], common: dict[str, Any], errors: dict[str, str]) -> Plugin:
-    import importlib.metadata as md
+    import importlib.metadata as md  # noqa: PLC0415 -- start-up: importlib.metadata loads when first used
 
     package = str(rec.get("package", ""))
     try:
@@ -139,7 +139,7 @@ def _load_python(path: Path, rec: dict[str, Any], common: dict[str, Any], errors
     except (md.PackageNotFoundError, ValueError):
         return Plugin(**common, package=package, error=f"package {package} is not installed "
                       f"(a `make setup` re-sync removes it: `plugin:update {path.name}` puts it back)")
-    summary = dist.metadata.get("Summary") or ""
+    summary = (dist.metadata["Summary"] if "Summary" in dist.metadata else "") or ""
     hooks = [ep.name for ep in dist.entry_points if ep.group == "pushdock"]
     error = errors.get(norm_package(package))
     if error is None and not hooks:

@@ -68,7 +68,7 @@ def parse_memory(text: str) -> int:
     if not m:
         raise UsageError(f"memory must be a size such as 256m or 1g (got {text[:30]!r})")
     whole, frac, unit = m.group(1), m.group(2) or "", m.group(3).lower()
-    value = (int(whole) * 10 ** len(frac) + int(frac or 0)) * UNITS[unit] // 10 ** len(frac)
+    value: int = (int(whole) * 10 ** len(frac) + int(frac or 0)) * UNITS[unit] // 10 ** len(frac)
     if value < MIN_MEMORY:
         raise UsageError(f"memory must be at least 6m (got {text[:30]!r})")
     if value > MAX_MEMORY:
@@ -172,7 +172,7 @@ def swarm_resources(limits: Limits) -> Any:
     """docker.types.Resources for a service's task template, or None without limits."""
     if not limits:
         return None
-    from docker.types import Resources
+    from docker.types import Resources  # noqa: PLC0415 -- start-up: docker loads when first used
 
     return Resources(cpu_limit=round(limits.cpu * 1e9) if limits.cpu is not None else None,
                      mem_limit=limits.memory)

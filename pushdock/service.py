@@ -83,7 +83,7 @@ def systemd_running() -> bool:
 
 
 def systemctl(args: Sequence[str]) -> None:
-    from pushdock import proc
+    from pushdock import proc  # noqa: PLC0415 -- start-up: loads only when this path runs (apps:list stays short)
 
     proc.run(["systemctl", *args], timeout=120)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,3 +57,13 @@ class Settings(BaseSettings):
     # Python packages `plugin:install` may install into pushdock's environment (names, comma- or space-separated).
     # Set on the host only: an SSH admin may install from this list, never add to it.
     plugin_allow: str = ""
+
+
+def as_env(settings: Settings) -> dict[str, str]:
+    """The settings as PUSHDOCK_* variables, so a worker process sees exactly what its parent was given."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        plain = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if plain is not None:  # unset stays unset (str(None) would be a value)
+            env[f"PUSHDOCK_{name.upper()}"] = str(plain)
+    return env

@@ -1,6 +1,11 @@
-"""All state under DATA_DIR: apps, properties, releases, keys, events, locks.
+"""All state under DATA_DIR: apps, properties, releases, keys, events, locks, service records.
 
 Only this module builds paths under the data dir. Writes are temp file -> fsync -> os.replace.
+
+Two trees of named properties, never mixed: `data/PLUGIN/APP/PROP` holds what belongs to an app (or to every
+app: the `--global` key, which is no app name), and is what destroy/rename/clone of an app take by globbing
+`data/*/APP`; `services/KIND/NAME/PROP` (`Records`) holds what belongs to something else that is named like an
+app (a service's record and credentials), so an app of the same name never reaches it.
 """
 
 from __future__ import annotations
@@ -94,7 +99,7 @@ class Release:
     status: str = "pending"  # pending | current | superseded | failed
     web_port: int = 5000
     # app.json of the deployed tree: `scripts.dokku` (predeploy, postdeploy) and `healthchecks`
-    # (normalized by hooks.checks), kept per release so a rollback runs the scripts of the code it runs.
+    # (normalized by pushdock.checks), kept per release so a rollback runs the scripts of the code it runs.
     scripts: dict[str, str] = field(default_factory=dict)
     checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # app.json's `formation` gave quantities: the counts are the code's, `ps:scale` is refused (Dokku's rule).
@@ -127,6 +132,9 @@ class SshKey:
     added: float = field(default_factory=time.time)
 
 
+ROLES = ("admin", "deployer")  # what an SSH key or a token may be: admin (everything), deployer (its apps)
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who is calling, through which door."""
@@ -138,6 +146,66 @@ class Identity:
 
     def may_use(self, app: str) -> bool:
         return self.role == "admin" or app in self.apps
+
+
+SERVICES_DIR = "services"  # DATA_DIR/services/KIND/NAME/PROP: service records, outside data/*/APP
+KIND = re.compile(r"^[a-z][a-z0-9-]{0,29}\Z")
+
+
+def _check_prop(prop: str) -> str:
+    if not prop or "/" in prop or prop in (".", "..") or prop.startswith(".") or "\0" in prop:
+        raise UsageError(f"invalid property name {prop[:40]!r}")
+    return prop
+
+
+class Records:
+    """The properties of things named like apps that are not apps (services): NAME/PROP files in a folder of
+    their own (`State.service_records`), out of reach of what destroys, renames or clones an app."""
+
+    def __init__(self, top: Path, root: Path) -> None:
+        self._top = top  # DATA_DIR/services: made 0700 (the records are not listed by other users)
+        self.root = root
+
+    def _path(self, name: str, prop: str) -> Path:
+        return self.root / validate_app_name(name) / _check_prop(prop)
+
+    def _write(self, name: str, prop: str, data: str, mode: int) -> None:
+        path = self._path(name, prop)
+        self._top.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(path, data, mode=mode)
+
+    def get(self, name: str, prop: str, default: str | None = None) -> str | None:
+        try:
+            return self._path(name, prop).read_text()
+        except FileNotFoundError:
+            return default
+
+    def set(self, name: str, prop: str, value: str) -> None:
+        self._write(name, prop, value, 0o644)
+
+    def delete(self, name: str, prop: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(name, prop).unlink()
+
+    def get_json(self, name: str, prop: str, default: Any = None) -> Any:
+        raw = self.get(name, prop)
+        return default if raw is None else json.loads(raw)
+
+    def set_json(self, name: str, prop: str, value: Any, *, secret: bool = False) -> None:
+        """`secret`: readable by the owner only (0600): credentials."""
+        self._write(name, prop, json.dumps(value, indent=1, sort_keys=True), 0o600 if secret else 0o644)
+
+    def names(self) -> list[str]:
+        """The names that have properties here."""
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return []
+        return sorted(e.name for e in entries if e.is_dir() and APP_NAME.match(e.name))
+
+    def forget(self, name: str) -> None:
+        """Remove every property of `name` (a service that was destroyed)."""
+        shutil.rmtree(self.root / validate_app_name(name), ignore_errors=True)
 
 
 class State:
@@ -168,6 +236,49 @@ class State:
         if not name or "/" in name or name in (".", ".."):
             raise UsageError(f"invalid storage directory name {name[:40]!r}")
         return self.storage_root / name
+
+    def service_records(self, kind: str) -> Records:
+        """The records of services of `kind` (postgres, redis): DATA_DIR/services/KIND/NAME/PROP."""
+        if not KIND.match(kind):
+            raise UsageError(f"invalid service kind {kind[:40]!r}")
+        return Records(self.root / SERVICES_DIR, self.root / SERVICES_DIR / kind)
+
+    def move_legacy_service_records(self) -> list[str]:
+        """Schema 3: move the service records of the old layout, `data/service-KIND/NAME`, where an app named
+        NAME took them along (destroy, rename, clone), to `services/KIND/NAME`; the moved `KIND/NAME`s.
+
+        Idempotent and crash-safe: each record moves by one rename (same file system); a record whose target
+        exists already (a crash between moving its files) has its remaining files moved one by one, the folder
+        left empty is removed. Running it again finds nothing left to move."""
+        moved = []
+        data = self.root / "data"
+        try:
+            folders = sorted(d for d in data.iterdir() if d.is_dir() and d.name.startswith("service-"))
+        except FileNotFoundError:
+            return []
+        for folder in folders:
+            kind = folder.name.removeprefix("service-")
+            if not KIND.match(kind):
+                continue
+            target_root = self.root / SERVICES_DIR / kind
+            for src in sorted(folder.iterdir()):
+                if not src.is_dir() or not APP_NAME.match(src.name):
+                    continue  # a temp folder of an interrupted write or clone: left for the removal below
+                (self.root / SERVICES_DIR).mkdir(mode=0o700, exist_ok=True)
+                os.chmod(self.root / SERVICES_DIR, 0o700)  # private, as data/ was (migration 2)
+                target_root.mkdir(exist_ok=True)
+                target = target_root / src.name
+                if not target.exists():
+                    os.rename(src, target)
+                else:
+                    for f in src.iterdir():
+                        if not (target / f.name).exists():
+                            os.rename(f, target / f.name)
+                    shutil.rmtree(src)
+                moved.append(f"{kind}/{src.name}")
+            _fsync_dir(target_root)
+            shutil.rmtree(folder)  # what is left: temp files of interrupted writes
+        return moved
 
     def _prop_path(self, plugin: str, app: str, prop: str) -> Path:
         if app != GLOBAL:
@@ -200,12 +311,12 @@ class State:
         atomic_write(self._prop_path(plugin, app, prop), json.dumps(value, indent=1, sort_keys=True), mode=0o600)
 
     def names(self, plugin: str) -> list[str]:
-        """The names (apps, services) that have properties of `plugin`."""
+        """The apps that have properties of `plugin` (not `--global`)."""
         root = self.root / "data" / plugin
         return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != GLOBAL) if root.is_dir() else []
 
     def forget(self, plugin: str, app: str) -> None:
-        """Remove every property of `plugin` for `app` (a service that was destroyed)."""
+        """Remove every property of `plugin` for `app`."""
         shutil.rmtree(self._prop_path(plugin, app, "x").parent, ignore_errors=True)
 
     # -- locks ----------------------------------------------------------------------------------
@@ -236,7 +347,8 @@ class State:
 
     def create_app(self, app: str) -> None:
         """Create the bare repo of a new app (Conflict if it exists)."""
-        from dulwich.repo import Repo
+        from dulwich.refs import Ref  # noqa: PLC0415 -- start-up: dulwich loads when first used
+        from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
         path = self.repo_path(app)
         if path.exists():
@@ -245,7 +357,7 @@ class State:
         tmp = Path(tempfile.mkdtemp(prefix=f".{app}.", dir=self.repos_dir))
         try:
             repo = Repo.init_bare(str(tmp))
-            repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
+            repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
             repo.close()
             os.rename(tmp, path)
         except OSError as e:
@@ -334,7 +446,8 @@ class State:
 
     # -- formation (desired scale) ----------------------------------------------------------------
     def get_formation(self, app: str) -> dict[str, int] | None:
-        return self.get_json("ps", app, "formation")
+        formation: dict[str, int] | None = self.get_json("ps", app, "formation")
+        return formation
 
     def set_formation(self, app: str, formation: dict[str, int]) -> None:
         self.set_json("ps", app, "formation", formation)
@@ -520,6 +633,16 @@ class State:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
         return removed
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make renames into `path` durable before what follows them (removing their source folder)."""
+    with contextlib.suppress(FileNotFoundError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _alive(pid: int) -> bool:

@@ -321,7 +321,7 @@ def swarm_mounts(state: State, release: Release) -> list[Any] | None:
     mounts = of_release(state, release)
     if not mounts:
         return None
-    from docker.types import Mount as EngineMount
+    from docker.types import Mount as EngineMount  # noqa: PLC0415 -- start-up: docker loads when first used
 
     return [EngineMount(m.target, m.engine_source(state), type="bind", read_only=m.read_only) for m in mounts]
 

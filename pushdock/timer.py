@@ -28,8 +28,8 @@ MAX_WAIT = 1.0  # seconds the loop sleeps at most: a job added meanwhile or a cl
 
 def cron_expression(schedule: str) -> str:
     """`schedule` as five cron fields (descriptors expanded); UsageError with the reason if it is not one."""
-    from croniter import croniter
-    from croniter.croniter import CroniterBadDateError, CroniterError
+    from croniter import croniter  # noqa: PLC0415 -- start-up: croniter loads when first used
+    from croniter.croniter import CroniterBadDateError, CroniterError  # noqa: PLC0415 -- start-up: croniter loads when first used
 
     text = schedule.strip() if isinstance(schedule, str) else ""
     if text.startswith("@"):
@@ -52,7 +52,7 @@ def cron_expression(schedule: str) -> str:
 
 def next_cron(expression: str, after: float) -> float:
     """The first tick of a five-field expression strictly after `after` (epoch seconds), in the host's time zone."""
-    from croniter import croniter
+    from croniter import croniter  # noqa: PLC0415 -- start-up: croniter loads when first used
 
     start = datetime.fromtimestamp(after).astimezone()
     return float(croniter(expression, start).get_next(float))

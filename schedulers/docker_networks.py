@@ -13,7 +13,7 @@ from loguru import logger
 
 from pushdock import networks
 from pushdock.errors import Conflict, NotFound, UsageError
-from schedulers import docker_engine as eng
+from schedulers import engine as eng
 
 if TYPE_CHECKING:
     from pushdock.context import Context

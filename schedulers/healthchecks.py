@@ -15,16 +15,17 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from hooks.checks import Healthcheck, healthchecks_of
+from pushdock.checks import Healthcheck, healthchecks_of
 from pushdock.errors import PushdockError
-from schedulers import docker_engine as eng
+from schedulers import engine as eng
+from schedulers.engine import Aborted, NotReady, Started
 
 if TYPE_CHECKING:
     from pushdock.routing import Upstream
     from pushdock.state import Release
-    from schedulers.readiness import Started
 
 MAX_BODY = 1024 * 1024
 
@@ -45,7 +46,6 @@ def validate(release: Release) -> None:
 
 def run_all(s: Started, checks: Sequence[Healthcheck], abort: threading.Event) -> list[str]:
     """Run `checks` in order against a ready instance; returns notes (passed, warned). NotReady on a failure."""
-    from schedulers.readiness import Aborted, NotReady
 
     notes = []
     for h in checks:
@@ -101,8 +101,8 @@ def http_check(upstream: Upstream, path: str, content: str | None, timeout: floa
 
 
 def _command_check(container: Any, argv: list[str], timeout: float) -> str:
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pushdock-check")
     try:
@@ -121,8 +121,6 @@ def _command_check(container: Any, argv: list[str], timeout: float) -> str:
 
 
 def _uptime_check(container: Any, seconds: float, abort: threading.Event) -> str:
-    from datetime import datetime
-
     state = container.attrs.get("State") or {}
     started = str(state.get("StartedAt") or "")
     try:

@@ -28,8 +28,8 @@ def explain(container: Any, port: str, app: str) -> str:
 
 def listening_ports(container: Any) -> dict[int, bool] | None:
     """{port: loopback only} of the container's listening TCP sockets; None if they cannot be read."""
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     try:
         code, out = container.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"], demux=False)

@@ -16,7 +16,7 @@ from typing import Any
 
 from loguru import logger
 
-from schedulers import docker_engine as eng
+from schedulers import engine as eng
 
 RESCAN = 2.0  # seconds between looks for new (or restarted) sources while following
 QUEUE_LINES = 1000  # lines buffered between the readers and a slow consumer
@@ -80,8 +80,8 @@ class _Multiplexer:
         threading.Thread(target=self._pump, args=(source,), name=f"pushdock-logs-{source.name}", daemon=True).start()
 
     def _pump(self, source: Any) -> None:
-        import docker
-        import requests
+        import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+        import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
         try:
             stream, lines = self.open_stream(source)
@@ -120,7 +120,7 @@ class _Multiplexer:
 
 def close_stream(stream: Any) -> None:
     """Close a log stream (its socket), ending a blocked read; a stream closed already is fine."""
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         stream.close()

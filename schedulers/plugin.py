@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hooks.specs import hookimpl
+from pushdock.specs import hookimpl
 
 if TYPE_CHECKING:
     import click
@@ -17,15 +17,16 @@ if TYPE_CHECKING:
 
 @hookimpl
 def register_schedulers() -> dict[str, Any]:
-    from schedulers.docker_local import DockerLocalScheduler
-    from schedulers.swarm import SwarmScheduler
+    from schedulers.docker_local.scheduler import DockerLocalScheduler  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+    from schedulers.swarm.scheduler import SwarmScheduler  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     return {DockerLocalScheduler.name: DockerLocalScheduler(), SwarmScheduler.name: SwarmScheduler()}
 
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    from schedulers import docker_options_commands, network_commands, resource_commands, swarm_commands
+    from schedulers import docker_options_commands, network_commands, resource_commands  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+    from schedulers.swarm import commands as swarm_commands  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     for cmd in [*swarm_commands.COMMANDS, *resource_commands.COMMANDS, *docker_options_commands.COMMANDS,
                 *network_commands.COMMANDS]:

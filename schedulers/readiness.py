@@ -17,15 +17,16 @@ import http.client
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pushdock.routing import Upstream
-from schedulers import docker_engine as eng
-from schedulers.docker_engine import Slot
+from schedulers import engine as eng
+from schedulers.engine import Aborted, NotReady, Started
+from schedulers.healthchecks import run_all
+from schedulers.listening import explain
 
 if TYPE_CHECKING:
-    from hooks.checks import Healthcheck
+    from pushdock.checks import Healthcheck
     from pushdock.context import Context
 
 READY_PATH = "/"
@@ -37,26 +38,6 @@ FIRST_PROBE_INTERVAL = 0.05
 CONFIRM_INTERVAL = 0.1
 PROBE_SUCCESSES = 2  # consecutive answers < 500 before a web instance counts as ready
 WORKER_SETTLE = 1.5  # a non-web instance must still run after this long
-
-
-class NotReady(Exception):
-    """An instance failed its readiness check: `reason` is one line, `lines` its last log lines."""
-
-    def __init__(self, reason: str, lines: list[str] | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.lines = lines or []
-
-
-class Aborted(Exception):
-    """Another instance of the same deploy failed first: stop checking this one."""
-
-
-@dataclass
-class Started:
-    slot: Slot
-    container: Any
-    upstream: Upstream | None
 
 
 def wait_ready(
@@ -78,8 +59,6 @@ def wait_ready(
         notes = []
     if not checks:
         return notes
-    from schedulers.healthchecks import run_all
-
     return notes + run_all(s, checks, abort)
 
 
@@ -123,8 +102,6 @@ def _default_ready(ctx: Context, s: Started, abort: threading.Event) -> None:
 
 def _silent_reason(s: Started, timeout: float) -> str:
     """One line: the web instance never answered HTTP on $PORT, and what it listens on instead."""
-    from schedulers.listening import explain
-
     port = _container_port(s.container)
     head = f"{s.slot} did not answer HTTP on PORT={port} within {timeout:g}s"
     return f"{head}: {explain(s.container, port, s.container.labels.get('pushdock.app', 'APP'))}"
@@ -151,6 +128,6 @@ def probe(upstream: Upstream, path: str, timeout: float) -> int | None:
 def _container_port(container: Any) -> str:
     env = dict(e.partition("=")[::2] for e in (container.attrs.get("Config") or {}).get("Env") or [])
     if env.get("PORT", "").isdigit():
-        return env["PORT"]
+        return str(env["PORT"])
     exposed = (container.attrs.get("Config") or {}).get("ExposedPorts") or {}
     return next(iter(exposed), "?/tcp").split("/")[0]

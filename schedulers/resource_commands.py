@@ -69,7 +69,7 @@ def _apply(ctx: Context, app: str, limits: dict[str, Limits], *, key: str, resta
 
 def _restart(ctx: Context, app: str, process: str | None) -> bool:
     """Every process type for the default limits, else only the one whose limits changed."""
-    from hooks import pipeline
+    from hooks import pipeline  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     return pipeline.restart_running(ctx, app, echo_progress(), process=process)
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '[setup] %s\n' "$*" >&2; }
+log() { printf '[setup] %s\n' "$*"; }  # progress on stdout: a successful set-up prints nothing on stderr
 
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
@@ -21,6 +21,13 @@ command -v pebble >/dev/null 2>&1 || need+=(pebble)
 # the tests' FROM-scratch images carry the host's static busybox; systemd-analyze verifies the service unit
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# the multinode tests: a second dockerd in a network namespace (ip, nsenter), images through Debian's registry (TLS)
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# the dashboard's browser tests drive a headless chromium through selenium
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
@@ -42,7 +49,8 @@ export UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1
 if [ ! -x .uv/bin/uv ] || [ scripts/uv-requirements.txt -nt .uv/.installed ]; then
   log "installing uv (scripts/uv-requirements.txt)"
   python3 -m venv .uv
-  .uv/bin/pip install -q --require-hashes -r scripts/uv-requirements.txt
+  # -qq: errors only (a machine's pip.conf may name extra indexes that are absent: a warning each)
+  .uv/bin/pip install -qq --require-hashes -r scripts/uv-requirements.txt
   touch .uv/.installed
 fi
 if [ ! -x .venv/bin/pushdock ] || [ uv.lock -nt .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then

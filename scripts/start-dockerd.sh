@@ -2,7 +2,7 @@
 # Start dockerd in the background if no Docker engine answers; wait until it does (at most 30 s).
 # Used by scripts/setup.sh and by the test that restarts the engine (tests/e2e/test_engine_restart.py).
 set -euo pipefail
-log() { printf '[setup] %s\n' "$*" >&2; }
+log() { printf '[setup] %s\n' "$*"; }  # progress on stdout; the failure below goes to stderr
 LOG=/var/log/pushdock-dockerd.log
 
 docker info >/dev/null 2>&1 && exit 0
@@ -18,5 +18,5 @@ else
   setsid --fork dockerd >>"$LOG" 2>&1 </dev/null
 fi
 for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && exit 0; sleep 0.5; done
-log "dockerd did not start; see $LOG"
+log "dockerd did not start; see $LOG" >&2
 exit 1

@@ -1,20 +1,25 @@
-"""Backups of a service: a compressed dump under DATA_DIR/backups/KIND/NAME/, proven by a restore.
+"""Backups of a service: a compressed file under DATA_DIR/backups/KIND/NAME/, proven by a restore.
 
-`backup` streams the datastore's dump (postgres: `pg_dump -Fc`, compressed) into a 0600 file; `--verify`
-restores it into a throwaway container of the same image (no network, removed after) and compares the row
-count of every table with the source's, taken right after the dump. A corrupt or truncated dump fails the
-restore, and so the verification, loudly. Each backup is listed with its size, time and verification.
+What a kind supplies is `pushdock.datastore.Backupable`: the argv that writes the file (postgres: `pg_dump -Fc`;
+redis: an RDB snapshot, gzipped), the argv that restores one, and how to count what is in it (rows per table,
+keys per database). This module does the rest for every kind: the 0600 file, `--verify` (the file restored into
+a throwaway container of the same image, no network, removed after, and every count compared with the
+source's, taken right after the backup), the index `KIND:backups` lists, restores, schedules and retention.
+A corrupt or truncated file fails the restore, and so the verification, loudly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pushdock import attach
 from pushdock.errors import NotFound, PushdockError, UsageError
@@ -22,17 +27,10 @@ from services import engine, model
 
 if TYPE_CHECKING:
     from pushdock.context import Context
-    from services.base import Datastore
+    from pushdock.datastore import Backupable
     from services.model import Service
 
 INDEX = "backups"
-# Exact row counts of every user table, one `schema.table count` line each (query_to_xml runs one count per table).
-COUNTS_SQL = (
-    "select table_schema || '.' || table_name || ' ' || (xpath('/row/c/text()', query_to_xml(format("
-    "'select count(*) as c from %I.%I', table_schema, table_name), false, true, '')))[1]::text "
-    "from information_schema.tables where table_type = 'BASE TABLE' "
-    "and table_schema not in ('pg_catalog', 'information_schema') order by 1"
-)
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ def directory(ctx: Context, service: Service) -> Path:
 
 
 def listed(ctx: Context, service: Service) -> list[Backup]:
-    raw = ctx.state.get_json(model.plugin(service.kind), service.name, INDEX, []) or []
+    raw = model.records(ctx.state, service.kind).get_json(service.name, INDEX, []) or []
     out = []
     for entry in raw:
         path = directory(ctx, service) / str(entry["file"])
@@ -61,7 +59,7 @@ def listed(ctx: Context, service: Service) -> list[Backup]:
 def _record(ctx: Context, service: Service, backup: Backup) -> None:
     with ctx.state.global_lock(model.plugin(service.kind)):
         rows = [b for b in listed(ctx, service) if b.file != backup.file] + [backup]
-        ctx.state.set_json(model.plugin(service.kind), service.name, INDEX, [
+        model.records(ctx.state, service.kind).set_json(service.name, INDEX, [
             {"file": b.file, "size": b.size, "time": b.time, "verified": b.verified} for b in rows])
 
 
@@ -76,7 +74,7 @@ def _exec_to_file(api: Any, cid: str, argv: list[str], out: Path) -> None:
         if code != 0:
             err.seek(0)
             lines = err.read().decode(errors="replace").strip().splitlines() or ["no output"]
-            raise PushdockError(f"{argv[0]} failed (exit status {code}): {lines[-1][:200]}")
+            raise PushdockError(f"{_shown(argv)} failed (exit status {code}): {lines[-1][:200]}")
 
 
 def _exec_from_file(api: Any, cid: str, argv: list[str], source: Path) -> None:
@@ -89,32 +87,36 @@ def _exec_from_file(api: Any, cid: str, argv: list[str], source: Path) -> None:
         if code != 0:
             err.seek(0)
             lines = err.read().decode(errors="replace").strip().splitlines() or ["no output"]
-            raise PushdockError(f"{argv[0]} failed (exit status {code}): {lines[-1][:200]}")
+            raise PushdockError(f"{_shown(argv)} failed (exit status {code}): {lines[-1][:200]}")
 
 
-def _counts(c: Any, name: str) -> dict[str, int]:
-    code, out = c.exec_run(["psql", "-U", "postgres", "-d", name, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", COUNTS_SQL])
+def _shown(argv: list[str]) -> str:
+    """The program for messages: a script's `sh -c` is no name to show."""
+    return "the script" if argv[0] == "sh" else argv[0]
+
+
+def _counts(c: Any, ds: Backupable, name: str) -> dict[str, int]:
+    code, out = c.exec_run(ds.counts_argv(name))
     if code != 0:
-        raise PushdockError(f"counting rows failed: {out.decode(errors='replace').strip()[-200:]}")
-    pairs = (line.rsplit(" ", 1) for line in out.decode().splitlines() if line.strip())
-    return {table: int(n) for table, n in pairs}
+        raise PushdockError(f"counting {ds.counted} failed: {out.decode(errors='replace').strip()[-200:]}")
+    return ds.parse_counts(out.decode(errors="replace"))
 
 
-def backup(ctx: Context, ds: Datastore, service: Service, *, verify: bool) -> Backup:
-    """Dump the service into a new file; with `verify`, prove it by a restore (PushdockError if that fails)."""
+def backup(ctx: Context, ds: Backupable, service: Service, *, verify: bool) -> Backup:
+    """Back the service up into a new file; with `verify`, prove it by a restore (PushdockError if that fails)."""
     c = engine.running(ctx, service)
     folder = directory(ctx, service)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    file = f"{service.name}-{stamp}-{secrets.token_hex(2)}.dump"
+    file = f"{service.name}-{stamp}-{secrets.token_hex(2)}{ds.backup_suffix}"
     path = folder / file
     with engine.engine_errors(f"backing up {service.kind} service {service.name}"):
         try:
-            _exec_to_file(engine.client().api, c.id, ds.export_argv(service.name), path)
+            _exec_to_file(engine.client().api, c.id, ds.backup_argv(service.name), path)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        counts = _counts(c, service.name) if verify else {}
+        counts = _counts(c, ds, service.name) if verify else {}
     made = Backup(file, path, path.stat().st_size, time.time(), "no")
     _record(ctx, service, made)
     if verify:
@@ -122,14 +124,14 @@ def backup(ctx: Context, ds: Datastore, service: Service, *, verify: bool) -> Ba
     return made
 
 
-def verify_file(ctx: Context, ds: Datastore, service: Service, made: Backup, source: dict[str, int]) -> Backup:
-    """Restore `made` into a throwaway container and compare per-table row counts with `source`."""
+def verify_file(ctx: Context, ds: Backupable, service: Service, made: Backup, source: dict[str, int]) -> Backup:
+    """Restore `made` into a throwaway container and compare its counts (per table, per database) with `source`."""
     try:
         restored = _restore_throwaway(ctx, ds, service, made.path)
         diff = sorted(t for t in set(source) | set(restored) if source.get(t) != restored.get(t))
         if diff:
             t = diff[0]
-            raise PushdockError(f"table {t} has {restored.get(t, 'no')} rows in the restored dump, "
+            raise PushdockError(f"{t} has {restored.get(t, 'no')} {ds.counted} in the restored backup, "
                                 f"{source.get(t, 'no')} in the service")
     except PushdockError as e:
         failed = Backup(made.file, made.path, made.size, made.time, f"failed: {e.message}")
@@ -142,22 +144,46 @@ def verify_file(ctx: Context, ds: Datastore, service: Service, made: Backup, sou
     return ok
 
 
-def _restore_throwaway(ctx: Context, ds: Datastore, service: Service, path: Path) -> dict[str, int]:
+def _restore_throwaway(ctx: Context, ds: Backupable, service: Service, path: Path) -> dict[str, int]:
     api = engine.client().api
-    with engine.engine_errors("verifying a backup"):
+    volume = None
+    with engine.engine_errors("verifying a backup"), contextlib.ExitStack() as cleanup:
+        if ds.restore_offline:  # restored into a volume of its own, then a server started on it
+            volume = f"{engine.resource_name(ctx, service)}-verify-{secrets.token_hex(3)}"
+            engine.client().volumes.create(volume, labels=engine.labels(ctx, service))
+            cleanup.callback(_remove_volume, volume)
+            _restore_offline(ctx, ds, service, volume, path)
+        binds = {volume: {"bind": ds.data_path, "mode": "rw"}} if volume else {}
         made = api.create_container(
             ds.image, environment=ds.environment(service.name, secrets.token_urlsafe(16)),
             labels=engine.labels(ctx, service) | {"pushdock.one-off": "backup-verify"}, network_disabled=True,
-            host_config=api.create_host_config(init=True), use_config_proxy=False)
-        cid = made["Id"]
-        try:
-            api.start(cid)
-            throwaway = engine.client().containers.get(cid)
-            engine.wait_ready_container(throwaway, ds, service.name, f"the verification container of {service.name}")
-            _exec_from_file(api, cid, ds.import_argv(service.name), path)
-            return _counts(throwaway, service.name)
-        finally:
-            api.remove_container(cid, force=True)
+            host_config=api.create_host_config(init=True, binds=binds), use_config_proxy=False)
+        cleanup.callback(api.remove_container, made["Id"], force=True)
+        api.start(made["Id"])
+        throwaway = engine.client().containers.get(made["Id"])
+        engine.wait_ready_container(throwaway, ds, service.name, f"the verification container of {service.name}")
+        if not ds.restore_offline:
+            _exec_from_file(api, made["Id"], ds.restore_argv(service.name), path)
+        return _counts(throwaway, ds, service.name)
+
+
+def _remove_volume(name: str) -> None:
+    with contextlib.suppress(Exception):
+        engine.client().volumes.get(name).remove(force=True)
+
+
+def _restore_offline(ctx: Context, ds: Backupable, service: Service, volume: str, path: Path) -> None:
+    """restore_argv in a helper container of the image on `volume` (its server not running), `path` on stdin."""
+    api = engine.client().api
+    helper = api.create_container(
+        ds.image, entrypoint=["sleep", "infinity"], labels=engine.labels(ctx, service) | {
+            "pushdock.one-off": "backup-restore"}, network_disabled=True, use_config_proxy=False,
+        host_config=api.create_host_config(init=True, binds={volume: {"bind": ds.data_path, "mode": "rw"}}))
+    try:
+        api.start(helper["Id"])
+        _exec_from_file(api, helper["Id"], ds.restore_argv(service.name), path)
+    finally:
+        api.remove_container(helper["Id"], force=True)
 
 
 def find(ctx: Context, service: Service, file: str) -> Backup:
@@ -170,12 +196,41 @@ def find(ctx: Context, service: Service, file: str) -> Backup:
     raise NotFound(f"{service.kind} service {service.name} has no backup {file[:60]!r}")
 
 
-def restore(ctx: Context, ds: Datastore, service: Service, file: str) -> Backup:
+def restore(ctx: Context, ds: Backupable, service: Service, file: str) -> Backup:
+    """One of the service's backups (by name) into it."""
     b = find(ctx, service, file)
+    load(ctx, ds, service, b.path)
+    return b
+
+
+def load(ctx: Context, ds: Backupable, service: Service, path: Path) -> None:
+    """A backup file (or an export) into the live service: streamed into the running server, or, for a kind that
+    restores offline, with the service stopped for it and started again (ready) whatever happens."""
     c = engine.running(ctx, service)
     with engine.engine_errors(f"restoring {service.kind} service {service.name}"):
-        _exec_from_file(engine.client().api, c.id, ds.import_argv(service.name), b.path)
-    return b
+        if not ds.restore_offline:
+            _exec_from_file(engine.client().api, c.id, ds.restore_argv(service.name), path)
+            return
+        c.stop(timeout=30)
+        try:
+            _restore_offline(ctx, ds, service, engine.resource_name(ctx, service), path)
+        finally:
+            c.start()
+            engine.wait_ready(ctx, ds, service)
+
+
+@contextlib.contextmanager
+def spooled(ctx: Context, service: Service, stream: IO[bytes]) -> Iterator[Path]:
+    """`stream` (an import on stdin) in a 0600 file beside the service's backups, removed after."""
+    folder = directory(ctx, service)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".import-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(stream, f, 1 << 20)
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
 
 
 # -- schedules: serve's timer (the timer-jobs trigger) -------------------------------------------------------
@@ -186,25 +241,25 @@ MAX_KEEP = 1000
 
 def set_schedule(ctx: Context, service: Service, cron: str, keep: int) -> str:
     """Store the schedule (its cron expression checked); the expression as five fields."""
-    from pushdock.timer import cron_expression
+    from pushdock.timer import cron_expression  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     expression = cron_expression(cron)
-    ctx.state.set_json(model.plugin(service.kind), service.name, SCHEDULE, {"cron": expression, "keep": keep})
+    model.records(ctx.state, service.kind).set_json(service.name, SCHEDULE, {"cron": expression, "keep": keep})
     return expression
 
 
 def clear_schedule(ctx: Context, service: Service) -> None:
-    if ctx.state.get_json(model.plugin(service.kind), service.name, SCHEDULE) is None:
+    if model.records(ctx.state, service.kind).get_json(service.name, SCHEDULE) is None:
         raise NotFound(f"{service.kind} service {service.name} has no backup schedule")
-    ctx.state.delete(model.plugin(service.kind), service.name, SCHEDULE)
+    model.records(ctx.state, service.kind).delete(service.name, SCHEDULE)
 
 
 def schedule_of(ctx: Context, service: Service) -> dict[str, Any] | None:
-    raw = ctx.state.get_json(model.plugin(service.kind), service.name, SCHEDULE)
+    raw = model.records(ctx.state, service.kind).get_json(service.name, SCHEDULE)
     return raw if isinstance(raw, dict) else None
 
 
-def timer_jobs(ctx: Context, kinds: dict[str, Datastore]) -> dict[str, tuple[str, Any]]:
+def timer_jobs(ctx: Context, kinds: dict[str, Backupable]) -> dict[str, tuple[str, Any]]:
     """{`KIND-backup:NAME`: (cron, run)} for every service with a schedule."""
     out: dict[str, tuple[str, Any]] = {}
     for kind, ds in kinds.items():
@@ -217,9 +272,9 @@ def timer_jobs(ctx: Context, kinds: dict[str, Datastore]) -> dict[str, tuple[str
     return out
 
 
-def scheduled(ctx: Context, ds: Datastore, kind: str, name: str, keep: int) -> None:
+def scheduled(ctx: Context, ds: Backupable, kind: str, name: str, keep: int) -> None:
     """A timer tick: a verified backup (its result in events and `backups`), then keep the newest `keep`."""
-    from loguru import logger
+    from loguru import logger  # noqa: PLC0415 -- start-up: loguru (log.py configures it as it loads) loads when first used
 
     service = model.find(ctx.state, kind, name)
     if service is None:
@@ -241,6 +296,6 @@ def prune(ctx: Context, service: Service, keep: int) -> list[str]:
         gone = rows[keep:]
         for b in gone:
             b.path.unlink(missing_ok=True)
-        ctx.state.set_json(model.plugin(service.kind), service.name, INDEX, [
+        model.records(ctx.state, service.kind).set_json(service.name, INDEX, [
             {"file": b.file, "size": b.size, "time": b.time, "verified": b.verified} for b in rows[:keep]])
     return [b.file for b in gone]

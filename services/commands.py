@@ -1,7 +1,7 @@
 """The command group of a kind of service (`postgres:*`, `redis:*`): Dokku's service-plugin verbs.
 
 `group(kind)` makes it; a third-party datastore plugin calls it from its own `register_commands`.
-Role rules: admins create, destroy, restart and see credentials; a deployer may link its apps, and
+Role rules: admins create, destroy, restart, expose and see credentials; a deployer may link its apps, and
 info/logs/connect/export/import the services linked to them (info without the password).
 """
 
@@ -17,21 +17,23 @@ import click
 from pushdock.apps import authorized_app, require_admin
 from pushdock.commands import echo_progress, format_option, print_report, print_table
 from pushdock.context import Context
+from pushdock.datastore import Datastore
 from pushdock.errors import Conflict, UsageError
-from services import engine, links, model
-from services.base import Datastore
+from services import engine, exposure, links, model
 
 
 def group(kind: str, *, backups: bool = False) -> click.Group:
-    """The `KIND:*` commands; `backups`: also backup, backups and restore (services/backups.py: pg_dump based)."""
-    from pushdock.commands import group as make_group
+    """The `KIND:*` commands; `backups` (the kind is a `pushdock.datastore.Backupable`): also backup, backups, restore
+    and backup-schedule (services/backups.py)."""
+    from pushdock.commands import group as make_group  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     @make_group(kind, f"{kind} services: create one, link it to apps (sets its URL variable).", default_verb="list")
     def cli() -> None:
         pass
 
     def ds(ctx: Context) -> Datastore:
-        return ctx.bus.lookup("services", kind)
+        store: Datastore = ctx.bus.lookup("services", kind)
+        return store
 
     @cli.command("create")
     @click.argument("name")
@@ -107,11 +109,12 @@ def group(kind: str, *, backups: bool = False) -> click.Group:
             "container": engine.resource_name(ctx, service), "network": engine.resource_name(ctx, service),
             "volume": engine.resource_name(ctx, service), "data path": store.data_path,
             "links": [f"{link_.app} ({link_.var})" for link_ in service.links],
+            "exposed": exposure.shown(service.exposed) if service.exposed else "no",
         }
         if ctx.identity.role == "admin":
             fields["dsn"] = store.url(name, model.password(ctx.state, service), engine.host(service))
         if fmt != "json":
-            fields["links"] = ", ".join(fields["links"]) or "none"
+            fields["links"] = ", ".join(fields["links"]) or "none"  # type: ignore[arg-type]  # a list until here
         print_report(f"{kind} service {name}", fields, fmt)
 
     @cli.command("list")
@@ -154,12 +157,19 @@ def group(kind: str, *, backups: bool = False) -> click.Group:
     def import_(ctx: Context, name: str) -> int:
         """Load a dump (as export writes it) from stdin into the service."""
         service = model.visible(ctx, kind, model.check_name(kind, name))
-        argv = ds(ctx).import_argv(name)
-        if not argv:
-            raise UsageError(f"{kind}:import is not supported yet")
+        store = ds(ctx)
+        argv = store.import_argv(name)
+        if not argv and not getattr(store, "restore_offline", False):
+            raise UsageError(f"{kind}:import is not supported")
         if sys.stdin.isatty():
             raise UsageError(f"{kind}:import reads a dump on stdin: {kind}:import {name} < FILE")
-        return engine.attach_exec(ctx, service, argv, tty=False)
+        if argv:
+            return engine.attach_exec(ctx, service, argv, tty=False)
+        from services import backups as backups_  # noqa: PLC0415 -- start-up: command modules load with the CLI (a kind that loads a snapshot with the server stopped)
+
+        with backups_.spooled(ctx, service, sys.stdin.buffer) as path:
+            backups_.load(ctx, store, service, path)  # type: ignore[arg-type]  # the kind has backups: a Backupable
+        return 0
 
     @cli.command("logs")
     @click.option("-n", "--num", "num", default=100, show_default=True, type=click.IntRange(1, 10000))
@@ -179,6 +189,28 @@ def group(kind: str, *, backups: bool = False) -> click.Group:
         service = model.get(ctx.state, kind, model.check_name(kind, name))
         engine.restart(ctx, ds(ctx), service, model.password(ctx.state, service))
         click.echo(f"=====> {kind} service {name} restarted")
+
+    @cli.command("expose")
+    @click.argument("name")
+    @click.argument("host_port", metavar="[[ADDRESS:]HOST_PORT]", required=False)
+    @click.pass_obj
+    def expose(ctx: Context, name: str, host_port: str | None) -> None:
+        """Publish the service on a host port (admin only): 127.0.0.1 and a free port unless given."""
+        require_admin(ctx)
+        model.check_name(kind, name)
+        address, port = model.parse_expose(kind, host_port)
+        where = exposure.expose(ctx, ds(ctx), name, address, port)
+        click.echo(f"=====> {kind} service {name} exposed on {where}")
+
+    @cli.command("unexpose")
+    @click.argument("name")
+    @click.pass_obj
+    def unexpose(ctx: Context, name: str) -> None:
+        """Publish the service on no host port again (admin only)."""
+        require_admin(ctx)
+        model.check_name(kind, name)
+        exposure.unexpose(ctx, ds(ctx), name)
+        click.echo(f"=====> {kind} service {name} is no longer exposed")
 
     @cli.command("destroy")
     @click.option("--force", is_flag=True, help="Required: the data goes with it.")
@@ -206,7 +238,7 @@ def group(kind: str, *, backups: bool = False) -> click.Group:
 
 
 def add_backup_commands(cli: click.Group, kind: str, ds: Any) -> None:
-    from services import backups as backups_
+    from services import backups as backups_  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     @cli.command("backup")
     @click.option("--verify", is_flag=True, help="Restore it into a throwaway container and compare row counts.")

@@ -24,8 +24,8 @@ from pushdock.errors import PushdockError
 
 if TYPE_CHECKING:
     from pushdock.context import Context
+    from pushdock.datastore import Datastore
     from pushdock.progress import Progress
-    from services.base import Datastore
     from services.model import Service
 
 LABEL_DATA_DIR = "pushdock.data-dir"  # as every container pushdock makes (schedulers clean up by it)
@@ -41,7 +41,7 @@ def client() -> Any:
     pid = os.getpid()
     with _lock:
         if pid not in _clients:
-            import docker
+            import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
             try:
                 _clients.clear()
@@ -57,8 +57,8 @@ def _one_line(e: BaseException) -> str:
 
 @contextlib.contextmanager
 def engine_errors(doing: str) -> Iterator[None]:
-    import docker
-    import requests
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
 
     try:
         yield
@@ -87,7 +87,7 @@ def labels(ctx: Context, service: Service) -> dict[str, str]:
 
 # -- image ------------------------------------------------------------------------------------------------
 def image_exists(ds: Datastore) -> bool:
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         client().images.get(ds.image)
@@ -127,7 +127,7 @@ def ensure_image(ds: Datastore, progress: Progress, *, force: bool = False) -> N
 
 # -- container ----------------------------------------------------------------------------------------------
 def container(ctx: Context, service: Service) -> Any | None:
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
         return client().containers.get(resource_name(ctx, service))
@@ -137,7 +137,7 @@ def container(ctx: Context, service: Service) -> Any | None:
 
 def start(ctx: Context, ds: Datastore, service: Service, password: str) -> None:
     """Network, volume and container (created once; started if stopped), then wait until it answers."""
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     name, api = resource_name(ctx, service), client().api
     with engine_errors(f"starting {service.kind} service {service.name}"):
@@ -151,20 +151,54 @@ def start(ctx: Context, ds: Datastore, service: Service, password: str) -> None:
             client().volumes.create(name, labels=labels(ctx, service))
         c = container(ctx, service)
         if c is None:
+            published = {ds.port: service.exposed} if service.exposed else None  # `KIND:expose`, else no port
             made = api.create_container(
                 ds.image, name=name, hostname=host(service), labels=labels(ctx, service),
                 environment=ds.environment(service.name, password), use_config_proxy=False,
-                stop_signal=ds.stop_signal,
+                stop_signal=ds.stop_signal, ports=[ds.port] if published else None,
                 networking_config=api.create_networking_config(
                     {name: api.create_endpoint_config(aliases=[host(service)])}),
                 host_config=api.create_host_config(
-                    init=True, restart_policy={"Name": "unless-stopped"},
+                    init=True, restart_policy={"Name": "unless-stopped"}, port_bindings=published,
                     binds={name: {"bind": ds.data_path, "mode": "rw"}}, network_mode=name),
             )
             c = client().containers.get(made["Id"])
         if c.status != "running":
             c.start()
+        _join_overlay(ctx, service, c)
     wait_ready(ctx, ds, service)
+
+
+def overlay_name(ctx: Context, service: Service) -> str:
+    return f"{resource_name(ctx, service)}-swarm"
+
+
+def overlay(ctx: Context, service: Service) -> str:
+    """The service's attachable overlay network (made on first use), the service's container on it as
+    `pushdock-KIND-NAME`: how tasks of swarm apps linked to it reach it. Its name."""
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+
+    name = overlay_name(ctx, service)
+    with engine_errors(f"joining {service.kind} service {service.name} to the swarm"):
+        try:
+            client().networks.get(name)
+        except docker.errors.NotFound:
+            client().networks.create(name, driver="overlay", attachable=True, labels=labels(ctx, service))
+        c = container(ctx, service)
+        if c is not None:
+            _join_overlay(ctx, service, c)
+    return name
+
+
+def _join_overlay(ctx: Context, service: Service, c: Any) -> None:
+    """A (re)made container joins the overlay network if the service has one."""
+    name = overlay_name(ctx, service)
+    if not any(n.name == name for n in client().networks.list(names=[name])):
+        return  # no swarm app was ever linked
+    c.reload()
+    if name in (c.attrs.get("NetworkSettings", {}).get("Networks") or {}):
+        return
+    client().api.connect_container_to_network(c.id, name, aliases=[host(service)])
 
 
 def wait_ready_container(c: Any, ds: Datastore, name: str, what: str, timeout: float = READY_TIMEOUT) -> None:
@@ -227,6 +261,23 @@ def restart(ctx: Context, ds: Datastore, service: Service, password: str) -> Non
     wait_ready(ctx, ds, service)
 
 
+def recreate(ctx: Context, ds: Datastore, service: Service, password: str) -> None:
+    """A new container for the service as its record says now (its published port); the data is in the volume."""
+    c = container(ctx, service)
+    with engine_errors(f"recreating {service.kind} service {service.name}"):
+        if c is not None:
+            c.stop(timeout=30)
+            c.remove(force=True)
+    try:
+        start(ctx, ds, service, password)
+    except PushdockError:
+        c = container(ctx, service)  # created but not started (its port taken): gone, so a retry starts clean
+        if c is not None and c.status != "running":
+            with engine_errors(f"recreating {service.kind} service {service.name}"):
+                c.remove(force=True)
+        raise
+
+
 def logs(ctx: Context, service: Service, tail: int) -> bytes:
     c = container(ctx, service)
     if c is None:
@@ -237,23 +288,24 @@ def logs(ctx: Context, service: Service, tail: int) -> bytes:
 
 def remove(ctx: Context, service: Service) -> None:
     """Container, network and data volume, in that order (the volume is the data: last)."""
-    import docker
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     name = resource_name(ctx, service)
     with engine_errors(f"removing {service.kind} service {service.name}"):
         c = container(ctx, service)
         if c is not None:
             c.remove(force=True)
-        for coll in (client().networks, client().volumes):
+        for coll, each in ((client().networks, name), (client().networks, overlay_name(ctx, service)),
+                           (client().volumes, name)):
             try:
-                coll.get(name).remove()
+                coll.get(each).remove()
             except docker.errors.NotFound:
                 pass
 
 
 def attach_exec(ctx: Context, service: Service, argv: list[str], *, tty: bool) -> int:
     """argv in the service's container, attached to this process's stdio (pushdock.attach); its exit status."""
-    from pushdock import attach
+    from pushdock import attach  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     c = running(ctx, service)
     with engine_errors(f"running a command in {service.kind} service {service.name}"):

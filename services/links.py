@@ -16,7 +16,7 @@ from services import engine, model
 
 if TYPE_CHECKING:
     from pushdock.context import Context
-    from services.base import Datastore
+    from pushdock.datastore import Datastore
 
 
 def _apply(ctx: Context, app: str, env: dict[str, str], why: str, no_restart: bool) -> None:
@@ -82,5 +82,5 @@ def unlink(ctx: Context, ds: Datastore, name: str, app: str, *, no_restart: bool
 def app_gone(ctx: Context, kinds: list[str], app: str, new: str | None = None) -> None:
     """apps:destroy (new None) drops the app's links; apps:rename moves them to the new name."""
     for service in model.linked_to(ctx.state, app, kinds):
-        kept = tuple(x if x.app != app else model.Link(new, x.var) for x in service.links if new or x.app != app)
+        kept = tuple(x if x.app != app else model.Link(new or app, x.var) for x in service.links if new or x.app != app)
         _set_links(ctx, service.kind, service.name, kept)

@@ -1,12 +1,14 @@
 """Service records: what exists, its credentials (0600) and the apps linked to it.
 
-Records live under the data dir as properties of plugin `service-KIND`, one name per service:
-`record` (created, links: [{app, var}]) and `credentials` (the generated password, mode 0600).
+Records live in the data dir's tree of services (`State.service_records(KIND)`: DATA_DIR/services/KIND/NAME/),
+apart from the apps' properties, so an app named like a service never takes them along when it is destroyed,
+renamed or cloned: `record` (created, links: [{app, var}]) and `credentials` (the generated password, mode 0600).
 A service name follows the app-name rule (a DNS label): it is a host name on the service's network.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 import time
@@ -18,8 +20,8 @@ from pushdock.state import validate_app_name, validate_env_key
 
 if TYPE_CHECKING:
     from pushdock.context import Context
-    from pushdock.state import State
-    from services.base import Datastore
+    from pushdock.datastore import Datastore
+    from pushdock.state import Records, State
 
 RECORD, CREDENTIALS = "record", "credentials"
 ALIAS = re.compile(r"^[A-Z][A-Z0-9_]{0,62}\Z")
@@ -37,14 +39,24 @@ class Service:
     name: str
     created: float
     links: tuple[Link, ...] = field(default_factory=tuple)
+    exposed: tuple[str, int] | None = None  # (address, host port) it is published on (`KIND:expose`), else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "created": self.created,
-                "links": [{"app": link.app, "var": link.var} for link in self.links]}
+        raw: dict[str, Any] = {"kind": self.kind, "name": self.name, "created": self.created,
+                               "links": [{"app": link.app, "var": link.var} for link in self.links]}
+        if self.exposed:
+            raw["exposed"] = {"address": self.exposed[0], "port": self.exposed[1]}
+        return raw
 
 
 def plugin(kind: str) -> str:
+    """The name of the kind's global lock (`State.global_lock`)."""
     return f"service-{kind}"
+
+
+def records(state: State, kind: str) -> Records:
+    """Where the records of services of `kind` are kept."""
+    return state.service_records(kind)
 
 
 def check_name(kind: str, name: str) -> str:
@@ -63,13 +75,36 @@ def check_alias(alias: str) -> str:
     return alias
 
 
+def parse_expose(kind: str, value: str | None) -> tuple[str, int | None]:
+    """`[ADDRESS:]HOST_PORT` (IPv6 in brackets) as (address, port); the address defaults to 127.0.0.1, the port
+    (None) to a free one."""
+    if value is None:
+        return "127.0.0.1", None
+    address, sep, port = value.rpartition(":")
+    bracketed = address.startswith("[") and address.endswith("]")
+    address = address[1:-1] if bracketed else address if sep else "127.0.0.1"
+    try:
+        ip = ipaddress.ip_address(address)
+        number = int(port, 10)
+    except ValueError:
+        ip, number = None, 0
+    if ip is not None and ip.version == 6 and not bracketed:
+        ip = None  # `::1:5432` is an address too: IPv6 goes in brackets
+    if ip is None or not 1 <= number <= 65535 or not port.isdigit():
+        raise UsageError(f"{kind}:expose takes [ADDRESS:]HOST_PORT (an IP address and a port 1-65535), not "
+                         f"{value[:60]!r}")
+    return str(ip), number
+
+
 def _of(kind: str, name: str, raw: dict[str, Any]) -> Service:
     links = tuple(Link(str(x["app"]), str(x["var"])) for x in raw.get("links", []))
-    return Service(kind, name, float(raw.get("created", 0)), links)
+    exposed = raw.get("exposed")
+    return Service(kind, name, float(raw.get("created", 0)), links,
+                   (str(exposed["address"]), int(exposed["port"])) if exposed else None)
 
 
 def find(state: State, kind: str, name: str) -> Service | None:
-    raw = state.get_json(plugin(kind), check_name(kind, name), RECORD)
+    raw = records(state, kind).get_json(check_name(kind, name), RECORD)
     return None if raw is None else _of(kind, name, raw)
 
 
@@ -81,13 +116,13 @@ def get(state: State, kind: str, name: str) -> Service:
 
 
 def all_of(state: State, kind: str) -> list[Service]:
-    return [s for s in (find(state, kind, n) for n in state.names(plugin(kind))) if s is not None]
+    return [s for s in (find(state, kind, n) for n in records(state, kind).names()) if s is not None]
 
 
 def save(state: State, service: Service) -> None:
     raw = service.to_dict()
     del raw["kind"], raw["name"]
-    state.set_json(plugin(service.kind), service.name, RECORD, raw)
+    records(state, service.kind).set_json(service.name, RECORD, raw)
 
 
 def create(state: State, kind: str, name: str) -> tuple[Service, str]:
@@ -95,21 +130,21 @@ def create(state: State, kind: str, name: str) -> tuple[Service, str]:
     if find(state, kind, name) is not None:
         raise Conflict(f"{kind} service {name} exists already")
     password = secrets.token_urlsafe(24)  # URL-safe: it goes into DATABASE_URL unquoted
-    state.set_secret_json(plugin(kind), name, CREDENTIALS, {"password": password})
+    records(state, kind).set_json(name, CREDENTIALS, {"password": password}, secret=True)
     service = Service(kind, name, time.time())
     save(state, service)
     return service, password
 
 
 def password(state: State, service: Service) -> str:
-    raw = state.get_json(plugin(service.kind), service.name, CREDENTIALS, {}) or {}
+    raw = records(state, service.kind).get_json(service.name, CREDENTIALS, {}) or {}
     if not raw.get("password"):
         raise NotFound(f"the credentials of {service.kind} service {service.name} are missing")
     return str(raw["password"])
 
 
 def forget(state: State, service: Service) -> None:
-    state.forget(plugin(service.kind), service.name)
+    records(state, service.kind).forget(service.name)
 
 
 def linked_to(state: State, app: str, kinds: list[str]) -> list[Service]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hooks.specs import hookimpl
+from pushdock.specs import hookimpl
+from services import BACKUPS
 
 if TYPE_CHECKING:
     import click
@@ -13,20 +14,19 @@ if TYPE_CHECKING:
     from pushdock.context import Context
 
 KINDS = ("postgres", "redis")  # the built-in kinds, in the order `help` lists them
-BACKUPS = frozenset({"postgres"})  # kinds with backup/backups/restore (services/backups.py speaks pg_dump)
 
 
 @hookimpl
 def register_services() -> dict[str, Any]:
-    from services.postgres import Postgres
-    from services.redis import Redis
+    from services.postgres import Postgres  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+    from services.redis import Redis  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     return {"postgres": Postgres(), "redis": Redis()}
 
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    from services.commands import group
+    from services.commands import group  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     for kind in KINDS:
         cli.add_command(group(kind, backups=kind in BACKUPS))
@@ -34,22 +34,25 @@ def register_commands(cli: click.Group) -> None:
 
 @hookimpl
 def app_networks(ctx: Context, app: str) -> list[str]:
-    from services import engine, model
+    from services import engine, model  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     kinds = sorted(ctx.bus.registry("services"))
-    return [engine.resource_name(ctx, s) for s in model.linked_to(ctx.state, app, kinds)]
+    linked = model.linked_to(ctx.state, app, kinds)
+    if linked and getattr(ctx.scheduler(app), "overlay_networks", False):  # swarm tasks join overlays only
+        return [engine.overlay(ctx, s) for s in linked]
+    return [engine.resource_name(ctx, s) for s in linked]
 
 
 @hookimpl
 def post_delete(ctx: Context, app: str) -> None:
-    from services import links
+    from services import links  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     links.app_gone(ctx, sorted(ctx.bus.registry("services")), app)
 
 
 @hookimpl
 def post_app_rename(ctx: Context, old_app: str, new_app: str) -> None:
-    from services import links
+    from services import links  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     links.app_gone(ctx, sorted(ctx.bus.registry("services")), old_app, new_app)
 
@@ -57,7 +60,21 @@ def post_app_rename(ctx: Context, old_app: str, new_app: str) -> None:
 @hookimpl
 def timer_jobs(ctx: Context) -> dict[str, tuple[str, Any]]:
     """Scheduled backups (`postgres:backup-schedule`) of the kinds that have backups."""
-    from services import backups
+    from services import backups  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
-    kinds = {k: v for k, v in ctx.bus.registry("services").items() if k in BACKUPS}
+    kinds: dict[str, Any] = {k: v for k, v in ctx.bus.registry("services").items() if k in BACKUPS}  # Backupable
     return backups.timer_jobs(ctx, kinds)
+
+
+@hookimpl
+def clone_app_services(ctx: Context, source_app: str, app: str, data: str) -> list[str]:
+    from services import copies  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+
+    return copies.clone_for(ctx, ctx.bus.registry("services"), source_app, app, data)
+
+
+@hookimpl
+def destroy_app_services(ctx: Context, services: list[str]) -> None:
+    from services import copies  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+
+    copies.destroy(ctx, services)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import shlex
@@ -81,7 +82,7 @@ class Load:
                 status, body = http_get(self.port, self.host, timeout=10)
                 ok = status == 200
                 key = body if ok else f"HTTP {status}"
-            except OSError as e:
+            except (OSError, http.client.HTTPException) as e:  # a reset, or an answer cut short
                 ok, key = False, type(e).__name__
             with self._lock:
                 self.result.requests += 1

@@ -44,8 +44,8 @@ def _key_path(ctx: Context) -> Path:
 
 def _account_key(ctx: Context) -> Any:
     """The account's RSA key (made on first use, stored 0600, never printed)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 -- start-up: cryptography loads when first used
+    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415 -- start-up: cryptography loads when first used
 
     path = _key_path(ctx)
     try:
@@ -58,11 +58,12 @@ def _account_key(ctx: Context) -> Any:
 
 
 def _client(ctx: Context) -> Any:
-    import josepy as jose
-    from acme import client, errors, messages
+    import josepy as jose  # noqa: PLC0415 -- start-up: josepy loads when first used
+    from acme import client, errors, messages  # noqa: PLC0415 -- start-up: acme loads when first used
 
     acct = account(ctx)
-    net = client.ClientNetwork(jose.JWKRSA(key=_account_key(ctx)), user_agent="pushdock",
+    key = jose.JWKRSA(key=_account_key(ctx))  # type: ignore[attr-defined]  # josepy's re-export is not declared
+    net = client.ClientNetwork(key, user_agent="pushdock",
                                verify_ssl=acct.ca_bundle or True, timeout=NET_TIMEOUT)  # type: ignore[arg-type]
     with _reasons(acct.server):
         directory = client.ClientV2.get_directory(acct.server, net)
@@ -78,8 +79,8 @@ def _client(ctx: Context) -> Any:
 @contextlib.contextmanager
 def _reasons(subject: str) -> Any:
     """Any ACME or network failure as one PushdockError line about `subject` (domains or the server)."""
-    import requests
-    from acme import errors, messages
+    import requests  # noqa: PLC0415 -- start-up: requests loads when first used
+    from acme import errors, messages  # noqa: PLC0415 -- start-up: acme loads when first used
 
     try:
         yield
@@ -116,9 +117,9 @@ def _one_line(text: str) -> str:
 
 def issue(ctx: Context, domains: list[str], webroot: Path) -> tuple[bytes, bytes]:
     """A certificate for `domains` (fullchain PEM) and its new key (PEM), validated over HTTP-01."""
-    from acme import challenges, crypto_util
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from acme import challenges, crypto_util  # noqa: PLC0415 -- start-up: acme loads when first used
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 -- start-up: cryptography loads when first used
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 -- start-up: cryptography loads when first used
 
     key = ec.generate_private_key(ec.SECP256R1())
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -162,7 +163,7 @@ def _write_answer(webroot: Path, token: str, validation: str) -> Path:
 
 def revoke(ctx: Context, crt_pem: bytes, subject: str) -> None:
     """Revoke the certificate (reason: unspecified) with the account that ordered it."""
-    from cryptography import x509
+    from cryptography import x509  # noqa: PLC0415 -- start-up: cryptography loads when first used
 
     acme = _client(ctx)
     with _reasons(subject):

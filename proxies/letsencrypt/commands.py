@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from proxies import certs
 from proxies.letsencrypt import service
 from pushdock.apps import authorized_app, require_admin
 from pushdock.commands import format_option, group, print_report, print_table
@@ -57,7 +58,7 @@ def enable(ctx: Context, app: str) -> None:
     authorized_app(ctx, app)
     meta = service.enable(ctx, app)
     click.echo(f"-----> Certificate of {app} installed: {' '.join(meta.names)} (expires "
-               f"{service.certs.day(meta.not_after)})")
+               f"{certs.day(meta.not_after)})")
 
 
 @letsencrypt.command("disable")

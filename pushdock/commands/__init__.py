@@ -43,7 +43,7 @@ def print_report(title: str, fields: dict[str, Any], fmt: str) -> None:
 
 
 def group(name: str, help: str, default_verb: str | None = None) -> Callable[..., click.Group]:
-    from pushdock.cli import Verbs
+    from pushdock.cli import Verbs  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
     cls = type(f"{name.title()}Verbs", (Verbs,), {"default_verb": default_verb})
 

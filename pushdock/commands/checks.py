@@ -1,14 +1,16 @@
 """checks:enable|disable|skip|set|report — how deploys check new instances and swap them in.
 
-The settings and what they mean are in hooks/checks.py; they apply from the next deploy, restart or scale.
+The settings and what they mean are in pushdock/checks.py; they apply from the next deploy, restart or scale.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from hooks.checks import check_settings, healthchecks_of, parse_setting
 from pushdock.apps import authorized_app
+from pushdock.checks import check_settings, healthchecks_of, parse_setting
 from pushdock.commands import format_option, group, print_report
 from pushdock.context import Context
 
@@ -93,7 +95,7 @@ def report(ctx: Context, app: str, fmt: str) -> None:
     found = current.checks if current else {}
     startup = {p: healthchecks_of(found, p) for p in sorted(found)}
     mode = "disabled (old containers stop first)" if s.disabled else "enabled"
-    fields = {
+    fields: dict[str, Any] = {
         "zero downtime": mode,
         "checks": "skipped" if s.skipped else "run",
         "type": s.type if s.uptime is None else f"uptime (every instance still running after {s.wait}s)",

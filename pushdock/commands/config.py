@@ -10,7 +10,6 @@ import shlex
 
 import click
 
-from hooks import pipeline
 from pushdock.apps import authorize
 from pushdock.commands import echo_progress, group
 from pushdock.context import Context
@@ -57,7 +56,7 @@ def _apply(ctx: Context, app: str, env: dict[str, str], why: str, no_restart: bo
         ctx.state.set_env(app, env)
         click.echo("-----> Stored; takes effect on the next deploy or restart")
         return
-    release = pipeline.new_release(ctx, app, why=why, env=env, progress=echo_progress())
+    release = ctx.pipeline.new_release(ctx, app, why=why, env=env, progress=echo_progress())
     if release is None:
         click.echo("-----> Stored; the app is not deployed yet")
 
@@ -138,6 +137,18 @@ def show(ctx: Context, app: str, fmt: str) -> None:
     width = max((len(k) for k in env), default=0) + 1
     for k in sorted(env):
         click.echo(f"{(k + ':').ljust(width)}  {env[k]}")
+
+
+@config.command("keys")
+@click.argument("app")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_obj
+def keys(ctx: Context, app: str, fmt: str) -> None:
+    """List the keys of the environment, never the values."""
+    authorize(ctx, app)
+    ctx.state.require_app(app)
+    names = sorted(ctx.state.get_env(app))
+    click.echo(json.dumps(names) if fmt == "json" else "\n".join(names))
 
 
 @config.command("export")

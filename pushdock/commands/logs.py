@@ -24,7 +24,7 @@ def logs(ctx: Context, app: str, follow: bool, num: int, process: str | None) ->
     if process is not None and not PROCESS_NAME.match(process):
         raise UsageError(f"invalid process type {process[:40]!r}")
     if process == "cron":  # cron jobs' containers are gone once they end: their output is kept by pushdock
-        from pushdock import cron
+        from pushdock import cron  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
         lines = cron.log_lines(ctx, app, follow=follow, tail=num)
     else:

@@ -37,14 +37,13 @@ def set_(ctx: Context, target: str, key: str, value: str) -> None:
         click.echo("       each app takes it at its next deploy or restart (an app's own vector-sink wins)")
         return
     app = authorized_app(ctx, target)
-    from hooks import pipeline
 
     with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
         old = logship.stored(ctx.state, app)
         logship.store(ctx.state, app, value)
         click.echo(f"-----> {'Set' if sink else 'Unset'} {app}'s vector-sink" + (f" to {value}" if sink else ""))
         try:
-            restarted = pipeline.restart_running(ctx, app, echo_progress())
+            restarted = ctx.pipeline.restart_running(ctx, app, echo_progress())
         except BaseException:
             logship.store(ctx.state, app, old)  # the old containers still serve, shipping as before
             raise

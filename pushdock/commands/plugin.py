@@ -21,7 +21,7 @@ def plugin() -> None:
 
 
 def _say(verb: str, p: object) -> None:
-    from pushdock.plugins import Plugin
+    from pushdock.plugins import Plugin  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     assert isinstance(p, Plugin)
     what = f"{p.kind} plugin {p.name}" + (f" {p.version}" if p.version else "")
@@ -121,7 +121,7 @@ def trigger(ctx: Context, trigger: str, args: tuple[str, ...]) -> None:
     built-ins too: `plugin:trigger post-deploy APP 3 IMAGE`.
     """
     require_admin(ctx)
-    from hooks import specs
+    from pushdock import specs  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 
     name = trigger.replace("-", "_")
     spec = getattr(specs, name, None)

@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from hooks import pipeline
 from pushdock.apps import authorized_app
 from pushdock.commands import echo_progress, format_option, group, print_table
 from pushdock.context import Context
@@ -34,7 +33,7 @@ def report(ctx: Context, app: str, fmt: str) -> None:
     """Show each container: process, release, state, restarts, address."""
     authorized_app(ctx, app)
     current = ctx.state.current_release(app)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"process": f"{i.process}.{i.index}", "release": f"v{i.release}", "state": crash_state(i.state, i.restarts),
          "restarts": i.restarts, "address": str(i.upstream or ""), "container": i.name}
         for i in sorted(ctx.scheduler(app).instances(ctx, app), key=lambda i: (i.process, i.index))
@@ -85,7 +84,7 @@ def _restart(ctx: Context, app: str, process: str | None) -> None:
     if process is not None and not PROCESS_NAME.match(process):
         raise UsageError(f"invalid process type {process[:40]!r}")
     with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
-        if pipeline.restart(ctx, app, echo_progress(), process=process) is None:
+        if ctx.pipeline.restart(ctx, app, echo_progress(), process=process) is None:
             raise NotFound(f"{app} has not been deployed yet")
 
 
@@ -96,7 +95,7 @@ def stop(ctx: Context, app: str) -> None:
     """Stop every container; the app's domains answer 503 until `ps:start`."""
     authorized_app(ctx, app)
     with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
-        pipeline.stop(ctx, app)
+        ctx.pipeline.stop(ctx, app)
     click.echo(f"-----> Stopped {app}")
 
 
@@ -114,7 +113,7 @@ def scale(ctx: Context, app: str, pairs: tuple[str, ...]) -> None:
             click.echo(f"{k}={v}")
         return
     changes = parse_scale(pairs)
-    if (refusal := pipeline.scale_refusal(ctx, app)) is not None:
+    if (refusal := ctx.pipeline.scale_refusal(ctx, app)) is not None:
         raise UsageError(refusal)
     if "release" in changes:
         raise UsageError("release is the release phase (it runs once per deploy), not a process to scale")
@@ -127,7 +126,7 @@ def scale(ctx: Context, app: str, pairs: tuple[str, ...]) -> None:
             return
     with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
         why = "ps:scale " + " ".join(f"{k}={v}" for k, v in changes.items())
-        pipeline.new_release(ctx, app, why=why, formation=formation | changes, progress=echo_progress())
+        ctx.pipeline.new_release(ctx, app, why=why, formation=formation | changes, progress=echo_progress())
     ctx.bus.call("post_settings_change", ctx=ctx, app=app, summary=why)
 
 
@@ -177,9 +176,10 @@ def inspect(ctx: Context, app: str) -> None:
     """Print `docker inspect` of the app's containers as JSON, config values masked (see `config:show`)."""
     authorized_app(ctx, app)
     scheduler = ctx.scheduler(app)
-    if getattr(scheduler, "inspect", None) is None:
+    inspect = getattr(scheduler, "inspect", None)  # a capability of docker-local's, not of every Scheduler
+    if inspect is None:
         raise UsageError(f"the {scheduler.name} scheduler has no containers to inspect here")
-    click.echo(json.dumps(mask_env(scheduler.inspect(ctx, app), set(ctx.state.get_env(app))), indent=2))
+    click.echo(json.dumps(mask_env(inspect(ctx, app), set(ctx.state.get_env(app))), indent=2))
 
 
 def mask_env(containers: list[dict[str, Any]], secret_keys: set[str]) -> list[dict[str, Any]]:
@@ -202,7 +202,7 @@ def rebuild(ctx: Context, app: str) -> None:
         raise NotFound(f"{app} has no deployed commit to rebuild")
     with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
         branch = ctx.state.get("git", app, "deploy-branch") or "main"
-        pipeline.deploy_push(ctx, app, current.sha, echo_progress(), branch=branch)
+        ctx.pipeline.deploy_push(ctx, app, current.sha, echo_progress(), branch=branch)
 
 
 def register(cli: click.Group) -> None:

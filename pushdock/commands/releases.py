@@ -7,8 +7,7 @@ from typing import Any
 
 import click
 
-from hooks import pipeline
-from hooks import releases as service
+from pushdock import releases as service
 from pushdock.apps import authorize, authorized_app
 from pushdock.commands import echo_progress, format_option, group, print_report, print_table
 from pushdock.context import Context
@@ -87,7 +86,7 @@ def rollback(ctx: Context, app: str, version: str | None) -> None:
     authorized_app(ctx, app)
     number = service.parse_version(version) if version is not None else None
     with ctx.state.app_lock(app, timeout=ctx.settings.lock_timeout):
-        release = pipeline.rollback(ctx, app, number, echo_progress())
+        release = ctx.pipeline.rollback(ctx, app, number, echo_progress())
     ctx.bus.call("post_settings_change", ctx=ctx, app=app, summary=f"releases:rollback {release.why.split()[-1]}")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import click
 
-from hooks import pipeline
 from pushdock import storage
 from pushdock.apps import authorized_app, require_admin
 from pushdock.commands import echo_progress, format_option, group, print_report
@@ -46,7 +45,7 @@ def _change(ctx: Context, app: str, new: list[Mount], why: str, no_restart: bool
         storage.store(ctx.state, app, new)
         click.echo("-----> Stored; takes effect on the next deploy or restart")
         return
-    if pipeline.new_release(ctx, app, why=why, mounts=storage.specs(new), progress=echo_progress()) is None:
+    if ctx.pipeline.new_release(ctx, app, why=why, mounts=storage.specs(new), progress=echo_progress()) is None:
         click.echo("-----> Stored; the app is not deployed yet")
 
 

@@ -19,13 +19,13 @@ from pathlib import Path
 import docker
 import pytest
 
-from hooks.checks import Healthcheck
+from pushdock.checks import Healthcheck
 from pushdock.context import Context
 from pushdock.errors import DeployFailed
 from pushdock.routing import Upstream
 from pushdock.settings import Settings
 from pushdock.state import Release
-from schedulers.docker_local import DockerLocalScheduler
+from schedulers.docker_local.scheduler import DockerLocalScheduler
 from tests.harness import FakeRoute, Out, upstream_get
 
 pytestmark = pytest.mark.docker

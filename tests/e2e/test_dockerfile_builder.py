@@ -17,9 +17,9 @@ import docker
 import pytest
 
 import builders.plugin
-from builders.base import BuildRequest
 from builders.dockerfile import DockerfileBuilder
 from builders.stack import build_stack_image
+from pushdock.builder import BuildRequest
 from pushdock.bus import Bus
 from pushdock.cli import dispatch
 from pushdock.context import Context

@@ -1,8 +1,9 @@
 """Fault: the Docker engine restarts under a running pushdock. The apps come back by themselves (containers
 run with restart policy unless-stopped once ready, and publish fixed 127.0.0.1 host ports, so the proxy's
-routes stay right) and the proxy serves them again; while the engine is down, commands fail with one clear
-line and `pushdock serve` stays up; afterwards a push deploys as before. A swarm app comes back too: the swarm
-restarts its task on a new host port and `serve`, which follows instances that move, re-routes to it.
+routes stay right), and so do PostgreSQL and Redis services with their data; the proxy serves the apps
+again; while the engine is down, commands fail with one clear line and `pushdock serve` stays up;
+afterwards a push deploys as before. A swarm app comes back too: the swarm restarts its task on a new host
+port and `serve`, which follows instances that move, re-routes to it.
 
 This stops the real, shared dockerd (SIGTERM, as a host shutdown or package upgrade would) and starts it again
 with scripts/start-dockerd.sh, so it is marked engine_restart and runs alone: `pytest --engine-restart`, which
@@ -150,3 +151,34 @@ def test_swarm_apps_come_back_on_new_ports_and_are_followed(server) -> None:
 
 def web_containers(app: str) -> list:  # type: ignore[type-arg]
     return docker.from_env().containers.list(filters={"label": [f"pushdock.app={app}", "pushdock.process=web"]})
+
+
+def test_service_data_survives_an_engine_restart(server) -> None:
+    """PostgreSQL and Redis services come back by themselves (restart policy unless-stopped) with their data (in
+    named volumes), and the buildpack app linked to both (psycopg, redis-py) reads its rows and its key again,
+    with no command run."""
+    app, db, rd = unique("engdb"), unique("engdb"), unique("engrd")
+    server.cli("postgres:create", db, timeout=900)
+    server.cli("redis:create", rd, timeout=900)
+    res = server.push(server.app_repo(app, sample="buildpack-services"), app)
+    assert res.returncode == 0, res.stderr
+    server.ssh("postgres:link", db, app)
+    server.ssh("redis:link", rd, app)
+    assert server.get(app, "/write?kept") == (200, "written")
+    assert server.get(app, "/set?colour=blue") == (200, "set")
+    time.sleep(1.5)  # appendfsync everysec: the key is on disk within a second (as for any Redis)
+
+    restart_engine(server, app)
+
+    for path, want in (("/read", (200, "kept")), ("/get?colour", (200, "blue"))):
+        deadline = time.monotonic() + 90  # the app and the services start in any order: until all answer
+        while server.get(app, path) != want and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert server.get(app, path) == want
+    out = server.ssh("postgres:backup", db, "--verify")  # and backups work as before
+    assert out.stdout.rstrip().endswith("verified"), out
+    out = server.ssh("redis:backup", rd, "--verify")
+    assert out.stdout.rstrip().endswith("verified"), out
+    for kind, name in (("postgres", db), ("redis", rd)):
+        server.ssh(f"{kind}:unlink", name, app)
+        server.ssh(f"{kind}:destroy", name, "--force")

@@ -23,15 +23,15 @@ from typing import Any
 
 import pytest
 
-from hooks.specs import hookimpl
 from proxies import certs
 from pushdock.bus import Bus
 from pushdock.cli import dispatch
 from pushdock.context import Context
 from pushdock.routing import Upstream
+from pushdock.scheduler import Instance
 from pushdock.settings import Settings
+from pushdock.specs import hookimpl
 from pushdock.state import Identity, Release
-from schedulers.base import Instance
 from tests.conftest import free_port
 from tests.harness import wait_port
 

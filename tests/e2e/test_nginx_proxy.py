@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from proxies.nginx import NginxProxy
+from proxies.nginx.proxy import NginxProxy
 from pushdock.context import Context
 from pushdock.errors import Conflict, PushdockError
 from pushdock.routing import Upstream

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from proxies import certs
-from proxies.caddy import CaddyProxy
-from proxies.nginx import NginxProxy
-from proxies.traefik import TraefikProxy
+from proxies.caddy.proxy import CaddyProxy
+from proxies.nginx.proxy import NginxProxy
+from proxies.traefik.proxy import TraefikProxy
 from pushdock.context import Context
 from pushdock.errors import Conflict, UsageError
 from pushdock.routing import Upstream
@@ -126,7 +126,7 @@ def live(ctx: Context, px: Any) -> Any:
         return px.live_config(ctx)
     if px.name == "traefik":
         return px.live(ctx)
-    from proxies.nginx import _layout
+    from proxies.nginx.proxy import _layout
 
     lay = _layout(px.root(ctx))
     out = subprocess.run(lay.argv("-T"), capture_output=True, text=True)

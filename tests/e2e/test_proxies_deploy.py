@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from proxies.caddy import CaddyProxy
+from proxies.caddy.proxy import CaddyProxy
 from pushdock.context import Context
 from pushdock.settings import Settings
 from tests.harness import Server, free_port, http_get, unique

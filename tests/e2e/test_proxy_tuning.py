@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from proxies import certs
-from proxies.caddy import CaddyProxy
-from proxies.nginx import NginxProxy, _layout
+from proxies.caddy.proxy import CaddyProxy
+from proxies.nginx.proxy import NginxProxy, _layout
 from pushdock.cli import dispatch
 from pushdock.context import Context
 from pushdock.routing import Upstream

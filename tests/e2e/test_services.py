@@ -58,7 +58,7 @@ def test_postgres_rows_survive_redeploy_restarts_and_round_trip(server) -> None:
     assert c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert not c.attrs["NetworkSettings"]["Ports"] and list(c.attrs["NetworkSettings"]["Networks"]) == [c.name]
     assert [m["Type"] for m in c.attrs["Mounts"]] == ["volume"]
-    creds = server.data / "data" / "service-postgres" / db / "credentials"
+    creds = server.data / "services" / "postgres" / db / "credentials"
     assert oct(creds.stat().st_mode & 0o777) == "0o600"
     password = json.loads(creds.read_text())["password"]
     assert password not in c.attrs["Config"]["Cmd"] if c.attrs["Config"]["Cmd"] else True
@@ -189,7 +189,7 @@ def test_postgres_rows_survive_redeploy_restarts_and_round_trip(server) -> None:
     (("postgres:backups", "nosuch", "--format", "yaml"), "Invalid value", 2),
     (("postgres:restore", "nosuch", "x.dump"), "no postgres service nosuch", 1),
     (("postgres:restore", "nosuch"), "Missing argument", 2),
-    (("redis:backup", "x"), "unexpected extra argument", 2),
+    (("redis:backup", "x"), "no redis service x", 1),  # redis has backups too (test_service_data.py)
     (("postgres:backup-schedule", "nosuch", "@daily"), "no postgres service nosuch", 1),
     (("postgres:backup-schedule", "nosuch", "@daily", "--keep", "0"), "Invalid value", 2),
     (("postgres:backup-unschedule", "nosuch"), "no postgres service nosuch", 1),
@@ -218,3 +218,24 @@ def test_redis_is_password_protected_and_reached_over_its_network(server) -> Non
     one_line_error(server.ssh("redis:destroy", name, "--force", check=False), "linked to", 1)
     server.ssh("redis:unlink", name, app)
     server.ssh("redis:destroy", name, "--force")
+
+
+def test_an_app_named_like_the_service_comes_and_goes_without_touching_it(server) -> None:
+    """apps:rename and apps:destroy of an app named like a postgres service: the service's record and credentials
+    were under the app's glob (data/*/APP) before they had a tree of their own, so info and connect failed."""
+    name, other = unique("twin"), unique("twin")
+    server.cli("postgres:create", name, timeout=900)
+    info = json.loads(server.cli("postgres:info", name, "--format", "json").stdout)
+    server.ssh("apps:create", name)
+    server.ssh("apps:rename", name, other)
+    server.ssh("apps:create", name)
+    out = server.ssh("apps:destroy", name, "--force")
+    assert out.stderr == "", out.stderr
+    assert json.loads(server.cli("postgres:info", name, "--format", "json").stdout) == info
+    assert [s["name"] for s in json.loads(server.cli("postgres:list", "--format", "json").stdout)].count(name) == 1
+    assert other not in server.cli("postgres:list").stdout
+    sql = server.cli("postgres:connect", name, input="select 6 * 7;\n")  # the credentials still open it
+    assert "42" in sql.stdout.split(), sql.stdout
+    server.ssh("apps:destroy", other, "--force")
+    server.ssh("postgres:destroy", name, "--force")
+    assert name not in server.cli("postgres:list").stdout

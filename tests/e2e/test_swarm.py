@@ -2,8 +2,8 @@
 
 Swarm mode is turned on for this module only if it is off, and turned off again afterwards
 (`swarm leave --force`, then the `docker_gwbridge` network it made); every service a test creates
-is removed by label. Only one node exists here, so multi-node paths (a task on another node without
-the image, node addresses other than 127.0.0.1) are covered by unit tests on task records; the
+is removed by label. This module's swarm has one node (two real ones: test_swarm_multinode.py), so some
+multi-node paths (a task on another node without the image) are covered by unit tests on task records; the
 image stream between engines runs from this engine into itself, and app.json checks of a task on
 "another node" run against this node presented as a remote one.
 
@@ -32,18 +32,18 @@ from urllib.parse import parse_qs, urlsplit
 import docker
 import pytest
 
-from hooks.checks import Healthcheck
+from pushdock.checks import Healthcheck
 from pushdock.context import Context
 from pushdock.errors import DeployFailed
 from pushdock.routing import Upstream
 from pushdock.settings import Settings
 from pushdock.state import GLOBAL, Release
-from schedulers import swarm_engine as sw
-from schedulers import swarm_images
-from schedulers import swarm_nodes as sn
-from schedulers.readiness import NotReady
-from schedulers.swarm import SwarmScheduler
-from schedulers.swarm_ready import NewService, wait_ready
+from schedulers.engine import NotReady
+from schedulers.swarm import engine as sw
+from schedulers.swarm import images as swarm_images
+from schedulers.swarm import nodes as sn
+from schedulers.swarm.ready import NewService, wait_ready
+from schedulers.swarm.scheduler import SwarmScheduler
 from tests import harness
 from tests.harness import ROOT, Out, Server, free_port, unique, upstream_get
 
@@ -291,7 +291,7 @@ def test_routing_mesh_without_ipvs_fails_with_a_hint_and_keeps_the_old(sched, ct
 def test_run_attaches_stdio_and_returns_the_exit_status(ctx, app, image, engine):
     code = (
         "import sys; from pushdock.context import Context; from pushdock.settings import Settings; "
-        "from pushdock.state import Release; from schedulers.swarm import SwarmScheduler\n"
+        "from pushdock.state import Release; from schedulers.swarm.scheduler import SwarmScheduler\n"
         f"ctx = Context(settings=Settings(data_dir={str(ctx.settings.data_dir)!r}))\n"
         f"r = Release(app={app!r}, number=1, image={image!r}, env={{'GREETING': 'hi'}}, processes={{}}, formation={{}})\n"
         "sys.exit(SwarmScheduler().run(ctx, r, ['sh', '-c', 'read x; echo $GREETING $x $DYNO; echo oops >&2; exit 3'],"
@@ -401,7 +401,7 @@ def test_image_streams_from_one_engine_into_another(image, engine):
     assert engine.images.get(image).tags
 
 
-# -- check settings and app.json healthchecks (hooks/checks.py), as docker-local honours them ---------------
+# -- check settings and app.json healthchecks (pushdock/checks.py), as docker-local honours them ---------------
 # A web app whose every answer is HTTP 500: the default readiness never passes it.
 ERROR_500 = """
 import http.server, os
@@ -823,7 +823,7 @@ def test_scheduler_switch_moves_a_running_app_without_dropping_requests(server, 
 
 def test_a_task_swarm_replaces_is_followed_by_the_proxy(server, engine):
     """Swarm replaces a killed task by itself and the new task publishes a new host port: `serve` notices
-    (it looks every few seconds) and re-routes the app without a deploy."""
+    (woken by the engine's events) and re-routes the app without a deploy."""
     app = unique("follow")
     res = server.push(server.app_repo(app, body="followed"), app)
     assert res.returncode == 0, res.stderr

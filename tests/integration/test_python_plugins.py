@@ -23,7 +23,7 @@ from tests.harness import PUSHDOCK, ROOT
 DIST, MODULE = "pushdock-hello-test", "pd_hello_test"
 SOURCE = '''
 import click
-from hooks.specs import hookimpl
+from pushdock.specs import hookimpl
 
 
 @hookimpl

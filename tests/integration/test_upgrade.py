@@ -98,7 +98,7 @@ def test_the_new_code_reads_everything_the_old_code_wrote(old: Server) -> None:
     assert "git:set deploy-branch trunk" in cli_json(old, "git:report", "api")["config change"]
 
     # the tokens still authenticate, with their roles
-    from gitserver.tokens import identity_for_token
+    from pushdock.tokens import identity_for_token
 
     clear = json.loads((data.parent / "tokens.json").read_text())
     ctx = Context(settings=Settings(data_dir=data))

@@ -96,7 +96,7 @@ def test_the_http_door_closes_idle_connections(server) -> None:
             s.close()
     with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as s:  # the door still answers
         s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
-        assert s.recv(100).startswith(b"HTTP/1.0 200")
+        assert s.recv(100).split(b" ", 2)[1] == b"200"  # (uvicorn answers HTTP/1.1 to an HTTP/1.0 request)
     assert "Traceback" not in (server.base / "serve.log").read_text()
 
 

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hooks.source import parse_procfile
 from pushdock import proxy_tuning
 from pushdock.bus import Bus
 from pushdock.cli import dispatch
@@ -20,6 +19,7 @@ from pushdock.commands.config import parse_assignments
 from pushdock.commands.ps import parse_scale
 from pushdock.context import Context
 from pushdock.errors import PushdockError
+from pushdock.procfile import parse_procfile
 from pushdock.state import validate_app_name, validate_env_key
 
 text = st.text(min_size=0, max_size=80)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hooks import specs
+from pushdock import specs
 from pushdock.bus import script_name
 from pushdock.cli import dispatch
 from pushdock.context import Context

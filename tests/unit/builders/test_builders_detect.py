@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from builders import DETECTION_ORDER
-from builders.detect import RULES, detect_builder
+from builders.plugin import register_builders
+from hooks.detect import detect_builder, order
+from pushdock.builder import DETECTION_ORDER
 from pushdock.errors import BuildFailed
 
-ALL = ("dockerfile", "pack", "herokuish")
+ALL = register_builders()
 
 
 def make_tree(root: Path, files: dict[str, str]) -> Path:
@@ -23,7 +24,8 @@ def make_tree(root: Path, files: dict[str, str]) -> Path:
 
 def test_order_is_data_and_every_builder_has_a_rule() -> None:
     assert DETECTION_ORDER == ("dockerfile", "pack", "herokuish")
-    assert tuple(RULES) == DETECTION_ORDER
+    assert order(frozenset(ALL)) == list(DETECTION_ORDER)
+    assert order(frozenset({"zeta", "herokuish", "alpha", "dockerfile"})) == ["dockerfile", "herokuish", "alpha", "zeta"]
 
 
 # (files in the tree, app env, forced, expected builder, expected reason)
@@ -67,23 +69,25 @@ def test_configured_dockerfile_path_counts_as_the_dockerfile(tmp_path: Path) -> 
         "dockerfile", "docker/Dockerfile.web found")
 
 
-def test_available_may_be_a_registry_mapping(tmp_path: Path) -> None:
-    tree = make_tree(tmp_path, {"Dockerfile": "FROM x"})
-    assert detect_builder(tree, {}, None, {"dockerfile": object()}) == ("dockerfile", "Dockerfile found")
+def test_a_third_party_builder_takes_part(tmp_path: Path) -> None:
+    class Nix:
+        def detect(self, build_dir: Path, env: dict[str, str], dockerfile: str) -> str | None:
+            return "flake.nix found" if (build_dir / "flake.nix").is_file() else None
+
+    registry = {"dockerfile": ALL["dockerfile"], "nix": Nix()}
+    assert detect_builder(make_tree(tmp_path, {"flake.nix": ""}), {}, None, registry) == ("nix", "flake.nix found")
+    assert detect_builder(make_tree(tmp_path, {"Dockerfile": "FROM x"}), {}, None, registry)[0] == "dockerfile"
+
+
+NO_DOCKERFILE_BUILD = "no builder takes this app: pushdock builds apps with a Dockerfile today"
 
 
 @pytest.mark.parametrize(
     ("files", "env", "forced", "message"),
     [
-        ({"app.py": ""}, {}, None,
-         "no Dockerfile found: pushdock builds apps with a Dockerfile today (the herokuish builder is not "
-         "available yet)"),
-        ({"Dockerfile": "FROM x", ".buildpacks": "x"}, {}, None,
-         ".buildpacks found: pushdock builds apps with a Dockerfile today (the herokuish builder is not "
-         "available yet)"),
-        ({"project.toml": ""}, {}, None,
-         "project.toml found: pushdock builds apps with a Dockerfile today (the pack builder is not "
-         "available yet)"),
+        ({"app.py": ""}, {}, None, NO_DOCKERFILE_BUILD),
+        ({"Dockerfile": "FROM x", ".buildpacks": "x"}, {}, None, NO_DOCKERFILE_BUILD),
+        ({"Dockerfile": "FROM x", "project.toml": ""}, {}, None, NO_DOCKERFILE_BUILD),
         ({"Dockerfile": "FROM x"}, {}, "pack",
          "selected with builder:set: pushdock builds apps with a Dockerfile today (the pack builder is not "
          "available yet)"),
@@ -96,22 +100,13 @@ def test_unavailable_builder_is_a_one_line_build_failure(
     tmp_path: Path, files: dict[str, str], env: dict[str, str], forced: str | None, message: str
 ) -> None:
     with pytest.raises(BuildFailed) as e:
-        detect_builder(make_tree(tmp_path, files), env, forced, ["dockerfile"])
+        detect_builder(make_tree(tmp_path, files), env, forced, {"dockerfile": ALL["dockerfile"]})
     assert e.value.message == message
     assert "\n" not in str(e.value)
 
 
-def test_hints_say_how_to_get_the_dockerfile_build(tmp_path: Path) -> None:
-    with pytest.raises(BuildFailed) as e:
-        detect_builder(make_tree(tmp_path, {"Dockerfile": "FROM x", "project.toml": ""}), {}, None, ["dockerfile"])
-    assert e.value.hint == "remove project.toml to build with the Dockerfile"
-    with pytest.raises(BuildFailed) as e:
-        detect_builder(tmp_path / "empty-missing", {}, None, ["dockerfile"])
-    assert e.value.hint == "add a Dockerfile to the repository root"
-
-
 def test_other_available_builders_are_named(tmp_path: Path) -> None:
     with pytest.raises(BuildFailed, match="pushdock builds apps with dockerfile, pack today"):
-        detect_builder(tmp_path, {}, None, ["pack", "dockerfile"])
+        detect_builder(tmp_path, {}, None, {"pack": ALL["pack"], "dockerfile": ALL["dockerfile"]})
     with pytest.raises(BuildFailed, match="no builder is installed"):
-        detect_builder(tmp_path, {}, None, [])
+        detect_builder(tmp_path, {}, None, {})

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from builders.base import BuildRequest
 from builders.dockerfile import DockerfileBuilder, clean, dockerfile_exposes, stream_build, web_port
+from pushdock.builder import BuildRequest
 from pushdock.context import Context
 from pushdock.errors import BuildFailed
 from pushdock.progress import Progress
@@ -104,9 +104,9 @@ def test_dockerfile_exposes_in_order() -> None:
 
 
 def test_detect(tmp_path: Path) -> None:
-    assert DockerfileBuilder().detect(tmp_path) is False
+    assert DockerfileBuilder().detect(tmp_path, {}, "Dockerfile") is None
     (tmp_path / "Dockerfile").write_text("FROM x\n")
-    assert DockerfileBuilder().detect(tmp_path) is True
+    assert DockerfileBuilder().detect(tmp_path, {}, "Dockerfile") == "Dockerfile found"
     assert DockerfileBuilder.name == "dockerfile"
 
 

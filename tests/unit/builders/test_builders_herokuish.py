@@ -11,8 +11,9 @@ import pytest
 from builders import BUILDPACK_ORDER
 from builders import properties as p
 from builders.buildpack_source import SHIPPED_DIR
-from builders.detect import detect_builder
 from builders.herokuish import LIST_HEADER, detect_shipped, parse_release, profile_script, select, write_app_list
+from builders.plugin import register_builders
+from hooks.detect import detect_builder
 from pushdock.context import Context
 from pushdock.errors import BuildFailed
 
@@ -79,7 +80,7 @@ def test_the_app_list_is_written_at_post_extract_and_beats_a_dockerfile(ctx: Con
     assert not write_app_list(ctx.state, APP, build, {"BUILDPACK_URL": "https://example.com/x.git"})
     assert write_app_list(ctx.state, APP, build, {})
     assert (build / ".buildpacks").read_text() == f"{LIST_HEADER}\npushdock/static\n"
-    assert detect_builder(build, {}, None, ("dockerfile", "pack", "herokuish")) == ("herokuish", ".buildpacks found")
+    assert detect_builder(build, {}, None, register_builders()) == ("herokuish", ".buildpacks found")
     assert select(ctx.state, APP, build, {}).source == "buildpacks:list"
     committed = tree(tmp_path / "u", {".buildpacks": "pushdock/python\n"})
     assert not write_app_list(ctx.state, APP, committed, {})  # the committed file wins

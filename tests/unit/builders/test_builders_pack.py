@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from builders import properties as p
-from builders.base import BuildRequest
 from builders.pack import PackBuilder, pack_argv
+from pushdock.builder import BuildRequest
 from pushdock.context import Context
 from pushdock.errors import BuildFailed, UsageError
 from pushdock.progress import Progress
@@ -43,9 +43,9 @@ def test_builder_image_per_app_then_global_then_default(ctx: Context) -> None:
 
 
 def test_detect(tmp_path: Path) -> None:
-    assert not PackBuilder().detect(tmp_path)
+    assert PackBuilder().detect(tmp_path, {}, "Dockerfile") is None
     (tmp_path / "project.toml").write_text("")
-    assert PackBuilder().detect(tmp_path)
+    assert PackBuilder().detect(tmp_path, {}, "Dockerfile") == "project.toml found"
 
 
 def test_missing_pack_is_one_line_saying_how_to_install(ctx: Context, tmp_path: Path,
@@ -57,12 +57,6 @@ def test_missing_pack_is_one_line_saying_how_to_install(ctx: Context, tmp_path: 
     assert e.value.message == ("pack is not installed: install the pack CLI on this host's PATH: "
                                "https://buildpacks.io/docs/for-platform-operators/how-to/integrate-ci/pack/")
     assert "herokuish" in (e.value.hint or "")
-
-
-def test_a_bad_procfile_fails_before_pack_runs(ctx: Context, tmp_path: Path) -> None:
-    (tmp_path / "Procfile").write_text("web\n")
-    with pytest.raises(UsageError, match="Procfile line 1"):
-        PackBuilder().build(ctx, BuildRequest(APP, tmp_path, "pushdock/myapp:v1"), Progress())
 
 
 def test_a_cancelled_pack_build_stops_pack(ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from gitserver.http import HttpDoor
 from gitserver.reconcile import WAITING, Reconciler
 from pushdock.context import Context
-from tests.unit.gitserver.test_gitserver_http import get
+from tests.unit.web.test_web_door import get
+from web.door import HttpDoor
 
 
 def test_a_held_app_waits_and_is_reported_until_its_lock_frees(ctx: Context) -> None:

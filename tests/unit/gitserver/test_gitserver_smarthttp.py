@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from dulwich.repo import Repo
 
-from gitserver import tokens
-from gitserver.http import HttpDoor
 from gitserver.smarthttp import presented_token
+from pushdock import tokens
 from pushdock.context import Context
 from pushdock.errors import Conflict, Forbidden, NotFound, UsageError
 from pushdock.state import Identity
+from web.door import HttpDoor
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def request(door: str, method: str, path: str, token: str | None = None, **heade
     try:
         conn.request(method, path, headers=headers)
         resp = conn.getresponse()
-        return resp.status, resp.read().decode(), dict(resp.getheaders())
+        return resp.status, resp.read().decode(), resp.headers  # type: ignore[return-value]  # (names are case-insensitive)
     finally:
         conn.close()
 

@@ -22,12 +22,13 @@ from dulwich.repo import Repo
 from dulwich.server import DictBackend
 from dulwich.web import WSGIRequestHandlerLogger, WSGIServerLogger, make_server, make_wsgi_chain
 
-from gitserver import webhooks
-from gitserver.http import HttpDoor
+from gitserver import webhook_store, webhooks
+from gitserver.http import routes
 from gitserver.webhook_deploy import DeployQueue, Job, _fetch, run_job
 from pushdock.cli import dispatch
 from pushdock.context import Context
 from pushdock.errors import PushdockError
+from web.door import HttpDoor
 
 APP = "hooked"
 SECRET = "It's a Secret to Everybody"
@@ -47,7 +48,7 @@ class Recorder:
         self.jobs.append(job)
         self.started.set()
         assert self.gate.wait(10)
-        webhooks.update_delivery(ctx, job.app, job.delivery, outcome="deployed v9")
+        webhook_store.update_delivery(ctx, job.app, job.delivery, outcome="deployed v9")
 
 
 @pytest.fixture
@@ -63,9 +64,9 @@ def queue(ctx: Context, recorder: Recorder) -> DeployQueue:
 @pytest.fixture
 def door(ctx: Context, queue: DeployQueue) -> Iterator[int]:
     ctx.state.create_app(APP)
-    webhooks.set_setting(ctx, APP, "secret", SECRET)
-    webhooks.set_setting(ctx, APP, "repo", REPO)
-    d = HttpDoor(ctx, queue)
+    webhook_store.set_setting(ctx, APP, "secret", SECRET)
+    webhook_store.set_setting(ctx, APP, "repo", REPO)
+    d = HttpDoor(ctx, routes=routes(ctx, queue))
     d.start()
     yield d.address[1]
     d.stop()
@@ -97,7 +98,7 @@ def post(port: int, body: bytes | dict[str, Any], *, event: str = "push", delive
 
 
 def outcomes(ctx: Context) -> list[tuple[int, str]]:
-    return [(d["status"], d["outcome"]) for d in webhooks.deliveries(ctx, APP)]
+    return [(d["status"], d["outcome"]) for d in webhook_store.deliveries(ctx, APP)]
 
 
 def test_github_test_vector() -> None:
@@ -179,7 +180,7 @@ def test_unsigned_floods_cannot_flush_the_dedupe_record(ctx: Context, door: int,
                                                         recorder: Recorder) -> None:
     assert post(door, payload(), delivery="d-8")[0] == 202
     assert queue.idle(10)
-    for n in range(webhooks.DELIVERY_LOG_SIZE + 20):
+    for n in range(webhook_store.DELIVERY_LOG_SIZE + 20):
         assert post(door, payload(), delivery=f"flood-{n}", secret=None)[0] == 401
     assert post(door, payload(), delivery="d-8") == (200, {"status": "duplicate delivery ignored",
                                                            "outcome": "deployed v9"})
@@ -187,8 +188,8 @@ def test_unsigned_floods_cannot_flush_the_dedupe_record(ctx: Context, door: int,
     assert post(door, payload(), delivery="d-8-again")[1]["status"] == "duplicate delivery ignored"
     assert queue.idle(10)
     assert len(recorder.jobs) == 1
-    log = webhooks.deliveries(ctx, APP)
-    assert len(log) == webhooks.DELIVERY_LOG_SIZE and log[0]["delivery"] == "d-8"  # refused entries leave first
+    log = webhook_store.deliveries(ctx, APP)
+    assert len(log) == webhook_store.DELIVERY_LOG_SIZE and log[0]["delivery"] == "d-8"  # refused entries leave first
 
 
 def test_oversized_and_chunked_bodies(ctx: Context, door: int, recorder: Recorder) -> None:
@@ -235,13 +236,14 @@ def test_settings_commands_never_show_secrets(ctx: Context) -> None:
     assert rc == 0 and "sup3r" not in out and "ghp_" not in out
     assert json.loads(out) | {"deliveries": []} == {
         "url": f"/webhooks/github/{APP}", "repo": "https://github.com/o/r.git", "secret": "set", "token": "set",
+        "api": "(from repo)",
         "deploy branch": "main", "deliveries": []}
     stored = ctx.state.path("keys", "webhooks", f"{APP}.json")
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     events = [e for e in ctx.state.read_events() if e["action"] == "webhooks:set"]
     assert "sup3r" not in json.dumps(events)
     assert run("webhooks:set", APP, "token", "")[1] == f"-----> Unset webhook token of {APP}\n"
-    assert webhooks.get_setting(ctx, APP, "token") is None
+    assert webhook_store.get_setting(ctx, APP, "token") is None
 
 
 # -- the fetch from a local "GitHub" -------------------------------------------------------------------------
@@ -306,7 +308,7 @@ def test_a_locked_app_is_not_deployed(ctx: Context, github: tuple[str, Path]) ->
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True,
                          check=True).stdout.strip()
     job = Job(app=APP, delivery="d-9", ref="refs/heads/main", after=sha, repo=url)
-    webhooks._append(ctx, APP, {"delivery": "d-9", "accepted": True, "status": 202, "outcome": "queued"})
+    webhook_store.append(ctx, APP, {"delivery": "d-9", "accepted": True, "status": 202, "outcome": "queued"})
     assert run_job(ctx, job) == f"failed: deploys of {APP} are locked (run apps:unlock {APP})"
     assert outcomes(ctx) == [(202, f"failed: deploys of {APP} are locked (run apps:unlock {APP})")]
 
@@ -320,7 +322,7 @@ def test_a_private_repository_is_fetched_with_the_token(ctx: Context, github: tu
     job = Job(app=APP, delivery="d", ref="refs/heads/main", after=sha, repo=url)
     with pytest.raises(PushdockError, match=r"cannot fetch from .*: HTTPUnauthorized"):
         _fetch(ctx, job)
-    webhooks.set_setting(ctx, APP, "token", PRIVATE_TOKEN)
+    webhook_store.set_setting(ctx, APP, "token", PRIVATE_TOKEN)
     _fetch(ctx, job)
     repo = Repo(str(ctx.state.repo_path(APP)))
     assert sha.encode() in repo.object_store

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hooks.appjson import AppJson, parse_app_json, read_app_json
-from hooks.checks import Healthcheck, check_settings, healthchecks_of, parse_setting
+from pushdock.checks import Healthcheck, check_settings, healthchecks_of, parse_setting
 from pushdock.errors import UsageError
 
 FULL = {

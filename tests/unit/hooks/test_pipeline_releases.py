@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from hooks import pipeline
-from hooks.releases import keep_count, parse_version, plan_prune
-from hooks.specs import hookimpl
+from hooks.releases import plan_prune
 from pushdock.bus import Bus
 from pushdock.context import Context
 from pushdock.errors import Conflict, DeployFailed, NotFound, UsageError
 from pushdock.progress import Progress
+from pushdock.releases import keep_count, parse_version
 from pushdock.settings import Settings
+from pushdock.specs import hookimpl
 from pushdock.state import Identity, Release
 
 APP = "demo"
@@ -62,11 +63,11 @@ class FakeProxy:
 class FakeBuilder:
     name = "fake"
 
-    def detect(self, build_dir: Path) -> bool:
-        return True
+    def detect(self, build_dir, env, dockerfile) -> str:
+        return "fake"
 
     def build(self, ctx, req, progress):
-        from builders.base import BuildResult
+        from pushdock.builder import BuildResult
 
         return BuildResult(image=req.image, processes={"web": ""}, web_port=5000)
 

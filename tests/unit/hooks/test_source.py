@@ -7,8 +7,9 @@ import subprocess
 
 import pytest
 
-from hooks.source import export_tree, parse_procfile
+from hooks.source import export_tree
 from pushdock.errors import UsageError
+from pushdock.procfile import parse_procfile
 
 
 def test_procfile_parsing() -> None:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxies.model import CertRef, Listener, Route
-from proxies.nginx import NginxProxy, render_app, render_main, render_ports, upstream_address, validate_domain
+from proxies.nginx.proxy import NginxProxy, render_app, render_main, render_ports, upstream_address, validate_domain
 from proxies.plugin import register_proxies
 from pushdock.context import Context
 from pushdock.errors import UsageError
@@ -180,7 +180,7 @@ def test_plugin_registers_every_proxy() -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="worker user only matters when nginx starts as root")
 def test_worker_user_root_only_when_prefix_unreachable(tmp_path: Path) -> None:
-    from proxies.nginx import _worker_user
+    from proxies.nginx.proxy import _worker_user
 
     closed = tmp_path / "closed"
     (closed / "nginx").mkdir(parents=True)

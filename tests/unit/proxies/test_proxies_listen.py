@@ -107,3 +107,32 @@ def test_a_start_that_loses_a_port_after_the_check_checks_again(ctx: Context) ->
         assert px.live["web"].listeners == (Listener("http", ctx.settings.proxy_port),)
     finally:
         other.close()
+
+
+def test_connections_queued_on_a_closing_listener_go_to_the_other_one() -> None:
+    """Ten clients connect while only the first socket of a SO_REUSEPORT group listens; a second joins and the
+    first closes without accepting them (a proxy stopping as another takes over). With migration on, the
+    kernel hands all ten to the second socket; without it, each would be reset."""
+    assert listen.migrate_on_close()
+    first = socket.socket()
+    first.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    first.bind(("127.0.0.1", 0))
+    first.listen(64)
+    port = first.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(10)]
+    with socket.socket() as second:
+        second.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        second.bind(("127.0.0.1", port))
+        second.listen(64)
+        for i, c in enumerate(clients):
+            c.sendall(f"hello {i}\n".encode())
+        first.close()
+        second.settimeout(5)
+        got = set()
+        for _ in clients:
+            conn, _addr = second.accept()
+            with conn:
+                got.add(conn.recv(64).decode())
+        assert got == {f"hello {i}\n" for i in range(10)}
+    for c in clients:
+        c.close()

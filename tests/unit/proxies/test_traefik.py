@@ -23,14 +23,14 @@ import pytest
 import yaml
 
 from proxies import certs
-from proxies.traefik import TraefikProxy
-from proxies.traefik_config import check_document, render_static
+from proxies.traefik.config import check_document, render_static
+from proxies.traefik.proxy import TraefikProxy
 from pushdock.context import Context
 from pushdock.errors import PushdockError
 from pushdock.routing import Upstream
 from tests.harness import free_port
 
-SCHEMA = resources.files("proxies") / "schemas" / "traefik-v3-file-provider.json"
+SCHEMA = resources.files("proxies.traefik") / "schemas" / "traefik-v3-file-provider.json"
 
 
 def up(port: int) -> Upstream:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hooks.specs import hookimpl
 from pushdock.bus import Bus
-from pushdock.errors import HookFailed, NotFound
+from pushdock.errors import HookFailed, NotFound, PushdockError
+from pushdock.specs import hookimpl
 
 
 class Recorder:
@@ -75,3 +75,17 @@ def test_misspelt_hook_fails_at_start(tmp_path: Path) -> None:
 
     with pytest.raises(Exception, match="unknown hook"):
         Bus(tmp_path, extra_plugins=(Typo(),), entry_points=False)
+
+
+def test_a_name_two_plugins_register_is_refused_naming_both(tmp_path: Path) -> None:
+    class Other:
+        @hookimpl
+        def register_builders(self):  # type: ignore[no-untyped-def]
+            return {"fake": object()}
+
+    bus = Bus(tmp_path, extra_plugins=(Recorder(), Other()), entry_points=False)
+    names = [bus.pm.get_name(p) for p in bus.pm.get_plugins()]
+    with pytest.raises(PushdockError) as e:
+        bus.registry("builders")
+    assert e.value.message.startswith("builder 'fake' is registered twice: by plugin ")
+    assert all(n in e.value.message for n in names)

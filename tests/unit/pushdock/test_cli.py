@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+import hooks.plugin
 from pushdock.bus import Bus
 from pushdock.cli import dispatch
 from pushdock.context import Context
@@ -16,7 +17,7 @@ from pushdock.state import Identity
 
 @pytest.fixture
 def core_ctx(settings) -> Context:
-    bus = Bus(settings.data_dir / "plugins", entry_points=False)
+    bus = Bus(settings.data_dir / "plugins", extra_plugins=(hooks.plugin,), entry_points=False)
     return Context(settings=settings, bus_override=bus)
 
 
@@ -72,7 +73,7 @@ def test_unknown_command_and_app(core_ctx) -> None:
 
 
 def test_deployer_is_confined_to_its_apps(settings) -> None:
-    bus = Bus(settings.data_dir / "plugins", entry_points=False)
+    bus = Bus(settings.data_dir / "plugins", extra_plugins=(hooks.plugin,), entry_points=False)
     admin = Context(settings=settings, bus_override=bus)
     run(admin, "apps:create", "mine")
     run(admin, "apps:create", "theirs")

@@ -165,7 +165,7 @@ def test_nginx_workers_stay_unprivileged_under_a_private_data_dir() -> None:
     import shutil
     import tempfile
 
-    from proxies.nginx import _layout, _worker_user
+    from proxies.nginx.proxy import _layout, _worker_user
 
     base = Path(tempfile.mkdtemp(prefix="pushdock-perm-", dir="/tmp"))
     try:

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from hooks.specs import hookimpl
 from pushdock import cron
 from pushdock.bus import Bus
 from pushdock.context import Context
 from pushdock.errors import Conflict, DeployFailed, NotFound, TaskFailed
 from pushdock.settings import Settings
+from pushdock.specs import hookimpl
 from pushdock.state import Identity, Release
 from pushdock.timer import Timer
 

@@ -58,9 +58,9 @@ def test_a_python_plugin_that_fails_to_load_is_kept_out_with_its_error(tmp_path:
     site = tmp_path / "site"
     dist(site, "pd-broken-import", "pd_broken_import", "raise ImportError('no module named nowhere')\n")
     dist(site, "pd-misspelt", "pd_misspelt",
-         "from hooks.specs import hookimpl\n\n@hookimpl\ndef post_craete(ctx, app):\n    pass\n")
+         "from pushdock.specs import hookimpl\n\n@hookimpl\ndef post_craete(ctx, app):\n    pass\n")
     dist(site, "pd-fine", "pd_fine",
-         "from hooks.specs import hookimpl\n\n@hookimpl\ndef post_create(ctx, app):\n    return 'fine ' + app\n")
+         "from pushdock.specs import hookimpl\n\n@hookimpl\ndef post_create(ctx, app):\n    return 'fine ' + app\n")
     monkeypatch.syspath_prepend(str(site))
     plugins = tmp_path / "plugins"
     for name in ("pd-broken-import", "pd-misspelt", "pd-fine"):

@@ -18,9 +18,9 @@ from pushdock.errors import PushdockError
 from pushdock.routing import Upstream
 from pushdock.settings import Settings
 from pushdock.state import Release
-from schedulers import docker_engine as eng
-from schedulers.docker_engine import Slot
-from schedulers.docker_local import _plan
+from schedulers import engine as eng
+from schedulers.docker_local.scheduler import _plan
+from schedulers.engine import Slot
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schedulers.docker_logs import key_epoch, merge_tail, split_stamped, ts_key
+from schedulers.docker_local.logs import key_epoch, merge_tail, split_stamped, ts_key
 
 
 def test_ts_key_pads_trimmed_nanoseconds():

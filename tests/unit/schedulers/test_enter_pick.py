@@ -6,8 +6,8 @@ import pytest
 
 from pushdock.commands.ps import mask_env
 from pushdock.errors import PushdockError
-from schedulers.base import Instance
-from schedulers.docker_run import pick_instance
+from pushdock.scheduler import Instance
+from schedulers.docker_local.run import pick_instance
 
 
 def inst(process: str, index: int, release: int = 2, state: str = "running", cid: str = "") -> Instance:

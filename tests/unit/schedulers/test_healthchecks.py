@@ -10,14 +10,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from hooks.checks import Healthcheck
+from pushdock.checks import Healthcheck
 from pushdock.routing import Upstream
 from pushdock.state import Release
-from schedulers import docker_engine as eng
-from schedulers.docker_engine import Slot
-from schedulers.docker_run import command_of
+from schedulers import engine as eng
+from schedulers.docker_local.run import command_of
+from schedulers.engine import Aborted, NotReady, Slot, Started
 from schedulers.healthchecks import http_check, run_all, validate
-from schedulers.readiness import Aborted, NotReady, Started
 
 
 class Handler(BaseHTTPRequestHandler):

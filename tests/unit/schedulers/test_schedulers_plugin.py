@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pushdock.bus import Bus
 from schedulers import plugin
-from schedulers.docker_local import DockerLocalScheduler
+from schedulers.docker_local.scheduler import DockerLocalScheduler
 
 
 def test_registers_docker_local(tmp_path: Path):

@@ -25,7 +25,7 @@ from pushdock.cli import dispatch
 from pushdock.context import Context
 from pushdock.settings import Settings
 from pushdock.state import GLOBAL, Identity, Release
-from schedulers import swarm_settings as props
+from schedulers.swarm import settings as props
 
 ROOT = Path(__file__).resolve().parents[3]
 APP = "shop"
@@ -185,7 +185,7 @@ def test_swarm_not_initialised_is_one_line_saying_what_to_run(tmp_path: Path, fa
     code = (
         "from pushdock.context import Context; from pushdock.settings import Settings; "
         "from pushdock.state import Release; from pushdock.progress import NULL; "
-        "from schedulers.swarm import SwarmScheduler; import sys\n"
+        "from schedulers.swarm.scheduler import SwarmScheduler; import sys\n"
         f"ctx = Context(settings=Settings(data_dir={str(tmp_path / 'd')!r}))\n"
         "r = Release(app='a', number=1, image='i', env={}, processes={'web': ''}, formation={'web': 1})\n"
         "try:\n    SwarmScheduler().deploy(ctx, r, lambda u: None, NULL)\n"
@@ -209,5 +209,8 @@ def test_swarm_init_uses_this_machines_defaults(tmp_path: Path, fake_engine: str
     assert cp.stdout.startswith("-----> swarm mode is on: this node (fakenode0000) is the manager, listening on "
                                 "127.0.0.1:2377")
     assert (_Engine.init_body["AdvertiseAddr"], _Engine.init_body["ListenAddr"]) == ("127.0.0.1", "127.0.0.1:2377")
+    assert _Engine.init_body["Spec"]["Dispatcher"]["HeartbeatPeriod"] == 5_000_000_000
+    cp = _pushdock(tmp_path, fake_engine, "swarm:init", "--heartbeat", "1")
+    assert cp.returncode == 0 and _Engine.init_body["Spec"]["Dispatcher"]["HeartbeatPeriod"] == 1_000_000_000
     cp = _pushdock(tmp_path, fake_engine, "swarm:init", "--listen-addr", "nope")
     assert (cp.returncode, cp.stderr) == (2, "error: --listen-addr must be ADDRESS:PORT, not 'nope'\n")

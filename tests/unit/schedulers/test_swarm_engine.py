@@ -12,9 +12,10 @@ from typing import Any
 
 from pushdock.routing import Upstream
 from pushdock.state import Release
-from schedulers import swarm_engine as sw
-from schedulers import swarm_logs
-from schedulers import swarm_nodes as sn
+from schedulers.swarm import engine as sw
+from schedulers.swarm import logs as swarm_logs
+from schedulers.swarm import nodes as sn
+from schedulers.swarm import settings as props
 
 LOCAL = sn.Node(id="n1", hostname="vm", role="manager", state="ready", availability="active", addr="127.0.0.1",
                 address="127.0.0.1", engine=None, local=True)
@@ -110,20 +111,20 @@ def test_instances_from_tasks_host_mode_and_mesh():
 
 
 def test_ipvs_detection_reads_proc_sys_and_the_module_lists(tmp_path: Path):
-    assert sn.kernel_has_ipvs(tmp_path) is False
+    assert props.kernel_has_ipvs(tmp_path) is False
     (tmp_path / "proc/net").mkdir(parents=True)
     (tmp_path / "proc/net/ip_vs").write_text("")
-    assert sn.kernel_has_ipvs(tmp_path) is True
+    assert props.kernel_has_ipvs(tmp_path) is True
     other = tmp_path / "other"
     modules = other / "lib/modules" / os.uname().release
     modules.mkdir(parents=True)
     (modules / "modules.dep").write_text("kernel/net/netfilter/ipvs/ip_vs.ko: kernel/lib/libcrc32c.ko\n")
-    assert sn.kernel_has_ipvs(other) is True
+    assert props.kernel_has_ipvs(other) is True
 
 
 def test_this_kernel_has_no_ipvs_as_research_found():
     """research/proxies.md §5: no CONFIG_IP_VS here, hence no routing mesh."""
-    assert sn.kernel_has_ipvs() is False
+    assert props.kernel_has_ipvs() is False
 
 
 def test_service_log_lines_are_parsed_whatever_their_chunking():

@@ -1,0 +1,1 @@
+"""caddy: the proxy and its JSON config renderer."""

@@ -1,0 +1,1 @@
+"""nginx: the proxy, its config renderer and templates."""

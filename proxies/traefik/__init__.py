@@ -1,0 +1,1 @@
+"""traefik: the proxy, its config renderer, the vendored schema and steering during a swap."""

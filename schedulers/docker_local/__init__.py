@@ -1,0 +1,1 @@
+"""docker-local: each process a container on this host's Docker engine."""

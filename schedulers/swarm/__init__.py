@@ -1,0 +1,1 @@
+"""swarm: each process a Docker swarm service, spread over the swarm's nodes (swarm.md)."""
