@@ -18,7 +18,8 @@ def machine() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{platform.platform()}, {os.cpu_count()} cores {cpu}, Python {platform.python_version()}"
+    load = ", load average {:.1f} / {:.1f} / {:.1f} when written (the machine is shared)".format(*os.getloadavg())
+    return f"{platform.platform()}, {os.cpu_count()} cores {cpu}, Python {platform.python_version()}{load}"
 
 
 def write_section(script: str, body: str) -> None:

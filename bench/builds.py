@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,8 +33,8 @@ CASES = (  # (label, sample app in tests/apps)
 WARM_PUSHES = 3
 
 
-def timed_push(srv: Server, work: Path, app: str, body: str) -> float:
-    """Seconds from `git push` starting to `body` being served."""
+def timed_push(srv: Server, work: Path, app: str, body: str, *, output: bool = False) -> Any:
+    """Seconds from `git push` starting to `body` being served (with `output`: and the push's stderr)."""
     seen = threading.Event()
     t0 = time.monotonic()
     proc = subprocess.Popen(["git", "push", srv.remote(app), "main"], cwd=work, env=srv.git_env,
@@ -55,7 +56,7 @@ def timed_push(srv: Server, work: Path, app: str, body: str) -> float:
     elapsed = time.monotonic() - t0
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0 and seen.is_set(), err
-    return elapsed
+    return (elapsed, err) if output else elapsed
 
 
 def bench_case(srv: Server, sample: str) -> dict[str, object]:

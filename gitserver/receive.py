@@ -12,9 +12,10 @@ has validated every ref, has no connectivity check and refuses push options and 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -107,6 +108,8 @@ class PushdockReceivePack(ReceivePackHandler):
         self.client_shallow: set[bytes] = set()
         self.started = time.time()  # the push's events carry its duration
         self.client_gone = False
+        self.detach = False  # the SSH worker: deferred deploy work runs in a child process (see _run_after)
+        self._after: tuple[list[Callable[[Progress], None]], dict[str, float]] | None = None
         self._sideband = False
         self._write_lock = threading.Lock()
         self._last_write = time.monotonic()
@@ -149,6 +152,7 @@ class PushdockReceivePack(ReceivePackHandler):
                     self._report_status(status)
                 except (OSError, GitProtocolError):
                     logger.info("client left before the push report", app=self.app)
+        self._run_after()
 
     def _advertise(self) -> None:
         refs = sorted((name, sha) for name, sha in self.repo.get_refs().items() if name != b"HEAD")  # as C git
@@ -352,6 +356,8 @@ class PushdockReceivePack(ReceivePackHandler):
             return
 
         progress = Progress(self._progress_line, logfile=self.ctx.state.deploy_log(self.app))
+        progress.add_stage("receive", time.time() - self.started)  # the pack in, checked, under the app's lock
+        progress.deferred = []  # retiring the old containers waits until the pusher has its answer
         try:
             pipeline.deploy_push(self.ctx, self.app, target.new.decode(), progress, branch=target.branch)
         except PushdockError as e:
@@ -366,7 +372,45 @@ class PushdockReceivePack(ReceivePackHandler):
                 self.repo.refs.set_symbolic_ref(b"HEAD", target.ref)
                 self._record_settings(f"git push: deploy branch {target.branch}")
         finally:
+            progress.step(progress.stage_times(pending="retire" if progress.deferred else None))
             progress.close()
+            if progress.deferred:
+                self._after = (progress.deferred, dict(progress.stages))
+
+    def _run_after(self) -> None:
+        """The deploy's deferred jobs (retiring old containers, pruning images), once the pusher has its answer:
+        in a child process of their own when this process ends with the push (`detach`: the SSH worker), else
+        in a thread. They take the app's lock again (a push that came first retires the same containers
+        itself) and end the deploy log with the stage times, retire included."""
+        if self._after is None:
+            return
+        jobs, stages = self._after
+        self._after = None
+        if not self.detach:
+            threading.Thread(target=self._jobs, args=(jobs, stages), name=f"retire-{self.app}").start()
+            return
+        if os.fork() != 0:
+            return
+        try:  # the child: out of the worker's session, stdio to /dev/null so the SSH channel closes now
+            os.setsid()
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            self._jobs(jobs, stages)
+        finally:
+            os._exit(0)
+
+    def _jobs(self, jobs: list[Callable[[Progress], None]], stages: dict[str, float]) -> None:
+        try:
+            progress = Progress(logfile=self.ctx.state.deploy_log(self.app), header=False)
+            progress.stages = stages
+            with self.ctx.state.app_lock(self.app, timeout=self.ctx.settings.lock_timeout):
+                for job in jobs:
+                    job(progress)
+            progress.step(progress.stage_times())
+            progress.close()
+        except Exception:
+            logger.exception("deferred deploy work failed", app=self.app)
 
     def _record_settings(self, summary: str) -> None:
         """Commit a setting the push itself changed to refs/meta/config (the lock is held: no re-locking)."""

@@ -72,6 +72,7 @@ def serve_git(ctx: Context, argv: list[str], inp: IO[bytes], out: IO[bytes]) -> 
         out.flush()
 
     handler = handler_cls(AppBackend(ctx), [argv[1]], Protocol(inp.read, write))
+    handler.detach = True  # this process ends with the command: deferred deploy work forks off
     try:
         handler.handle()
     finally:

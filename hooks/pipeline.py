@@ -40,6 +40,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
     with logger.contextualize(app=app, sha=sha[:12]), builds.track(ctx, app, sha, progress) as build:
         try:
             progress.step(f"Deploying {app} ({sha[:7]}, branch {branch}): build {build.build.id}")
+            building = time.monotonic()
             export_tree(state.repo_path(app), sha, build_dir, progress=progress)
             bus.call("post_extract", ctx=ctx, app=app, build_dir=str(build_dir), sha=sha)
             app_json = read_app_json(build_dir)  # a malformed app.json fails before the build
@@ -59,6 +60,7 @@ def deploy_push(ctx: Context, app: str, sha: str, progress: Progress, *, branch:
             bus.call("pre_build", ctx=ctx, app=app, builder=name, build_dir=str(build_dir))
             result = builder.build(ctx, BuildRequest(app, build_dir, image, env, procfile), progress)
             bus.call("post_build", ctx=ctx, app=app, builder=name, image=result.image)
+            progress.add_stage("build", time.monotonic() - building)
 
             build.releasing()
             processes = {**result.processes, **procfile}
@@ -280,12 +282,14 @@ def _fail_interrupted(ctx: Context, app: str) -> list[str]:
 def _deploy_release(ctx: Context, release: Release, progress: Progress, *, previous: Release | None) -> Release:
     """pre-release -> release phase -> scheduler swap -> promote -> postdeploy -> post-deploy -> prune."""
     state, bus = ctx.state, ctx.bus
+    releasing = time.monotonic()
     state.save_release(release)
     phases = releases.needs_release_phase(release, previous)
     try:
         bus.call("pre_release", ctx=ctx, app=release.app, release=release.number, image=release.image)
         if phases:
             release = releases.run_before(ctx, release, progress)
+        progress.add_stage("release", time.monotonic() - releasing)
         _run_scheduler(ctx, release, progress)
     except PushdockError:
         state.save_release(release.with_(status="failed"))
@@ -293,6 +297,7 @@ def _deploy_release(ctx: Context, release: Release, progress: Progress, *, previ
     except BaseException:  # interrupted (Ctrl-C): not pending forever
         state.save_release(release.with_(status="failed", why=f"{release.why} (interrupted)"))
         raise
+    releasing = time.monotonic()
     current = state.promote_release(release)
     state.set_env(release.app, release.env)
     state.set_formation(release.app, release.formation)
@@ -304,7 +309,8 @@ def _deploy_release(ctx: Context, release: Release, progress: Progress, *, previ
     if failure:
         ctx.event("postdeploy", app=release.app, result="failed", release=release.name, reason=failure)
     bus.call("post_deploy", ctx=ctx, app=release.app, release=release.number, image=release.image)
-    releases.prune(ctx, release.app, progress)
+    releases.prune(ctx, release.app, progress)  # an image the retiring containers still use stays (next time)
+    progress.add_stage("release", time.monotonic() - releasing)
     port = "" if ctx.settings.proxy_port == 80 else f":{ctx.settings.proxy_port}"
     progress.step(f"Released {release.name}: http://{ctx.domains(release.app)[0]}{port}")
     if failure:

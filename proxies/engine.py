@@ -19,13 +19,13 @@ import contextlib
 import dataclasses
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from proxies import listen
+from proxies import listen, stable
 from proxies.batch import Batcher, Change
 from proxies.model import Listener, Route, Table, conflict, load_table, ports_in_use, save_table
 from proxies.routes import resolve
@@ -43,6 +43,8 @@ class ProxyEngine:
     """Base of NginxProxy, CaddyProxy and TraefikProxy (the Proxy protocol in pushdock/proxy.py)."""
 
     name = "proxy"
+    steer_upstreams = False  # route through stable addresses switched underneath (stable.py): no reload per deploy
+    drain_timeout = stable.DRAIN_TIMEOUT  # after a switch underneath: until the old upstream's connections closed
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -60,6 +62,10 @@ class ProxyEngine:
 
     def _parked_path(self, ctx: Context) -> Path:
         return self.root(ctx) / "parked.json"
+
+    def _proxied_path(self, ctx: Context) -> Path:
+        """The table as the proxy itself was last given it (stable addresses in place of upstreams)."""
+        return self.root(ctx) / "proxied.json"
 
     # -- the Proxy protocol -------------------------------------------------------------------------
     def apply(self, ctx: Context, app: str, domains: list[str], upstreams: list[Upstream]) -> None:
@@ -171,7 +177,7 @@ class ProxyEngine:
         now = {app: ps for app, r in new.items() if (ps := sorted({li.port for li in r.listeners} & set(taken)))}
         moved = {app for app in set(was) | set(now) if was.get(app) != now.get(app) and (app in old or app in new)}
         try:
-            self._commit(ctx, _without(old, was), _without(new, now), changed | moved)
+            self._commit_steered(ctx, _without(old, was), _without(new, now), changed | moved)
         except PushdockError as e:
             if not again or self.pids(ctx):
                 raise
@@ -182,6 +188,52 @@ class ProxyEngine:
             for app in sorted(now):
                 logger.warning("port not served: another program holds it", app=app, ports=now[app])
             atomic_write(self._parked_path(ctx), json.dumps(now))
+
+    def _commit_steered(self, ctx: Context, old: Table, new: Table, changed: set[str]) -> None:
+        """`_commit`, with steerable upstreams replaced by stable addresses (stable.py): a change of upstreams
+        only is a switch of the kernel's rules, the proxy is not touched; then the old upstreams drain."""
+        path = self._proxied_path(ctx)
+        saved = load_table(path) if path.exists() else None
+        if not (self.steer_upstreams and stable.usable()):
+            if saved is None:
+                self._commit(ctx, old, new, changed)
+                return
+            self._commit(ctx, saved, new, changed | {a for a in set(saved) | set(new) if saved.get(a) != new.get(a)})
+            path.unlink(missing_ok=True)
+            return
+        st = stable.Stable(self.root(ctx))
+        old_view = saved if saved is not None else old
+        new_view, rules = st.view(new)
+        scope = changed if saved is not None else changed | set(old) | set(new)
+        to_proxy = {a for a in scope if old_view.get(a) != new_view.get(a)}
+        running = bool(self.pids(ctx))
+        had = st.installed() or {}
+        touch = bool(to_proxy) or not running or not changed
+        try:  # before the proxy's change: what the old and the new routes need (rules of removed apps stay)
+            st.install({**had, **rules} if touch else rules, force=not running)
+        except stable.StableError as e:
+            raise PushdockError(f"the upstreams could not be switched: {e}") from e
+        if touch:
+            try:
+                self._commit(ctx, old_view, new_view, to_proxy)
+            except PushdockError:
+                with contextlib.suppress(stable.StableError):
+                    st.install(had, force=True)
+                raise
+            save_table(path, new_view)
+            try:
+                st.install(rules)
+            except stable.StableError as e:  # rules of ports no app uses any more are harmless
+                logger.warning("stale upstream rules kept", error=str(e))
+        st.forget(set(old) - set(new))
+        switched = {p for p, u in had.items() if rules.get(p) != u}
+        if switched:
+            st.drain(switched, self.drain_timeout, self._idle_check(ctx, {f"{st.address}:{p}" for p in switched}))
+
+    def _idle_check(self, ctx: Context, addresses: set[str]) -> Callable[[], bool] | None:
+        """For stable.Stable.drain: a check that no request to `addresses` is in flight in the proxy, if the
+        proxy can tell (caddy's API can)."""
+        return None
 
     def _submit(self, ctx: Context, changes: list[Change]) -> None:
         deferred = getattr(self._local, "deferred", None)

@@ -12,6 +12,8 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+# bench/push_to_live.py measures C git push over OpenSSH (a private sshd, never the system's) as its floor
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v pigz >/dev/null 2>&1 || need+=(pigz)
 # the letsencrypt tests issue certificates from a local ACME server (pebble + pebble-challtestsrv)

@@ -18,12 +18,13 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from proxies import procs
+from proxies import procs, stable
 from proxies.caddy import config as caddy_config
 from proxies.engine import ProxyEngine
 from proxies.model import Listener, Table, ports_in_use
@@ -118,12 +119,14 @@ class CaddyProxy(ProxyEngine):
     """pushdock's own caddy: routes per app through the admin API, one reload per change."""
 
     name = "caddy"
+    steer_upstreams = True
 
     def stop(self, ctx: Context) -> None:
         lay = _Layout(self.root(ctx))
         with self._batcher(ctx).locked():
             pid = self._pid(lay)
             if pid is None:
+                stable.Stable(self.root(ctx)).remove()
                 return
             try:
                 self._api(lay, "POST", "/stop", None, timeout=DRAIN_TIMEOUT)
@@ -132,6 +135,7 @@ class CaddyProxy(ProxyEngine):
                 os.kill(pid, signal.SIGTERM)
             if not procs.wait(lambda: not procs.alive(pid), DRAIN_TIMEOUT + 5):
                 raise PushdockError(f"caddy {pid} did not exit")
+            stable.Stable(self.root(ctx)).remove()
         logger.info("caddy stopped", pid=pid)
 
     def report(self, ctx: Context) -> dict[str, Any]:
@@ -255,6 +259,20 @@ class CaddyProxy(ProxyEngine):
 
         if not procs.wait(drained, DRAIN_TIMEOUT, interval=0.05):
             logger.warning("caddy upstreams still busy", upstreams=sorted(dropped), timeout=DRAIN_TIMEOUT)
+
+    def _idle_check(self, ctx: Context, addresses: set[str]) -> Callable[[], bool] | None:
+        """Go keeps reusing a pooled upstream connection as long as requests come: stable.py closes the old
+        ones at a moment this says no request to the app's stable addresses is in flight."""
+        lay = _Layout(self.root(ctx))
+
+        def idle() -> bool:
+            try:
+                busy = self._api(lay, "GET", "/reverse_proxy/upstreams", None) or []
+            except (OSError, PushdockError):
+                return False
+            return not any(u.get("address") in addresses and u.get("num_requests", 0) > 0 for u in busy)
+
+        return idle
 
     def _api(self, lay: _Layout, method: str, path: str, body: Any, timeout: float = API_TIMEOUT) -> Any:
         conn = lay.connection(timeout)

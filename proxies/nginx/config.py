@@ -63,7 +63,7 @@ def render_app(prefix: Path, route: Route) -> str:
     parts = [head]
     if route.upstreams:
         servers = "\n".join(f"  server {upstream_address(u)} max_fails=0;" for u in route.upstreams)
-        parts.append(f"upstream {upstream} {{\n{servers}\n  keepalive 16;\n}}\n")
+        parts.append(f"upstream {upstream} {{\n{servers}\n  keepalive 16;\n  keepalive_requests 64;\n}}\n")
     server = _template("nginx-server.conf.tmpl")
     fields = {"domains": " ".join(route.domains), "max_body": tune.get("client-max-body-size", CLIENT_MAX_BODY)}
     logs = _logs(tune)

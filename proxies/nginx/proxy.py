@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from proxies import procs
+from proxies import procs, stable
 from proxies.domains import validate_domain
 from proxies.engine import ProxyEngine
 from proxies.model import Listener, Table, ports_in_use
@@ -175,16 +175,19 @@ class NginxProxy(ProxyEngine):
     """pushdock's own nginx: `apply` returns when the new routing is live and the old workers drained."""
 
     name = "nginx"
+    steer_upstreams = True
 
     def stop(self, ctx: Context) -> None:
         lay = _layout(self.root(ctx))
         with self._batcher(ctx).locked():
             master = _master_pid(lay)
             if master is None:
+                stable.Stable(self.root(ctx)).remove()
                 return
             os.kill(master, signal.SIGQUIT)  # graceful: workers finish in-flight requests
             if not procs.wait(lambda: _master_pid(lay) != master, DRAIN_TIMEOUT + 5):
                 raise PushdockError(f"nginx master {master} did not exit after SIGQUIT")
+            stable.Stable(self.root(ctx)).remove()
         logger.info("nginx stopped", pid=master)
 
     def report(self, ctx: Context) -> dict[str, Any]:

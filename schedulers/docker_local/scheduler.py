@@ -11,6 +11,7 @@ started again if the new ones fail); `checks:skip` routes as soon as the new con
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -75,7 +76,8 @@ class DockerLocalScheduler:
                 upstreams = [s.upstream for s in started if s.upstream is not None]
                 if process in (None, "web"):
                     say.step(f"Routing to {label}" if upstreams else "No web process: removing routes")
-                    _route(route, upstreams, label)
+                    with progress.stage("switch"):
+                        _route(route, upstreams, label)
             except BaseException:
                 remove_now(created)
                 _restore(paused, say)
@@ -89,8 +91,10 @@ class DockerLocalScheduler:
                 logger.warning("old containers not retired", error=str(e))
                 say.detail(f"old containers not stopped ({e}); the next reconcile removes them")
                 return
-            _retire(old, say, checks)
-            logger.info("release deployed", instances=len(started), retired=len(old))
+            logger.info("release deployed", instances=len(started), retiring=len(old))
+            if old:
+                ids = [c.id for c in old]
+                progress.later(lambda p: _retire_later(ids, p, checks, release))
 
     def stop(self, ctx: Context, app: str) -> None:
         with eng.engine_errors(doing=f"stopping {app}"):
@@ -235,6 +239,23 @@ def _restore(paused: list[Any], say: Say) -> None:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
             logger.warning("old container not restarted", container=c.name, error=eng.one_line(e))
             say.detail(f"{c.name} did not start: {eng.one_line(e)}")
+
+
+def _retire_later(ids: list[str], progress: Progress, checks: CheckSettings, release: Release) -> None:
+    """`_retire` as a job of the deploy's Progress: possibly after the push answered, in another process (the
+    containers are looked up again, with this process's engine client). Never raises."""
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+
+    with progress.stage("retire"), logger.contextualize(app=release.app, release=release.number):
+        old = []
+        try:
+            for i in ids:
+                with contextlib.suppress(docker.errors.NotFound):
+                    old.append(eng.client().containers.get(i))
+        except (docker.errors.DockerException, PushdockError) as e:
+            logger.warning("old containers not retired", error=eng.one_line(e))
+            return
+        _retire(old, Say(progress), checks)
 
 
 def _retire(old: list[Any], say: Say, checks: CheckSettings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -70,10 +71,13 @@ def start_all(
     abort = threading.Event()
     lock = threading.Lock()
     policy = eng.restart_policy(ctx, release.app)
+    started_at = time.monotonic()
+    launched: list[float] = []
 
     def one(slot: Slot) -> Started:
         try:
             s = launch(ctx, release, slot, created, lock, stop_timeout=checks.stop_timeout)
+            launched.append(time.monotonic() - started_at)
             notes = wait_ready(ctx, s, abort, healthchecks.for_process(release, slot.process), skip=checks.skipped,
                                uptime=checks.uptime)
             docker_networks.connect(ctx, release.app, s.container.id, ("attach-post-deploy",),
@@ -97,6 +101,9 @@ def start_all(
         except BaseException:  # interrupted: let the checks end now, not at their timeout
             abort.set()
             raise
+    start = max(launched, default=0.0)  # the slowest container's create + start; then until all answered
+    say.progress.add_stage("start", start)
+    say.progress.add_stage("ready", time.monotonic() - started_at - start)
     failures = [e for e in errors if isinstance(e, NotReady)]
     other = [e for e in errors if e is not None and not isinstance(e, (NotReady, Aborted))]
     if other:

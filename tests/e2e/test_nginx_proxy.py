@@ -176,8 +176,8 @@ def test_rejected_config_keeps_old_routing(ctx: Context, proxy: NginxProxy, back
     before, gen = app_file.read_text(), proxy.report(ctx)["generation"]
     broken = ctx.state.path("nginx", "conf.d", "zz-broken.conf")
     broken.write_text("this is not nginx;\n")  # simulates any config nginx -t refuses
-    with pytest.raises(PushdockError) as info:
-        proxy.apply(ctx, "web", ["web.test"], [backend("B")])
+    with pytest.raises(PushdockError) as info:  # a new domain: nginx must take it (a new upstream alone would not
+        proxy.apply(ctx, "web", ["web.test", "www.web.test"], [backend("B")])  # touch it: proxies/stable.py)
     assert "nginx rejected the configuration" in str(info.value) and "\n" not in str(info.value)
     assert app_file.read_text() == before
     assert proxy.report(ctx)["generation"] == gen
