@@ -71,6 +71,7 @@ def post_status(ctx: Context, app: str, sha: str, *, state: str, description: st
 def fetch_commit(ctx: Context, app: str, into: str, ref: str, sha: str) -> str | None:
     """Fetch `ref` of `app`'s repository into app `into`'s; None once `sha` is there, else why not."""
     from dulwich.client import get_transport_and_path_from_url  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.objects import ObjectID  # noqa: PLC0415 -- start-up: dulwich loads when first used
     from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
     source = get_setting(ctx, app, "repo")
@@ -78,7 +79,7 @@ def fetch_commit(ctx: Context, app: str, into: str, ref: str, sha: str) -> str |
         return f"no repository is set for {app} (webhooks:set {app} repo URL)"
     token = get_setting(ctx, app, "token")
     repo = Repo(str(ctx.state.repo_path(into)))
-    want = sha.encode()
+    want = ObjectID(sha.encode())
     try:
         if want in repo.object_store:
             return None
