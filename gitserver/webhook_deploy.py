@@ -37,6 +37,11 @@ from pushdock.settings import Settings
 from pushdock.state import Identity
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dulwich.objects import ObjectID
+    from dulwich.refs import Ref
+
     from pushdock.context import Context
 
 JOB_VARIABLE = "PUSHDOCK_WEBHOOK_JOB"
@@ -220,18 +225,19 @@ def _fetch(ctx: Context, job: Job) -> None:
     """Bring commit `job.after` into the app's repository from the configured repository."""
     from dulwich.client import get_transport_and_path_from_url  # noqa: PLC0415 -- start-up: dulwich loads when first used
     from dulwich.objects import ObjectID  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.refs import Ref  # noqa: PLC0415 -- start-up: dulwich loads when first used
     from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
     token = get_setting(ctx, job.app, "token")
     repo = Repo(str(ctx.state.repo_path(job.app)))
-    after, ref = ObjectID(job.after.encode()), job.ref.encode()
+    after, ref = ObjectID(job.after.encode()), Ref(job.ref.encode())
     try:
         if after in repo.object_store:
             return
         client, path = get_transport_and_path_from_url(
             job.repo, username="x-access-token" if token else None, password=token, quiet=True)
 
-        def wants(refs, depth=None):  # type: ignore[no-untyped-def]
+        def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
             tip = refs.get(ref)
             return [tip] if tip is not None and tip not in repo.object_store else []
 
