@@ -29,6 +29,10 @@ from hooks.source import export_tree
 from pushdock.errors import BuildFailed, UsageError
 
 if TYPE_CHECKING:
+    from dulwich.client import GitClient
+    from dulwich.objects import ObjectID
+    from dulwich.refs import Ref
+
     from pushdock.context import Context
     from pushdock.progress import Progress
 
@@ -198,18 +202,17 @@ def fetch_git(ctx: Context, ref: BuildpackRef, progress: Progress) -> Path:
     return _checked(cache / commit, ref)
 
 
-def _fetch_into(client: object, path: str | bytes, sha: str, ref: BuildpackRef, tmp: Path) -> str:
-    from dulwich.objects import Commit, Tag  # noqa: PLC0415 -- start-up: dulwich loads when first used
+def _fetch_into(client: GitClient, path: str | bytes, sha: str, ref: BuildpackRef, tmp: Path) -> str:
+    from dulwich.objects import Commit, ObjectID, Tag  # noqa: PLC0415 -- start-up: dulwich loads when first used
     from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
-
 
     repo = Repo.init_bare(str(tmp / "repo"), mkdir=True)
     try:
-        def wants(refs: object, depth: int | None = None) -> list[bytes]:
-            return [sha.encode()]
+        def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+            return [ObjectID(sha.encode())]
 
         try:
-            client.fetch(path, repo, determine_wants=wants)  # type: ignore[attr-defined]
+            client.fetch(path, repo, determine_wants=wants)
             obj = repo[sha.encode()]
         except Exception as e:
             raise BuildFailed(f"cannot fetch buildpack {ref.display!r}: {_short(e)}") from None

@@ -35,7 +35,7 @@ class AppBackend(Backend):
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def open_repository(self, path: str | bytes) -> Repo:  # type: ignore[override]
+    def open_repository(self, path: str | bytes) -> Repo:
         try:
             app = app_from_path(path)
         except PushdockError as e:

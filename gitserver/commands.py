@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from pushdock.commands import format_option, group, print_table
@@ -35,7 +37,7 @@ def add(ctx: Context, name: str, role: str, apps: str) -> None:
     """Add the public key read from stdin as NAME."""
     from gitserver import keys  # noqa: PLC0415 -- start-up: command modules load with the CLI; this loads when the command runs
 
-    text = click.get_text_stream("stdin").read()
+    text = sys.stdin.read()
     allowed = tuple(a.strip() for a in apps.split(",") if a.strip())
     record = keys.add_key(ctx, name, text, role=role, apps=allowed)
     click.echo(f"-----> Added key {record.name} ({record.role}, {record.fingerprint})")

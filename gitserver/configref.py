@@ -20,11 +20,12 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dulwich.graph import can_fast_forward
-from dulwich.objects import Blob, Commit, Tree
+from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.protocol import ZERO_SHA
+from dulwich.refs import HEADREF, LOCAL_BRANCH_PREFIX, Ref
 from dulwich.repo import Repo
 from loguru import logger
 
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     from pushdock.progress import Progress
     from pushdock.state import State
 
-CONFIG_REF = b"refs/meta/config"
+CONFIG_REF = Ref(b"refs/meta/config")
 MAX_FILE_BYTES = 1024 * 1024
 KNOWN_BUILDERS = ("dockerfile", "herokuish", "pack")
 COMMITTER = b"pushdock <pushdock@localhost>"
@@ -107,11 +108,12 @@ def _number(state: State, key: tuple[str, str], app: str) -> int | None:
 
 def from_state(state: State, app: str) -> AppConfig:
     """The app's current settings (never fails: stored values are rendered as they are)."""
-    checks = Checks.model_construct(
+    # one dict: spread separately, mypy would match a bool- or int-valued dict to `_fields_set`
+    check_values: dict[str, Any] = {
         **{k: _text(state, key, app) not in (None, "0") for k, key in CHECK_FLAGS.items()},
         **{k: _number(state, key, app) for k, key in CHECK_NUMBERS.items()},
-        type=_text(state, CHECK_TYPE, app),
-    )
+    }
+    checks = Checks.model_construct(**check_values, type=_text(state, CHECK_TYPE, app))
     builder = Builder.model_construct(selected=_text(state, SELECTED, app),
                                       dockerfile_path=_text(state, DOCKERFILE_PATH, app))
     settings = AppSettings.model_construct(
@@ -123,21 +125,26 @@ def from_state(state: State, app: str) -> AppConfig:
         storage=Storage.model_construct(mounts=tuple(storage.specs(storage.stored(state, app)))),
         logs=Logs.model_construct(vector_sink=logship.stored(state, app) or None),
         proxy=proxy_tuning.stored(state, app),
-        docker_options=DockerOptions.model_construct(**{p: tuple(v) for p, v in
-                                                        docker_options.stored(state, app).items()}),
+        docker_options=DockerOptions.model_construct(**_tuples(docker_options.stored(state, app))),
         network=_network(state, app),
     )
     return AppConfig(env=state.get_env(app), settings=settings)
 
 
+def _tuples(options: dict[str, list[str]]) -> dict[str, Any]:
+    """Lists as tuples, for `model_construct(**...)` (typed Any: its first parameter is `_fields_set`)."""
+    return {p: tuple(v) for p, v in options.items()}
+
+
 def _network(state: State, app: str) -> Network:
     got = networks.get(state, app)
+    initial = got.get("initial-network") or []
     return Network.model_construct(attach_post_create=tuple(got.get("attach-post-create", [])),
                                    attach_post_deploy=tuple(got.get("attach-post-deploy", [])),
-                                   initial_network=(got.get("initial-network") or [None])[0])
+                                   initial_network=initial[0] if initial else None)
 
 
-def read_commit(repo: Repo, sha: bytes) -> AppConfig:
+def read_commit(repo: Repo, sha: ObjectID) -> AppConfig:
     """Parse the config files of commit `sha`; ConfigFileError (one line) if the tree is not exactly them."""
     commit = repo[sha]
     if not isinstance(commit, Commit):
@@ -167,7 +174,7 @@ def read_commit(repo: Repo, sha: bytes) -> AppConfig:
     return AppConfig(env=parse_env(env_text), settings=parse_settings(settings_text))
 
 
-def validate_push(ctx: Context, app: str, repo: Repo, old: bytes, new: bytes) -> AppConfig:
+def validate_push(ctx: Context, app: str, repo: Repo, old: ObjectID, new: ObjectID) -> AppConfig:
     """The settings of a commit pushed to the ref, if it may replace `old`; ConfigFileError (one line) if not."""
     if old != ZERO_SHA and not can_fast_forward(repo, old, new):
         raise ConfigFileError("refs/meta/config only moves forward: fetch it, commit on top, push again")
@@ -349,7 +356,7 @@ def _store(state: State, app: str, s: AppSettings, repo: Repo) -> None:
     for phase in networks.PHASES:
         networks.set_phase(state, app, phase, wanted.get(phase, []))
     if s.deploy_branch is not None:
-        repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + s.deploy_branch.encode())
+        repo.refs.set_symbolic_ref(HEADREF, Ref(LOCAL_BRANCH_PREFIX + s.deploy_branch.encode()))
 
 
 @contextlib.contextmanager
@@ -357,7 +364,7 @@ def _restored_on_failure(state: State, app: str, repo: Repo) -> Iterator[None]:
     """Snapshot the raw properties (and HEAD); put them back if the block raises."""
     saved = {key: state.get(key[0], app, key[1]) for key in PROPERTIES}
     env, formation = state.get_env(app), state.get_formation(app)
-    head = repo.refs.get_symrefs().get(b"HEAD")
+    head = repo.refs.get_symrefs().get(HEADREF)
     try:
         yield
     except BaseException:
@@ -370,7 +377,7 @@ def _restored_on_failure(state: State, app: str, repo: Repo) -> Iterator[None]:
         if formation is not None:
             state.set_formation(app, formation)
         if head is not None:
-            repo.refs.set_symbolic_ref(b"HEAD", head)
+            repo.refs.set_symbolic_ref(HEADREF, head)
         raise
 
 
@@ -439,7 +446,7 @@ def set_deploy_branch(ctx: Context, app: str, branch: str | None) -> str | None:
         state.set(DEPLOY_BRANCH[0], app, DEPLOY_BRANCH[1], branch)
         repo = Repo(str(state.repo_path(app)))
         try:
-            repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + branch.encode())
+            repo.refs.set_symbolic_ref(HEADREF, Ref(LOCAL_BRANCH_PREFIX + branch.encode()))
         finally:
             repo.close()
     return branch
@@ -451,7 +458,7 @@ def report(ctx: Context, app: str) -> dict[str, object]:
     try:
         refs = repo.get_refs()
         # refs written before receive required UTF-8 names may hold other bytes: show them, never crash
-        head = repo.refs.get_symrefs().get(b"HEAD", b"").decode("utf-8", "replace")
+        head = repo.refs.get_symrefs().get(HEADREF, b"").decode("utf-8", "replace")
         branches = sorted(r.decode("utf-8", "replace").removeprefix("refs/heads/")
                           for r in refs if r.startswith(b"refs/heads/"))
         last: dict[str, object] = {}

@@ -12,21 +12,22 @@ import heapq
 import itertools
 import stat
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from dulwich.objects import Commit, Tree
+from dulwich.objects import Commit, ObjectID, ShaFile, Tree
 
 if TYPE_CHECKING:
     from dulwich.object_store import BaseObjectStore
 
 GITLINK = 0o160000  # a submodule's commit: lives in another repository
+_Obj = TypeVar("_Obj", bound=ShaFile)
 
 
 class Unconnected(Exception):
     """A pushed tip needs an object the store does not have (message: one line for `ng`)."""
 
 
-def _load(store: BaseObjectStore, sha: bytes, kind: type, what: str) -> Commit | Tree:
+def _load(store: BaseObjectStore, sha: ObjectID, kind: type[_Obj], what: str) -> _Obj:
     try:
         obj = store[sha]
     except KeyError:
@@ -37,30 +38,31 @@ def _load(store: BaseObjectStore, sha: bytes, kind: type, what: str) -> Commit |
 
 
 def check_connected(
-    store: BaseObjectStore, tips: Iterable[bytes], have: Iterable[bytes], shallow: Iterable[bytes] = ()
+    store: BaseObjectStore, tips: Iterable[ObjectID], have: Iterable[ObjectID], shallow: Iterable[ObjectID] = ()
 ) -> int:
     """Raise Unconnected unless everything reachable from `tips` and not from `have` is in `store`.
 
     `shallow` commits are boundaries: their parents need not exist. Returns the number of commits checked.
     """
-    shallow = set(shallow)
-    commits: dict[bytes, Commit] = {}
-    trusted: dict[bytes, bool] = {}
-    heap: list[tuple[int, int, bytes]] = []
-    in_heap: set[bytes] = set()
+    boundaries = set(shallow)
+    commits: dict[ObjectID, Commit] = {}
+    trusted: dict[ObjectID, bool] = {}
+    heap: list[tuple[int, int, ObjectID]] = []
+    in_heap: set[ObjectID] = set()
     order = itertools.count()
     pending = 0  # untrusted commits still in the heap: the walk ends when none are left
 
-    def add(sha: bytes, is_trusted: bool) -> None:
+    def add(sha: ObjectID, is_trusted: bool) -> None:
         nonlocal pending
         seen = trusted.get(sha)
         if seen is None:
             if is_trusted:
-                commit = store[sha] if sha in store else None
-                if not isinstance(commit, Commit):
+                found = store[sha] if sha in store else None
+                if not isinstance(found, Commit):
                     return  # beyond a shallow boundary of the server's own history
+                commit = found
             else:
-                commit = _load(store, sha, Commit, "commit")  # type: ignore[assignment]
+                commit = _load(store, sha, Commit, "commit")
             commits[sha], trusted[sha] = commit, is_trusted
             pending += not is_trusted
             in_heap.add(sha)
@@ -77,21 +79,21 @@ def check_connected(
 
     # Newest first, so a commit is reached after its trusted descendants marked it (modulo clock skew,
     # which only costs extra checking, never a missed object).
-    walked: list[bytes] = []
+    walked: list[ObjectID] = []
     while heap and pending:
         _, _, sha = heapq.heappop(heap)
         in_heap.discard(sha)
         if not trusted[sha]:
             pending -= 1
             walked.append(sha)
-        if sha in shallow:
+        if sha in boundaries:
             continue
         for parent in commits[sha].parents:
             add(parent, trusted[sha])
 
-    checked: set[bytes] = set()
-    checked_trees: set[bytes] = set()
-    checked_blobs: set[bytes] = set()
+    checked: set[ObjectID] = set()
+    checked_trees: set[ObjectID] = set()
+    checked_blobs: set[ObjectID] = set()
     for sha in reversed(walked):  # parents before children, so checked parents serve as bases
         if trusted[sha]:
             continue
@@ -103,16 +105,20 @@ def check_connected(
 
 
 def _check_tree(
-    store: BaseObjectStore, root: bytes, bases: list[bytes], checked_trees: set[bytes], checked_blobs: set[bytes]
+    store: BaseObjectStore,
+    root: ObjectID,
+    bases: list[ObjectID],
+    checked_trees: set[ObjectID],
+    checked_blobs: set[ObjectID],
 ) -> None:
     """Every object under tree `root` exists; subtrees equal to a trusted base's at the same path are skipped."""
-    stack: list[tuple[bytes, list[bytes]]] = [(root, bases)]
+    stack: list[tuple[ObjectID, list[ObjectID]]] = [(root, bases)]
     while stack:
         sha, base_shas = stack.pop()
         if sha in checked_trees or sha in base_shas:
             continue
         tree = _load(store, sha, Tree, "tree")
-        base_entries: list[dict[bytes, tuple[int, bytes]]] = []
+        base_entries: list[dict[bytes, tuple[int, ObjectID]]] = []
         for b in base_shas:
             try:
                 bt = store[b]

@@ -20,6 +20,11 @@ from loguru import logger
 from gitserver.webhook_store import get_setting
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dulwich.objects import ObjectID
+    from dulwich.refs import Ref
+
     from pushdock.context import Context
 
 STATUS_TIMEOUT = 10.0
@@ -71,6 +76,8 @@ def post_status(ctx: Context, app: str, sha: str, *, state: str, description: st
 def fetch_commit(ctx: Context, app: str, into: str, ref: str, sha: str) -> str | None:
     """Fetch `ref` of `app`'s repository into app `into`'s; None once `sha` is there, else why not."""
     from dulwich.client import get_transport_and_path_from_url  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.objects import ObjectID  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.refs import Ref  # noqa: PLC0415 -- start-up: dulwich loads when first used
     from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
     source = get_setting(ctx, app, "repo")
@@ -78,15 +85,15 @@ def fetch_commit(ctx: Context, app: str, into: str, ref: str, sha: str) -> str |
         return f"no repository is set for {app} (webhooks:set {app} repo URL)"
     token = get_setting(ctx, app, "token")
     repo = Repo(str(ctx.state.repo_path(into)))
-    want = sha.encode()
+    want, wanted_ref = ObjectID(sha.encode()), Ref(ref.encode())
     try:
         if want in repo.object_store:
             return None
         client, path = get_transport_and_path_from_url(
             source, username="x-access-token" if token else None, password=token, quiet=True)
 
-        def wants(refs, depth=None):  # type: ignore[no-untyped-def]
-            tip = refs.get(ref.encode())
+        def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+            tip = refs.get(wanted_ref)
             return [tip] if tip is not None and tip not in repo.object_store else []
 
         client.fetch(path, repo, determine_wants=wants)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from gitserver.sshlib import asyncssh
 from pushdock.errors import Conflict, Forbidden, NotFound, UsageError
 from pushdock.state import ROLES, Identity, SshKey, validate_app_name
@@ -41,7 +43,10 @@ def parse_public_key(text: str) -> asyncssh.SSHKey:
     if algorithm == "ssh-dss":
         raise UsageError("DSA keys are not accepted: use an ed25519 key")
     if algorithm == "ssh-rsa":
-        bits = key.pyca_key.key_size  # type: ignore[attr-defined]
+        pyca = key.pyca_key
+        if not isinstance(pyca, rsa.RSAPublicKey):  # asyncssh's ssh-rsa public keys always are
+            raise UsageError("not an OpenSSH public key: unreadable RSA key")
+        bits = pyca.key_size
         if bits < MIN_RSA_BITS:
             raise UsageError(f"RSA keys need at least {MIN_RSA_BITS} bits (this one has {bits})")
     return key

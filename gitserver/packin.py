@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 STEP = 65536  # bytes read from the wire, and inflated, at a time
 TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 BLOB = 3
+Entry = tuple[bytes, int, int | None]  # an index entry: (binary sha, offset in the pack, crc32)
 
 
 class BadPack(Exception):
@@ -47,7 +48,7 @@ class _Wire:
     """The pack as it arrives: read exactly or what is there, copied to `out` and hashed, within `limit`."""
 
     def __init__(self, read_all: Callable[[int], bytes], read_some: Callable[[int], bytes] | None,
-                 out: Any, hash_func: Callable[[], Any], limit: int) -> None:
+                 out: Any, hash_func: Callable[[], Any], limit: int | None) -> None:
         self.read_all, self.read_some = read_all, read_some
         self.out = out
         self.sha = hash_func()
@@ -143,7 +144,7 @@ def _ofs_delta_base(wire: _Wire) -> int:
 
 
 def add_pack(store: DiskObjectStore, read_all: Callable[[int], bytes],
-             read_some: Callable[[int], bytes] | None, *, max_input_size: int = 0) -> None:
+             read_some: Callable[[int], bytes] | None, *, max_input_size: int | None = 0) -> None:
     """Take a (thin) pack off the wire into `store`; BadPack, PackInputTooLarge or dulwich's errors if refused.
 
     Every object is checked as dulwich checks it (commits, trees and tags parse); a failure leaves no file.
@@ -168,7 +169,7 @@ def add_pack(store: DiskObjectStore, read_all: Callable[[int], bytes],
             # A thin pack: append the objects its deltas are against, as dulwich's add_thin_pack does.
             pack_sha, extra = extend_pack(f, set(indexer.ext_refs()), get_raw=store.get_raw, object_format=fmt,
                                           compression_level=store.pack_compression_level)
-            entries = sorted(entries + extra)
+            entries = sorted([*entries, *extra])
             if not entries:  # a push of commits the server has (a new branch at an old commit): nothing to keep
                 return
             f.flush()
@@ -198,24 +199,27 @@ class _Indexer(PackIndexer):
     """dulwich's indexer, checking as it goes that each commit, tree and tag it resolves parses."""
 
     def _result(self, unpacked: UnpackedObject) -> Any:
-        if unpacked.obj_type_num != BLOB:
-            _parse(unpacked.obj_type_num, unpacked.obj_chunks)
+        kind, chunks = unpacked.obj_type_num, unpacked.obj_chunks
+        if kind != BLOB:
+            if kind is None or chunks is None:  # dulwich fills both in as it resolves an object
+                raise BadPack("an object in the pack did not resolve")
+            _parse(kind, chunks)
         return super()._result(unpacked)
 
 
-def _parse(kind: int | None, chunks: list[bytes] | None) -> None:
+def _parse(kind: int, chunks: list[bytes]) -> None:
     ShaFile.from_raw_chunks(kind, chunks)  # raises on a malformed object, as dulwich's own check does
 
 
 def _copy(
     wire: _Wire, indexer: PackIndexer, hash_func: Callable[[], Any], hash_size: int
-) -> list[tuple[bytes, int, int]]:
+) -> list[Entry]:
     """Copy every object; index entries of the whole ones. Deltas (and their bases) are recorded in `indexer`."""
     header = wire.take(12)
     if header[:4] != b"PACK" or int.from_bytes(header[4:8], "big") not in (2, 3):
         raise BadPack("not a git pack")
     count = int.from_bytes(header[8:12], "big")
-    entries: list[tuple[bytes, int, int]] = []
+    entries: list[Entry] = []
     whole: dict[int, int] = {}  # offset -> type of every whole object
     by_sha: dict[bytes, int] = {}
     bases_ofs: set[int] = set()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from dulwich.errors import GitProtocolError, HangupException
 from dulwich.object_store import PackInputTooLarge
-from dulwich.objects import Commit, valid_hexsha
+from dulwich.objects import Commit, ObjectID, valid_hexsha
 from dulwich.pack import UnresolvedDeltas
 from dulwich.protocol import (
     CAPABILITIES_REF,
@@ -36,7 +36,7 @@ from dulwich.protocol import (
     format_ref_line,
     symref_capabilities,
 )
-from dulwich.refs import check_ref_format
+from dulwich.refs import HEADREF, Ref, check_ref_format
 from dulwich.server import ReceivePackHandler
 from loguru import logger
 
@@ -51,6 +51,8 @@ from pushdock.progress import Progress
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from dulwich.repo import Repo
 
 BRANCH_PREFIX = b"refs/heads/"
 # skip-deploy: store the deploy branch without deploying (refs/meta/config: apply without restarting);
@@ -73,9 +75,9 @@ def one_line(text: str, limit: int = MAX_REASON) -> bytes:
 class Command:
     """One `old new ref` line of a push, and why it was refused (None: accepted so far)."""
 
-    old: bytes
-    new: bytes
-    ref: bytes
+    old: ObjectID
+    new: ObjectID
+    ref: Ref
     reason: str | None = None
     config: configref.AppConfig | None = None  # refs/meta/config: the validated settings to apply
 
@@ -91,6 +93,7 @@ class Command:
 class PushdockReceivePack(ReceivePackHandler):
     """The receive side of `git push` into an app repository (backend must be an AppBackend)."""
 
+    repo: Repo  # what AppBackend.open_repository returns (dulwich types it as the BackendRepo protocol)
     keepalive_after = 5.0  # seconds of silence before an empty band-1 packet, like C git's receive.keepAlive
 
     def __init__(
@@ -105,7 +108,7 @@ class PushdockReceivePack(ReceivePackHandler):
         self.ctx = backend.ctx
         self.app = app_from_path(args[0])
         self.push_options: list[str] = []
-        self.client_shallow: set[bytes] = set()
+        self.client_shallow: set[ObjectID] = set()
         self.started = time.time()  # the push's events carry its duration
         self.client_gone = False
         self.detach = False  # the SSH worker: deferred deploy work runs in a child process (see _run_after)
@@ -155,7 +158,9 @@ class PushdockReceivePack(ReceivePackHandler):
         self._run_after()
 
     def _advertise(self) -> None:
-        refs = sorted((name, sha) for name, sha in self.repo.get_refs().items() if name != b"HEAD")  # as C git
+        refs: list[tuple[bytes, bytes]] = sorted(  # as C git
+            (name, sha) for name, sha in self.repo.get_refs().items() if name != HEADREF
+        )
         symrefs = sorted(self.repo.refs.get_symrefs().items())
         if not refs:
             refs = [(CAPABILITIES_REF, ZERO_SHA)]
@@ -172,7 +177,7 @@ class PushdockReceivePack(ReceivePackHandler):
             sha = line[len(b"shallow ") :].strip()
             if not valid_hexsha(sha):
                 raise PushdockError(f"protocol error: invalid shallow line {_excerpt(line)}")
-            self.client_shallow.add(sha)
+            self.client_shallow.add(ObjectID(sha))
             line = self.proto.read_pkt_line()
         if line is None:
             return []
@@ -187,7 +192,7 @@ class PushdockReceivePack(ReceivePackHandler):
             parts = line.rstrip(b"\n").split(b" ", 2)
             if len(parts) != 3 or not valid_hexsha(parts[0]) or not valid_hexsha(parts[1]):
                 raise PushdockError(f"protocol error: expected 'OLD NEW REF', got {_excerpt(line)}")
-            commands.append(Command(parts[0], parts[1], parts[2]))
+            commands.append(Command(ObjectID(parts[0]), ObjectID(parts[1]), Ref(parts[2])))
             line = self.proto.read_pkt_line()
         return commands
 
@@ -247,23 +252,23 @@ class PushdockReceivePack(ReceivePackHandler):
             return f"{type(e).__name__}: {e}"
         return "ok"
 
-    def _deploy_ref(self, commands: list[Command]) -> bytes | None:
+    def _deploy_ref(self, commands: list[Command]) -> Ref | None:
         """The configured deploy branch; unset, the one this push would make it (HEAD's branch first)."""
         configured = self.ctx.state.get("git", self.app, "deploy-branch")
         if configured:
-            return BRANCH_PREFIX + configured.strip().encode()
+            return Ref(BRANCH_PREFIX + configured.strip().encode())
         candidates = [c.ref for c in commands if c.ref.startswith(BRANCH_PREFIX) and not c.deleting
                       and check_ref_format(c.ref) and _utf8(c.ref)]
-        head = self.repo.refs.get_symrefs().get(b"HEAD")
+        head = self.repo.refs.get_symrefs().get(HEADREF)
         if head in candidates:
             return head
         return candidates[0] if candidates else None
 
-    def _validate(self, commands: list[Command], deploy_ref: bytes | None, lock_error: str | None) -> None:
+    def _validate(self, commands: list[Command], deploy_ref: Ref | None, lock_error: str | None) -> None:
         """Decide every ref's fate before any side effect; the refs are read under the lock."""
         unknown = [o for o in self.push_options if o.partition("=")[0] not in PUSH_OPTIONS]
         current = self.repo.get_refs()
-        have = [sha for name, sha in current.items() if name != b"HEAD"]
+        have = [sha for name, sha in current.items() if name != HEADREF]
         shallow = self.repo.get_shallow() | self.client_shallow
         for c in commands:
             if lock_error:
@@ -277,9 +282,9 @@ class PushdockReceivePack(ReceivePackHandler):
                     c.reason = internal_error("ref check crashed", app=self.app, ref=c.ref.decode())
 
     def _check(
-        self, c: Command, current: bytes, deploy_ref: bytes | None, have: list[bytes], shallow: set[bytes]
+        self, c: Command, current: ObjectID, deploy_ref: Ref | None, have: list[ObjectID], shallow: set[ObjectID]
     ) -> str | None:
-        if not c.ref.startswith(b"refs/") or not check_ref_format(c.ref) or b"\0" in c.ref:
+        if not c.ref.startswith(b"refs/") or not check_ref_format(c.ref):  # it refuses NUL and control chars
             return "funny refname"
         if not _utf8(c.ref):
             return "ref names must be valid UTF-8"
@@ -301,7 +306,7 @@ class PushdockReceivePack(ReceivePackHandler):
             return f"deploys of {self.app} are locked (run apps:unlock {self.app})"
         return None
 
-    def _check_config(self, c: Command, have: list[bytes], shallow: set[bytes]) -> str | None:
+    def _check_config(self, c: Command, have: list[ObjectID], shallow: set[ObjectID]) -> str | None:
         """A push to refs/meta/config: a fast-forward whose files are valid as a whole (no side effects)."""
         if c.deleting:
             return "refs/meta/config cannot be deleted"
@@ -338,7 +343,7 @@ class PushdockReceivePack(ReceivePackHandler):
             finally:
                 progress.close()
 
-    def _deploy(self, commands: list[Command], deploy_ref: bytes | None) -> None:
+    def _deploy(self, commands: list[Command], deploy_ref: Ref | None) -> None:
         target = None
         for c in commands:
             if c.reason is not None or c.deleting or c.ref == CONFIG_REF:
@@ -369,7 +374,7 @@ class PushdockReceivePack(ReceivePackHandler):
         else:
             if not self.ctx.state.get("git", self.app, "deploy-branch"):
                 self.ctx.state.set("git", self.app, "deploy-branch", target.branch)
-                self.repo.refs.set_symbolic_ref(b"HEAD", target.ref)
+                self.repo.refs.set_symbolic_ref(HEADREF, target.ref)
                 self._record_settings(f"git push: deploy branch {target.branch}")
         finally:
             progress.step(progress.stage_times(pending="retire" if progress.deferred else None))

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
-from dulwich.refs import check_ref_format
+from dulwich.refs import LOCAL_BRANCH_PREFIX, Ref, check_ref_format
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pushdock import docker_options, logship, networks, proxy_tuning, resources, storage
@@ -263,7 +263,7 @@ class AppSettings(_Strict):
     @field_validator("deploy_branch")
     @classmethod
     def _branch(cls, value: str | None) -> str | None:
-        if value is not None and not check_ref_format(b"refs/heads/" + value.encode()):
+        if value is not None and not check_ref_format(Ref(LOCAL_BRANCH_PREFIX + value.encode())):
             raise ValueError(f"{value!r} is not a valid branch name")
         return value
 
@@ -391,7 +391,7 @@ def _value(rest: str, number: int) -> str:
     if rest.startswith('"'):
         try:
             value, end = json.JSONDecoder().raw_decode(rest)
-        except ValueError as e:
+        except json.JSONDecodeError as e:
             raise ConfigFileError(f"{ENV_FILE} line {number}: bad double-quoted value ({e.msg})") from None
         tail = rest[end:]
     elif rest.startswith("'"):

@@ -20,8 +20,8 @@ import contextlib
 import re
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from loguru import logger
@@ -152,8 +152,10 @@ class SmartHttp:
         from gitserver.backend import AppBackend  # noqa: PLC0415 -- start-up: loads only when this path runs
         from gitserver.receive import PushdockReceivePack  # noqa: PLC0415 -- start-up: loads only when this path runs
 
-        handlers = {b"git-receive-pack": PushdockReceivePack, b"git-upload-pack": UploadPackHandler}
-        chain = make_wsgi_chain(AppBackend(ctx), handlers=handlers)  # type: ignore[arg-type]
+        handlers: dict[bytes, Callable[..., Any]] = {  # dulwich's parameter type (a dict: invariant)
+            b"git-receive-pack": PushdockReceivePack, b"git-upload-pack": UploadPackHandler,
+        }
+        chain = make_wsgi_chain(AppBackend(ctx), handlers=handlers)
         # The exchange itself is an event: a fetch always, a push only if it broke off (receive.py records
         # every ref it was asked to move). The advertisement (GET info/refs) is part of the exchange after it.
         exchange = environ["REQUEST_METHOD"] == "POST"

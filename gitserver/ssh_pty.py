@@ -113,7 +113,12 @@ async def _ready(fd: int, *, write: bool) -> None:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Any] = loop.create_future()
     add, remove = (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
-    add(fd, lambda: done.done() or done.set_result(None))
+
+    def wake() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    add(fd, wake)
     try:
         await done
     finally:

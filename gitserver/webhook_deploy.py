@@ -37,6 +37,11 @@ from pushdock.settings import Settings
 from pushdock.state import Identity
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dulwich.objects import ObjectID
+    from dulwich.refs import Ref
+
     from pushdock.context import Context
 
 JOB_VARIABLE = "PUSHDOCK_WEBHOOK_JOB"
@@ -82,11 +87,12 @@ def deploy_branch(ctx: Context, app: str) -> str:
     configured = (ctx.state.get("git", app, "deploy-branch") or "").strip()
     if configured:
         return configured
+    from dulwich.refs import HEADREF  # noqa: PLC0415 -- start-up: dulwich loads when first used
     from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
     repo = Repo(str(ctx.state.repo_path(app)))
     try:
-        head = repo.refs.get_symrefs().get(b"HEAD", b"refs/heads/main")
+        head = repo.refs.get_symrefs().get(HEADREF, b"refs/heads/main")
     finally:
         repo.close()
     return head.decode().removeprefix("refs/heads/")
@@ -98,19 +104,20 @@ def rollback_reason(ctx: Context, app: str, ref: str, after: str) -> str | None:
     `after` must not be a strict ancestor of the deployed commit or of the branch's tip: deploying it would
     take the app and its branch back (a captured delivery re-sent, GitHub retrying an old one)."""
     from dulwich.graph import can_fast_forward  # noqa: PLC0415 -- start-up: dulwich loads when first used
-    from dulwich.objects import Commit  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.objects import Commit, ObjectID  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.refs import Ref  # noqa: PLC0415 -- start-up: dulwich loads when first used
     from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
     release = ctx.state.current_release(app)
     repo = Repo(str(ctx.state.repo_path(app)))
     try:
-        store, new = repo.object_store, after.encode()
+        store, new = repo.object_store, ObjectID(after.encode())
         if new not in store or not isinstance(store[new], Commit):
             return None  # a commit this repository does not hold is no ancestor of anything in it
-        tip = repo.refs.as_dict().get(ref.encode())
+        tip = repo.refs.as_dict().get(Ref(ref.encode()))
         branch = ref.removeprefix("refs/heads/")
-        for what, old in (("the deployed commit", (release.sha if release else "").encode()),
-                          (f"the tip of {branch}", tip or b"")):
+        for what, old in (("the deployed commit", ObjectID((release.sha if release else "").encode())),
+                          (f"the tip of {branch}", tip or ObjectID(b""))):
             if old and old != new and old in store and can_fast_forward(repo, new, old):
                 return f"ignored: {after[:7]} is an ancestor of {what} ({old.decode()[:7]}); {NO_ROLLBACK}"
         return None
@@ -217,19 +224,20 @@ def run_job(ctx: Context, job: Job) -> str:
 def _fetch(ctx: Context, job: Job) -> None:
     """Bring commit `job.after` into the app's repository from the configured repository."""
     from dulwich.client import get_transport_and_path_from_url  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.objects import ObjectID  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.refs import Ref  # noqa: PLC0415 -- start-up: dulwich loads when first used
     from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
-
 
     token = get_setting(ctx, job.app, "token")
     repo = Repo(str(ctx.state.repo_path(job.app)))
-    after, ref = job.after.encode(), job.ref.encode()
+    after, ref = ObjectID(job.after.encode()), Ref(job.ref.encode())
     try:
         if after in repo.object_store:
             return
         client, path = get_transport_and_path_from_url(
             job.repo, username="x-access-token" if token else None, password=token, quiet=True)
 
-        def wants(refs, depth=None):  # type: ignore[no-untyped-def]
+        def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
             tip = refs.get(ref)
             return [tip] if tip is not None and tip not in repo.object_store else []
 
@@ -246,19 +254,19 @@ def _fetch(ctx: Context, job: Job) -> None:
 
 def _deploy(ctx: Context, job: Job) -> str:
     """The push path, under the app lock: checks, deploy, compare-and-swap of the branch."""
-    from dulwich.objects import Commit  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.objects import Commit, ObjectID  # noqa: PLC0415 -- start-up: dulwich loads when first used
     from dulwich.protocol import ZERO_SHA  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.refs import HEADREF, Ref  # noqa: PLC0415 -- start-up: dulwich loads when first used
     from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
 
-
     state, app = ctx.state, job.app
-    after, ref = job.after.encode(), job.ref.encode()
+    after, ref = ObjectID(job.after.encode()), Ref(job.ref.encode())
     with state.app_lock(app, timeout=ctx.settings.lock_timeout):
         if state.get("apps", app, "locked"):
             return f"failed: deploys of {app} are locked (run apps:unlock {app})"
         repo = Repo(str(state.repo_path(app)))
         try:
-            refs = {k: v for k, v in repo.get_refs().items() if k != b"HEAD"}
+            refs = {k: v for k, v in repo.get_refs().items() if k != HEADREF}
             current = refs.get(ref, ZERO_SHA)
             release = state.current_release(app)
             if current == after and release is not None and release.sha == job.after:
@@ -284,7 +292,7 @@ def _deploy(ctx: Context, job: Job) -> str:
                 return f"deployed {deployed.name}, but {job.branch} moved meanwhile: the ref was left as it is"
             if not state.get("git", app, "deploy-branch"):
                 state.set("git", app, "deploy-branch", job.branch)
-                repo.refs.set_symbolic_ref(b"HEAD", ref)
+                repo.refs.set_symbolic_ref(HEADREF, ref)
                 configref.commit_state(ctx, app, repo, f"webhook: deploy branch {job.branch}")
             return f"deployed {deployed.name}"
         finally:

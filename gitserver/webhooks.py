@@ -160,7 +160,7 @@ def _decide(ctx: Context, app: str, event: str, body: bytes, delivery: str) -> t
     payload = payload if isinstance(payload, dict) else {}
     if event != "push":
         return _other_event(ctx, app, event, payload, delivery)
-    repository = payload.get("repository") if isinstance(payload.get("repository"), dict) else {}
+    repository = _object(payload, "repository")
     clone_url, ref, after = repository.get("clone_url"), payload.get("ref"), payload.get("after") or ZERO
     deleted = payload.get("deleted") is True
     if not (isinstance(clone_url, str) and isinstance(ref, str) and isinstance(after, str)):
@@ -180,15 +180,21 @@ def _decide(ctx: Context, app: str, event: str, body: bytes, delivery: str) -> t
     stale = rollback_reason(ctx, app, ref, after)
     if stale is not None:
         return 202, stale, None
-    pusher = payload.get("pusher") if isinstance(payload.get("pusher"), dict) else {}
+    pusher = _object(payload, "pusher")
     return 202, "queued", Job(app=app, delivery=delivery, ref=ref, after=after, repo=configured,
                              pusher=str(pusher.get("name", ""))[:64])
+
+
+def _object(payload: dict[str, Any], key: str) -> dict[str, Any]:
+    """`payload[key]` if it is a JSON object, else {} (a payload's shape is not trusted)."""
+    value = payload.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def _other_event(ctx: Context, app: str, event: str, payload: dict[str, Any], delivery: str) -> tuple[int, str, Any]:
     """An event push does not cover (`pull_request`): its repository checked as a push's, then handed to the
     `webhook-event` trigger (previews/); nobody handling it is `ignored`."""
-    repository = payload.get("repository") if isinstance(payload.get("repository"), dict) else {}
+    repository = _object(payload, "repository")
     clone_url = repository.get("clone_url")
     configured = get_setting(ctx, app, "repo")
     if isinstance(clone_url, str) and configured:

@@ -153,15 +153,17 @@ def _create(ctx: Context, app: str, name: str, pr: int) -> None:
 
 def _deploy_head(ctx: Context, app: str, name: str, pr: int, sha: str) -> str:
     """Fetch the PR's head into the preview's repository and deploy it (zero downtime: the push path)."""
+    from dulwich.objects import ObjectID  # noqa: PLC0415 -- start-up: dulwich loads when first used
+    from dulwich.refs import Ref  # noqa: PLC0415 -- start-up: dulwich loads when first used
     from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
-
 
     why = ctx.bus.first("fetch_commit", ctx=ctx, app=app, into=name, ref=f"refs/pull/{pr}/head", sha=sha)
     if why:
         raise PushdockError(str(why))
     repo = Repo(str(ctx.state.repo_path(name)))
     try:
-        if sha.encode() not in repo.object_store:
+        commit = ObjectID(sha.encode())
+        if commit not in repo.object_store:
             raise PushdockError(f"commit {sha[:7]} could not be fetched")
         branch = ctx.state.get("git", name, "deploy-branch") or "main"
         with ctx.state.app_lock(name, timeout=ctx.settings.lock_timeout):
@@ -172,7 +174,7 @@ def _deploy_head(ctx: Context, app: str, name: str, pr: int, sha: str) -> str:
                 release = pipeline.deploy_push(ctx, name, sha, progress, branch=branch)
             finally:
                 progress.close()
-            repo.refs[f"refs/heads/{branch}".encode()] = sha.encode()
+            repo.refs[Ref(f"refs/heads/{branch}".encode())] = commit
         return release.name
     finally:
         repo.close()

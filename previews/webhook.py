@@ -42,7 +42,7 @@ def handle(ctx: Context, app: str, event: str, delivery: str, payload: dict[str,
     head = pull.get("head") if isinstance(pull, dict) else None
     sha = head.get("sha") if isinstance(head, dict) else None
     if not (isinstance(action, str) and isinstance(pr, int) and not isinstance(pr, bool) and 0 < pr < 10**9
-            and isinstance(sha, str) and SHA.match(sha)):
+            and isinstance(head, dict) and isinstance(sha, str) and SHA.match(sha)):
         return 400, "not a GitHub pull_request payload (action, number and pull_request.head.sha are needed)"
     try:
         name = model.preview_app(app, pr)
@@ -87,7 +87,9 @@ def handle(ctx: Context, app: str, event: str, delivery: str, payload: dict[str,
 def _is_fork(payload: dict[str, Any], head: dict[str, Any]) -> bool:
     """A head in another repository than the base (or in a deleted one): its code is untrusted."""
     repo = head.get("repo")
-    base = payload.get("repository") if isinstance(payload.get("repository"), dict) else {}
+    base = payload.get("repository")
+    if not isinstance(base, dict):
+        base = {}
     if not isinstance(repo, dict):
         return True
     return repo.get("fork") is True or str(repo.get("full_name", "")).lower() != str(base.get("full_name", "")).lower()

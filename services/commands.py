@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 import click
 
 from pushdock.apps import authorized_app, require_admin
 from pushdock.commands import echo_progress, format_option, print_report, print_table
 from pushdock.context import Context
-from pushdock.datastore import Datastore
+from pushdock.datastore import Backupable, Datastore
 from pushdock.errors import Conflict, UsageError
 from services import engine, exposure, links, model
 
@@ -101,6 +101,7 @@ def group(kind: str, *, backups: bool = False) -> click.Group:
         service = model.visible(ctx, kind, model.check_name(kind, name))
         store = ds(ctx)
         c = engine.container(ctx, service)
+        linked = [f"{link_.app} ({link_.var})" for link_ in service.links]
         fields = {
             "kind": kind, "name": name, "version": store.title, "image": store.image,
             "status": c.status if c is not None else "missing", "created": time.strftime(
@@ -108,13 +109,11 @@ def group(kind: str, *, backups: bool = False) -> click.Group:
             "internal host": engine.host(service), "port": store.port,
             "container": engine.resource_name(ctx, service), "network": engine.resource_name(ctx, service),
             "volume": engine.resource_name(ctx, service), "data path": store.data_path,
-            "links": [f"{link_.app} ({link_.var})" for link_ in service.links],
+            "links": linked if fmt == "json" else ", ".join(linked) or "none",
             "exposed": exposure.shown(service.exposed) if service.exposed else "no",
         }
         if ctx.identity.role == "admin":
             fields["dsn"] = store.url(name, model.password(ctx.state, service), engine.host(service))
-        if fmt != "json":
-            fields["links"] = ", ".join(fields["links"]) or "none"  # type: ignore[arg-type]  # a list until here
         print_report(f"{kind} service {name}", fields, fmt)
 
     @cli.command("list")
@@ -168,7 +167,7 @@ def group(kind: str, *, backups: bool = False) -> click.Group:
         from services import backups as backups_  # noqa: PLC0415 -- start-up: command modules load with the CLI (a kind that loads a snapshot with the server stopped)
 
         with backups_.spooled(ctx, service, sys.stdin.buffer) as path:
-            backups_.load(ctx, store, service, path)  # type: ignore[arg-type]  # the kind has backups: a Backupable
+            backups_.load(ctx, cast(Backupable, store), service, path)  # restore_offline is set: it has backups
         return 0
 
     @cli.command("logs")

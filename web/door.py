@@ -28,6 +28,7 @@ class _IdleH11(H11Protocol):
     """uvicorn's h11 protocol, with the keep-alive timer armed from the first byte: a client that connects and
     says nothing is closed after the idle timeout instead of holding the connection for ever."""
 
+    # uvicorn's own H11Protocol.connection_made narrows asyncio's BaseTransport the same way
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
@@ -47,6 +48,7 @@ class HttpDoor:
         except OSError as e:
             raise PushdockError(f"cannot listen for http on {s.http_host}:{s.http_port}: {e.strerror or e}") from e
         config = uvicorn.Config(self.app, http=_IdleH11, lifespan="off", log_config=None, access_log=False,
+                                # uvicorn types it int; it only reaches loop.call_later, which takes a float
                                 timeout_keep_alive=s.http_idle_timeout or 3600,  # type: ignore[arg-type]
                                 timeout_graceful_shutdown=3, server_header=False)
         self.server = uvicorn.Server(config)

@@ -43,6 +43,7 @@ class PluginRoutes:
         self.ctx, self.fallback = ctx, fallback
         self.idle = ctx.settings.http_idle_timeout or None
         self.routes = [r for r in items if isinstance(r, Route)]
+        # a2wsgi declares its own WSGI/ASGI TypedDicts, which the standard (wsgiref) and starlette types do not match
         self.mounts = [(m.prefix, WSGIMiddleware(m.app, workers=WSGI_THREADS))  # type: ignore[arg-type]
                        for m in items if isinstance(m, Mount)]
 
@@ -54,7 +55,7 @@ class PluginRoutes:
             if path.startswith(prefix):
                 # The server has already de-chunked the body: a WSGI app must not see the header and de-chunk again.
                 scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"transfer-encoding"]}
-                return await app(scope, self._bounded(receive), send)  # type: ignore[arg-type]
+                return await app(scope, self._bounded(receive), send)  # type: ignore[arg-type]  # a2wsgi's types, as above
         allowed = False
         for r in self.routes:
             match = r.pattern.fullmatch(path)

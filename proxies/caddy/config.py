@@ -192,12 +192,12 @@ def plan(old: Table, new: Table, changed: set[str], default: Listener) -> list[O
         o_cert = o.cert.fingerprint if o is not None and o.cert is not None and cert_entry_exists(o) else None
         n_cert = n.cert.fingerprint if n is not None and n.cert is not None and cert_entry_exists(n) else None
         if o_cert != n_cert:
-            if n_cert is None:
+            if n is None or n_cert is None:  # (n_cert is None whenever n is)
                 ops.append(("DELETE", f"/id/cert-{app}", None))
             elif o_cert is not None:
-                ops.append(("PATCH", f"/id/cert-{app}", cert_entry(n)))  # type: ignore[arg-type]
+                ops.append(("PATCH", f"/id/cert-{app}", cert_entry(n)))
             elif had_certs:
-                ops.append(("POST", "/config/apps/tls/certificates/load_pem", cert_entry(n)))  # type: ignore[arg-type]
+                ops.append(("POST", "/config/apps/tls/certificates/load_pem", cert_entry(n)))
             else:
                 return None
     return ops

@@ -63,6 +63,7 @@ def _client(ctx: Context) -> Any:
 
     acct = account(ctx)
     key = jose.JWKRSA(key=_account_key(ctx))  # type: ignore[attr-defined]  # josepy's re-export is not declared
+    # acme types verify_ssl bool, but hands it to requests' `verify`, which also takes a CA bundle's path
     net = client.ClientNetwork(key, user_agent="pushdock",
                                verify_ssl=acct.ca_bundle or True, timeout=NET_TIMEOUT)  # type: ignore[arg-type]
     with _reasons(acct.server):

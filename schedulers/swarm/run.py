@@ -83,10 +83,10 @@ def run_task(ctx: Context, release: Release, command: str, progress: Progress, *
             code, why = _follow_until_done(service_id, progress, timeout, {n.id: n for n in nodes})
     finally:
         _remove_service(service_id)
-    if why is not None:
-        raise DeployFailed(f"{label} command {why}")
+    if why is not None or code is None:  # _follow_until_done gives one of the two
+        raise DeployFailed(f"{label} command {why or 'ended without an exit status'}")
     if code != 0:
-        raise TaskFailed(f"{label} command failed with exit status {code}", status=code)  # type: ignore[arg-type]
+        raise TaskFailed(f"{label} command failed with exit status {code}", status=code)
 
 
 def _remove_service(service_id: str) -> None:
