@@ -54,8 +54,8 @@ def _bind_error(port: int) -> int | None:
     return None
 
 
-def _listening(ports: set[int]) -> dict[int, set[int]]:
-    """Inodes of the sockets listening on each of `ports` (any address, IPv4 or IPv6)."""
+def _listening(ports: set[int] | None) -> dict[int, set[int]]:
+    """Inodes of the sockets listening on each of `ports` (None: every port; any address, IPv4 or IPv6)."""
     inodes: dict[int, set[int]] = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -66,7 +66,7 @@ def _listening(ports: set[int]) -> dict[int, set[int]]:
             fields = line.split()
             if len(fields) > 9 and fields[3] == LISTEN:
                 port = int(fields[1].rpartition(":")[2], 16)
-                if port in ports:
+                if ports is None or port in ports:
                     inodes.setdefault(port, set()).add(int(fields[9]))
     return inodes
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from proxies import listen
+from proxies import listen, steer
 from pushdock.errors import PushdockError, UsageError
 from pushdock.state import GLOBAL
+
+HAND_OVER = 0.2  # seconds between steering new connections to the new proxy and stopping the old one
 
 if TYPE_CHECKING:
     from pushdock.context import Context
@@ -66,7 +69,15 @@ def select(ctx: Context, name: str) -> str:
         raise
     logger.info("proxy switched", old=old.name, new=name)
     listen.migrate_on_close()  # what the old one's sockets queued goes to the new one, not reset
-    old.stop(ctx)
+    steered = steer.hand_over(old.pids(ctx), new.pids(ctx))
+    if steered:
+        time.sleep(HAND_OVER)  # the old one reads the requests of the connections it has already accepted
+    try:
+        old.stop(ctx)
+    finally:
+        for pid, port in steered:
+            with contextlib.suppress(OSError):
+                steer.release(pid, port)
     return str(old.name)
 
 

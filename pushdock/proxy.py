@@ -52,6 +52,11 @@ class Proxy(Protocol):
         """Whether a process of this proxy serves the routes now."""
         ...
 
+    def pids(self, ctx: Context) -> list[int]:
+        """The running processes holding this proxy's listening sockets ([]: unknown; a switch then leaves the
+        hand-over of new connections to the kernel)."""
+        ...
+
     def report(self, ctx: Context) -> dict[str, Any]:
         """State of the proxy process: running, pid, ports, apps, where its files are."""
         ...

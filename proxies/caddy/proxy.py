@@ -119,7 +119,11 @@ class CaddyProxy(ProxyEngine):
     """pushdock's own caddy: routes per app through the admin API, one reload per change."""
 
     name = "caddy"
-    steer_upstreams = True
+    # Not switched underneath (proxies/stable.py): Go reuses a busy pooled upstream connection for as long as
+    # requests come, so under steady keep-alive load the old upstream kept being used after apply returned
+    # (tests/e2e/test_proxies.py::test_switch_under_load_drops_nothing[caddy] failed 2 runs of 3), and the
+    # in-flight check that cut them truncated a few responses (docs/proxies.md). Admin-API changes until fixed.
+    steer_upstreams = False
 
     def stop(self, ctx: Context) -> None:
         lay = _Layout(self.root(ctx))

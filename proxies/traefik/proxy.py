@@ -27,11 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from proxies import listen, procs
+from proxies import listen, procs, steer
 from proxies.engine import ProxyEngine
 from proxies.model import Listener, Table, ports_in_use
 from proxies.routes import upstream_address
-from proxies.traefik import steer
 from proxies.traefik.config import HEADER, check_document, entry_point, expected, render_dynamic, render_static, to_yaml
 from pushdock import proc
 from pushdock.errors import PushdockError
@@ -191,7 +190,7 @@ class TraefikProxy(ProxyEngine):
         """Start traefik on the static file; once it serves every route, stop the one running before.
 
         The new traefik listens before it has loaded its routes (it would answer 404): meanwhile every new
-        connection on a port both serve is steered to the old one (proxies/traefik/steer.py), then to the new one."""
+        connection on a port both serve is steered to the old one (proxies/steer.py), then to the new one."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(lay.root)}
         offset = lay.log.stat().st_size if lay.log.exists() else 0
         steered = _steer_all(running, ports, 0) if running is not None else []

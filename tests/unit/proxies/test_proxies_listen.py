@@ -136,3 +136,38 @@ def test_connections_queued_on_a_closing_listener_go_to_the_other_one() -> None:
         assert got == {f"hello {i}\n" for i in range(10)}
     for c in clients:
         c.close()
+
+
+def test_a_switch_hands_new_connections_to_the_new_proxy_before_the_old_one_stops() -> None:
+    """The "old proxy" is a socket of this process, the "new proxy" a child process listening on the same port
+    (SO_REUSEPORT). After `steer.hand_over` every new connection goes to the child: the old socket's queue stays
+    empty, so the old proxy has nothing half-accepted to close when it stops."""
+    import subprocess
+    import sys
+
+    from proxies import steer
+
+    old = socket.socket()
+    old.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    old.bind(("0.0.0.0", 0))
+    old.listen(64)
+    port = old.getsockname()[1]
+    code = (f"import socket,sys,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1); "
+            f"s.bind(('0.0.0.0', {port})); s.listen(64); print('up', flush=True); sys.stdin.read()")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "up"
+        steered = steer.hand_over([os.getpid()], [child.pid])
+        assert steered == [(child.pid, port)]
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(20)]
+        old.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            old.accept()
+        for pid, p in steered:
+            steer.release(pid, p)
+        for c in clients:
+            c.close()
+    finally:
+        child.kill()
+        child.wait()
+        old.close()

@@ -81,3 +81,26 @@ def release(pid: int, port: int) -> None:
     """Back to the kernel's hash across the group."""
     with _socket_of(pid, port) as sock, contextlib.suppress(OSError):  # ENOENT: nothing attached
         sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, 0)
+
+
+def hand_over(old_pids: list[int], new_pids: list[int]) -> list[tuple[int, int]]:
+    """On every port where both an old and a new proxy listen, steer new connections to the new one's first socket.
+
+    The old proxy's sockets joined the port's group first, so the new one's first socket is index `len(old)`.
+    Done before the old proxy stops, it has nothing new to accept while it shuts down (nginx closes a connection
+    it accepted but has not read yet). Returns (pid, port) pairs to `release` once the old one is gone; a port
+    that cannot be steered is left to the kernel's hash (and to tcp_migrate_req)."""
+    old_inodes, new_inodes = listen._socket_inodes(old_pids), listen._socket_inodes(new_pids)
+    steered = []
+    for port, inodes in listen._listening(None).items():
+        n_old, n_new = len(inodes & old_inodes), len(inodes & new_inodes)
+        if not n_old or not n_new or n_old + n_new != len(inodes):  # a third holder: its order is unknown
+            continue
+        for pid in new_pids:
+            try:
+                to_index(pid, port, n_old)
+            except OSError:
+                continue
+            steered.append((pid, port))
+            break
+    return steered
