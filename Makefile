@@ -24,7 +24,7 @@ uninstall:
 test: setup
 	$(UV) lock --check --quiet  # fails when pyproject.toml and uv.lock disagree (refresh: make lock)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/lint-imports  # the layers contract in pyproject.toml: plugins -> hooks -> pushdock, plugins independent
+	$(VENV)/bin/lint-imports --no-logo  # the layers contract in pyproject.toml: plugins -> hooks -> pushdock, plugins independent
 	$(VENV)/bin/mypy  # strict for every package (pyproject.toml)
 	$(VENV)/bin/pytest -q -n 3 --dist loadscope -m "not zero_downtime and not multinode" --durations=15  # three workers, a module per worker
 	$(VENV)/bin/pytest -q -m "zero_downtime and not multinode" --durations=10  # alone: these count failed requests under load

@@ -1,4 +1,4 @@
-"""The Docker engine as docker-local sees it: one client per process, labels, names, instances.
+"""The Docker engine as both schedulers see it: one client per process, labels, names, instances, routing.
 
 Every container pushdock starts carries the labels below. `pushdock.data-dir` scopes it to one
 pushdock instance, so several instances on one engine never touch each other's containers: every
@@ -16,9 +16,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pushdock.errors import PushdockError
+from loguru import logger
+
+from pushdock.errors import DeployFailed, PushdockError
 from pushdock.routing import Upstream
-from pushdock.scheduler import Instance
+from pushdock.scheduler import Instance, Route
 from schedulers import crash_output, process_command
 
 if TYPE_CHECKING:
@@ -347,3 +349,14 @@ def last_log_lines(container: Any, n: int = crash_output.SHOWN) -> list[str]:
 
 def _text_lines(raw: bytes) -> list[str]:
     return raw.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
+
+
+def switch_route(route: Route, upstreams: list[Upstream], label: str) -> None:
+    """Point the app's route at `upstreams`; any failure is the deploy's, named after `label`."""
+    try:
+        route(upstreams)
+    except PushdockError as e:
+        raise DeployFailed(f"{label}: proxy switch failed: {e}") from e
+    except Exception as e:
+        logger.exception("route failed")
+        raise DeployFailed(f"{label}: proxy switch failed ({type(e).__name__})") from e

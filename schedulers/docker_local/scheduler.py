@@ -31,7 +31,6 @@ from schedulers.engine import Slot
 if TYPE_CHECKING:
     from pushdock.context import Context
     from pushdock.progress import Progress
-    from pushdock.routing import Upstream
     from pushdock.state import Release
 
 
@@ -77,7 +76,7 @@ class DockerLocalScheduler:
                 if process in (None, "web"):
                     say.step(f"Routing to {label}" if upstreams else "No web process: removing routes")
                     with progress.stage("switch"):
-                        _route(route, upstreams, label)
+                        eng.switch_route(route, upstreams, label)
             except BaseException:
                 remove_now(created)
                 _restore(paused, say)
@@ -196,16 +195,6 @@ class DockerLocalScheduler:
             say.detail(m)
             logger.info("reconciled", action=m)
         return messages
-
-
-def _route(route: Route, upstreams: list[Upstream], label: str) -> None:
-    try:
-        route(upstreams)
-    except PushdockError as e:
-        raise DeployFailed(f"{label}: proxy switch failed: {e}") from e
-    except Exception as e:
-        logger.exception("route failed")
-        raise DeployFailed(f"{label}: proxy switch failed ({type(e).__name__})") from e
 
 
 def _stop_first(ctx: Context, release: Release, process: str | None, checks: CheckSettings, say: Say) -> list[Any]:

@@ -111,7 +111,7 @@ class SwarmScheduler:
                                                on_ready=say.detail, skip=checks.skipped)
                     if process in (None, "web"):
                         say.step(f"Routing to {label}" if upstreams else "No web process: removing routes")
-                        _route(route, upstreams, label)
+                        eng.switch_route(route, upstreams, label)
                 except NotReady as e:
                     report(say, e)
                     raise DeployFailed(f"{label} did not start: {e.reason}") from None
@@ -323,16 +323,6 @@ def _running_web(ctx: Context, release: Release, services: list[NewService], pla
     return sorted(upstreams)
 
 
-def _route(route: Route, upstreams: list[Upstream], label: str) -> None:
-    try:
-        route(upstreams)
-    except PushdockError as e:
-        raise DeployFailed(f"{label}: proxy switch failed: {e}") from e
-    except Exception as e:
-        logger.exception("route failed")
-        raise DeployFailed(f"{label}: proxy switch failed ({type(e).__name__})") from e
-
-
 def _remove_now(ctx: Context, created: list[NewService], stop_timeout: int) -> None:
     """Remove the services of a failed start and wait (bounded) for their containers; errors are logged."""
     if not created:
@@ -433,7 +423,7 @@ def _restore(ctx: Context, paused: _Paused, route: Route, say: Say, *, release: 
                     upstreams.append(u)
             if process in (None, "web") and upstreams:
                 say.step("Routing to the old release")
-                _route(route, sorted(upstreams), "the old release")
+                eng.switch_route(route, sorted(upstreams), "the old release")
     except NotReady as e:
         report(say, e)
         return _down(say, e.reason)

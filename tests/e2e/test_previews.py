@@ -9,15 +9,14 @@ included). Synchronize is a redeploy under load: 0 failed requests (so the modul
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
 
 import docker
 import pytest
 
-from tests.fakes.github import FakeGithub, listed, open_pr, pr_payload, wait_gone, wait_state
 from tests.fakes.github import deliver as deliver_signed
+from tests.fakes.github import listed, open_pr, pr_payload, serving, wait_gone, wait_state
 from tests.harness import Server, unique
 
 pytestmark = [pytest.mark.docker, pytest.mark.zero_downtime]  # counts failed requests under load: runs alone
@@ -35,11 +34,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def github(server):
-    bare = server.base / "github" / "site.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True, env=server.git_env)
-    fake = FakeGithub(bare)
-    yield fake
-    fake.close()
+    with serving(server) as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,12 @@ GitHub is the local stand-in of tests/fakes/github.py."""
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 
 import docker
 import pytest
 
-from tests.fakes.github import FakeGithub, deliver, listed, open_pr, pr_payload, wait_gone, wait_state
+from tests.fakes.github import deliver, listed, open_pr, pr_payload, serving, wait_gone, wait_state
 from tests.harness import Server, unique
 
 pytestmark = pytest.mark.docker
@@ -29,11 +28,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def github(server):
-    bare = server.base / "github" / "site.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True, env=server.git_env)
-    fake = FakeGithub(bare)
-    yield fake
-    fake.close()
+    with serving(server) as fake:
+        yield fake
 
 
 def env_of(server: Server, app: str) -> dict[str, str]:

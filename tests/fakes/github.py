@@ -4,13 +4,16 @@ signed with the app's webhook secret."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
 import json
+import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from dulwich.repo import Repo
@@ -53,6 +56,18 @@ class FakeGithub:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.repo.close()
+
+
+@contextlib.contextmanager
+def serving(server: Server) -> Iterator[FakeGithub]:
+    """A fake GitHub with an empty `octo/site` (branch main) in the server's base dir, closed at the end."""
+    bare = server.base / "github" / "site.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True, env=server.git_env)
+    fake = FakeGithub(bare)
+    try:
+        yield fake
+    finally:
+        fake.close()
 
 
 def deliver(server: Server, app: str, payload: dict, event: str = "pull_request", *,  # type: ignore[type-arg]
