@@ -41,7 +41,7 @@ lock: setup
 
 lint:
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/lint-imports --no-logo
 	$(VENV)/bin/mypy
 
 bench: setup
