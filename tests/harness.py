@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
 import os
 import re
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -322,27 +324,58 @@ class FakeRoute:
         self.old_answers = [upstream_get(u, self.path) for u in self.still_serving]
 
 
+SWARM_LOCKS = Path(tempfile.gettempdir()) / "pushdock-tests-swarm"
+
+
 @contextlib.contextmanager
 def swarm_mode():  # type: ignore[no-untyped-def]
-    """An active single-node swarm for the block; left as it was found (with docker_gwbridge removed)."""
+    """An active single-node swarm for the block, shared by every test process that asks at once (xdist
+    workers): the first turns swarm mode on if it was off, the last one out turns it off again (with
+    docker_gwbridge removed). Users hold a shared lock on one file; a mutex orders the checks."""
     import docker
 
-    engine = docker.from_env()
-    mine = engine.info()["Swarm"]["LocalNodeState"] == "inactive"
-    if mine:
-        engine.swarm.init(advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{free_port()}")
-    assert engine.info()["Swarm"]["ControlAvailable"], "this engine must be a swarm manager"
-    try:
-        yield
-    finally:
-        if mine:
-            engine = docker.from_env()  # the engine may have restarted meanwhile
-            engine.swarm.leave(force=True)
-            for _ in range(50):
+    SWARM_LOCKS.mkdir(exist_ok=True)
+    ours = SWARM_LOCKS / "started-by-tests"
+    with open(SWARM_LOCKS / "mutex", "a") as mutex, open(SWARM_LOCKS / "users", "a") as users:
+        fcntl.flock(mutex, fcntl.LOCK_EX)
+        try:
+            engine = docker.from_env()
+            if engine.info()["Swarm"]["LocalNodeState"] == "inactive":
+                engine.swarm.init(advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{free_port()}")
+                ours.touch()
+            fcntl.flock(users, fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(mutex, fcntl.LOCK_UN)
+        assert engine.info()["Swarm"]["ControlAvailable"], "this engine must be a swarm manager"
+        try:
+            yield
+        finally:
+            fcntl.flock(mutex, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(users, fcntl.LOCK_UN)
                 try:
-                    engine.networks.get("docker_gwbridge").remove()
-                    break
-                except docker.errors.NotFound:
-                    break
-                except docker.errors.APIError:  # task containers still detaching
-                    time.sleep(0.2)
+                    fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else in the block
+                    last = True
+                except BlockingIOError:
+                    last = False
+                if last and ours.exists():
+                    _leave_swarm()
+                    ours.unlink()
+                fcntl.flock(users, fcntl.LOCK_UN)
+            finally:
+                fcntl.flock(mutex, fcntl.LOCK_UN)
+
+
+def _leave_swarm() -> None:
+    import docker
+
+    engine = docker.from_env()  # the engine may have restarted meanwhile
+    engine.swarm.leave(force=True)
+    for _ in range(50):
+        try:
+            engine.networks.get("docker_gwbridge").remove()
+            break
+        except docker.errors.NotFound:
+            break
+        except docker.errors.APIError:  # task containers still detaching
+            time.sleep(0.2)
