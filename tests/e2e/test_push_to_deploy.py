@@ -12,7 +12,9 @@ import pytest
 
 from tests.harness import Server, unique
 
-pytestmark = [pytest.mark.docker, pytest.mark.zero_downtime]  # counts failed requests under load: runs alone
+# The tests on the module's `deployed` app run in order in make test's serial pass (some count failed requests
+# under load); the others, each on an app of its own, run in the parallel pass.
+pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,7 @@ def fsck(server: Server, app: str) -> None:
     assert cp.returncode == 0, cp.stderr + cp.stdout
 
 
+@pytest.mark.zero_downtime
 def test_first_push_creates_builds_and_serves(server, deployed) -> None:
     app, _, res = deployed
     assert "remote: -----> Deploying" in res.stderr
@@ -52,6 +55,7 @@ def test_first_push_creates_builds_and_serves(server, deployed) -> None:
     fsck(server, app)
 
 
+@pytest.mark.zero_downtime
 def test_redeploy_under_load_drops_nothing(server, deployed) -> None:
     app, work, _ = deployed
     server.commit(work, "v2", {"body.txt": "second body\n"})
@@ -67,6 +71,7 @@ def test_redeploy_under_load_drops_nothing(server, deployed) -> None:
     assert server.get(app) == (200, "second body")
 
 
+@pytest.mark.zero_downtime
 def test_failing_build_rejects_push_and_keeps_serving(server, deployed) -> None:
     app, work, _ = deployed
     before = server.get(app)
@@ -82,6 +87,7 @@ def test_failing_build_rejects_push_and_keeps_serving(server, deployed) -> None:
     fsck(server, app)
 
 
+@pytest.mark.zero_downtime
 def test_failing_readiness_rejects_push_and_keeps_serving(server, deployed) -> None:
     app, work, _ = deployed
     before = server.get(app)
@@ -93,6 +99,7 @@ def test_failing_readiness_rejects_push_and_keeps_serving(server, deployed) -> N
     server.git("reset", "-q", "--hard", "HEAD~1", cwd=work, check=True)
 
 
+@pytest.mark.zero_downtime
 def test_config_set_is_visible_in_the_app_and_bad_config_changes_nothing(server, deployed) -> None:
     app, _, _ = deployed
     out = server.ssh("config:set", app, "GREETING=hi there").stdout

@@ -15,7 +15,9 @@ import pytest
 
 from tests.harness import PUSHDOCK, ROOT, Server, unique
 
-pytestmark = [pytest.mark.docker, pytest.mark.zero_downtime]  # counts failed requests under load: runs alone
+# The tests on the module's `live` app (and any that counts failed requests under load) run in order in make
+# test's serial pass; the others, each on an app of its own, run in the parallel pass.
+pytestmark = pytest.mark.docker
 
 WEB = "web: python3 -u /app/server.py\n"
 
@@ -63,6 +65,7 @@ def one_line_error(cp: subprocess.CompletedProcess[str], text: str) -> None:
     assert text in cp.stderr, cp.stderr
 
 
+@pytest.mark.zero_downtime
 def test_redeploy_config_scale_and_rollback_drop_no_request(server, live) -> None:
     app, work = live
     server.commit(work, "v2", {"body.txt": "body two\n"})
@@ -95,6 +98,7 @@ def test_redeploy_config_scale_and_rollback_drop_no_request(server, live) -> Non
     assert server.get(app, "/env/GREETING") == (200, "hello")
 
 
+@pytest.mark.zero_downtime
 def test_release_phase_failure_keeps_the_old_release(server, live) -> None:
     app, work = live
     before = server.get(app)
@@ -123,6 +127,7 @@ def test_release_phase_failure_keeps_the_old_release(server, live) -> None:
     server.git("reset", "-q", "--hard", "HEAD~2", cwd=work, check=True)
 
 
+@pytest.mark.zero_downtime
 def test_bad_input_is_one_line_and_changes_nothing(server, live) -> None:
     app, _ = live
     before = releases(server, app)
@@ -174,6 +179,7 @@ def test_app_json_healthchecks_gate_the_deploy(server) -> None:
     assert server.get(app) == (200, "checked body")
 
 
+@pytest.mark.zero_downtime  # a rollback under load
 def test_prune_keeps_n_images_and_rollback_says_pruned(server) -> None:
     app = unique("prune")
     work = server.app_repo(app, body="b0")
@@ -191,6 +197,7 @@ def test_prune_keeps_n_images_and_rollback_says_pruned(server) -> None:
     under_load(server, app, lambda: server.cli("releases:rollback", app), expect="b2")  # the previous: v3
 
 
+@pytest.mark.zero_downtime
 def test_run_passes_the_exit_status_back(server, live) -> None:
     app, _ = live
     host = server.cli("run", app, "sh", "-c", "echo run on $DYNO; exit 7", check=False)
@@ -287,6 +294,7 @@ def test_checks_commands_and_process_model(server) -> None:
     assert "crasher.1" in text and ("crash-looping" in text or "restarted" in text), text
 
 
+@pytest.mark.zero_downtime
 def test_release_info_and_settings_commands(server, live) -> None:
     app, _ = live
     text = server.cli("releases:info", app, "v1").stdout
@@ -298,6 +306,7 @@ def test_release_info_and_settings_commands(server, live) -> None:
     one_line_error(server.ssh("releases:set", "--global", "keep", "x", check=False), "keep must be")
 
 
+@pytest.mark.zero_downtime
 def test_logs_follow_ends_when_the_client_leaves(server, live) -> None:
     app, _ = live
     p = subprocess.Popen([*server.ssh_argv(server.key), "pushdock@127.0.0.1", "logs", app, "-t", "-n", "1"],

@@ -16,7 +16,9 @@ import pytest
 
 from tests.harness import Server, unique
 
-pytestmark = [pytest.mark.docker, pytest.mark.zero_downtime]  # counts failed requests under load: runs alone
+# The tests on the module's `live` app run in order in make test's serial pass (some count failed requests
+# under load); the others, each on an app of its own, run in the parallel pass.
+pytestmark = pytest.mark.docker
 
 MIB = 1 << 20
 CGROUP_MEMORY = "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
@@ -68,6 +70,7 @@ def one_error_line(cp: subprocess.CompletedProcess[str], text: str) -> None:
     assert len(errors) == 1 and text in errors[0], cp.stderr
 
 
+@pytest.mark.zero_downtime
 def test_limits_apply_at_once_with_zero_downtime(server, live) -> None:
     app = live
     before = web_container(app).id
@@ -109,6 +112,7 @@ def test_limits_apply_at_once_with_zero_downtime(server, live) -> None:
     assert report(server, app)["limits"] == {}
 
 
+@pytest.mark.zero_downtime
 def test_a_process_type_limit_restarts_only_that_type(server, live) -> None:
     app = live
     web = web_container(app).id
@@ -127,6 +131,7 @@ def test_a_process_type_limit_restarts_only_that_type(server, live) -> None:
     assert report(server, app)["limits"] == {}
 
 
+@pytest.mark.zero_downtime
 def test_a_limit_too_small_to_start_is_rolled_back(server, live) -> None:
     app = live
     before = web_container(app).id
@@ -140,6 +145,7 @@ def test_a_limit_too_small_to_start_is_rolled_back(server, live) -> None:
     assert any(e.get("action") == "resource:limit" and e.get("result") != "ok" for e in events), events
 
 
+@pytest.mark.zero_downtime
 def test_bad_input_is_one_line_and_changes_nothing(server, live) -> None:
     app = live
     for argv, text in [
@@ -155,6 +161,7 @@ def test_bad_input_is_one_line_and_changes_nothing(server, live) -> None:
     assert report(server, app)["limits"] == {}
 
 
+@pytest.mark.zero_downtime
 def test_limits_are_admin_only_on_every_door(server, live) -> None:
     app = live
     res = server.ssh("resource:limit", app, "--memory", "64m", key=server.deployer_key, check=False)
