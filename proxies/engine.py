@@ -194,7 +194,7 @@ class ProxyEngine:
         only is a switch of the kernel's rules, the proxy is not touched; then the old upstreams drain."""
         path = self._proxied_path(ctx)
         saved = load_table(path) if path.exists() else None
-        if not (self.steer_upstreams and stable.usable()):
+        if not (self.steer_upstreams and stable.usable(ctx.settings.stable_upstreams)):
             if saved is None:
                 self._commit(ctx, old, new, changed)
                 return

@@ -333,9 +333,9 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def usable() -> bool:
-    """Whether stable upstreams can work here: root and iptables-restore; not turned off."""
-    if os.environ.get("PUSHDOCK_STABLE_UPSTREAMS", "1") == "0":
+def usable(enabled: bool = True) -> bool:
+    """Whether stable upstreams can work here: root and iptables-restore; not turned off (PUSHDOCK_STABLE_UPSTREAMS)."""
+    if not enabled:
         return False
     return os.geteuid() == 0 and all(shutil.which(t) for t in ("iptables", "iptables-restore"))
 
