@@ -44,7 +44,10 @@ def one_line_error(cp: subprocess.CompletedProcess[str], text: str) -> None:
 
 
 def formation(server: Server, app: str) -> list[str]:
-    return sorted(r["process"] for r in json.loads(server.cli("ps:report", app, "--format", "json").stdout))
+    """The processes of the newest release (an old release's containers retire after the push has returned)."""
+    rows = json.loads(server.cli("ps:report", app, "--format", "json").stdout)
+    newest = max((int(r["release"][1:]) for r in rows), default=0)
+    return sorted(r["process"] for r in rows if r["release"] == f"v{newest}")
 
 
 def test_multi_line_config_over_ssh_is_byte_exact(server) -> None:

@@ -250,6 +250,7 @@ def test_bad_input_is_one_line(server, args, text, code) -> None:
     assert cp.stderr.startswith("error: ") and cp.stderr.count("\n") == 1 and text in cp.stderr, cp.stderr
 
 
+@pytest.mark.zero_downtime  # serial pass: turning swarm mode on and off disturbs other modules' container DNS
 def test_a_swarm_app_reaches_a_linked_service(server) -> None:
     """Swarm tasks join only swarm-scoped networks: linking a swarm app gives the service an attachable overlay
     network, the service's container joins it under its host name, and the app's tasks (the web process and the

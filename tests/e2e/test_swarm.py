@@ -47,7 +47,9 @@ from schedulers.swarm.scheduler import SwarmScheduler
 from tests import harness
 from tests.harness import ROOT, Out, Server, free_port, unique, upstream_get
 
-pytestmark = pytest.mark.docker  # the three tests that count failed requests under load are marked zero_downtime
+# The whole module runs in make test's serial pass: three tests count failed requests under load, and turning
+# swarm mode on and off on the shared engine disturbs other modules' containers (their DNS) while it happens.
+pytestmark = [pytest.mark.docker, pytest.mark.zero_downtime]
 
 WORKER = "while true; do echo tick $DYNO; sleep 0.3; done"
 
@@ -694,7 +696,6 @@ def web_tasks(server: Server, app: str) -> list[str]:
     return sorted(f"{r['process']} {r['release']} {r['state']}" for r in rows)
 
 
-@pytest.mark.zero_downtime  # counts failed requests under load: runs alone
 def test_push_scale_redeploy_under_load_rollback_and_failed_checks(server, engine):
     app = unique("swarm")
     work = server.app_repo(app)
@@ -755,7 +756,6 @@ def task_containers(engine: docker.DockerClient, app: str, process: str, release
     return {c.id for c in engine.containers.list(filters={"label": labels})}
 
 
-@pytest.mark.zero_downtime  # counts failed requests under load: runs alone
 def test_ps_restart_web_replaces_its_tasks_under_load(server, engine):
     app = unique("swrs")
     work = server.app_repo(app, body="restart body")
@@ -794,7 +794,6 @@ def test_ps_restart_web_replaces_its_tasks_under_load(server, engine):
     assert services_of(engine, app) == []
 
 
-@pytest.mark.zero_downtime  # counts failed requests under load: runs alone
 def test_scheduler_switch_moves_a_running_app_without_dropping_requests(server, engine):
     app = unique("move")
     work = server.app_repo(app)
