@@ -97,7 +97,8 @@ def paired_pushes(srv: Server, tmp: Path, pairs: int = 9) -> tuple[list[float], 
     empty = Server(tmp / "empty").start()
     try:
         empty.add_key()
-        full_times, empty_times = [], []
+        full_times: list[float] = []
+        empty_times: list[float] = []
         for i in range(pairs):
             for server, times in ((srv, full_times), (empty, empty_times)):
                 app = f"p{i:02d}"
