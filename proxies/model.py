@@ -7,7 +7,6 @@ proxy's bookkeeping of what is live (JSON, one file per proxy), read and written
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,13 +131,24 @@ def load_table(path: Path) -> Table:
     return dict(table)
 
 
-@functools.lru_cache(maxsize=8192)
-def _route_json(route: Route) -> str:
-    return json.dumps(route.to_json(), separators=(",", ":"))
+# Each route's JSON, by the route object itself (a table of 1000 apps is saved at every change: only the changed
+# route is serialized; hashing 1000 frozen routes for an lru_cache cost more than the lookup saved).
+_json: dict[int, tuple[Route, str, str]] = {}
+
+
+def _route_json(app: str, route: Route) -> str:
+    hit = _json.get(id(route))
+    if hit is not None and hit[0] is route and hit[1] == app:
+        return hit[2]
+    if len(_json) > 65536:
+        _json.clear()
+    text = json.dumps(app) + ":" + json.dumps(route.to_json(), separators=(",", ":"))
+    _json[id(route)] = (route, app, text)
+    return text
 
 
 def save_table(path: Path, table: Table) -> None:
-    body = ",".join(f"{json.dumps(app)}:{_route_json(table[app])}" for app in sorted(table))
+    body = ",".join([_route_json(app, table[app]) for app in sorted(table)])
     atomic_write(path, "{" + body + "}")
     _cache[path] = (_identity(path), dict(table))
 

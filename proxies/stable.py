@@ -57,8 +57,10 @@ POLL = 0.01
 KILL_CHUNK = 64
 
 Rules = dict[int, Upstream]  # stable port -> where new connections go
-_views: dict[str, dict[str, tuple[Route, int, Route]]] = {}  # by root, app: (route, first port, its view)
+# by root, app: (route, its slot (None: not steered), what the proxy is told, its rules)
+_views: dict[str, dict[str, tuple[Route, int | None, Route, tuple[tuple[int, Upstream], ...]]]] = {}
 _installed: dict[Path, tuple[tuple[int, int, int], Rules]] = {}  # rules files read, by their stat
+_slot_files: dict[Path, tuple[tuple[int, int, int], dict[str, int]]] = {}  # slots files read, by their stat
 
 
 class StableError(Exception):
@@ -89,7 +91,13 @@ class Stable:
         grew = False
         cache = _views.setdefault(str(self.root), {})
         for app, route in table.items():
+            hit = cache.get(app)  # a change at 1000 apps: 999 routes are the same objects as last time
+            if hit is not None and hit[0] is route and hit[1] == slots.get(app):
+                rules.update(hit[3])
+                out[app] = hit[2]
+                continue
             if not _steerable(route):
+                cache[app] = (route, None, route, ())
                 out[app] = route
                 continue
             if app not in slots:
@@ -99,12 +107,11 @@ class Stable:
                     continue
                 slots[app], grew = free[0], True
             base = PORT_BASE + slots[app] * SLOTS
-            rules.update({base + k: u for k, u in enumerate(route.upstreams)})
-            hit = cache.get(app)
-            if hit is None or hit[0] is not route or hit[1] != base:
-                stable = tuple(Upstream(self.address, base + k) for k in range(len(route.upstreams)))
-                hit = cache[app] = (route, base, dataclasses.replace(route, upstreams=stable))
-            out[app] = hit[2]
+            stable = tuple(Upstream(self.address, base + k) for k in range(len(route.upstreams)))
+            pairs = tuple((base + k, u) for k, u in enumerate(route.upstreams))
+            cache[app] = (route, slots[app], dataclasses.replace(route, upstreams=stable), pairs)
+            rules.update(pairs)
+            out[app] = cache[app][2]
         if grew:
             atomic_write(self.slots_path, json.dumps(slots))
         return out, rules
@@ -117,10 +124,17 @@ class Stable:
 
     def _slots(self) -> dict[str, int]:
         try:
+            st = self.slots_path.stat()
+            key = (st.st_mtime_ns, st.st_size, st.st_ino)
+            hit = _slot_files.get(self.slots_path)
+            if hit is not None and hit[0] == key:
+                return dict(hit[1])
             raw = json.loads(self.slots_path.read_text())
         except (FileNotFoundError, ValueError):
             return {}
-        return {str(a): int(i) for a, i in raw.items()}
+        slots = {str(a): int(i) for a, i in raw.items()}
+        _slot_files[self.slots_path] = (key, slots)
+        return dict(slots)
 
     # -- the kernel's rules --------------------------------------------------------------------------
     def installed(self) -> Rules | None:
