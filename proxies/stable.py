@@ -165,7 +165,10 @@ class Stable:
             self._install_map(had, rules)
         else:
             self._install_chain(had, rules)
-        atomic_write(self.rules_path, json.dumps({str(p): [u.host, u.port] for p, u in rules.items()}))
+        # hosts are IPv4 addresses (_steerable): nothing to escape
+        atomic_write(self.rules_path, "{" + ",".join(f'"{p}":["{u.host}",{u.port}]' for p, u in rules.items()) + "}")
+        st = self.rules_path.stat()  # what was written is what the next change reads: not parsed again
+        _installed[self.rules_path] = ((st.st_mtime_ns, st.st_size, st.st_ino), dict(rules))
 
     def _install_map(self, had: Rules | None, rules: Rules) -> None:
         if had is not None:
