@@ -115,6 +115,12 @@ class _Link:
         self.sock: socket.socket | None = None
         self.seq = 0
 
+    def forked(self) -> None:
+        """In a forked child: a socket of its own (two processes reading one socket would take each other's
+        replies) and a lock no thread of the parent holds. Closing the child's copy leaves the parent's open."""
+        self.lock = threading.Lock()
+        self._drop()
+
     def send(self, table: str, dels: list[bytes], adds: list[bytes]) -> None:
         """One batch: the delete of `dels`, then the add of `adds`; returns once the kernel committed it."""
         head = (_attr(NFTA_SET_ELEM_LIST_TABLE, table.encode() + b"\0")
@@ -168,6 +174,7 @@ class _Link:
 
 
 _link = _Link()
+os.register_at_fork(after_in_child=_link.forked)
 
 
 def _nft(script: str) -> None:

@@ -206,3 +206,28 @@ def test_an_older_iptables_chain_of_the_data_dir_is_removed_when_the_map_is_writ
         assert get(http.client.HTTPConnection(st.address, port, timeout=5)) == "new"
     finally:
         st.remove()
+
+
+@pytest.mark.skipif(not HAVE_NFT, reason="nft is not installed")
+def test_a_forked_child_switches_on_a_socket_of_its_own(tmp_path: Path, backends) -> None:
+    """serve's workers fork: a child must not read the parent's netlink replies, nor the parent the child's."""
+    old, new = backends
+    st = stable.Stable(tmp_path / "nginx")
+    st.root.mkdir()
+    port = stable.PORT_BASE
+    try:
+        st.install({port: old.upstream}, force=True)
+        st.install({port: new.upstream})  # the parent's socket is open now
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit status
+            code = 1
+            try:
+                st.install({port: old.upstream})
+                code = 0
+            finally:
+                os._exit(code)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        st.install({port: new.upstream})  # the parent's own socket still answers it
+        assert get(http.client.HTTPConnection(st.address, port, timeout=5)) == "new"
+    finally:
+        st.remove()
