@@ -125,10 +125,26 @@ def load_table(path: Path) -> Table:
     hit = _cache.get(path)
     if hit is not None and hit[0] == key:
         return dict(hit[1])
-    raw = json.loads(path.read_text())
-    table = {app: Route.from_json(r) for app, r in raw.items()}
+    table = _parse(path.read_text())
     _cache[path] = (key, table)
     return dict(table)
+
+
+def _parse(text: str) -> Table:
+    """A saved table: one route per line (as save_table writes it; each line's text is kept, so a process that
+    changes one route writes the others back without serializing them), else any JSON object."""
+    lines = text.split("\n")
+    if lines[0] != "{" or lines[-2:] != ["}", ""]:
+        return {app: Route.from_json(r) for app, r in json.loads(text).items()}
+    table = {}
+    for line in lines[1:-2]:
+        entry = line.removesuffix(",")
+        if not entry:
+            continue
+        [(app, raw)] = json.loads("{" + entry + "}").items()
+        route = table[app] = Route.from_json(raw)
+        _remember(app, route, entry)
+    return table
 
 
 # Each route's JSON, by the route object itself (a table of 1000 apps is saved at every change: only the changed
@@ -136,20 +152,25 @@ def load_table(path: Path) -> Table:
 _json: dict[int, tuple[Route, str, str]] = {}
 
 
+def _remember(app: str, route: Route, text: str) -> None:
+    if len(_json) > 65536:
+        _json.clear()
+    _json[id(route)] = (route, app, text)
+
+
 def _route_json(app: str, route: Route) -> str:
     hit = _json.get(id(route))
     if hit is not None and hit[0] is route and hit[1] == app:
         return hit[2]
-    if len(_json) > 65536:
-        _json.clear()
     text = json.dumps(app) + ":" + json.dumps(route.to_json(), separators=(",", ":"))
-    _json[id(route)] = (route, app, text)
+    _remember(app, route, text)
     return text
 
 
 def save_table(path: Path, table: Table) -> None:
-    body = ",".join([_route_json(app, table[app]) for app in sorted(table)])
-    atomic_write(path, "{" + body + "}")
+    """Write the table, one route per line (still one JSON object: any JSON reader reads it)."""
+    body = ",\n".join([_route_json(app, table[app]) for app in sorted(table)])
+    atomic_write(path, "{\n" + body + ("\n" if body else "") + "}\n")
     _cache[path] = (_identity(path), dict(table))
 
 
