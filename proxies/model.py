@@ -195,7 +195,5 @@ def conflict(table: Table, route: Route) -> Conflict | None:
 
 def ports_in_use(table: Table, default: Listener) -> list[Listener]:
     """One listener per port some route listens on, plus the default HTTP listener; sorted by port."""
-    by_port = {default.port: default}
-    for r in table.values():
-        by_port.update((li.port, li) for li in r.listeners)
+    by_port = {default.port: default} | {li.port: li for r in table.values() for li in r.listeners}
     return [by_port[p] for p in sorted(by_port)]
