@@ -206,9 +206,12 @@ def main() -> None:
     body = (__doc__ or "").split("Usage:")[0].strip() + "\n\n" + "\n".join(table) + "\n\n" + (
         "A change returns when the route is live and the old upstream drained. An upstream change (what every "
         "redeploy is) does not touch nginx or caddy: the app is routed to stable loopback addresses and the "
-        "change is one `iptables-restore` of this data dir's DNAT chain, then the old upstream's connections "
-        "drain (idle pooled ones closed with `ss -K`; proxies/stable.py); traefik renames the app's file and "
-        "waits until its API shows the route. A domain change is what the proxy itself must take: for nginx "
+        "change replaces the app's elements of this data dir's nftables DNAT map in one netlink transaction sent "
+        "in-process (proxies/nftmap.py; bench/stable_switch.py measures it alone), then the old upstream's "
+        "connections drain (idle pooled ones closed through sock_diag; proxies/stable.py); what remains is "
+        "Python over the 1000-route table, `routes.json` written (fsync) and the drain's read of the kernel's "
+        "TCP socket table, which walks every socket of the host; in a fresh process the route tables are "
+        "parsed first. traefik renames the app's file and waits until its API shows the route. A domain change is what the proxy itself must take: for nginx "
         "`nginx -t`, the reload, the master's 100 ms overlap and the old workers' exit; for caddy one admin-API "
         "call (a full config reload inside caddy). The keep-alive columns count failed requests of 8 keep-alive "
         "clients of another app while 10 upstream changes are applied.")

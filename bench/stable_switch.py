@@ -5,7 +5,7 @@
 - `nft -f -`, one short call: the map's element deleted and added in one transaction.
 - `nft -i`, a long-lived process fed the same two commands (`--echo`: its answer shows the commit is done).
 - netlink in-process (proxies/nftmap.py, pushdock's way): the same batch sent on a socket kept open.
-Each way runs SWITCHES times on its own table or chain (names with this process's id; removed at the end).
+Each way runs 30 times on its own table or chain (of a temp data dir; removed at the end).
 
 Usage: .venv/bin/python bench/stable_switch.py [--no-write]
 """
@@ -107,7 +107,7 @@ def main() -> None:
         print(f"{name:62} median {med:7.3f} ms, min {lo:7.3f}, max {hi:7.3f}", flush=True)
         table.append(f"| {name} | {med:.3f} ms | {lo:.3f} ms | {hi:.3f} ms |")
     body = (__doc__ or "").split("Usage:")[0].strip() + "\n\n" + "\n".join(table) + "\n\n" + (
-        "Where the programs' time goes (strace, perf counters): each `iptables`/`nft` call reads the host's whole "
+        "Where the programs' time goes (strace): each `iptables`/`nft` call reads the host's whole "
         "ruleset (Docker's iptables-nft rules included) before it changes anything, and when its netlink socket "
         "closes after a commit the kernel flushes nf_tables' deferred frees, an RCU grace period, before the close "
         "returns (`close()` 10.7 ms after a 55 µs batch). The long-lived `nft -i` skips the grace period but still "
