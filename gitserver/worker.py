@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 WARM = (
     "pushdock.context", "pushdock.settings", "pushdock.state", "pushdock.log", "loguru", "pushdock.cli",
     "pushdock.bus", "pushdock.apps", "pushdock.commands", "pushdock.migrations", "pushdock.redact",
-    "pushdock.plugins", "dulwich.protocol", "dulwich.server", "dulwich.errors", "gitserver.backend",
+    "pushdock.plugins", "pushdock.attach", "pushdock.datastore", "pushdock.routing", "pushdock.scheduler",
+    "dulwich.protocol", "dulwich.server", "dulwich.errors", "gitserver.backend",
     "gitserver.receive",
 )
 GIT_COMMANDS = ("git-receive-pack", "git-upload-pack")

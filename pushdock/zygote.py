@@ -369,7 +369,6 @@ def _child(conn: socket.socket, stdio: list[int], inherited: list[int]) -> int:
 
 def _run_main(module: Any) -> int:
     """`main()` and an interpreter's exit: SystemExit's code, threads joined, atexit run, stdio flushed."""
-    before = set(sys.modules)
     try:
         rc = module.main()
     except SystemExit as e:
@@ -379,9 +378,6 @@ def _run_main(module: Any) -> int:
 
         traceback.print_exc()
         rc = 1
-    if os.environ.get("ZYGOTE_DEBUG"):
-        with open(os.environ["ZYGOTE_DEBUG"], "a") as f:
-            f.write(" ".join(sorted(m for m in set(sys.modules) - before if "." not in m or m.count(".") < 2)) + "\n")
     if rc is None:
         rc = 0
     elif not isinstance(rc, int):
