@@ -1,7 +1,8 @@
 """Push-to-live: median of warm pushes of a tiny FROM-scratch Dockerfile app, from `git push` starting to the new
 body being served through the proxy, against its floor measured in the same run (bench/_floor.py: C git push
 over OpenSSH, cached docker build, docker run until it answers, each alone). Also `apps:list` latency with 50
-apps, on the host and over SSH. Goals: push-to-live ≤ 1.25 times its floor (issue 22); apps:list < 150 ms."""
+apps, on the host and over SSH. Both again with the SSH door's workers spawned per command instead of forked warm
+(PUSHDOCK_WARM_WORKERS=0), in the same run. Goals: push-to-live ≤ 1.25 times its floor (issue 22); apps:list < 150 ms."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; docs/benchmarks.md is left as it is")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pushdock-bench-") as tmp:
-        srv = Server(Path(tmp)).start()
+        srv = Server(Path(tmp) / "warm").start()
         try:
             srv.add_key()
             live, stages = push_to_live(srv, args.pushes)
@@ -78,6 +79,13 @@ def main() -> None:
             host, ssh = apps_list(srv)
         finally:
             srv.stop()
+        cold_srv = Server(Path(tmp) / "spawned", PUSHDOCK_WARM_WORKERS="0").start()
+        try:
+            cold_srv.add_key()
+            cold_live, _ = push_to_live(cold_srv, args.pushes)
+            _, cold_ssh = apps_list(cold_srv)
+        finally:
+            cold_srv.stop()
     med = statistics.median
     floor = med(git_push) + med(build) + med(run)
     ratio = med(live) / floor
@@ -97,6 +105,11 @@ def main() -> None:
         f"| `pushdock apps:list`, 50 apps, host | {med(host)*1000:.0f} ms | {min(host)*1000:.0f} ms "
         f"| {max(host)*1000:.0f} ms | < 150 ms |",
         f"| `ssh … apps:list`, 50 apps | {med(ssh)*1000:.0f} ms | {min(ssh)*1000:.0f} ms | {max(ssh)*1000:.0f} ms | – |",
+        f"| spawned workers (`PUSHDOCK_WARM_WORKERS=0`): push-to-live | {med(cold_live):.2f} s | "
+        f"{min(cold_live):.2f} s | {max(cold_live):.2f} s | – |",
+        f"| spawned workers: push-to-live / floor | {med(cold_live) / floor:.2f}× | | | – |",
+        f"| spawned workers: `ssh … apps:list`, 50 apps | {med(cold_ssh)*1000:.0f} ms | {min(cold_ssh)*1000:.0f} ms "
+        f"| {max(cold_ssh)*1000:.0f} ms | – |",
     ]
     body = "\n".join(lines) + (
         "\n\nPush-to-live is measured from starting `git push` until a fresh (non-keep-alive) GET through nginx"
@@ -107,7 +120,11 @@ def main() -> None:
         " it answers HTTP.\n"
         f"\nStage times of the pushes (medians, from each deploy's `Stage times:` line): {stage_cells}. Retiring"
         " the old container runs after the pusher has its answer (its time ends the deploy log).\n"
-        f"\nRaw push times (s): {', '.join(f'{t:.2f}' for t in live)}\n")
+        "\nThe SSH door's workers are forked from serve's zygote (docs/architecture.md, \"The SSH door and warm"
+        " workers\"); the `spawned workers` rows are a second server in the same run that starts a Python process"
+        " per command as before (`PUSHDOCK_WARM_WORKERS=0`), measured after the first.\n"
+        f"\nRaw push times (s): {', '.join(f'{t:.2f}' for t in live)}; spawned: "
+        f"{', '.join(f'{t:.2f}' for t in cold_live)}\n")
     print(body)
     if not args.no_write:
         write_section("bench/push_to_live.py", body)
