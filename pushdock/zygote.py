@@ -6,12 +6,13 @@ and the names in its `WARM` tuple, checks that nothing it must not hand down exi
 besides its control socket), then waits on FD, one end of a SOCK_SEQPACKET socketpair only `serve` holds (no path
 on disk: nobody else can ask it for anything). The protocol, per command:
 
-- serve sends one datagram `fork` carrying four descriptors (SCM_RIGHTS): `conn` (one end of a fresh
-  socketpair), the worker's stdin, stdout and stderr (pipe ends, or a pty's slave for `ssh -t`);
-- the zygote forks and writes `pid N` on conn; the child becomes a session leader (the SSH door's hang-up
-  is `os.killpg(pid, SIGTERM)`), takes the three descriptors as 0, 1, 2, reads its request from conn (one
-  JSON document until EOF: the module to run and the whole environment), closes conn and runs `MODULE.main()`
-  as `python -m MODULE` would, then exits with its status;
+- serve sends one datagram, `fork 1` (in a session of its own) or `fork 0`, carrying four descriptors
+  (SCM_RIGHTS): `conn` (one end of a fresh socketpair), the worker's stdin, stdout and stderr (pipe ends, or
+  a pty's slave for `ssh -t`);
+- the zygote forks; the child becomes a session leader first (the SSH door's hang-up is `os.killpg(pid,
+  SIGTERM)`, so the pid is told only once that holds), then writes `pid N` on conn, takes the three
+  descriptors as 0, 1, 2, reads its request from conn (one JSON document until EOF: the module to run and
+  the whole environment), closes conn and runs `MODULE.main()` as `python -m MODULE` would;
 - when the child ends the zygote writes `status S` (the raw wait status) on conn and closes it.
 
 A worker is the zygote's child, not serve's: it outlives its client and serve as a spawned one did. serve closing
@@ -36,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from pushdock import proc
+from pushdock.errors import PushdockError
 from pushdock.log import logger
 
 if TYPE_CHECKING:
@@ -104,7 +106,8 @@ class Zygote:
         try:
             fds = array.array("i", [theirs.fileno(), *stdio])
             try:
-                self.control.sendmsg([b"fork"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+                self.control.sendmsg([b"fork 1" if new_session else b"fork 0"],
+                                     [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
             except OSError as e:
                 self._died(f"cannot reach it: {e}")
                 ours.close()
@@ -112,9 +115,12 @@ class Zygote:
         finally:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)
-        writer.write(json.dumps({"module": module, "env": dict(env), "session": new_session}).encode())
+        writer.write(json.dumps({"module": module, "env": dict(env)}).encode())
         writer.write_eof()
         line = await reader.readline()
+        if line.startswith(b"status "):  # the child died before it could say its pid
+            writer.close()
+            raise PushdockError(f"a warm worker died at its start ({line.decode().strip()})")
         if not line.startswith(b"pid "):  # the zygote went away before it forked: nothing runs
             writer.close()
             self._died("it closed a request unanswered")
@@ -281,7 +287,8 @@ def hazards(control_fd: int) -> list[str]:
     found = [f"thread {t.name}" for t in threading.enumerate() if t is not threading.main_thread()]
     for name in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
-            if int(name) != control_fd and os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+            # 0-2 are replaced in every child (and serve's stderr is a socket under systemd's journal)
+            if int(name) not in (0, 1, 2, control_fd) and os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
                 found.append(f"socket on fd {name}")
     return found
 
@@ -309,13 +316,13 @@ def serve_forks(control: socket.socket) -> None:
                 pid = os.fork()
                 if pid == 0:
                     os._exit(_child(conn, fds[1:], [control.fileno(), sel.fileno(),
-                                                   *children, *(c.fileno() for _, c in children.values())]))
+                                                   *children, *(c.fileno() for _, c in children.values())],
+                                    session=msg == b"fork 1"))
                 for fd in fds[1:]:
                     os.close(fd)
                 pidfd = os.pidfd_open(pid)
                 children[pidfd] = (pid, conn)
                 sel.register(pidfd, selectors.EVENT_READ)
-                _say(conn, f"pid {pid}\n")
             else:
                 pidfd = int(key.fd)
                 pid, conn = children.pop(pidfd)
@@ -339,17 +346,18 @@ def _say(conn: socket.socket, line: str) -> None:
         conn.sendall(line.encode())
 
 
-def _child(conn: socket.socket, stdio: list[int], inherited: list[int]) -> int:
+def _child(conn: socket.socket, stdio: list[int], inherited: list[int], *, session: bool) -> int:
     """In the forked child: become the worker `python -m MODULE` would have been, run it, return its status."""
     try:
+        if session:
+            os.setsid()
+        conn.sendall(f"pid {os.getpid()}\n".encode())
         for fd in inherited:
             with contextlib.suppress(OSError):
                 os.close(fd)
         with conn.makefile("rb") as f:
             request = json.loads(f.read())
         conn.close()
-        if request.get("session", True):
-            os.setsid()
         for target, fd in enumerate(stdio):
             os.dup2(fd, target)  # dup2 makes 0, 1, 2 inheritable, as in a spawned process
         for fd in set(stdio):

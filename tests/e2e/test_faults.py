@@ -109,8 +109,11 @@ def test_kill_serve_and_worker_mid_deploy_then_recover(server) -> None:
         if "Starting web" in line:
             break
     # kill serve and every worker (workers run in their own sessions: find them by parentage)
-    workers = [int(x) for x in subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True,
-                                               text=True).stdout.split()]
+    def children(pid: int) -> list[int]:
+        return [int(x) for x in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+
+    # serve's children, and theirs: the SSH workers are forked by serve's zygote (pushdock/zygote.py)
+    workers = [w for child in children(server.proc.pid) for w in (child, *children(child))]
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait()
     for pid in workers:
@@ -201,8 +204,11 @@ def test_a_worker_killed_mid_build_leaves_no_build_directory(server) -> None:
     in_tmp = f"{tempfile.gettempdir()}/pushdock-build-{app}-*"
     during = sorted((server.data / "builds").glob(f"{app}.*")) + [Path(d) for d in glob.glob(in_tmp)]
     assert during, "no build directory while the build runs"
-    workers = [int(x) for x in subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True,
-                                               text=True).stdout.split()]
+    def children(pid: int) -> list[int]:
+        return [int(x) for x in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+
+    # serve's children, and theirs: the SSH workers are forked by serve's zygote (pushdock/zygote.py)
+    workers = [w for child in children(server.proc.pid) for w in (child, *children(child))]
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait()
     for pid in workers:
