@@ -85,6 +85,7 @@ class Zygote:
                 start_new_session=True)  # a Ctrl-C of serve must not reach it (nor, through it, its workers)
         finally:
             theirs.close()
+        ours.setblocking(False)  # a zygote that stopped reading must not block the doors' event loops: spawn
         return cls(process, ours)
 
     def stop(self) -> None:

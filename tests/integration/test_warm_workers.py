@@ -112,6 +112,16 @@ def test_stdin_reaches_the_worker_until_eof(server: Server, tmp_path: Path) -> N
     assert server.ssh("version", key=key).returncode == 0
 
 
+def test_a_terminal_session_runs_forked_on_its_pty(server: Server) -> None:
+    """`ssh -tt`: the forked worker's stdio is the pty's slave; its output and exit status come back."""
+    res = subprocess.run([*server.ssh_argv(server.key), "-tt", "pushdock@127.0.0.1", "apps:report nosuchapp"],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, env=server.git_env, timeout=60)
+    assert res.returncode == 1 and "error: " in res.stdout, res  # a terminal has one stream
+    res = subprocess.run([*server.ssh_argv(server.key), "-tt", "pushdock@127.0.0.1", "version"],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, env=server.git_env, timeout=60)
+    assert res.returncode == 0 and "pushdock" in res.stdout, res
+
+
 def test_hang_up_stops_the_workers_session(server: Server) -> None:
     """A follower (`logs -t`) ends with its client: the door's SIGTERM reaches the forked worker's session."""
     app = pushed_app(server)
