@@ -14,6 +14,12 @@ if TYPE_CHECKING:
     from pushdock.context import Context
 
 
+# What the hooks below import lazily: serve's zygote imports it once (pushdock/zygote.py, bus.warm_builtins).
+WARM = (
+    "hooks.pipeline", "hooks.blobs", "docker",
+)
+
+
 @hookimpl
 def pipeline() -> Pipeline | None:
     from hooks import pipeline as chain  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
