@@ -303,7 +303,3 @@ def test_release_info_and_settings_commands(server, live) -> None:
     server.ssh("releases:set", app, "keep")
     assert "keeping the last 5 images" in server.cli("releases", app).stdout
     one_line_error(server.ssh("releases:set", "--global", "keep", "x", check=False), "keep must be")
-
-
-
-
