@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ class ProxyEngine:
     name = "proxy"
     steer_upstreams = False  # route through stable addresses switched underneath (stable.py): no reload per deploy
     drain_timeout = stable.DRAIN_TIMEOUT  # after a switch underneath: until the old upstream's connections closed
+    pools_upstreams = True  # keeps upstream connections open between requests: a switch closes the idle ones
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -228,12 +229,7 @@ class ProxyEngine:
         st.forget(set(old) - set(new))
         switched = {p for p, u in had.items() if rules.get(p) != u}
         if switched:
-            st.drain(switched, self.drain_timeout, self._idle_check(ctx, {f"{st.address}:{p}" for p in switched}))
-
-    def _idle_check(self, ctx: Context, addresses: set[str]) -> Callable[[], bool] | None:
-        """For stable.Stable.drain: a check that no request to `addresses` is in flight in the proxy, if the
-        proxy can tell (caddy's API can)."""
-        return None
+            st.drain(switched, self.drain_timeout, close_idle=self.pools_upstreams)
 
     def _submit(self, ctx: Context, changes: list[Change]) -> None:
         deferred = getattr(self._local, "deferred", None)

@@ -4,6 +4,11 @@ Each server's routes are: a subroute of exact-host app routes (`@id` pN-exact), 
 wildcard-host ones (pN-wild: exact names win), and a 404 for unknown hosts. One app's change is then
 one admin-API call on its own `@id` (PATCH to replace, POST to the subroute to add, DELETE); anything
 bigger is one `POST /load` of the whole document. Every API mutation is one reload of caddy.
+
+Upstreams at the proxy's stable address (`steered`, proxies/stable.py: a redeploy switches a kernel rule
+underneath, caddy is not told) are not pooled: every request opens a connection of its own, which the rule
+sends to the current container. Go's transport would reuse a busy pooled connection for as long as requests
+come, so the old container would keep being used after a switch.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ def server_name(port: int) -> str:
     return f"p{port}"
 
 
-def _handler(route: Route, li: Listener) -> dict[str, Any]:
+def _handler(route: Route, li: Listener, steered: str | None) -> dict[str, Any]:
     if li.scheme == "http" and route.redirect_to is not None:
         port = "" if route.redirect_to == 443 else f":{route.redirect_to}"
         return {"handler": "static_response", "status_code": 301,
@@ -43,12 +48,17 @@ def _handler(route: Route, li: Listener) -> dict[str, Any]:
         "load_balancing": {"try_duration": "5s", "try_interval": "100ms"},
     }
     tune = route.tune
+    transport: dict[str, Any] = {}
+    if steered is not None and all(u.host == steered for u in route.upstreams):
+        transport["keep_alive"] = {"enabled": False}  # a new connection per request: see the module's docstring
     if "proxy-read-timeout" in tune:
         seconds = proxy_tuning.duration_seconds(tune["proxy-read-timeout"])
-        proxy["transport"] = {"protocol": "http", "read_timeout": f"{seconds}s"}
+        transport["read_timeout"] = f"{seconds}s"
         # caddy retries a GET that timed out until try_duration; like nginx, answer 504 after the timeout
         # (a request that never reached an upstream is still retried)
         proxy["load_balancing"]["retry_match"] = [{"method": ["NONE"]}]
+    if transport:
+        proxy["transport"] = {"protocol": "http", **transport}
     forwarded = _forwarded(tune)
     if forwarded:
         proxy["headers"] = {"request": {"set": forwarded}}
@@ -68,7 +78,7 @@ def _forwarded(tune: dict[str, str]) -> dict[str, list[str]]:
     return out
 
 
-def _handlers(route: Route, li: Listener) -> list[dict[str, Any]]:
+def _handlers(route: Route, li: Listener, steered: str | None) -> list[dict[str, Any]]:
     """The route's handlers: the tuned ones (body size limit, HSTS on HTTPS), then the proxy or a response."""
     tune = route.tune
     out: list[dict[str, Any]] = []
@@ -85,7 +95,7 @@ def _handlers(route: Route, li: Listener) -> list[dict[str, Any]]:
     hsts = proxy_tuning.hsts_header(tune) if li.scheme == "https" else None
     if hsts is not None:
         out.append({"handler": "headers", "response": {"set": {"Strict-Transport-Security": [hsts]}}})
-    return [*out, _handler(route, li)]
+    return [*out, _handler(route, li, steered)]
 
 
 def _with_challenge(handlers: list[dict[str, Any]], root: str) -> dict[str, Any]:
@@ -97,8 +107,8 @@ def _with_challenge(handlers: list[dict[str, Any]], root: str) -> dict[str, Any]
     ]}
 
 
-def app_routes(route: Route) -> dict[Key, dict[str, Any]]:
-    """The app's routes by (server, exact|wild)."""
+def app_routes(route: Route, steered: str | None = None) -> dict[Key, dict[str, Any]]:
+    """The app's routes by (server, exact|wild); `steered`: the stable address (upstreams there are not pooled)."""
     hosts = {"exact": [d for d in route.domains if not d.startswith("*.")],
              "wild": [d for d in route.domains if d.startswith("*.")]}
     out: dict[Key, dict[str, Any]] = {}
@@ -108,7 +118,7 @@ def app_routes(route: Route) -> dict[Key, dict[str, Any]]:
         for kind, names in hosts.items():
             if names:
                 rid = f"app-{route.app}-{li.port}" + ("-wild" if kind == "wild" else "")
-                handlers = _handlers(route, li)
+                handlers = _handlers(route, li, steered)
                 if li.scheme == "http" and route.challenge_root is not None:
                     handlers = [_with_challenge(handlers, route.challenge_root)]
                 out[(server_name(li.port), kind)] = {
@@ -124,7 +134,7 @@ def cert_entry(route: Route) -> dict[str, Any] | None:
 
 
 def full_config(table: Table, default: Listener, *, admin: str, storage: str,
-                held: dict[int, tuple[int, str]] | None = None) -> dict[str, Any]:
+                held: dict[int, tuple[int, str]] | None = None, steered: str | None = None) -> dict[str, Any]:
     """The whole document: admin endpoint, every server, every route, every certificate.
 
     `held`: port -> (fd, scheme) of the listening sockets caddy inherited at start (`fd/N`): caddy
@@ -135,7 +145,7 @@ def full_config(table: Table, default: Listener, *, admin: str, storage: str,
     servers: dict[str, Any] = {}
     per_server: dict[Key, list[dict[str, Any]]] = {}
     for app in sorted(table):
-        for key, r in app_routes(table[app]).items():
+        for key, r in app_routes(table[app], steered).items():
             per_server.setdefault(key, []).append(r)
     in_use = {li.port: li for li in ports_in_use(table, default)}
     for port, (_, scheme) in held.items():
@@ -170,7 +180,7 @@ def full_config(table: Table, default: Listener, *, admin: str, storage: str,
     }
 
 
-def plan(old: Table, new: Table, changed: set[str], default: Listener) -> list[Op] | None:
+def plan(old: Table, new: Table, changed: set[str], default: Listener, steered: str | None = None) -> list[Op] | None:
     """The admin-API calls that turn `old` into `new` app by app; None when the servers change
     (ports, schemes) or certificates appear where caddy has none: then the whole document is loaded."""
     if ports_in_use(old, default) != ports_in_use(new, default):
@@ -178,8 +188,8 @@ def plan(old: Table, new: Table, changed: set[str], default: Listener) -> list[O
     had_certs = any(cert_entry_exists(r) for r in old.values())
     ops: list[Op] = []
     for app in sorted(changed):
-        before = app_routes(old[app]) if app in old else {}
-        after = app_routes(new[app]) if app in new else {}
+        before = app_routes(old[app], steered) if app in old else {}
+        after = app_routes(new[app], steered) if app in new else {}
         for key in sorted(set(before) | set(after)):
             if key in before and key in after:
                 if before[key] != after[key]:

@@ -7,6 +7,11 @@ address explicitly: another caddy on the machine (its default admin is localhost
 HOME and XDG dirs point into DATA_DIR/caddy. An admin-API call is synchronous: when it returns the new
 routes are live; `apply` then waits until the upstreams it dropped have no request in flight (caddy's
 /reverse_proxy/upstreams).
+
+A redeploy does not touch caddy: apps are routed to stable addresses switched underneath (proxies/stable.py),
+and caddy opens a new upstream connection per request to them (no pooling, config.py), so the request after
+a switch goes to the new container and nothing has to be cut. Every admin-API change is a reload of caddy
+(its old servers close idle client connections): only route changes (domains, ports, TLS, tuning) make one.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,11 +123,12 @@ class CaddyProxy(ProxyEngine):
     """pushdock's own caddy: routes per app through the admin API, one reload per change."""
 
     name = "caddy"
-    # Not switched underneath (proxies/stable.py): Go reuses a busy pooled upstream connection for as long as
-    # requests come, so under steady keep-alive load the old upstream kept being used after apply returned
-    # (tests/e2e/test_proxies.py::test_switch_under_load_drops_nothing[caddy] failed 2 runs of 3), and the
-    # in-flight check that cut them truncated a few responses (docs/proxies.md). Admin-API changes until fixed.
-    steer_upstreams = False
+    # Switched underneath (proxies/stable.py): a redeploy is a kernel rule, no admin-API call (no reload).
+    # Connections to the stable addresses are not pooled (config.py): Go reuses a busy pooled connection for
+    # as long as requests come, so the old upstream kept being used after apply returned, and cutting busy
+    # connections truncated responses. Without pooling the drain only waits for the requests in flight.
+    steer_upstreams = True
+    pools_upstreams = False
 
     def stop(self, ctx: Context) -> None:
         lay = _Layout(self.root(ctx))
@@ -188,7 +193,7 @@ class CaddyProxy(ProxyEngine):
         if self._pid(lay) is None:
             self._start(lay, new, default)
             return
-        ops = caddy_config.plan(old, new, changed, default)
+        ops = caddy_config.plan(old, new, changed, default, stable.Stable(lay.root).address)
         if ops is None or len(ops) > 1:
             ops = [("POST", "/load", self._document(lay, new, default))]
         started = time.monotonic()
@@ -212,7 +217,8 @@ class CaddyProxy(ProxyEngine):
                 held = {int(p): (int(fd), str(s)) for p, (fd, s) in json.loads(lay.held.read_text()).items()}
             except (FileNotFoundError, ValueError):
                 held = {}
-        return caddy_config.full_config(table, default, admin=lay.admin(), storage=str(lay.storage), held=held)
+        return caddy_config.full_config(table, default, admin=lay.admin(), storage=str(lay.storage), held=held,
+                                        steered=stable.Stable(lay.root).address)
 
     def _start(self, lay: _Layout, table: Table, default: Listener) -> None:
         """Bind the ports, start caddy with those sockets and the whole document, wait for its admin API."""
@@ -263,20 +269,6 @@ class CaddyProxy(ProxyEngine):
 
         if not procs.wait(drained, DRAIN_TIMEOUT, interval=0.05):
             logger.warning("caddy upstreams still busy", upstreams=sorted(dropped), timeout=DRAIN_TIMEOUT)
-
-    def _idle_check(self, ctx: Context, addresses: set[str]) -> Callable[[], bool] | None:
-        """Go keeps reusing a pooled upstream connection as long as requests come: stable.py closes the old
-        ones at a moment this says no request to the app's stable addresses is in flight."""
-        lay = _Layout(self.root(ctx))
-
-        def idle() -> bool:
-            try:
-                busy = self._api(lay, "GET", "/reverse_proxy/upstreams", None) or []
-            except (OSError, PushdockError):
-                return False
-            return not any(u.get("address") in addresses and u.get("num_requests", 0) > 0 for u in busy)
-
-        return idle
 
     def _api(self, lay: _Layout, method: str, path: str, body: Any, timeout: float = API_TIMEOUT) -> Any:
         conn = lay.connection(timeout)
