@@ -5,15 +5,18 @@ wildcard-host ones (pN-wild: exact names win), and a 404 for unknown hosts. One 
 one admin-API call on its own `@id` (PATCH to replace, POST to the subroute to add, DELETE); anything
 bigger is one `POST /load` of the whole document. Every API mutation is one reload of caddy.
 
-Upstreams at the proxy's stable address (`steered`, proxies/stable.py: a redeploy switches a kernel rule
-underneath, caddy is not told) are not pooled: every request opens a connection of its own, which the rule
-sends to the current container. Go's transport would reuse a busy pooled connection for as long as requests
-come, so the old container would keep being used after a switch.
+Upstreams at the proxy's stable address (`Steered`, proxies/stable.py: a redeploy switches a kernel rule
+underneath, caddy is not told) are reached through two reverse_proxy handlers: while the file
+`switching/APP` exists (from just before a switch until the old upstream's connections drained), an unpooled
+one (a new connection per request, which the rule sends to the current container); otherwise caddy's pooled
+one. Go's transport reuses a busy pooled connection for as long as requests come: with the marker, the pooled
+connections get no requests, go idle and are closed by the drain, so after it every pooled connection is to
+the new container.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from proxies.model import Listener, Route, Table, ports_in_use
 from proxies.routes import upstream_address
@@ -28,11 +31,18 @@ FORWARDED = {"handler": "headers", "request": {"set": {"X-Forwarded-Port": ["{ht
                                                        "X-Request-Start": ["t={time.now.unix_ms}"]}}}
 
 
+class Steered(NamedTuple):
+    """The proxy's stable address, and the folder of its `switching/APP` marker files."""
+
+    address: str
+    switching: str
+
+
 def server_name(port: int) -> str:
     return f"p{port}"
 
 
-def _handler(route: Route, li: Listener, steered: str | None) -> dict[str, Any]:
+def _handler(route: Route, li: Listener, steered: Steered | None) -> dict[str, Any]:
     if li.scheme == "http" and route.redirect_to is not None:
         port = "" if route.redirect_to == 443 else f":{route.redirect_to}"
         return {"handler": "static_response", "status_code": 301,
@@ -48,21 +58,25 @@ def _handler(route: Route, li: Listener, steered: str | None) -> dict[str, Any]:
         "load_balancing": {"try_duration": "5s", "try_interval": "100ms"},
     }
     tune = route.tune
-    transport: dict[str, Any] = {}
-    if steered is not None and all(u.host == steered for u in route.upstreams):
-        transport["keep_alive"] = {"enabled": False}  # a new connection per request: see the module's docstring
     if "proxy-read-timeout" in tune:
         seconds = proxy_tuning.duration_seconds(tune["proxy-read-timeout"])
-        transport["read_timeout"] = f"{seconds}s"
+        proxy["transport"] = {"protocol": "http", "read_timeout": f"{seconds}s"}
         # caddy retries a GET that timed out until try_duration; like nginx, answer 504 after the timeout
         # (a request that never reached an upstream is still retried)
         proxy["load_balancing"]["retry_match"] = [{"method": ["NONE"]}]
-    if transport:
-        proxy["transport"] = {"protocol": "http", **transport}
     forwarded = _forwarded(tune)
     if forwarded:
         proxy["headers"] = {"request": {"set": forwarded}}
-    return proxy
+    if steered is None or not all(u.host == steered.address for u in route.upstreams):
+        return proxy
+    # while the app switches: a new connection per request (see the module's docstring)
+    unpooled = {**proxy, "transport": {"protocol": "http", **proxy.get("transport", {}),
+                                       "keep_alive": {"enabled": False}}}
+    return {"handler": "subroute", "routes": [
+        {"match": [{"file": {"root": steered.switching, "try_files": [f"/{route.app}"]}}],
+         "handle": [unpooled], "terminal": True},
+        {"handle": [proxy]},
+    ]}
 
 
 def _forwarded(tune: dict[str, str]) -> dict[str, list[str]]:
@@ -78,7 +92,7 @@ def _forwarded(tune: dict[str, str]) -> dict[str, list[str]]:
     return out
 
 
-def _handlers(route: Route, li: Listener, steered: str | None) -> list[dict[str, Any]]:
+def _handlers(route: Route, li: Listener, steered: Steered | None) -> list[dict[str, Any]]:
     """The route's handlers: the tuned ones (body size limit, HSTS on HTTPS), then the proxy or a response."""
     tune = route.tune
     out: list[dict[str, Any]] = []
@@ -107,8 +121,8 @@ def _with_challenge(handlers: list[dict[str, Any]], root: str) -> dict[str, Any]
     ]}
 
 
-def app_routes(route: Route, steered: str | None = None) -> dict[Key, dict[str, Any]]:
-    """The app's routes by (server, exact|wild); `steered`: the stable address (upstreams there are not pooled)."""
+def app_routes(route: Route, steered: Steered | None = None) -> dict[Key, dict[str, Any]]:
+    """The app's routes by (server, exact|wild); `steered`: the stable address (see the module's docstring)."""
     hosts = {"exact": [d for d in route.domains if not d.startswith("*.")],
              "wild": [d for d in route.domains if d.startswith("*.")]}
     out: dict[Key, dict[str, Any]] = {}
@@ -134,7 +148,7 @@ def cert_entry(route: Route) -> dict[str, Any] | None:
 
 
 def full_config(table: Table, default: Listener, *, admin: str, storage: str,
-                held: dict[int, tuple[int, str]] | None = None, steered: str | None = None) -> dict[str, Any]:
+                held: dict[int, tuple[int, str]] | None = None, steered: Steered | None = None) -> dict[str, Any]:
     """The whole document: admin endpoint, every server, every route, every certificate.
 
     `held`: port -> (fd, scheme) of the listening sockets caddy inherited at start (`fd/N`): caddy
@@ -180,7 +194,8 @@ def full_config(table: Table, default: Listener, *, admin: str, storage: str,
     }
 
 
-def plan(old: Table, new: Table, changed: set[str], default: Listener, steered: str | None = None) -> list[Op] | None:
+def plan(old: Table, new: Table, changed: set[str], default: Listener,
+         steered: Steered | None = None) -> list[Op] | None:
     """The admin-API calls that turn `old` into `new` app by app; None when the servers change
     (ports, schemes) or certificates appear where caddy has none: then the whole document is loaded."""
     if ports_in_use(old, default) != ports_in_use(new, default):

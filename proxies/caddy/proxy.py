@@ -8,14 +8,16 @@ HOME and XDG dirs point into DATA_DIR/caddy. An admin-API call is synchronous: w
 routes are live; `apply` then waits until the upstreams it dropped have no request in flight (caddy's
 /reverse_proxy/upstreams).
 
-A redeploy does not touch caddy: apps are routed to stable addresses switched underneath (proxies/stable.py),
-and caddy opens a new upstream connection per request to them (no pooling, config.py), so the request after
-a switch goes to the new container and nothing has to be cut. Every admin-API change is a reload of caddy
-(its old servers close idle client connections): only route changes (domains, ports, TLS, tuning) make one.
+A redeploy does not touch caddy: apps are routed to stable addresses switched underneath (proxies/stable.py).
+During a switch the app's requests go through an unpooled transport (a file `switching/APP`, config.py): each
+opens its own connection, which the rule sends to the new container, while the pooled connections, which get
+no requests, go idle and are closed by the drain. Every admin-API change is a reload of caddy (its old servers
+close idle client connections): only route changes (domains, ports, TLS, tuning) make one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -23,6 +25,7 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +97,8 @@ class _Layout:
         self.sock = root / "admin.sock"
         self.port_file = root / "admin-port"
         self.held = root / "held-sockets.json"  # port -> [fd, scheme] of the running caddy's inherited sockets
-        for d in (root, self.home, self.storage):
+        self.switching = root / "switching"  # APP: the app's requests bypass the upstream pool (config.py)
+        for d in (root, self.home, self.storage, self.switching):
             d.mkdir(parents=True, exist_ok=True)
         root.chmod(0o700)
 
@@ -124,11 +128,10 @@ class CaddyProxy(ProxyEngine):
 
     name = "caddy"
     # Switched underneath (proxies/stable.py): a redeploy is a kernel rule, no admin-API call (no reload).
-    # Connections to the stable addresses are not pooled (config.py): Go reuses a busy pooled connection for
-    # as long as requests come, so the old upstream kept being used after apply returned, and cutting busy
-    # connections truncated responses. Without pooling the drain only waits for the requests in flight.
+    # Go reuses a busy pooled connection for as long as requests come, so under steady keep-alive load the old
+    # upstream kept being used after apply returned, and cutting busy connections truncated responses: during
+    # a switch the app's requests bypass the pool (`_switching`), so its connections go idle and drain.
     steer_upstreams = True
-    pools_upstreams = False
 
     def stop(self, ctx: Context) -> None:
         lay = _Layout(self.root(ctx))
@@ -193,7 +196,7 @@ class CaddyProxy(ProxyEngine):
         if self._pid(lay) is None:
             self._start(lay, new, default)
             return
-        ops = caddy_config.plan(old, new, changed, default, stable.Stable(lay.root).address)
+        ops = caddy_config.plan(old, new, changed, default, _steered(lay))
         if ops is None or len(ops) > 1:
             ops = [("POST", "/load", self._document(lay, new, default))]
         started = time.monotonic()
@@ -218,7 +221,7 @@ class CaddyProxy(ProxyEngine):
             except (FileNotFoundError, ValueError):
                 held = {}
         return caddy_config.full_config(table, default, admin=lay.admin(), storage=str(lay.storage), held=held,
-                                        steered=stable.Stable(lay.root).address)
+                                        steered=_steered(lay))
 
     def _start(self, lay: _Layout, table: Table, default: Listener) -> None:
         """Bind the ports, start caddy with those sockets and the whole document, wait for its admin API."""
@@ -229,6 +232,8 @@ class CaddyProxy(ProxyEngine):
             atomic_write(lay.conf, json.dumps(self._document(lay, table, default, held), indent=1), mode=0o600)
             atomic_write(lay.held, json.dumps(held))
             lay.sock.unlink(missing_ok=True)  # left behind by a caddy that was killed
+            for marker in lay.switching.iterdir():  # left by a switch that was killed: no switch runs now
+                marker.unlink(missing_ok=True)
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(lay.home),
                    "XDG_CONFIG_HOME": str(lay.home / "config"), "XDG_DATA_HOME": str(lay.home / "data")}
             argv = [caddy_binary(), "run", "--config", str(lay.conf), "--pidfile", str(lay.pid)]
@@ -270,6 +275,18 @@ class CaddyProxy(ProxyEngine):
         if not procs.wait(drained, DRAIN_TIMEOUT, interval=0.05):
             logger.warning("caddy upstreams still busy", upstreams=sorted(dropped), timeout=DRAIN_TIMEOUT)
 
+    @contextlib.contextmanager
+    def _switching(self, ctx: Context, apps: set[str]) -> Iterator[None]:
+        """The apps' requests bypass caddy's upstream pool until their old upstreams drained (config.py)."""
+        lay = _Layout(self.root(ctx))
+        for app in apps:
+            (lay.switching / app).touch()
+        try:
+            yield
+        finally:
+            for app in apps:
+                (lay.switching / app).unlink(missing_ok=True)
+
     def _api(self, lay: _Layout, method: str, path: str, body: Any, timeout: float = API_TIMEOUT) -> Any:
         conn = lay.connection(timeout)
         try:
@@ -287,6 +304,10 @@ class CaddyProxy(ProxyEngine):
                 message = raw.decode(errors="replace")
             raise CaddyError(resp.status, " ".join(message.split()) or f"HTTP {resp.status}")
         return json.loads(raw) if raw.strip() else None
+
+
+def _steered(lay: _Layout) -> caddy_config.Steered:
+    return caddy_config.Steered(stable.Stable(lay.root).address, str(lay.switching))
 
 
 def _bind(ports: list[int]) -> list[socket.socket]:

@@ -156,13 +156,13 @@ def test_tuning_a_deployed_app_over_ssh(server: Server, apps: dict[str, str]) ->
 
 def test_swap_under_load_drops_nothing_with_caddy(server: Server, apps: dict[str, str]) -> None:
     """A redeploy is a switch of the kernel's rule underneath caddy (proxies/stable.py): caddy is not told (its
-    live configuration is the same object before and after: no reload), and it opens a new connection per
-    request to the app's stable address (no pooling), so the next request after the switch goes to the new
-    container."""
+    live configuration is the same before and after: no reload); during the switch the app's requests bypass
+    caddy's upstream pool (an unpooled handler, chosen by the file `switching/APP`), so the pooled connections
+    to the old container go idle and are closed by the drain."""
     app = list(apps)[1]
     ctx = ctx_of(server)
     before = CaddyProxy().live_config(ctx)
-    assert '"keep_alive": {"enabled": false}' in json.dumps(before), "steered upstreams are not pooled"
+    assert '"keep_alive": {"enabled": false}' in json.dumps(before), "the unpooled handler for switches"
     swap_under_load(server, app, apps[app])
     assert CaddyProxy().live_config(ctx) == before
 
