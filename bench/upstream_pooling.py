@@ -1,13 +1,13 @@
-"""What caddy's unpooled upstream connections cost (issue 22): requests/s and latency through caddy, for
+"""What caddy's pooled and unpooled upstream connections cost (issue 22): requests/s and latency through
+caddy, for
   - direct, pooled: stable addresses off, caddy's default transport (a redeploy is an admin-API reload);
-  - steered, pooled: the stable address with caddy's default transport (what failed: the old upstream
-    kept being used after a switch);
-  - steered, not pooled: what pushdock does now (`keep_alive: {enabled: false}`, a new upstream connection per
-    request, sent by the DNAT rule to the current upstream).
+  - steered, pooled: the stable address, what caddy uses between switches;
+  - steered, not pooled: what caddy uses during a switch (the file `switching/APP`: a new upstream connection
+    per request, which the DNAT rule sends to the current upstream).
 The upstream is a second caddy answering a fixed body (a Go server: the proxy's cost, not a slow backend's);
 the clients are processes with one keep-alive connection each, GET / in a loop for a fixed time. Also counted:
-loopback sockets in TIME_WAIT after each run (ephemeral ports: the upstream closes first, so they sit on the
-upstream's side, and the kernel reuses loopback ones, net.ipv4.tcp_tw_reuse=2).
+sockets left in TIME_WAIT on each side (ephemeral ports: the upstream closes first, so most sit on the
+upstream's side; loopback ones are reused after 1 s, net.ipv4.tcp_tw_reuse=2).
 
 Usage: .venv/bin/python bench/upstream_pooling.py [--seconds 10] [--clients 4] [--no-write]
 """
@@ -33,8 +33,7 @@ from loguru import logger
 
 from bench._report import write_section
 from proxies import stable
-from proxies.caddy import config as caddy_config
-from proxies.caddy.proxy import CaddyProxy, caddy_binary
+from proxies.caddy.proxy import CaddyProxy, _Layout, caddy_binary
 from pushdock.context import Context
 from pushdock.routing import Upstream
 from pushdock.settings import Settings
@@ -101,11 +100,10 @@ def measure(variant: str, up: int, seconds: float, clients: int) -> dict[str, An
                         stable_upstreams=variant != "direct, pooled")
     ctx = Context(settings=settings)
     px = CaddyProxy()
-    handler = caddy_config._handler
-    if variant == "steered, pooled":  # the stable address without the transport setting
-        caddy_config._handler = lambda route, li, steered: handler(route, li, None)  # type: ignore[assignment]
     try:
         px.apply(ctx, "web", [HOST], [Upstream("127.0.0.1", up)])
+        if variant == "steered, not pooled":
+            (_Layout(px.root(ctx)).switching / "web").touch()  # as during a switch
         address = stable.Stable(px.root(ctx)).address
         tw0 = time_wait(up, address)
         queue: Any = multiprocessing.Queue()
@@ -118,7 +116,6 @@ def measure(variant: str, up: int, seconds: float, clients: int) -> dict[str, An
             p.join()
         tw1 = time_wait(up, address)
     finally:
-        caddy_config._handler = handler
         px.stop(ctx)
     lat = sorted(x for lats, _ in results for x in lats)
     return {"variant": variant, "requests": len(lat), "rps": len(lat) / seconds,
