@@ -45,7 +45,6 @@ class ProxyEngine:
     name = "proxy"
     steer_upstreams = False  # route through stable addresses switched underneath (stable.py): no reload per deploy
     drain_timeout = stable.DRAIN_TIMEOUT  # after a switch underneath: until the old upstream's connections closed
-    pools_upstreams = True  # keeps upstream connections open between requests: a switch closes the idle ones
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -231,7 +230,7 @@ class ProxyEngine:
             st.forget(set(old) - set(new))
             switched = {p for p, u in had.items() if rules.get(p) != u}
             if switched:
-                st.drain(switched, self.drain_timeout, close_idle=self.pools_upstreams)
+                st.drain(switched, self.drain_timeout)
 
     @contextlib.contextmanager
     def _switching(self, ctx: Context, apps: set[str]) -> Iterator[None]:

@@ -9,12 +9,11 @@ to the current container. Switching the rule is one `iptables-restore` (atomic);
 keep going where they went (conntrack), new ones go to the new container, like kamal-proxy's in-process
 target swap but underneath an unmodified proxy.
 
-What was open to the old container is drained. nginx pools upstream connections: its idle pooled ones are
-closed (the kernel's sock_destroy, `ss -K`: nginx sees a pooled connection closed and opens a new one, to the
-new container; a request in flight is never cut), and the busy ones rotate (`keepalive_requests`). caddy does
-not pool connections to stable addresses (Go reuses a busy pooled connection for as long as requests come, so
-it would never rotate): each request opens a connection of its own, which the rule sends to the current
-container, and the drain only waits for the requests in flight to end (`drain(close_idle=False)`). A switch
+What was open to the old container is drained: the proxy's idle pooled connections to it are closed (the
+kernel's sock_destroy, `ss -K`: the proxy sees a pooled connection closed and opens a new one, to the
+new container; a request in flight is never cut), and nginx's busy ones rotate (`keepalive_requests`). caddy's
+never rotate (Go reuses a busy pooled connection for as long as requests come): during a switch caddy sends the
+app's requests past its pool (proxies/caddy/config.py), so they go idle and are closed the same way. A switch
 returns once no connection opened before it remains.
 
 Only routes whose upstreams are all loopback addresses (the schedulers publish on 127.0.0.1) and at most
@@ -179,22 +178,18 @@ class Stable:
         self.rules_path.unlink(missing_ok=True)
 
     # -- draining --------------------------------------------------------------------------------------
-    def drain(self, ports: set[int], timeout: float = DRAIN_TIMEOUT, *, close_idle: bool = True) -> bool:
-        """After a switch of `ports`: wait until every connection to them that was open is gone. With
-        `close_idle` (a proxy that pools upstream connections), the idle ones are closed (IDLE_MS since their
-        last response); a busy one is never cut (the kernel's timings show when a connection last moved, not
-        where an HTTP response ends). Returns False after `timeout` (what is left ends when the old container
-        retires)."""
+    def drain(self, ports: set[int], timeout: float = DRAIN_TIMEOUT) -> bool:
+        """After a switch of `ports`: wait until every connection to them that was open is gone, closing the
+        idle ones (IDLE_MS since their last response). A busy one is never cut: the kernel's timings show when a
+        connection last moved, not where an HTTP response ends. Returns False after `timeout` (what is left ends
+        when the old container retires)."""
         if not ports:
             return True
         dst = socket.inet_aton(self.address)
         waiting = {key for key, _, _ in _diag(dst, ports)}
         deadline = time.monotonic() + timeout
         while waiting:
-            if close_idle:
-                waiting = _sweep(dst, ports, waiting, IDLE_MS)
-            else:
-                waiting &= {key for key, _, _ in _diag(dst, ports)}
+            waiting = _sweep(dst, ports, waiting, IDLE_MS)
             if not waiting:
                 break
             if time.monotonic() > deadline:

@@ -112,27 +112,6 @@ def test_switch_sends_new_connections_to_the_new_upstream_and_drains_the_old(st:
     assert get(http.client.HTTPConnection(addr.host, addr.port, timeout=5)) == "new"
 
 
-def test_a_drain_without_closing_idle_connections_cuts_nothing(st: stable.Stable, backends) -> None:
-    """caddy's drain (it does not pool connections to stable addresses): a connection open at the switch is
-    left to end by itself, even one quiet between responses."""
-    old, new = backends
-    view, rules = st.view({"web": route("web", old.upstream)})
-    [addr] = view["web"].upstreams
-    st.install(rules, force=True)
-    open_at_switch = http.client.HTTPConnection(addr.host, addr.port, timeout=5)
-    assert get(open_at_switch) == "old"
-    st.install(st.view({"web": route("web", new.upstream)})[1])
-    done = threading.Event()
-    threading.Thread(target=lambda: (st.drain({addr.port}, timeout=20, close_idle=False), done.set()),
-                     daemon=True).start()
-    time.sleep(stable.IDLE_MS / 1000 * 3)
-    assert not done.is_set(), "the drain waits for the connection open at the switch"
-    assert get(open_at_switch) == "old", "it was not cut, and still goes where it went"
-    assert get(http.client.HTTPConnection(addr.host, addr.port, timeout=5)) == "new"
-    open_at_switch.close()
-    assert done.wait(10)
-
-
 def test_only_loopback_upstreams_within_the_slots_are_steered(st: stable.Stable) -> None:
     lo = Upstream("127.0.0.1", 4000)
     table = {
