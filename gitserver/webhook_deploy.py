@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from gitserver import configref
-from gitserver.connectivity import Unconnected, check_connected
 from gitserver.webhook_store import deliveries, get_setting, update_delivery
 from hooks import pipeline
 from pushdock import log, proc
@@ -258,6 +256,9 @@ def _deploy(ctx: Context, job: Job) -> str:
     from dulwich.protocol import ZERO_SHA  # noqa: PLC0415 -- start-up: dulwich loads when first used
     from dulwich.refs import HEADREF, Ref  # noqa: PLC0415 -- start-up: dulwich loads when first used
     from dulwich.repo import Repo  # noqa: PLC0415 -- start-up: dulwich loads when first used
+
+    from gitserver import configref  # noqa: PLC0415 -- memory: serve imports this module, the deploy worker runs this
+    from gitserver.connectivity import Unconnected, check_connected  # noqa: PLC0415 -- memory: as above
 
     state, app = ctx.state, job.app
     after, ref = ObjectID(job.after.encode()), Ref(job.ref.encode())

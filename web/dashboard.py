@@ -10,6 +10,7 @@ script (static/dashboard.js) only follows live logs and asks before a rollback.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import secrets
 import time
@@ -21,7 +22,6 @@ from urllib.parse import parse_qs, quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from pushdock.context import Context
 from pushdock.errors import PushdockError
@@ -33,6 +33,7 @@ from web.commands import run_command, stream_command
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from jinja2 import Environment
 
 HERE = Path(__file__).parent
 SIGNIN_COOKIE = "pushdock_signin"  # the sign-in form's CSRF token (double submit): no session exists yet
@@ -44,9 +45,17 @@ RECENT_EVENTS = 100
 MAX_FORM = 8192  # bytes
 
 router = APIRouter(include_in_schema=False)
-templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
-templates.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(t))) if t else ""
-templates.filters["size"] = hoststats.size
+
+
+@functools.cache
+def _templates() -> Environment:
+    """The page templates, built at the first page: serve's memory stays without jinja2 until someone looks."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: PLC0415 -- memory: as above
+
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
+    env.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(t))) if t else ""
+    env.filters["size"] = hoststats.size
+    return env
 
 
 def install(app: FastAPI) -> None:
@@ -86,7 +95,7 @@ def _as(request: Request, who: Identity) -> Context:
 
 
 def page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
-    return HTMLResponse(templates.get_template(name).render(**values), status_code=status, headers=HEADERS)
+    return HTMLResponse(_templates().get_template(name).render(**values), status_code=status, headers=HEADERS)
 
 
 def _signin_redirect() -> RedirectResponse:
