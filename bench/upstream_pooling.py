@@ -19,6 +19,7 @@ import http.client
 import json
 import multiprocessing
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -117,6 +118,7 @@ def measure(variant: str, up: int, seconds: float, clients: int) -> dict[str, An
         tw1 = time_wait(up, address)
     finally:
         px.stop(ctx)
+        shutil.rmtree(data, ignore_errors=True)
     lat = sorted(x for lats, _ in results for x in lats)
     return {"variant": variant, "requests": len(lat), "rps": len(lat) / seconds,
             "failed": sum(f for _, f in results), "p50": statistics.median(lat),
@@ -146,6 +148,7 @@ def main() -> None:
     finally:
         child.terminate()
         child.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
     table = ["| caddy → upstream | requests | requests/s | p50 | p99 | failed "
              "| TIME_WAIT added: upstream's side / caddy's side |",
              "|---|---|---|---|---|---|---|"]
