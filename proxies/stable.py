@@ -10,11 +10,11 @@ transaction, in-process, ~20 µs), or where `nft` is missing an iptables nat cha
 per switch). Connections already open keep going where they went (conntrack), new ones go to the new
 container, like kamal-proxy's in-process target swap but underneath an unmodified proxy.
 
-What was open to the old container is drained: the proxy's upstream keep-alive connections to it are closed
-as soon as they are idle (the kernel's sock_destroy, `ss -K`: the proxy sees a pooled connection closed
-and opens a new one, to the new container; a request in flight is never cut), and the busy ones rotate
-(nginx: `keepalive_requests`). caddy's never rotate (Go reuses a pooled connection as long as requests come):
-they are closed at a moment caddy's API says no request to these addresses is in flight (see `drain`). A switch
+What was open to the old container is drained: the proxy's idle pooled connections to it are closed (the
+kernel's sock_destroy, `ss -K`: the proxy sees a pooled connection closed and opens a new one, to the
+new container; a request in flight is never cut), and nginx's busy ones rotate (`keepalive_requests`). caddy's
+never rotate (Go reuses a busy pooled connection for as long as requests come): during a switch caddy sends the
+app's requests past its pool (proxies/caddy/config.py), so they go idle and are closed the same way. A switch
 returns once no connection opened before it remains.
 
 Only routes whose upstreams are all loopback addresses (the schedulers publish on 127.0.0.1) and at most
@@ -35,7 +35,7 @@ import shutil
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from loguru import logger
@@ -51,7 +51,6 @@ SLOTS = 8  # stable addresses per app: a route with more upstreams is not steere
 PORT_BASE = 20000
 MAX_APPS = (65535 - PORT_BASE) // SLOTS
 IDLE_MS = 100  # a pooled upstream connection idle this long after its last response is closed at a switch
-BUSY_MS = 10  # ... and one idle this long, when the proxy says no request is in flight to the addresses
 DRAIN_TIMEOUT = 35.0
 POLL = 0.01
 KILL_CHUNK = 64
@@ -236,13 +235,11 @@ class Stable:
                 _run(["iptables", "-w", "5", "-t", "nat", *argv])
 
     # -- draining --------------------------------------------------------------------------------------
-    def drain(self, ports: set[int], timeout: float = DRAIN_TIMEOUT,
-              quiet: Callable[[], bool] | None = None) -> bool:
+    def drain(self, ports: set[int], timeout: float = DRAIN_TIMEOUT) -> bool:
         """After a switch of `ports`: wait until every connection to them that was open is gone, closing the
-        idle ones (IDLE_MS since their last response). A busy one is cut only at a moment `quiet()` (the proxy:
-        no request in flight to these addresses) said nothing is under way, and then only if it had received
-        the last response BUSY_MS before: the kernel's timings show when a connection last moved, not where an
-        HTTP response ends. Returns False after `timeout` (what is left ends when the old container retires)."""
+        idle ones (IDLE_MS since their last response). A busy one is never cut: the kernel's timings show when a
+        connection last moved, not where an HTTP response ends. Returns False after `timeout` (what is left ends
+        when the old container retires)."""
         if not ports:
             return True
         dst = socket.inet_aton(self.address)
@@ -250,8 +247,6 @@ class Stable:
         deadline = time.monotonic() + timeout
         while waiting:
             waiting = _sweep(dst, ports, waiting, IDLE_MS)
-            if waiting and quiet is not None:
-                waiting = _sweep_quiet(dst, ports, waiting, quiet)
             if not waiting:
                 break
             if time.monotonic() > deadline:
@@ -378,19 +373,6 @@ def _sample(attrs: bytes, queues_empty: bool) -> Sample:
 def _sweep(dst: bytes, ports: set[int], waiting: set[Key], idle_ms: int) -> set[Key]:
     """Destroy the connections of `waiting` idle for `idle_ms`; those of them still open."""
     return waiting & {key for key, _, _ in _diag(dst, ports, destroy_idle_ms=idle_ms, only=waiting)}
-
-
-def _sweep_quiet(dst: bytes, ports: set[int], waiting: set[Key], quiet: Callable[[], bool]) -> set[Key]:
-    """Destroy the connections of `waiting` idle for BUSY_MS, if `quiet()`, asked after they were seen idle
-    (a request that starts later is not cut: its connection is no longer idle... unless it starts in the
-    microseconds before the destroy, and then nothing of it was answered yet: the proxy retries it)."""
-    seen = _diag(dst, ports)
-    idle = [raw_id for key, sample, raw_id in seen if key in waiting and sample.idle_for(BUSY_MS)]
-    if idle and quiet():
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as killer:
-            for raw_id in idle:
-                _destroy(killer, raw_id)
-    return waiting & {key for key, _, _ in _diag(dst, ports)}
 
 
 def _steerable(route: Route) -> bool:

@@ -31,8 +31,8 @@ class Settings(BaseSettings):
     proxy_tls_port: int = 443
     # A Dockerfile app's EXPOSEd web port P is also served on the proxy's port P (`http:P:P`), as in Dokku.
     expose_ports: bool = True
-    # nginx is routed to stable loopback addresses switched underneath by nftables (proxies/stable.py): a redeploy
-    # reloads no proxy. Off: every upstream change is a reload.
+    # nginx and caddy are routed to stable loopback addresses switched underneath by nftables (proxies/stable.py):
+    # a redeploy reloads no proxy. Off: every upstream change is a reload.
     stable_upstreams: bool = True
     domain: str = "localhost"
     scheduler: str = "docker-local"
