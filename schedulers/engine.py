@@ -103,6 +103,13 @@ def app_containers(
     return sorted(found, key=lambda c: (c.attrs.get("Created", ""), c.name))
 
 
+def app_container_ids(ctx: Context, app: str, *, process: str | None = None) -> list[str]:
+    """The ids of app_containers(ctx, app, process=process), from one engine call (the SDK's list inspects each)."""
+    found = client().api.containers(all=True, filters=app_filters(ctx, app, process=process))
+    return [str(c["Id"]) for c in found if SWARM_SERVICE_LABEL not in (c.get("Labels") or {})
+            and LABEL_ONE_OFF not in (c.get("Labels") or {})]
+
+
 def one_off_containers(ctx: Context, app: str) -> list[Any]:
     """The app's one-off containers (`run` sessions, release-phase tasks) in this data dir."""
     filters = {"label": [*app_filters(ctx, app)["label"], LABEL_ONE_OFF]}

@@ -85,15 +85,14 @@ class DockerLocalScheduler:
             new_ids = {c.id for c in created}
             try:
                 with eng.engine_errors(doing="listing old containers"):
-                    old = [c for c in eng.app_containers(ctx, release.app, process=process) if c.id not in new_ids]
+                    old = [i for i in eng.app_container_ids(ctx, release.app, process=process) if i not in new_ids]
             except PushdockError as e:
                 logger.warning("old containers not retired", error=str(e))
                 say.detail(f"old containers not stopped ({e}); the next reconcile removes them")
                 return
             logger.info("release deployed", instances=len(started), retiring=len(old))
             if old:
-                ids = [c.id for c in old]
-                progress.later(lambda p: _retire_later(ids, p, checks, release))
+                progress.later(lambda p: _retire_later(old, p, checks, release))
 
     def stop(self, ctx: Context, app: str) -> None:
         with eng.engine_errors(doing=f"stopping {app}"):
