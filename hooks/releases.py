@@ -8,9 +8,10 @@ serves: a failure fails the push or command, and is not undone). They
 run when what a process sees changes (a build, a config or storage change, a rollback), not for a scale change or
 a restart, as Heroku's release phase does.
 
-Pruning: after each successful deploy, the releases outside the last N successful ones (N: property
-`releases/APP/keep`, else `releases/--global/keep`, default 5) are marked `pruned` and their images
-removed unless a kept release uses the same image. The kept releases are exactly what rollback can reach.
+Pruning: after each successful deploy (a push's once the pusher has its answer), the releases outside the last
+N successful ones (N: property `releases/APP/keep`, else `releases/--global/keep`, default 5) are marked `pruned`
+and their images removed unless a kept release uses the same image. The kept releases are exactly what rollback
+can reach.
 """
 
 from __future__ import annotations
@@ -129,6 +130,15 @@ def plan_prune(releases: list[Release], keep: int) -> tuple[list[Release], list[
     to_mark = [r for r in ordered if r.number not in kept and r.status != "pending" and not r.pruned
                and r.image not in kept_images]
     return to_mark, sorted({r.image for r in to_mark if r.image})
+
+
+def prune_later(ctx: Context, app: str, progress: Progress) -> None:
+    """`prune` as a job of the deploy's Progress (progress.later): for a push, once the pusher has its answer and
+    the old containers retired (removing an image is an engine call of 15-60 ms); nothing is queued when nothing
+    is to be pruned."""
+    to_mark, _ = plan_prune(ctx.state.list_releases(app), keep_count(ctx.state, app))
+    if to_mark:
+        progress.later(lambda p: prune(ctx, app, p))
 
 
 def prune(ctx: Context, app: str, progress: Progress) -> None:
