@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from loguru import logger
 
 from builders import detect, properties
-from pushdock import docker_options, pushed, resources
+from pushdock import docker_client, docker_options, pushed, resources
 from pushdock.builder import BuildRequest, BuildResult
 from pushdock.errors import BuildFailed
 
@@ -187,7 +187,7 @@ def _docker_api() -> Any:
     import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
-        return docker.from_env().api
+        return docker_client.client().api
     except docker.errors.DockerException as e:
         logger.warning("docker engine unreachable", error=str(e))
         raise BuildFailed(f"{UNREACHABLE}: {one_line(str(e))}", hint="is dockerd running?") from None

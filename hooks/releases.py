@@ -16,11 +16,11 @@ can reach.
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from pushdock import docker_client
 from pushdock.errors import Conflict, DeployFailed, NotFound, PushdockError
 from pushdock.releases import keep_count
 from pushdock.state import Release
@@ -160,7 +160,7 @@ def remove_images(images: list[str]) -> list[str]:
     import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
-        client = docker.from_env()
+        client = docker_client.client()
     except docker.errors.DockerException as e:
         logger.warning("images not pruned: no engine", error=str(e))
         return []
@@ -173,6 +173,4 @@ def remove_images(images: list[str]) -> list[str]:
             pass
         except docker.errors.DockerException as e:
             logger.warning("image not pruned", image=image, error=" ".join(str(e).split())[:200])
-    with contextlib.suppress(Exception):
-        client.close()
     return removed
