@@ -30,7 +30,8 @@ def push_to_live(srv: Server, pushes: int) -> tuple[list[float], list[dict[str, 
     (the `Stage times:` line the deploy prints)."""
     app = unique("bench")
     work = tiny_repo(srv, app, "cold")
-    assert srv.push(work, app).returncode == 0, "cold push failed"
+    cold = srv.push(work, app)
+    assert cold.returncode == 0, f"cold push failed: {cold.stderr[-2000:]}"
     times, stages = [], []
     token = secrets.token_hex(4)  # bodies never built before: no layer of an earlier run is reused
     for i in range(pushes):
