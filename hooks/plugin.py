@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from pushdock import docker_client
 from pushdock.specs import hookimpl
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def post_delete(ctx: Context, app: str) -> None:
     import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
-        client = docker.from_env()
+        client = docker_client.client()
         images = client.images.list(name=f"pushdock/{app}")
     except docker.errors.DockerException as e:
         logger.warning("could not list the app's images", app=app, error=str(e))
