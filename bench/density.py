@@ -82,6 +82,19 @@ def proxy_rss(srv: Server) -> int:
     return sum(rss_kib(p) for p in pids)
 
 
+def zygote_rss(srv: Server) -> int:
+    """RSS (KiB) of serve's warm-worker zygote (pushdock/zygote.py: a child of serve), 0 if none runs."""
+    assert srv.proc is not None
+    children = Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children")
+    for pid in (children.read_text().split() if children.exists() else []):
+        try:
+            if b"pushdock.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return rss_kib(int(pid))
+        except OSError:
+            continue
+    return 0
+
+
 def timed(argv: list[str], env: dict[str, str], runs: int = 5) -> float:
     times = []
     for _ in range(runs):
@@ -147,6 +160,7 @@ def main() -> None:
             serve_peak = rss_kib(srv.proc.pid)
             time.sleep(REST)  # serve hands free heap pages back on its timer
             serve1 = rss_kib(srv.proc.pid)
+            zygote1 = zygote_rss(srv)
             nth, empty = paired_pushes(srv, Path(tmp))
             engine1 = processes(ENGINE)
             containers = container_memory(srv.data)
@@ -187,6 +201,8 @@ def main() -> None:
         f"| `serve` RSS: no app at rest / {n} apps, right after the last push / {n} apps at rest ({REST} s later) / "
         f"at rest after a restart | {serve0 / 1024:.0f} / {serve_peak / 1024:.0f} / {serve1 / 1024:.0f} / "
         f"{serve2 / 1024:.0f} MB | ≤ 100 MB at 500 |",
+        f"| the warm-worker zygote beside `serve` (pushdock/zygote.py), RSS at {n} apps | {zygote1 / 1024:.0f} MB "
+        "(its pages are shared with the workers it forks) | – |",
         f"| pushdock per app: `serve` | {(serve1 - serve0) / n:.0f} KiB | – |",
         f"| nginx (master + workers) at {n} apps | {nginx / 1024:.0f} MB | – |",
         f"| engine per app (dockerd, containerd, shim, docker-proxy RSS + the container's cgroup memory) | "

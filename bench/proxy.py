@@ -3,7 +3,9 @@ caddy and traefik; failed requests of keep-alive clients while another app chang
 
 Each proxy runs for real (private instance, temp data dir, free ports) and routes to in-process HTTP
 backends. "One change" = `apply` of one app's new upstream with N apps routed: the call returns once the
-new route is live and the old upstream drained (nginx: old workers exited). "Full rebuild" = every app's
+new route is live and the old upstream drained (nginx: old workers exited). "In a fresh process": the same
+`apply` timed in a new Python process (interpreter start and imports not counted), as a push's worker
+process runs it: nothing of the routes table is cached there yet. "Full rebuild" = every app's
 route changed in one batch (`proxy:build-config --all`, `proxy:set --global`). Keep-alive load: 8 clients
 with persistent connections on one app while 10 changes of another app are applied; a failure is any
 request without a 2xx answer (mostly a keep-alive connection the proxy closed at reload).
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
+import os
 import statistics
 import sys
 import tempfile
@@ -34,13 +38,15 @@ from bench._report import write_section
 from proxies.caddy.proxy import CaddyProxy
 from proxies.nginx.proxy import NginxProxy
 from proxies.traefik.proxy import TraefikProxy
+from pushdock import proc
 from pushdock.context import Context
 from pushdock.routing import Upstream
-from pushdock.settings import Settings
+from pushdock.settings import Settings, as_env
 from tests.harness import free_port
 
 PROXIES = {"nginx": NginxProxy, "caddy": CaddyProxy, "traefik": TraefikProxy}
 CHANGES = 10
+FRESH = 3
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -116,6 +122,7 @@ def run(kind: str, n: int, ups: list[Upstream]) -> dict[str, Any]:
             t0 = time.monotonic()
             px.apply(ctx, target, [f"{target}.bench.test"], [ups[k % len(ups)]])
             changes.append(time.monotonic() - t0)
+        fresh = [_fresh_change(kind, ctx.settings, target, ups[k % len(ups)]) for k in range(FRESH)]
         domain_changes = []  # a change the proxy itself must take (nginx: a reload; caddy: an admin-API call)
         for k in range(CHANGES):
             names = [f"{target}.bench.test"] + ([f"www{k}.{target}.bench.test"] if k % 2 == 0 else [])
@@ -139,6 +146,7 @@ def run(kind: str, n: int, ups: list[Upstream]) -> dict[str, Any]:
         failed = requests - result["ok"]
         return {"proxy": kind, "apps": n, "first": first, "rebuild": rebuild,
                 "median": statistics.median(changes), "max": max(changes), "requests": requests,
+                "fresh": statistics.median(fresh),
                 "domain_median": statistics.median(domain_changes), "domain_max": max(domain_changes),
                 "failed": failed, "per_reload": failed / CHANGES,
                 "kinds": ", ".join(f"{k} {v}" for k, v in sorted(result.items()) if k != "ok") or "-"}
@@ -146,7 +154,28 @@ def run(kind: str, n: int, ups: list[Upstream]) -> dict[str, Any]:
         px.stop(ctx)
 
 
+def _fresh_change(kind: str, settings: Settings, app: str, upstream: Upstream) -> float:
+    """One upstream change of `app`, timed inside a new process (what a push's worker does)."""
+    env = {**os.environ, **as_env(settings)}
+    res = proc.run([sys.executable, __file__, "--fresh-change", json.dumps([kind, app, upstream.host, upstream.port])],
+                   env=env, timeout=120)
+    return float(res.stdout.strip().splitlines()[-1])
+
+
+def _one_fresh_change(arg: str) -> None:
+    kind, app, host, port = json.loads(arg)
+    px = PROXIES[kind]()
+    ctx = Context(settings=Settings())
+    t0 = time.monotonic()
+    px.apply(ctx, app, [f"{app}.bench.test"], [Upstream(host, int(port))])
+    print(time.monotonic() - t0)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--fresh-change"]:
+        logger.remove()
+        _one_fresh_change(sys.argv[2])
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--apps", default="1,100,1000")
     parser.add_argument("--proxies", default="nginx,caddy,traefik")
@@ -162,24 +191,27 @@ def main() -> None:
             rows.append(r)
             print(f"{kind:6} {n:5} apps: first start {r['first'] * 1000:7.0f} ms, full rebuild "
                   f"{r['rebuild'] * 1000:7.0f} ms, one change median {r['median'] * 1000:6.1f} / max "
-                  f"{r['max'] * 1000:6.1f} ms, domain change median {r['domain_median'] * 1000:6.1f} / max "
+                  f"{r['max'] * 1000:6.1f} ms, in a fresh process {r['fresh'] * 1000:6.1f} ms, domain change median {r['domain_median'] * 1000:6.1f} / max "
                   f"{r['domain_max'] * 1000:6.1f} ms; keep-alive: {r['requests']} requests, {r['failed']} failed "
                   f"({r['per_reload']:.1f}/reload: {r['kinds']})", flush=True)
     table = ["| proxy | apps | first start (all apps, one batch) | full rebuild (every route changed, one batch) "
-             "| one app's upstream change: median / max | one app's domain change: median / max "
+             "| one app's upstream change: median / max | the same in a fresh process (median) | one app's domain change: median / max "
              "| keep-alive requests | failed | failed per change | kinds |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         table.append(f"| {r['proxy']} | {r['apps']} | {r['first'] * 1000:.0f} ms | {r['rebuild'] * 1000:.0f} ms | "
-                     f"{r['median'] * 1000:.1f} / {r['max'] * 1000:.1f} ms | "
+                     f"{r['median'] * 1000:.1f} / {r['max'] * 1000:.1f} ms | {r['fresh'] * 1000:.1f} ms | "
                      f"{r['domain_median'] * 1000:.1f} / {r['domain_max'] * 1000:.1f} ms | {r['requests']} | {r['failed']} | "
                      f"{r['per_reload']:.1f} | {r['kinds']} |")
     body = (__doc__ or "").split("Usage:")[0].strip() + "\n\n" + "\n".join(table) + "\n\n" + (
         "A change returns when the route is live and the old upstream drained. An upstream change (what every "
         "redeploy is) does not touch nginx or caddy: the app is routed to stable loopback addresses and the "
-        "change is one `iptables-restore` of this data dir's DNAT chain, then the old upstream's connections "
-        "drain (idle pooled ones closed with `ss -K`; proxies/stable.py); traefik renames the app's file and "
-        "waits until its API shows the route. A domain change is what the proxy itself must take: for nginx "
+        "change replaces the app's elements of this data dir's nftables DNAT map in one netlink transaction sent "
+        "in-process (proxies/nftmap.py; bench/stable_switch.py measures it alone), then the old upstream's "
+        "connections drain (idle pooled ones closed through sock_diag; proxies/stable.py); what remains is "
+        "Python over the 1000-route table, `routes.json` written (fsync) and the drain's read of the kernel's "
+        "TCP socket table, which walks every socket of the host; in a fresh process the route tables are "
+        "parsed first. traefik renames the app's file and waits until its API shows the route. A domain change is what the proxy itself must take: for nginx "
         "`nginx -t`, the reload, the master's 100 ms overlap and the old workers' exit; for caddy one admin-API "
         "call (a full config reload inside caddy). The keep-alive columns count failed requests of 8 keep-alive "
         "clients of another app while 10 upstream changes are applied.")

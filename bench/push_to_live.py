@@ -1,7 +1,9 @@
 """Push-to-live: median of warm pushes of a tiny FROM-scratch Dockerfile app, from `git push` starting to the new
 body being served through the proxy, against its floor measured in the same run (bench/_floor.py: C git push
 over OpenSSH, cached docker build, docker run until it answers, each alone). Also `apps:list` latency with 50
-apps, on the host and over SSH. Goals: push-to-live ≤ 1.25 times its floor (issue 22); apps:list < 150 ms."""
+apps, on the host and over SSH. Both again with the SSH door's workers spawned per command instead of forked warm
+(PUSHDOCK_WARM_WORKERS=0), a second server taking turns with the first. Goals: push-to-live ≤ 1.25 times its
+floor (issue 22); apps:list < 150 ms."""
 
 from __future__ import annotations
 
@@ -25,21 +27,28 @@ from tests.harness import ROOT, Server, unique
 PUSHES = 5
 
 
-def push_to_live(srv: Server, pushes: int) -> tuple[list[float], list[dict[str, float]]]:
-    """Warm pushes of the tiny app: seconds from `git push` to the new body served, and each push's stage times
-    (the `Stage times:` line the deploy prints)."""
-    app = unique("bench")
-    work = tiny_repo(srv, app, "cold")
-    assert srv.push(work, app).returncode == 0, "cold push failed"
-    times, stages = [], []
+def push_to_live(servers: list[Server], pushes: int) -> list[tuple[list[float], list[dict[str, float]]]]:
+    """Warm pushes of the tiny app on each server, taking turns (a push on each, then the next round), so a change
+    of the machine's load weighs on every server alike: per server, seconds from `git push` to the new body served,
+    and each push's stage times (the `Stage times:` line the deploy prints)."""
     token = secrets.token_hex(4)  # bodies never built before: no layer of an earlier run is reused
+    apps, works = [], []
+    for srv in servers:
+        app = unique("bench")
+        work = tiny_repo(srv, app, "cold")
+        res = srv.push(work, app)
+        assert res.returncode == 0, f"cold push failed: {res.stderr[-2000:]}"
+        apps.append(app)
+        works.append(work)
+    results: list[tuple[list[float], list[dict[str, float]]]] = [([], []) for _ in servers]
     for i in range(pushes):
-        body = f"warm push {i} {token}"
-        srv.commit(work, body, {"body.txt": body + "\n"})
-        seconds, err = timed_push(srv, work, app, body, output=True)
-        times.append(seconds)
-        stages.append(parse_stages(err))
-    return times, stages
+        for k, srv in enumerate(servers):
+            body = f"warm push {i} {k} {token}"
+            srv.commit(works[k], body, {"body.txt": body + "\n"})
+            seconds, err = timed_push(srv, works[k], apps[k], body, output=True)
+            results[k][0].append(seconds)
+            results[k][1].append(parse_stages(err))
+    return results
 
 
 def parse_stages(output: str) -> dict[str, float]:
@@ -48,18 +57,22 @@ def parse_stages(output: str) -> dict[str, float]:
             if m.group(1) != "total"}
 
 
-def apps_list(srv: Server, n_apps: int = 50, runs: int = 10) -> tuple[list[float], list[float]]:
-    for i in range(n_apps):
-        srv.cli("apps:create", f"list-{i:02d}")
+def apps_list(servers: list[Server], n_apps: int = 50, runs: int = 10) -> tuple[list[float], list[list[float]]]:
+    """`apps:list` with `n_apps` apps: on the host CLI (of the first server), and over SSH on each server in turn."""
+    for srv in servers:
+        for i in range(n_apps):
+            srv.cli("apps:create", f"list-{i:02d}")
     console = ROOT / ".venv" / "bin" / "pushdock"
-    host, ssh = [], []
+    host: list[float] = []
+    ssh: list[list[float]] = [[] for _ in servers]
     for _ in range(runs):
         t0 = time.monotonic()
-        subprocess.run([str(console), "apps:list"], env=srv.env, check=True, capture_output=True)
+        subprocess.run([str(console), "apps:list"], env=servers[0].env, check=True, capture_output=True)
         host.append(time.monotonic() - t0)
-        t0 = time.monotonic()
-        srv.ssh("apps:list")
-        ssh.append(time.monotonic() - t0)
+        for k, srv in enumerate(servers):
+            t0 = time.monotonic()
+            srv.ssh("apps:list")
+            ssh[k].append(time.monotonic() - t0)
     return host, ssh
 
 
@@ -69,14 +82,18 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; docs/benchmarks.md is left as it is")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pushdock-bench-") as tmp:
-        srv = Server(Path(tmp)).start()
+        srv = Server(Path(tmp) / "warm").start()
+        cold_srv = Server(Path(tmp) / "spawned", PUSHDOCK_WARM_WORKERS="0")
         try:
-            srv.add_key()
-            live, stages = push_to_live(srv, args.pushes)
+            cold_srv.start()
+            for s in (srv, cold_srv):
+                s.add_key()
+            (live, stages), (cold_live, _) = push_to_live([srv, cold_srv], args.pushes)
             git_push = git_push_floor(srv, args.pushes)
             build, run = build_and_run_floor(args.pushes)
-            host, ssh = apps_list(srv)
+            host, (ssh, cold_ssh) = apps_list([srv, cold_srv])
         finally:
+            cold_srv.stop()
             srv.stop()
     med = statistics.median
     floor = med(git_push) + med(build) + med(run)
@@ -97,6 +114,11 @@ def main() -> None:
         f"| `pushdock apps:list`, 50 apps, host | {med(host)*1000:.0f} ms | {min(host)*1000:.0f} ms "
         f"| {max(host)*1000:.0f} ms | < 150 ms |",
         f"| `ssh … apps:list`, 50 apps | {med(ssh)*1000:.0f} ms | {min(ssh)*1000:.0f} ms | {max(ssh)*1000:.0f} ms | – |",
+        f"| spawned workers (`PUSHDOCK_WARM_WORKERS=0`): push-to-live | {med(cold_live):.2f} s | "
+        f"{min(cold_live):.2f} s | {max(cold_live):.2f} s | – |",
+        f"| spawned workers: push-to-live / floor | {med(cold_live) / floor:.2f}× | | | – |",
+        f"| spawned workers: `ssh … apps:list`, 50 apps | {med(cold_ssh)*1000:.0f} ms | {min(cold_ssh)*1000:.0f} ms "
+        f"| {max(cold_ssh)*1000:.0f} ms | – |",
     ]
     body = "\n".join(lines) + (
         "\n\nPush-to-live is measured from starting `git push` until a fresh (non-keep-alive) GET through nginx"
@@ -107,7 +129,12 @@ def main() -> None:
         " it answers HTTP.\n"
         f"\nStage times of the pushes (medians, from each deploy's `Stage times:` line): {stage_cells}. Retiring"
         " the old container runs after the pusher has its answer (its time ends the deploy log).\n"
-        f"\nRaw push times (s): {', '.join(f'{t:.2f}' for t in live)}\n")
+        "\nThe SSH door's workers are forked from serve's zygote (docs/architecture.md, \"The SSH door and warm"
+        " workers\"); the `spawned workers` rows are a second server in the same run that starts a Python process"
+        " per command as before (`PUSHDOCK_WARM_WORKERS=0`); the two take turns, push by push and `apps:list` by"
+        " `apps:list`, so a change of the machine's load weighs on both alike.\n"
+        f"\nRaw push times (s): {', '.join(f'{t:.2f}' for t in live)}; spawned: "
+        f"{', '.join(f'{t:.2f}' for t in cold_live)}\n")
     print(body)
     if not args.no_write:
         write_section("bench/push_to_live.py", body)

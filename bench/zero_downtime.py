@@ -185,10 +185,11 @@ def main() -> None:
     lines += [
         "",
         "Errors: " + (", ".join(errors) or "none") + ".",
-        "Goal (issue 22): 0 failed requests for both client kinds on every proxy. nginx is not reloaded by a "
-        "redeploy: each app is routed to stable loopback addresses that a kernel DNAT rule sends to the current "
-        "container (proxies/stable.py); caddy takes each redeploy as an admin-API change, which reloads it (stable "
-        "addresses are off for caddy: docs/proxies.md); traefik swaps its handlers in-process. The retry column is "
+        "Goal (issue 22): 0 failed requests for both client kinds on every proxy. nginx and caddy are not "
+        "reloaded by a redeploy: each app is routed to stable loopback addresses that a kernel DNAT rule sends to "
+        "the current container (proxies/stable.py; nginx rotates its pooled upstream connections, caddy sends a "
+        "switching app's requests past its pool until the old ones drained); traefik swaps its handlers "
+        "in-process. The retry column is "
         "the same GET sent once more on a new connection (what browsers do).",
     ]
     body = "\n".join(lines)

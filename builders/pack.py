@@ -26,7 +26,7 @@ from loguru import logger
 from builders import detect, properties
 from builders.build_container import engine_errors
 from builders.dockerfile import clean, one_line
-from pushdock import pushed
+from pushdock import docker_client, pushed
 from pushdock.builder import BuildRequest, BuildResult
 from pushdock.errors import BuildFailed
 
@@ -99,7 +99,7 @@ def _finish(app: str, image: str) -> None:
     import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     with engine_errors():
-        api = docker.from_env().api
+        api = docker_client.client().api
         try:
             config = api.inspect_image(image).get("Config") or {}
         except docker.errors.ImageNotFound:

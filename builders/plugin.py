@@ -17,6 +17,13 @@ if TYPE_CHECKING:
     from pushdock.context import Context
 
 
+# What the hooks below import lazily: serve's zygote imports it once (pushdock/zygote.py, bus.warm_builtins).
+WARM = (
+    "builders.commands", "builders.detect", "builders.dockerfile", "builders.herokuish", "builders.pack",
+    "builders.properties", "builders.build_container", "builders.buildpack_source",
+)
+
+
 @hookimpl
 def register_builders() -> dict[str, Any]:
     from builders.dockerfile import DockerfileBuilder  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs

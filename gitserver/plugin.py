@@ -15,6 +15,13 @@ if TYPE_CHECKING:
     from pushdock.context import Context
 
 
+# What the hooks below import lazily: serve's zygote imports it once (pushdock/zygote.py, bus.warm_builtins).
+WARM = (
+    "gitserver.commands", "gitserver.git_commands", "gitserver.repo_commands", "gitserver.configref",
+    "gitserver.webhook_store", "dulwich.config", "dulwich.worktree", "dulwich.trailers",
+)
+
+
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     from gitserver.commands import serve_cmd, ssh_keys, tokens  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import os
 import signal
 import threading
 import time
@@ -20,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from pushdock import zygote as zygote_mod
 from pushdock.errors import PushdockError
+from pushdock.settings import as_env
 
 FOLLOW_INTERVAL = 5.0  # seconds between looks at instances that can move when no engine event wakes the follower
 FOLLOW_HOT = 0.2  # seconds between looks for FOLLOW_HOT_FOR seconds after an event (a new task must answer first)
@@ -49,6 +52,7 @@ def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
     http = ctx.bus.first("http_door", ctx=ctx, health=lambda: {"reconciling": reconciler.pending()})
     if http is None:
         raise PushdockError("no plugin provides the HTTP door (the web plugin is missing)")
+    zygote = _zygote(ctx, getattr(http, "worker_modules", ()))
     done = threading.Event()
     follower = threading.Thread(target=_follow, args=(ctx, done), name="pushdock-follow", daemon=True)
     reconciler.start()
@@ -62,7 +66,23 @@ def serve(ctx: Context, on_ready: Callable[[str], None]) -> None:
         http.stop()
         follower.join(10)
         reconciler.stop()
+        if zygote is not None:
+            zygote_mod.install(None)
+            zygote.stop()
     logger.info("pushdock stopped")
+
+
+def _zygote(ctx: Context, http_modules: tuple[str, ...]) -> zygote_mod.Zygote | None:
+    """The fork server of the doors' workers (pushdock/zygote.py), started before any thread of serve: it imports
+    the SSH worker's and the HTTP door's worker modules once; the doors fork warm workers from it."""
+    if not ctx.settings.warm_workers:
+        return None
+    from gitserver import worker  # noqa: PLC0415 -- start-up: loads only when this path runs
+
+    zygote = zygote_mod.Zygote.start((worker.__name__, *http_modules), {**os.environ, **as_env(ctx.settings)})
+    zygote_mod.install(zygote)
+    logger.info("warm workers", zygote_pid=zygote.process.pid)
+    return zygote
 
 
 def _few_malloc_arenas() -> None:

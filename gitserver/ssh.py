@@ -1,9 +1,9 @@
 """The SSH door: asyncssh, public-key auth against `ssh-keys`, one worker process per command.
 
-Each exec request runs `python -m gitserver.worker` with the command in SSH_ORIGINAL_COMMAND and
-the authenticated identity in PUSHDOCK_IDENTITY; bytes are pumped explicitly both ways until EOF
-(asyncssh's `redirect()` truncated clones: research/gitserver.md §3a). A worker outlives its client:
-a deploy in progress completes and its outcome is recorded.
+Each exec request runs `python -m gitserver.worker` (a warm fork of serve's zygote, pushdock/zygote.py, else a
+new process) with the command in SSH_ORIGINAL_COMMAND and the authenticated identity in PUSHDOCK_IDENTITY;
+bytes are pumped explicitly both ways until EOF (asyncssh's `redirect()` truncated clones: research/gitserver.md
+§3a). A worker outlives its client: a deploy in progress completes and its outcome is recorded.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import sys
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from pushdock.errors import PushdockError, internal_error
 from pushdock.redact import redact_command
 from pushdock.settings import as_env
 from pushdock.state import atomic_write
+from pushdock.zygote import PIPE, Worker, exec_worker
 
 if TYPE_CHECKING:
     from pushdock.context import Context
@@ -33,6 +33,7 @@ CHUNK = 65536
 # The command travels to the worker in SSH_ORIGINAL_COMMAND, and Linux refuses an environment string over
 # 128 KiB (MAX_ARG_STRLEN: "Argument list too long"): refuse long commands here, in one line, well below it.
 MAX_COMMAND = 64 * 1024
+WORKER = "gitserver.worker"  # the module each exec request runs (forked warm from pushdock/zygote.py if serve runs one)
 USAGE = "pushdock: no shell here; run a command: ssh pushdock@HOST help, or git push ssh://pushdock@HOST/APP\n"
 
 
@@ -180,19 +181,15 @@ class SSHDoor:
                                              "door": "ssh"}),
         }
         logger.info("ssh command", who=who.name, command=redact_command(command)[:200])
-        argv = [sys.executable, "-m", "gitserver.worker"]
         feed = None
         if process.get_terminal_type() is not None:  # `ssh -t`: the worker runs on a terminal (`run APP bash`)
             from gitserver.ssh_pty import run_on_pty  # noqa: PLC0415 -- start-up: loads only when this path runs
 
-            worker, pump = await run_on_pty(process, argv, env)
+            worker, pump = await run_on_pty(process, WORKER, env)
             pumps: list[Any] = [pump]
         else:
-            worker = await asyncio.create_subprocess_exec(
-                *argv, env=env, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # a Ctrl-C of `serve` must not kill a deploy in progress
-            )
+            # a session of its own: a Ctrl-C of `serve` must not kill a deploy in progress
+            worker = await exec_worker(WORKER, env, stdin=PIPE, stdout=PIPE, stderr=PIPE)
             assert worker.stdin and worker.stdout and worker.stderr
             feed = asyncio.create_task(_feed(process.stdin, worker.stdin))
             pumps = [_drain(worker.stdout, process.stdout), _drain(worker.stderr, process.stderr)]
@@ -215,7 +212,7 @@ def _ends_with_client(command: str) -> bool:
     return bool(words) and words[0] in ("logs", "run", "enter")
 
 
-async def _hang_up(process: asyncssh.SSHServerProcess[bytes], worker: asyncio.subprocess.Process) -> None:
+async def _hang_up(process: asyncssh.SSHServerProcess[bytes], worker: Worker) -> None:
     """When the client's channel closes, stop the worker (SIGTERM to its session)."""
     with contextlib.suppress(Exception):
         await process.channel.wait_closed()

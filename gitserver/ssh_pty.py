@@ -18,6 +18,7 @@ from typing import Any
 from loguru import logger
 
 from gitserver.sshlib import asyncssh
+from pushdock.zygote import Worker, exec_worker
 
 CHUNK = 65536
 
@@ -30,17 +31,16 @@ def set_size(fd: int, size: tuple[int, int, int, int]) -> None:
             fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, xpix, ypix))
 
 
-async def run_on_pty(process: asyncssh.SSHServerProcess[bytes], argv: list[str], env: dict[str, str]) -> tuple[
-        asyncio.subprocess.Process, asyncio.Task[None]]:
-    """Start the worker on a new pty; returns it and the task that pumps bytes until the pty closes."""
+async def run_on_pty(process: asyncssh.SSHServerProcess[bytes], module: str, env: dict[str, str]) -> tuple[
+        Worker, asyncio.Task[None]]:
+    """Start the worker (`python -m MODULE`) on a new pty; returns it and the task that pumps bytes until the
+    pty closes."""
     master, slave = os.openpty()
     set_size(slave, process.get_terminal_size())
     try:
-        worker = await asyncio.create_subprocess_exec(
-            *argv, env={**env, "TERM": process.get_terminal_type() or "xterm"},
-            stdin=slave, stdout=slave, stderr=slave,
-            start_new_session=True,  # a Ctrl-C of `serve` must not kill a deploy in progress
-        )
+        # a session of its own: a Ctrl-C of `serve` must not kill a deploy in progress
+        worker = await exec_worker(module, {**env, "TERM": process.get_terminal_type() or "xterm"},
+                                   stdin=slave, stdout=slave, stderr=slave)
     except BaseException:
         os.close(master)
         raise

@@ -23,6 +23,14 @@ if TYPE_CHECKING:
     from pushdock.context import Context
     from pushdock.state import Identity
 
+# What run() imports lazily, imported once by serve's zygote (pushdock/zygote.py) so warm workers start ready.
+WARM = (
+    "pushdock.context", "pushdock.settings", "pushdock.state", "pushdock.log", "loguru", "pushdock.cli",
+    "pushdock.bus", "pushdock.apps", "pushdock.commands", "pushdock.migrations", "pushdock.redact",
+    "pushdock.plugins", "pushdock.attach", "pushdock.datastore", "pushdock.routing", "pushdock.scheduler",
+    "dulwich.protocol", "dulwich.server", "dulwich.errors", "gitserver.backend",
+    "gitserver.receive",
+)
 GIT_COMMANDS = ("git-receive-pack", "git-upload-pack")
 ACTIONS = {"git-upload-pack": "git:fetch", "git-receive-pack": "git:push"}  # as the HTTP door names them
 FATAL = 128  # what git's own server commands exit with

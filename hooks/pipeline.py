@@ -280,7 +280,7 @@ def _fail_interrupted(ctx: Context, app: str) -> list[str]:
 
 # -- the shared tail of every deploy -----------------------------------------------------------------
 def _deploy_release(ctx: Context, release: Release, progress: Progress, *, previous: Release | None) -> Release:
-    """pre-release -> release phase -> scheduler swap -> promote -> postdeploy -> post-deploy -> prune."""
+    """pre-release -> release phase -> scheduler swap -> promote -> postdeploy -> post-deploy (-> prune, later)."""
     state, bus = ctx.state, ctx.bus
     releasing = time.monotonic()
     state.save_release(release)
@@ -309,7 +309,7 @@ def _deploy_release(ctx: Context, release: Release, progress: Progress, *, previ
     if failure:
         ctx.event("postdeploy", app=release.app, result="failed", release=release.name, reason=failure)
     bus.call("post_deploy", ctx=ctx, app=release.app, release=release.number, image=release.image)
-    releases.prune(ctx, release.app, progress)  # an image the retiring containers still use stays (next time)
+    releases.prune_later(ctx, release.app, progress)  # a push: after its answer, once old containers retired
     progress.add_stage("release", time.monotonic() - releasing)
     port = "" if ctx.settings.proxy_port == 80 else f":{ctx.settings.proxy_port}"
     progress.step(f"Released {release.name}: http://{ctx.domains(release.app)[0]}{port}")

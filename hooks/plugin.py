@@ -7,11 +7,18 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from pushdock import docker_client
 from pushdock.specs import hookimpl
 
 if TYPE_CHECKING:
     from pushdock.chain import Pipeline
     from pushdock.context import Context
+
+
+# What the hooks below import lazily: serve's zygote imports it once (pushdock/zygote.py, bus.warm_builtins).
+WARM = (
+    "hooks.pipeline", "hooks.blobs", "docker",
+)
 
 
 @hookimpl
@@ -33,7 +40,7 @@ def post_delete(ctx: Context, app: str) -> None:
     import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
-        client = docker.from_env()
+        client = docker_client.client()
         images = client.images.list(name=f"pushdock/{app}")
     except docker.errors.DockerException as e:
         logger.warning("could not list the app's images", app=app, error=str(e))

@@ -8,18 +8,19 @@ serves: a failure fails the push or command, and is not undone). They
 run when what a process sees changes (a build, a config or storage change, a rollback), not for a scale change or
 a restart, as Heroku's release phase does.
 
-Pruning: after each successful deploy, the releases outside the last N successful ones (N: property
-`releases/APP/keep`, else `releases/--global/keep`, default 5) are marked `pruned` and their images
-removed unless a kept release uses the same image. The kept releases are exactly what rollback can reach.
+Pruning: after each successful deploy (a push's once the pusher has its answer), the releases outside the last
+N successful ones (N: property `releases/APP/keep`, else `releases/--global/keep`, default 5) are marked `pruned`
+and their images removed unless a kept release uses the same image. The kept releases are exactly what rollback
+can reach.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from pushdock import docker_client
 from pushdock.errors import Conflict, DeployFailed, NotFound, PushdockError
 from pushdock.releases import keep_count
 from pushdock.state import Release
@@ -131,6 +132,15 @@ def plan_prune(releases: list[Release], keep: int) -> tuple[list[Release], list[
     return to_mark, sorted({r.image for r in to_mark if r.image})
 
 
+def prune_later(ctx: Context, app: str, progress: Progress) -> None:
+    """`prune` as a job of the deploy's Progress (progress.later): for a push, once the pusher has its answer and
+    the old containers retired (removing an image is an engine call of 15-60 ms); nothing is queued when nothing
+    is to be pruned."""
+    to_mark, _ = plan_prune(ctx.state.list_releases(app), keep_count(ctx.state, app))
+    if to_mark:
+        progress.later(lambda p: prune(ctx, app, p))
+
+
 def prune(ctx: Context, app: str, progress: Progress) -> None:
     """Mark releases outside the last N as pruned and remove their images. Best effort: never fails a deploy."""
     to_mark, images = plan_prune(ctx.state.list_releases(app), keep_count(ctx.state, app))
@@ -150,7 +160,7 @@ def remove_images(images: list[str]) -> list[str]:
     import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
     try:
-        client = docker.from_env()
+        client = docker_client.client()
     except docker.errors.DockerException as e:
         logger.warning("images not pruned: no engine", error=str(e))
         return []
@@ -163,6 +173,4 @@ def remove_images(images: list[str]) -> list[str]:
             pass
         except docker.errors.DockerException as e:
             logger.warning("image not pruned", image=image, error=" ".join(str(e).split())[:200])
-    with contextlib.suppress(Exception):
-        client.close()
     return removed

@@ -93,8 +93,10 @@ class Batcher:
         if not changes:
             return {}
         first = changes[0]  # one file per submit: a batch of 1000 changes is one write, not 1000
+        # not fsynced: a queued change means nothing after a crash (its caller died with it; see _pending)
         atomic_write(self.queue / f"{first.seq:020d}-{first.id}.json", json.dumps(
-            [{"id": c.id, "app": c.app, "route": c.route, "pid": c.pid, "seq": c.seq} for c in changes]))
+            [{"id": c.id, "app": c.app, "route": c.route, "pid": c.pid, "seq": c.seq} for c in changes]),
+            durable=False)
         mine = {c.id for c in changes}
         outcomes: dict[str, Outcome] = {}
         with self.locked():
@@ -147,7 +149,7 @@ class Batcher:
                 if c.id in mine:
                     ours[c.id] = outcomes.get(c.id)
                 else:
-                    atomic_write(self.results / c.id, _encode(outcomes.get(c.id)))
+                    atomic_write(self.results / c.id, _encode(outcomes.get(c.id)), durable=False)
             path.unlink(missing_ok=True)
         self._expire()
         return ours

@@ -7,7 +7,6 @@ proxy's bookkeeping of what is live (JSON, one file per proxy), read and written
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,20 +125,52 @@ def load_table(path: Path) -> Table:
     hit = _cache.get(path)
     if hit is not None and hit[0] == key:
         return dict(hit[1])
-    raw = json.loads(path.read_text())
-    table = {app: Route.from_json(r) for app, r in raw.items()}
+    table = _parse(path.read_text())
     _cache[path] = (key, table)
     return dict(table)
 
 
-@functools.lru_cache(maxsize=8192)
-def _route_json(route: Route) -> str:
-    return json.dumps(route.to_json(), separators=(",", ":"))
+def _parse(text: str) -> Table:
+    """A saved table: one route per line (as save_table writes it; each line's text is kept, so a process that
+    changes one route writes the others back without serializing them), else any JSON object."""
+    lines = text.split("\n")
+    if lines[0] != "{" or lines[-2:] != ["}", ""]:
+        return {app: Route.from_json(r) for app, r in json.loads(text).items()}
+    table = {}
+    for line in lines[1:-2]:
+        entry = line.removesuffix(",")
+        if not entry:
+            continue
+        [(app, raw)] = json.loads("{" + entry + "}").items()
+        route = table[app] = Route.from_json(raw)
+        _remember(app, route, entry)
+    return table
+
+
+# Each route's JSON, by the route object itself (a table of 1000 apps is saved at every change: only the changed
+# route is serialized; hashing 1000 frozen routes for an lru_cache cost more than the lookup saved).
+_json: dict[int, tuple[Route, str, str]] = {}
+
+
+def _remember(app: str, route: Route, text: str) -> None:
+    if len(_json) > 65536:
+        _json.clear()
+    _json[id(route)] = (route, app, text)
+
+
+def _route_json(app: str, route: Route) -> str:
+    hit = _json.get(id(route))
+    if hit is not None and hit[0] is route and hit[1] == app:
+        return hit[2]
+    text = json.dumps(app) + ":" + json.dumps(route.to_json(), separators=(",", ":"))
+    _remember(app, route, text)
+    return text
 
 
 def save_table(path: Path, table: Table) -> None:
-    body = ",".join(f"{json.dumps(app)}:{_route_json(table[app])}" for app in sorted(table))
-    atomic_write(path, "{" + body + "}")
+    """Write the table, one route per line (still one JSON object: any JSON reader reads it)."""
+    body = ",\n".join([_route_json(app, table[app]) for app in sorted(table)])
+    atomic_write(path, "{\n" + body + ("\n" if body else "") + "}\n")
     _cache[path] = (_identity(path), dict(table))
 
 
@@ -164,7 +195,5 @@ def conflict(table: Table, route: Route) -> Conflict | None:
 
 def ports_in_use(table: Table, default: Listener) -> list[Listener]:
     """One listener per port some route listens on, plus the default HTTP listener; sorted by port."""
-    by_port = {default.port: default}
-    for r in table.values():
-        by_port.update((li.port, li) for li in r.listeners)
+    by_port = {default.port: default} | {li.port: li for r in table.values() for li in r.listeners}
     return [by_port[p] for p in sorted(by_port)]

@@ -17,6 +17,13 @@ if TYPE_CHECKING:
     from pushdock.context import Context
 
 
+# What the hooks below import lazily: serve's zygote imports it once (pushdock/zygote.py, bus.warm_builtins).
+WARM = (
+    "proxies.commands", "proxies.engine", "proxies.batch", "proxies.certs", "proxies.caddy.proxy",
+    "proxies.nginx.proxy", "proxies.traefik.proxy",
+)
+
+
 @hookimpl
 def register_proxies() -> dict[str, Any]:
     from proxies.caddy.proxy import CaddyProxy  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs

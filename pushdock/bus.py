@@ -27,6 +27,18 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "pushdock"
 
 
+def warm_builtins() -> None:
+    """Import the built-in plugins and the modules each names in its WARM tuple (what its hooks import lazily), for
+    serve's zygote (pushdock/zygote.py): the workers it forks start with them loaded. Nothing is registered."""
+    import importlib  # noqa: PLC0415 -- start-up: only the zygote warms
+    import importlib.metadata as md  # noqa: PLC0415 -- start-up: only the zygote warms
+
+    for ep in md.distribution("pushdock").entry_points:
+        if ep.group == ENTRY_POINT_GROUP:
+            for name in getattr(ep.load(), "WARM", ()):
+                importlib.import_module(name)
+
+
 def script_name(trigger: str) -> str:
     return trigger.replace("_", "-")
 

@@ -31,8 +31,8 @@ class Settings(BaseSettings):
     proxy_tls_port: int = 443
     # A Dockerfile app's EXPOSEd web port P is also served on the proxy's port P (`http:P:P`), as in Dokku.
     expose_ports: bool = True
-    # nginx is routed to stable loopback addresses switched underneath by iptables (proxies/stable.py): a redeploy
-    # reloads no proxy. Off: every upstream change is a reload.
+    # nginx and caddy are routed to stable loopback addresses switched underneath by nftables (proxies/stable.py):
+    # a redeploy reloads no proxy. Off: every upstream change is a reload.
     stable_upstreams: bool = True
     domain: str = "localhost"
     scheduler: str = "docker-local"
@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # SSH sessions (one worker process each, ~45 MB) one key, and one client address, may hold at once; 0: no cap.
     ssh_max_sessions_per_key: int = 10
     ssh_max_sessions_per_host: int = 20
+    # Workers of the SSH door and the API forked from a zygote serve starts (pushdock/zygote.py); off: spawned.
+    warm_workers: bool = True
     # Seconds the HTTP door waits on a silent connection (no request yet, or a stalled body) before closing it.
     http_idle_timeout: float = 30.0
     # Memory cap of every build (e.g. 2g); empty: half the host's memory. `resource:limit APP --build` overrides.

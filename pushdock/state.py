@@ -51,9 +51,11 @@ def validate_env_key(key: str) -> str:
     return key
 
 
-def atomic_write(path: Path, data: bytes | str, mode: int = 0o644, *, tmp_dir: Path | None = None) -> None:
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o644, *, tmp_dir: Path | None = None,
+                 durable: bool = True) -> None:
     """Write `data` to `path` so readers see the old or the new content, never a mix. `tmp_dir` (same file
-    system) keeps the temp file out of a folder someone watches."""
+    system) keeps the temp file out of a folder someone watches. `durable=False` skips the fsync: only for
+    files that mean nothing after a crash (a message between live processes)."""
     if isinstance(data, str):
         data = data.encode()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +64,8 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644, *, tmp_dir: P
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as e:

@@ -8,16 +8,15 @@ query here filters on it.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import socket
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from pushdock import docker_client
 from pushdock.errors import DeployFailed, PushdockError
 from pushdock.routing import Upstream
 from pushdock.scheduler import Instance, Route
@@ -36,26 +35,14 @@ LABEL_ONE_OFF = "pushdock.one-off"  # `run` and release-phase containers: never 
 SWARM_SERVICE_LABEL = "com.docker.swarm.service.id"  # on the containers of a swarm service's tasks
 DEFAULT_RESTART_POLICY = "unless-stopped"  # survives engine restarts, not `docker stop`
 
-_clients: dict[int, Any] = {}
-_clients_lock = threading.Lock()
-
-
 def client() -> Any:
-    """The docker SDK client of this process (made on first use; a forked child makes its own)."""
-    pid = os.getpid()
-    with _clients_lock:
-        found = _clients.get(pid)
-        if found is None:
-            import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+    """The docker SDK client of this process (pushdock/docker_client.py, shared with the builders)."""
+    import docker  # noqa: PLC0415 -- start-up: docker loads when first used
 
-            try:
-                # Followed log streams hold one connection each: a larger pool avoids churn.
-                found = docker.from_env(max_pool_size=32)
-            except docker.errors.DockerException as e:
-                raise PushdockError(f"cannot reach the Docker engine: {one_line(e)}") from e
-            _clients.clear()  # a parent's client is unusable after fork
-            _clients[pid] = found
-        return found
+    try:
+        return docker_client.client()
+    except docker.errors.DockerException as e:
+        raise PushdockError(f"cannot reach the Docker engine: {one_line(e)}") from e
 
 
 @contextlib.contextmanager
@@ -101,6 +88,13 @@ def app_containers(
     found = [c for c in found if SWARM_SERVICE_LABEL not in (c.labels or {})
              and (one_off or LABEL_ONE_OFF not in (c.labels or {}))]
     return sorted(found, key=lambda c: (c.attrs.get("Created", ""), c.name))
+
+
+def app_container_ids(ctx: Context, app: str, *, process: str | None = None) -> list[str]:
+    """The ids of app_containers(ctx, app, process=process), from one engine call (the SDK's list inspects each)."""
+    found = client().api.containers(all=True, filters=app_filters(ctx, app, process=process))
+    return [str(c["Id"]) for c in found if SWARM_SERVICE_LABEL not in (c.get("Labels") or {})
+            and LABEL_ONE_OFF not in (c.get("Labels") or {})]
 
 
 def one_off_containers(ctx: Context, app: str) -> list[Any]:

@@ -15,6 +15,14 @@ if TYPE_CHECKING:
     import click
 
 
+# What the hooks below import lazily: serve's zygote imports it once (pushdock/zygote.py, bus.warm_builtins).
+WARM = (
+    "schedulers.docker_local.scheduler", "schedulers.docker_local.start", "schedulers.docker_local.run",
+    "schedulers.docker_local.logs", "schedulers.swarm.scheduler", "schedulers.swarm.commands",
+    "schedulers.docker_options_commands", "schedulers.network_commands", "schedulers.resource_commands",
+)
+
+
 @hookimpl
 def register_schedulers() -> dict[str, Any]:
     from schedulers.docker_local.scheduler import DockerLocalScheduler  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs

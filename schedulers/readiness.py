@@ -33,9 +33,11 @@ READY_PATH = "/"
 PROBE_TIMEOUT = 2.0  # seconds per readiness request
 PROBE_INTERVAL = 0.2
 # docker-local: until a web instance first answers, it is probed this often (it answers ~0.2 s after its start:
-# every 0.2 s cost ~0.1 s of each deploy, issue 22); the confirming answer comes after CONFIRM_INTERVAL
+# every 0.2 s cost ~0.1 s of each deploy, issue 22); the confirming answer comes after CONFIRM_INTERVAL: the app
+# answered already (it listens), the second answer and the container state read between them show it did not
+# fall over at once (100 ms here was nearly all of a deploy's ready stage, issue 22)
 FIRST_PROBE_INTERVAL = 0.05
-CONFIRM_INTERVAL = 0.1
+CONFIRM_INTERVAL = 0.02
 PROBE_SUCCESSES = 2  # consecutive answers < 500 before a web instance counts as ready
 WORKER_SETTLE = 1.5  # a non-web instance must still run after this long
 

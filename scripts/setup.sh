@@ -25,6 +25,8 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# stable upstream addresses: an nftables map per data dir (proxies/nftmap.py); iptables is the fallback
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 # the dashboard's browser tests drive a headless chromium through selenium
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)

@@ -16,6 +16,13 @@ if TYPE_CHECKING:
 KINDS = ("postgres", "redis")  # the built-in kinds, in the order `help` lists them
 
 
+# What the hooks below import lazily: serve's zygote imports it once (pushdock/zygote.py, bus.warm_builtins).
+WARM = (
+    "services.commands", "services.engine", "services.model", "services.links", "services.postgres",
+    "services.redis",
+)
+
+
 @hookimpl
 def register_services() -> dict[str, Any]:
     from services.postgres import Postgres  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs

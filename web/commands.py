@@ -1,4 +1,5 @@
-"""Run a command of the one registry for an API caller, in a worker process (web/worker.py)."""
+"""Run a command of the one registry for an API caller, in a worker process (web/worker.py): a warm fork of serve's
+zygote (pushdock/zygote.py), else a new process."""
 
 from __future__ import annotations
 
@@ -6,16 +7,19 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pushdock.settings import as_env
+from pushdock.zygote import DEVNULL, PIPE, STDOUT, exec_worker
 
 if TYPE_CHECKING:
     from pushdock.settings import Settings
     from pushdock.state import Identity
+
+
+WORKER = "web.worker"
 
 
 @dataclass(frozen=True)
@@ -37,9 +41,8 @@ def _env(settings: Settings, identity: Identity, argv: list[str], **extra: str) 
 async def stream_command(settings: Settings, identity: Identity, argv: list[str]) -> AsyncIterator[str]:
     """The output lines of a command that follows something (`logs APP -t`), until it ends or the caller stops
     iterating (the worker is then killed); an error ends the stream with its `error:` line."""
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "web.worker", env=_env(settings, identity, argv, PUSHDOCK_STREAM="1"),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    worker = await exec_worker(WORKER, _env(settings, identity, argv, PUSHDOCK_STREAM="1"), stdin=DEVNULL,
+                               stdout=PIPE, stderr=STDOUT, new_session=False)
     assert worker.stdout is not None
     try:
         while line := await worker.stdout.readline():
@@ -54,10 +57,10 @@ async def stream_command(settings: Settings, identity: Identity, argv: list[str]
 async def run_command(settings: Settings, identity: Identity, argv: list[str]) -> Outcome:
     """`argv` as `identity` (door http): its output, or its one-line error and the status that goes with it."""
     env = _env(settings, identity, argv)
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "web.worker", env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    stdout, stderr = await worker.communicate()
+    worker = await exec_worker(WORKER, env, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, new_session=False)
+    assert worker.stdout is not None and worker.stderr is not None
+    stdout, stderr = await asyncio.gather(worker.stdout.read(), worker.stderr.read())
+    await worker.wait()
     try:
         answer = json.loads(stdout)
     except ValueError:

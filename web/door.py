@@ -37,6 +37,8 @@ class _IdleH11(H11Protocol):
 class HttpDoor:
     """pushdock's HTTP door; `routes` replaces the plugins' (tests hand in a webhook queue of their own)."""
 
+    worker_modules = ("web.worker",)  # what serve's zygote imports for the API's workers (pushdock/zygote.py)
+
     def __init__(self, ctx: Context, *, health: Health | None = None,
                  routes: list[Route | Mount] | None = None) -> None:
         from web.app import make_app  # noqa: PLC0415 -- start-up: loads only when this path runs

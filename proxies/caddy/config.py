@@ -4,11 +4,19 @@ Each server's routes are: a subroute of exact-host app routes (`@id` pN-exact), 
 wildcard-host ones (pN-wild: exact names win), and a 404 for unknown hosts. One app's change is then
 one admin-API call on its own `@id` (PATCH to replace, POST to the subroute to add, DELETE); anything
 bigger is one `POST /load` of the whole document. Every API mutation is one reload of caddy.
+
+Upstreams at the proxy's stable address (`Steered`, proxies/stable.py: a redeploy switches a kernel rule
+underneath, caddy is not told) are reached through two reverse_proxy handlers: while the file
+`switching/APP` exists (from just before a switch until the old upstream's connections drained), an unpooled
+one (a new connection per request, which the rule sends to the current container); otherwise caddy's pooled
+one. Go's transport reuses a busy pooled connection for as long as requests come: with the marker, the pooled
+connections get no requests, go idle and are closed by the drain, so after it every pooled connection is to
+the new container.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from proxies.model import Listener, Route, Table, ports_in_use
 from proxies.routes import upstream_address
@@ -23,11 +31,18 @@ FORWARDED = {"handler": "headers", "request": {"set": {"X-Forwarded-Port": ["{ht
                                                        "X-Request-Start": ["t={time.now.unix_ms}"]}}}
 
 
+class Steered(NamedTuple):
+    """The proxy's stable address, and the folder of its `switching/APP` marker files."""
+
+    address: str
+    switching: str
+
+
 def server_name(port: int) -> str:
     return f"p{port}"
 
 
-def _handler(route: Route, li: Listener) -> dict[str, Any]:
+def _handler(route: Route, li: Listener, steered: Steered | None) -> dict[str, Any]:
     if li.scheme == "http" and route.redirect_to is not None:
         port = "" if route.redirect_to == 443 else f":{route.redirect_to}"
         return {"handler": "static_response", "status_code": 301,
@@ -52,7 +67,16 @@ def _handler(route: Route, li: Listener) -> dict[str, Any]:
     forwarded = _forwarded(tune)
     if forwarded:
         proxy["headers"] = {"request": {"set": forwarded}}
-    return proxy
+    if steered is None or not all(u.host == steered.address for u in route.upstreams):
+        return proxy
+    # while the app switches: a new connection per request (see the module's docstring)
+    unpooled = {**proxy, "transport": {"protocol": "http", **proxy.get("transport", {}),
+                                       "keep_alive": {"enabled": False}}}
+    return {"handler": "subroute", "routes": [
+        {"match": [{"file": {"root": steered.switching, "try_files": [f"/{route.app}"]}}],
+         "handle": [unpooled], "terminal": True},
+        {"handle": [proxy]},
+    ]}
 
 
 def _forwarded(tune: dict[str, str]) -> dict[str, list[str]]:
@@ -68,7 +92,7 @@ def _forwarded(tune: dict[str, str]) -> dict[str, list[str]]:
     return out
 
 
-def _handlers(route: Route, li: Listener) -> list[dict[str, Any]]:
+def _handlers(route: Route, li: Listener, steered: Steered | None) -> list[dict[str, Any]]:
     """The route's handlers: the tuned ones (body size limit, HSTS on HTTPS), then the proxy or a response."""
     tune = route.tune
     out: list[dict[str, Any]] = []
@@ -85,7 +109,7 @@ def _handlers(route: Route, li: Listener) -> list[dict[str, Any]]:
     hsts = proxy_tuning.hsts_header(tune) if li.scheme == "https" else None
     if hsts is not None:
         out.append({"handler": "headers", "response": {"set": {"Strict-Transport-Security": [hsts]}}})
-    return [*out, _handler(route, li)]
+    return [*out, _handler(route, li, steered)]
 
 
 def _with_challenge(handlers: list[dict[str, Any]], root: str) -> dict[str, Any]:
@@ -97,8 +121,8 @@ def _with_challenge(handlers: list[dict[str, Any]], root: str) -> dict[str, Any]
     ]}
 
 
-def app_routes(route: Route) -> dict[Key, dict[str, Any]]:
-    """The app's routes by (server, exact|wild)."""
+def app_routes(route: Route, steered: Steered | None = None) -> dict[Key, dict[str, Any]]:
+    """The app's routes by (server, exact|wild); `steered`: the stable address (see the module's docstring)."""
     hosts = {"exact": [d for d in route.domains if not d.startswith("*.")],
              "wild": [d for d in route.domains if d.startswith("*.")]}
     out: dict[Key, dict[str, Any]] = {}
@@ -108,7 +132,7 @@ def app_routes(route: Route) -> dict[Key, dict[str, Any]]:
         for kind, names in hosts.items():
             if names:
                 rid = f"app-{route.app}-{li.port}" + ("-wild" if kind == "wild" else "")
-                handlers = _handlers(route, li)
+                handlers = _handlers(route, li, steered)
                 if li.scheme == "http" and route.challenge_root is not None:
                     handlers = [_with_challenge(handlers, route.challenge_root)]
                 out[(server_name(li.port), kind)] = {
@@ -124,7 +148,7 @@ def cert_entry(route: Route) -> dict[str, Any] | None:
 
 
 def full_config(table: Table, default: Listener, *, admin: str, storage: str,
-                held: dict[int, tuple[int, str]] | None = None) -> dict[str, Any]:
+                held: dict[int, tuple[int, str]] | None = None, steered: Steered | None = None) -> dict[str, Any]:
     """The whole document: admin endpoint, every server, every route, every certificate.
 
     `held`: port -> (fd, scheme) of the listening sockets caddy inherited at start (`fd/N`): caddy
@@ -135,7 +159,7 @@ def full_config(table: Table, default: Listener, *, admin: str, storage: str,
     servers: dict[str, Any] = {}
     per_server: dict[Key, list[dict[str, Any]]] = {}
     for app in sorted(table):
-        for key, r in app_routes(table[app]).items():
+        for key, r in app_routes(table[app], steered).items():
             per_server.setdefault(key, []).append(r)
     in_use = {li.port: li for li in ports_in_use(table, default)}
     for port, (_, scheme) in held.items():
@@ -170,7 +194,8 @@ def full_config(table: Table, default: Listener, *, admin: str, storage: str,
     }
 
 
-def plan(old: Table, new: Table, changed: set[str], default: Listener) -> list[Op] | None:
+def plan(old: Table, new: Table, changed: set[str], default: Listener,
+         steered: Steered | None = None) -> list[Op] | None:
     """The admin-API calls that turn `old` into `new` app by app; None when the servers change
     (ports, schemes) or certificates appear where caddy has none: then the whole document is loaded."""
     if ports_in_use(old, default) != ports_in_use(new, default):
@@ -178,8 +203,8 @@ def plan(old: Table, new: Table, changed: set[str], default: Listener) -> list[O
     had_certs = any(cert_entry_exists(r) for r in old.values())
     ops: list[Op] = []
     for app in sorted(changed):
-        before = app_routes(old[app]) if app in old else {}
-        after = app_routes(new[app]) if app in new else {}
+        before = app_routes(old[app], steered) if app in old else {}
+        after = app_routes(new[app], steered) if app in new else {}
         for key in sorted(set(before) | set(after)):
             if key in before and key in after:
                 if before[key] != after[key]:

@@ -7,10 +7,17 @@ address explicitly: another caddy on the machine (its default admin is localhost
 HOME and XDG dirs point into DATA_DIR/caddy. An admin-API call is synchronous: when it returns the new
 routes are live; `apply` then waits until the upstreams it dropped have no request in flight (caddy's
 /reverse_proxy/upstreams).
+
+A redeploy does not touch caddy: apps are routed to stable addresses switched underneath (proxies/stable.py).
+During a switch the app's requests go through an unpooled transport (a file `switching/APP`, config.py): each
+opens its own connection, which the rule sends to the new container, while the pooled connections, which get
+no requests, go idle and are closed by the drain. Every admin-API change is a reload of caddy (its old servers
+close idle client connections): only route changes (domains, ports, TLS, tuning) make one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -18,7 +25,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +97,8 @@ class _Layout:
         self.sock = root / "admin.sock"
         self.port_file = root / "admin-port"
         self.held = root / "held-sockets.json"  # port -> [fd, scheme] of the running caddy's inherited sockets
-        for d in (root, self.home, self.storage):
+        self.switching = root / "switching"  # APP: the app's requests bypass the upstream pool (config.py)
+        for d in (root, self.home, self.storage, self.switching):
             d.mkdir(parents=True, exist_ok=True)
         root.chmod(0o700)
 
@@ -119,11 +127,11 @@ class CaddyProxy(ProxyEngine):
     """pushdock's own caddy: routes per app through the admin API, one reload per change."""
 
     name = "caddy"
-    # Not switched underneath (proxies/stable.py): Go reuses a busy pooled upstream connection for as long as
-    # requests come, so under steady keep-alive load the old upstream kept being used after apply returned
-    # (tests/e2e/test_proxies.py::test_switch_under_load_drops_nothing[caddy] failed 2 runs of 3), and the
-    # in-flight check that cut them truncated a few responses (docs/proxies.md). Admin-API changes until fixed.
-    steer_upstreams = False
+    # Switched underneath (proxies/stable.py): a redeploy is a kernel rule, no admin-API call (no reload).
+    # Go reuses a busy pooled connection for as long as requests come, so under steady keep-alive load the old
+    # upstream kept being used after apply returned, and cutting busy connections truncated responses: during
+    # a switch the app's requests bypass the pool (`_switching`), so its connections go idle and drain.
+    steer_upstreams = True
 
     def stop(self, ctx: Context) -> None:
         lay = _Layout(self.root(ctx))
@@ -188,7 +196,7 @@ class CaddyProxy(ProxyEngine):
         if self._pid(lay) is None:
             self._start(lay, new, default)
             return
-        ops = caddy_config.plan(old, new, changed, default)
+        ops = caddy_config.plan(old, new, changed, default, _steered(lay))
         if ops is None or len(ops) > 1:
             ops = [("POST", "/load", self._document(lay, new, default))]
         started = time.monotonic()
@@ -212,7 +220,8 @@ class CaddyProxy(ProxyEngine):
                 held = {int(p): (int(fd), str(s)) for p, (fd, s) in json.loads(lay.held.read_text()).items()}
             except (FileNotFoundError, ValueError):
                 held = {}
-        return caddy_config.full_config(table, default, admin=lay.admin(), storage=str(lay.storage), held=held)
+        return caddy_config.full_config(table, default, admin=lay.admin(), storage=str(lay.storage), held=held,
+                                        steered=_steered(lay))
 
     def _start(self, lay: _Layout, table: Table, default: Listener) -> None:
         """Bind the ports, start caddy with those sockets and the whole document, wait for its admin API."""
@@ -223,6 +232,8 @@ class CaddyProxy(ProxyEngine):
             atomic_write(lay.conf, json.dumps(self._document(lay, table, default, held), indent=1), mode=0o600)
             atomic_write(lay.held, json.dumps(held))
             lay.sock.unlink(missing_ok=True)  # left behind by a caddy that was killed
+            for marker in lay.switching.iterdir():  # left by a switch that was killed: no switch runs now
+                marker.unlink(missing_ok=True)
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(lay.home),
                    "XDG_CONFIG_HOME": str(lay.home / "config"), "XDG_DATA_HOME": str(lay.home / "data")}
             argv = [caddy_binary(), "run", "--config", str(lay.conf), "--pidfile", str(lay.pid)]
@@ -264,19 +275,17 @@ class CaddyProxy(ProxyEngine):
         if not procs.wait(drained, DRAIN_TIMEOUT, interval=0.05):
             logger.warning("caddy upstreams still busy", upstreams=sorted(dropped), timeout=DRAIN_TIMEOUT)
 
-    def _idle_check(self, ctx: Context, addresses: set[str]) -> Callable[[], bool] | None:
-        """Go keeps reusing a pooled upstream connection as long as requests come: stable.py closes the old
-        ones at a moment this says no request to the app's stable addresses is in flight."""
+    @contextlib.contextmanager
+    def _switching(self, ctx: Context, apps: set[str]) -> Iterator[None]:
+        """The apps' requests bypass caddy's upstream pool until their old upstreams drained (config.py)."""
         lay = _Layout(self.root(ctx))
-
-        def idle() -> bool:
-            try:
-                busy = self._api(lay, "GET", "/reverse_proxy/upstreams", None) or []
-            except (OSError, PushdockError):
-                return False
-            return not any(u.get("address") in addresses and u.get("num_requests", 0) > 0 for u in busy)
-
-        return idle
+        for app in apps:
+            (lay.switching / app).touch()
+        try:
+            yield
+        finally:
+            for app in apps:
+                (lay.switching / app).unlink(missing_ok=True)
 
     def _api(self, lay: _Layout, method: str, path: str, body: Any, timeout: float = API_TIMEOUT) -> Any:
         conn = lay.connection(timeout)
@@ -295,6 +304,10 @@ class CaddyProxy(ProxyEngine):
                 message = raw.decode(errors="replace")
             raise CaddyError(resp.status, " ".join(message.split()) or f"HTTP {resp.status}")
         return json.loads(raw) if raw.strip() else None
+
+
+def _steered(lay: _Layout) -> caddy_config.Steered:
+    return caddy_config.Steered(stable.Stable(lay.root).address, str(lay.switching))
 
 
 def _bind(ports: list[int]) -> list[socket.socket]:

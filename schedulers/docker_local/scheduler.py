@@ -25,7 +25,16 @@ from schedulers import engine as eng
 from schedulers import healthchecks
 from schedulers.docker_local import logs as docker_logs
 from schedulers.docker_local import run as docker_run
-from schedulers.docker_local.start import Say, remove_now, report, revive, start_all, stop_only, stop_remove
+from schedulers.docker_local.start import (
+    Say,
+    keep_restarting,
+    remove_now,
+    report,
+    revive,
+    start_all,
+    stop_only,
+    stop_remove,
+)
 from schedulers.engine import Slot
 
 if TYPE_CHECKING:
@@ -82,18 +91,18 @@ class DockerLocalScheduler:
                 _restore(paused, say)
                 raise
             # From here on the new instances serve: problems are reported, never raised as a failure.
+            _keep_restarting(ctx, release, started, say)
             new_ids = {c.id for c in created}
             try:
                 with eng.engine_errors(doing="listing old containers"):
-                    old = [c for c in eng.app_containers(ctx, release.app, process=process) if c.id not in new_ids]
+                    old = [i for i in eng.app_container_ids(ctx, release.app, process=process) if i not in new_ids]
             except PushdockError as e:
                 logger.warning("old containers not retired", error=str(e))
                 say.detail(f"old containers not stopped ({e}); the next reconcile removes them")
                 return
             logger.info("release deployed", instances=len(started), retiring=len(old))
             if old:
-                ids = [c.id for c in old]
-                progress.later(lambda p: _retire_later(ids, p, checks, release))
+                progress.later(lambda p: _retire_later(old, p, checks, release))
 
     def stop(self, ctx: Context, app: str) -> None:
         with eng.engine_errors(doing=f"stopping {app}"):
@@ -172,6 +181,7 @@ class DockerLocalScheduler:
             for s in started:
                 keep[s.slot] = s.container
                 messages.append(f"created {s.slot} of {label} (was missing)")
+            _keep_restarting(ctx, release, started, say)
             for f in failures:
                 report(say, f)
                 messages.append(f"could not start {label}: {f.reason}")
@@ -195,6 +205,14 @@ class DockerLocalScheduler:
             say.detail(m)
             logger.info("reconciled", action=m)
         return messages
+
+
+def _keep_restarting(ctx: Context, release: Release, started: list[Any], say: Say) -> None:
+    """keep_restarting, its failures reported: the instances serve, only the engine will not restart them."""
+    for c, error in keep_restarting(ctx, release.app, started):
+        if error is not None:
+            logger.warning("restart policy not set", container=c.name, error=error)
+            say.detail(f"{eng.slot_of(c) or c.name} will not be restarted by the engine if it stops: {error}")
 
 
 def _stop_first(ctx: Context, release: Release, process: str | None, checks: CheckSettings, say: Say) -> list[Any]:

@@ -62,6 +62,7 @@ def start_all(
 
     Every container made is appended to `created`, ready or not. With `all_or_nothing` the first
     failure stops the other checks. Engine errors are raised; readiness failures are returned.
+    The ready ones still run without a restart policy: the caller gives them theirs (keep_restarting).
     """
     if not wanted:
         return [], []
@@ -70,7 +71,6 @@ def start_all(
         say.step(f"Starting {process} ({count}) of v{release.number}")
     abort = threading.Event()
     lock = threading.Lock()
-    policy = eng.restart_policy(ctx, release.app)
     started_at = time.monotonic()
     launched: list[float] = []
 
@@ -82,9 +82,6 @@ def start_all(
                                uptime=checks.uptime)
             docker_networks.connect(ctx, release.app, s.container.id, ("attach-post-deploy",),
                                     networks.aliases(release.app, slot.process, slot.index))
-            # Only a ready instance gets restarted by the engine: a crash while starting stays a
-            # crash (with its exit status), not a restart loop that hides it.
-            s.container.update(restart_policy=policy)
         except BaseException:
             if all_or_nothing:
                 abort.set()
@@ -109,6 +106,27 @@ def start_all(
     if other:
         raise other[0]
     return [f.result() for f, e in zip(futures, errors, strict=True) if e is None], failures
+
+
+def keep_restarting(ctx: Context, app: str, started: list[Started]) -> list[tuple[Any, str | None]]:
+    """Give ready instances the app's restart policy, concurrently; (container, error or None) each.
+
+    Only a ready instance gets restarted by the engine: a crash while starting stays a crash (with its exit
+    status), not a restart loop that hides it. A deploy calls this once the proxy routes to them (an engine call
+    of 10-40 ms each that nobody waits for there)."""
+    policy = eng.restart_policy(ctx, app)
+
+    def one(c: Any) -> tuple[Any, str | None]:
+        import docker  # noqa: PLC0415 -- start-up: docker loads when first used
+        import requests  # noqa: PLC0415 -- start-up: requests loads when first used
+
+        try:
+            c.update(restart_policy=policy)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            return c, eng.one_line(e)
+        return c, None
+
+    return each(one, [s.container for s in started])
 
 
 def launch(

@@ -96,6 +96,15 @@ def test_full_data_disk_rejects_the_push_cleanly(tmp_path) -> None:
         subprocess.run(["umount", "-l", str(mnt)])
 
 
+def _children(pid: int) -> list[int]:
+    return [int(x) for x in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+
+
+def serve_and_its_workers(server) -> list[int]:  # type: ignore[no-untyped-def]
+    """serve's children (proxy helpers, the zygote) and theirs: the SSH workers are forked by serve's zygote."""
+    return [w for child in _children(server.proc.pid) for w in (child, *_children(child))]
+
+
 def test_kill_serve_and_worker_mid_deploy_then_recover(server) -> None:
     app = unique("crash")
     work = server.app_repo(app, body="old release")
@@ -109,8 +118,7 @@ def test_kill_serve_and_worker_mid_deploy_then_recover(server) -> None:
         if "Starting web" in line:
             break
     # kill serve and every worker (workers run in their own sessions: find them by parentage)
-    workers = [int(x) for x in subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True,
-                                               text=True).stdout.split()]
+    workers = serve_and_its_workers(server)
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait()
     for pid in workers:
@@ -201,8 +209,7 @@ def test_a_worker_killed_mid_build_leaves_no_build_directory(server) -> None:
     in_tmp = f"{tempfile.gettempdir()}/pushdock-build-{app}-*"
     during = sorted((server.data / "builds").glob(f"{app}.*")) + [Path(d) for d in glob.glob(in_tmp)]
     assert during, "no build directory while the build runs"
-    workers = [int(x) for x in subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True,
-                                               text=True).stdout.split()]
+    workers = serve_and_its_workers(server)
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait()
     for pid in workers:

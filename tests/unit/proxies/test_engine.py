@@ -6,6 +6,8 @@ stands in for nginx/caddy: nothing is mocked, the queue, lock and table are the 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import threading
 import time
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from proxies import model
 from proxies.batch import Batcher, Change
 from proxies.engine import ProxyEngine
 from proxies.model import Listener, Route, Table, conflict, load_table, ports_in_use, save_table
@@ -162,6 +165,26 @@ def test_changes_of_dead_processes_are_dropped(tmp_path: Path) -> None:
     mine = Change.new("api", None)
     b.submit([mine], commit)
     assert seen == [mine.id] and not list(b.queue.iterdir())
+
+
+def test_a_table_is_one_route_per_line_and_older_one_line_tables_are_read(tmp_path: Path) -> None:
+    """A process that changes one route of 1000 writes the others back as read (no serializing of each)."""
+    path = tmp_path / "routes.json"
+    table = {f"app{i}": Route(f"app{i}", (f"app{i}.test",), (up(i),), (Listener("http", 80),)) for i in range(3)}
+    path.write_text(json.dumps({app: r.to_json() for app, r in table.items()}))  # as older pushdocks wrote it
+    assert load_table(path) == table
+    save_table(path, table)
+    before = path.read_text().splitlines()
+    assert len(before) == 5 and json.loads(path.read_text()) == {app: r.to_json() for app, r in table.items()}
+    model._cache.clear()  # a fresh process
+    model._json.clear()
+    changed = load_table(path)
+    changed["app1"] = dataclasses.replace(changed["app1"], upstreams=(up(9),))
+    save_table(path, changed)
+    after = path.read_text().splitlines()
+    assert [a == b for a, b in zip(before, after, strict=True)] == [True, True, False, True, True]
+    model._cache.clear()
+    assert load_table(path) == changed
 
 
 def test_table_round_trip_and_model_checks(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
 """Stable upstream addresses (proxies/stable.py) for real: the kernel's nat table, real sockets, real `ss -K`.
 
 Two in-process HTTP backends stand for the old and the new container; the test's own HTTP connections stand for
-the proxy's upstream connections. Needs root, iptables and ss (skipped otherwise).
+the proxy's upstream connections. Needs root, nft or iptables, and ss (skipped otherwise). Each switch test runs
+on both ways of switching: the nftables map (nft here) and the iptables chain pushdock falls back to without nft
+(`stable._nft` patched to say no nft: the one thing faked, since nft is installed).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pushdock.routing import Upstream
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("iptables") or not shutil.which("ss"),
                                 reason="needs root, iptables and ss")
+HAVE_NFT = shutil.which("nft") is not None
 
 
 class Backend:
@@ -59,8 +62,11 @@ class Backend:
         self.server.server_close()
 
 
-@pytest.fixture
-def st(tmp_path: Path) -> Iterator[stable.Stable]:
+@pytest.fixture(params=["nft", "iptables"])
+def st(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[stable.Stable]:
+    if request.param == "nft" and not HAVE_NFT:
+        pytest.skip("nft is not installed")  # scripts/setup.sh installs it: CI always has it
+    monkeypatch.setattr(stable, "_nft", lambda: request.param == "nft")
     s = stable.Stable(tmp_path / "nginx")
     s.root.mkdir()
     yield s
@@ -130,14 +136,98 @@ def test_only_loopback_upstreams_within_the_slots_are_steered(st: stable.Stable)
     assert st._slots() == {}
 
 
-def test_remove_deletes_the_chain_and_its_jump(st: stable.Stable) -> None:
+def _kernel(st: stable.Stable) -> str:
+    """What the kernel holds for this data dir: its nft table, or its iptables chain ("" if none)."""
+    if stable._nft():
+        res = subprocess.run(["nft", "list", "table", "ip", st.nat.table], capture_output=True, text=True)
+        return res.stdout if res.returncode == 0 else ""
+    rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+    return "\n".join(line for line in rules.splitlines() if st.chain in line)
+
+
+def test_remove_deletes_the_table_or_the_chain_and_its_jump(st: stable.Stable) -> None:
     st.install({stable.PORT_BASE: Upstream("127.0.0.1", 9)}, force=True)
-    rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True).stdout
-    assert st.chain in rules
+    assert "127.0.0.1" in _kernel(st)
     st.remove()
-    rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True).stdout
-    assert st.chain not in rules
+    assert _kernel(st) == ""
     assert st.installed() is None
     with socket.socket() as s:  # nothing is steered any more: the stable address is a plain loopback address
         s.settimeout(2)
         assert s.connect_ex((st.address, stable.PORT_BASE)) != 0
+
+
+def test_a_switch_changes_only_what_changed_and_apps_come_and_go(st: stable.Stable, backends) -> None:
+    old, new = backends
+    a, b, c = stable.PORT_BASE, stable.PORT_BASE + stable.SLOTS, stable.PORT_BASE + 2 * stable.SLOTS
+    st.install({a: old.upstream, b: old.upstream}, force=True)
+    st.install({a: new.upstream, b: old.upstream, c: new.upstream})  # a redeploy of one app, another app added
+    assert st.installed() == {a: new.upstream, b: old.upstream, c: new.upstream}
+    for port, want in ((a, "new"), (b, "old"), (c, "new")):
+        assert get(http.client.HTTPConnection(st.address, port, timeout=5)) == want
+    st.install({a: new.upstream})  # apps removed
+    assert get(http.client.HTTPConnection(st.address, a, timeout=5)) == "new"
+    with socket.socket() as s:
+        s.settimeout(2)
+        assert s.connect_ex((st.address, b)) != 0
+
+
+@pytest.mark.skipif(not HAVE_NFT, reason="nft is not installed")
+def test_a_map_not_as_the_rules_file_says_is_written_whole(tmp_path: Path, backends) -> None:
+    """The kernel lost the table (a reboot, someone's `nft flush ruleset`) while the rules file stayed: the next
+    switch fails in the kernel and writes the table whole instead of leaving the old target in place."""
+    old, new = backends
+    st = stable.Stable(tmp_path / "caddy")
+    st.root.mkdir()
+    try:
+        port = stable.PORT_BASE
+        st.install({port: old.upstream}, force=True)
+        subprocess.run(["nft", "delete", "table", "ip", st.nat.table], check=True)
+        st.install({port: new.upstream})
+        assert get(http.client.HTTPConnection(st.address, port, timeout=5)) == "new"
+    finally:
+        st.remove()
+
+
+@pytest.mark.skipif(not HAVE_NFT, reason="nft is not installed")
+def test_an_older_iptables_chain_of_the_data_dir_is_removed_when_the_map_is_written(tmp_path: Path, backends,
+                                                                                      monkeypatch) -> None:
+    """A data dir switched by iptables before nft was here: its chain would compete with the map (both DNAT)."""
+    old, new = backends
+    st = stable.Stable(tmp_path / "nginx")
+    st.root.mkdir()
+    port = stable.PORT_BASE
+    try:
+        monkeypatch.setattr(stable, "_nft", lambda: False)
+        st.install({port: old.upstream}, force=True)
+        monkeypatch.setattr(stable, "_nft", lambda: True)
+        st.install({port: new.upstream}, force=True)
+        chains = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+        assert st.chain not in chains
+        assert get(http.client.HTTPConnection(st.address, port, timeout=5)) == "new"
+    finally:
+        st.remove()
+
+
+@pytest.mark.skipif(not HAVE_NFT, reason="nft is not installed")
+def test_a_forked_child_switches_on_a_socket_of_its_own(tmp_path: Path, backends) -> None:
+    """serve's workers fork: a child must not read the parent's netlink replies, nor the parent the child's."""
+    old, new = backends
+    st = stable.Stable(tmp_path / "nginx")
+    st.root.mkdir()
+    port = stable.PORT_BASE
+    try:
+        st.install({port: old.upstream}, force=True)
+        st.install({port: new.upstream})  # the parent's socket is open now
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit status
+            code = 1
+            try:
+                st.install({port: old.upstream})
+                code = 0
+            finally:
+                os._exit(code)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        st.install({port: new.upstream})  # the parent's own socket still answers it
+        assert get(http.client.HTTPConnection(st.address, port, timeout=5)) == "new"
+    finally:
+        st.remove()
