@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._floor import tiny_repo
 from bench._report import write_section
+from bench.push_to_live import parse_stages
 from tests.harness import ROOT, Server, http_get
 
 REST = 35  # seconds: past serve's trim-memory interval (30 s), what a resting serve holds
@@ -104,7 +105,8 @@ def timed(argv: list[str], env: dict[str, str], runs: int = 5) -> float:
     return statistics.median(times)
 
 
-def paired_pushes(srv: Server, tmp: Path, pairs: int = 9) -> tuple[list[float], list[float]]:
+def paired_pushes(srv: Server, tmp: Path, pairs: int = 9) -> tuple[list[float], list[float], list[dict[str, float]],
+                                                                 list[dict[str, float]]]:
     """A new app's push on the full server and on an empty one (its own serve), alternated: the machine's load
     at the moment weighs on both alike, so their ratio is what the N apps cost a push."""
     empty = Server(tmp / "empty").start()
@@ -112,17 +114,26 @@ def paired_pushes(srv: Server, tmp: Path, pairs: int = 9) -> tuple[list[float], 
         empty.add_key()
         full_times: list[float] = []
         empty_times: list[float] = []
+        full_stages: list[dict[str, float]] = []
+        empty_stages: list[dict[str, float]] = []
         for i in range(pairs):
-            for server, times in ((srv, full_times), (empty, empty_times)):
+            for server, times, stages in ((srv, full_times, full_stages), (empty, empty_times, empty_stages)):
                 app = f"p{i:02d}"
                 work = tiny_repo(server, app, app)
                 t0 = time.monotonic()
                 res = server.push(work, app)
                 times.append(time.monotonic() - t0)
                 assert res.returncode == 0, res.stderr[-2000:]
-        return full_times, empty_times
+                stages.append(parse_stages(res.stderr))
+        return full_times, empty_times, full_stages, empty_stages
     finally:
         empty.stop()
+
+
+def stage_pairs(full: list[dict[str, float]], empty: list[dict[str, float]]) -> str:
+    names = [k for k in (full[0] if full else {}) if all(k in d for d in full + empty)]
+    return ", ".join(f"{k} {statistics.median(d[k] for d in full):.2f} / {statistics.median(d[k] for d in empty):.2f} s"
+                     for k in names)
 
 
 def all_serving(srv: Server, apps: list[str]) -> int:
@@ -161,7 +172,7 @@ def main() -> None:
             time.sleep(REST)  # serve hands free heap pages back on its timer
             serve1 = rss_kib(srv.proc.pid)
             zygote1 = zygote_rss(srv)
-            nth, empty = paired_pushes(srv, Path(tmp))
+            nth, empty, nth_stages, empty_stages = paired_pushes(srv, Path(tmp))
             engine1 = processes(ENGINE)
             containers = container_memory(srv.data)
             nginx = proxy_rss(srv)
@@ -195,6 +206,7 @@ def main() -> None:
         f"| a new app's push with {n} apps / with none (another serve, same moment; medians of "
         f"{len(nth)} alternated pairs) | {statistics.median(nth):.2f} s / {statistics.median(empty):.2f} s | "
         f"≤ 1.2×: {statistics.median(nth) / statistics.median(empty):.2f}× |",
+        f"| … their stages (medians, with {n} apps / with none) | " + stage_pairs(nth_stages, empty_stages) + " | – |",
         f"| first push / {n}th push (median of the last 10), machine load not paired | {first:.2f} s / "
         f"{last:.2f} s ({tail:.2f} s) | – |",
         f"| push, median of all | {statistics.median(pushes):.2f} s | – |",
