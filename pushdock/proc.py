@@ -91,6 +91,9 @@ def spawn_detached(argv: Sequence[str], *, logfile: Path, env: Mapping[str, str]
     return p.pid
 
 
+Process = subprocess.Popen  # what popen returns: callers annotate with it instead of importing subprocess
+
+
 def popen(argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
     """A raw child with pipes, for the SSH door's workers (bytes in, bytes out)."""
     argv = [str(a) for a in argv]

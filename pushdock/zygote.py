@@ -34,14 +34,11 @@ import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from pushdock import proc
 from pushdock.errors import PushdockError
 from pushdock.log import logger
-
-if TYPE_CHECKING:
-    import subprocess  # noqa: TID251 -- the type of what proc.popen returns
 
 PIPE = asyncio.subprocess.PIPE
 DEVNULL = asyncio.subprocess.DEVNULL
@@ -70,7 +67,7 @@ class Worker(Protocol):
 class Zygote:
     """The running fork server, as serve holds it."""
 
-    def __init__(self, process: subprocess.Popen[bytes], control: socket.socket) -> None:
+    def __init__(self, process: proc.Process[bytes], control: socket.socket) -> None:
         self.process, self.control = process, control
         self.dead = False
 
