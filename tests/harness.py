@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,17 @@ class Server:
         self.git("add", "-A", cwd=work, check=True)
         self.git("commit", "-qm", message, "--allow-empty", cwd=work, check=True)
         return self.git("rev-parse", "HEAD", cwd=work, check=True).stdout.strip()
+
+
+@contextlib.contextmanager
+def started(base: Path, key: str = "admin") -> Iterator[Server]:
+    """A started serve with one admin key named `key` (a test module's shared server), stopped after."""
+    srv = Server(base).start()
+    try:
+        srv.add_key(key)
+        yield srv
+    finally:
+        srv.stop()
 
 
 def cleanup_docker(data_dir: Path) -> None:

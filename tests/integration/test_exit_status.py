@@ -7,20 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import Server, unique
+from tests.harness import Server, started, unique
 
 pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("exitstatus"))
-    srv.start()
-    try:
-        srv.add_key("admin")
+    with started(tmp_path_factory.mktemp("exitstatus")) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,18 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Server, unique
+from tests.harness import Server, started, unique
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("gitadmin"))
-    srv.start()
-    try:
-        srv.add_key("alice")
+    with started(tmp_path_factory.mktemp("gitadmin"), "alice") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def config_checkout(server: Server, app: str) -> Path:

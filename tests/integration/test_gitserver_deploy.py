@@ -16,20 +16,15 @@ from collections.abc import Iterator
 import pytest
 
 from pushdock.state import State
-from tests.harness import Server, unique
+from tests.harness import Server, started, unique
 
 pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("gitdeploy"))
-    srv.start()
-    try:
-        srv.add_key("admin")
+    with started(tmp_path_factory.mktemp("gitdeploy")) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def server_ref(server: Server, app: str, branch: str = "main") -> str | None:

@@ -16,18 +16,13 @@ from pathlib import Path
 import pytest
 
 from pushdock.state import State
-from tests.harness import Server, http_get, unique
+from tests.harness import Server, http_get, started, unique
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("gitssh"))
-    srv.start()
-    try:
-        srv.add_key("admin")
+    with started(tmp_path_factory.mktemp("gitssh")) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def first_push(server: Server, app: str) -> Path:
@@ -89,7 +84,7 @@ def test_invalid_app_name_is_one_line(server: Server, name: str) -> None:
     lines = [line for line in cp.stderr.splitlines() if "invalid app name" in line]
     assert len(lines) == 1, cp.stderr
     assert lines[0].startswith("fatal: invalid app name")
-    assert sorted(p.name for p in (server.data / "repos").iterdir() if not p.name.startswith("gs-")) == []
+    assert sorted(p.name for p in (server.data / "repos").glob("*") if not p.name.startswith("gs-")) == []
 
 
 def test_deployer_key_is_limited_to_its_apps(server: Server) -> None:

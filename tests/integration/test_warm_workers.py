@@ -17,18 +17,13 @@ from pathlib import Path
 import pytest
 
 from pushdock import zygote
-from tests.harness import Server, unique
+from tests.harness import Server, started, unique
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("warm"))
-    srv.start()
-    try:
-        srv.add_key("admin")
+    with started(tmp_path_factory.mktemp("warm")) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def children(pid: int) -> list[int]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Server, unique
+from tests.harness import Server, started, unique
 
 pytestmark = pytest.mark.docker
 
@@ -24,13 +24,8 @@ OUT_OF_TREE = "is a symlink out of the pushed tree"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("pushed"))
-    srv.start()
-    try:
-        srv.add_key("admin")
+    with started(tmp_path_factory.mktemp("pushed")) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def link(work: Path, name: str, target: str | Path) -> None:
