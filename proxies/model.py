@@ -106,9 +106,12 @@ class Route:
 Table = dict[str, Route]
 
 
-# The table parsed last, by file identity: a change at 1000 apps must not re-parse 1000 routes (atomic
-# writes give every version a new inode, so a stale entry can never match).
-_cache: dict[Path, tuple[tuple[int, int, int], Table]] = {}
+# The table parsed or saved last, by file identity: a change at 1000 apps must not re-parse 1000 routes (atomic
+# writes give every version a new inode, so a stale entry can never match); with it, each route's JSON line by app
+# (a table of 1000 apps is saved at every change: only the changed route is serialized). One table per file is
+# kept, never more: serve re-reads every table each time a push changes it.
+Texts = dict[str, tuple[Route, str]]  # app -> (the route object, its line)
+_cache: dict[Path, tuple[tuple[int, int, int], Table, Texts]] = {}
 
 
 def _identity(path: Path) -> tuple[int, int, int]:
@@ -125,53 +128,44 @@ def load_table(path: Path) -> Table:
     hit = _cache.get(path)
     if hit is not None and hit[0] == key:
         return dict(hit[1])
-    table = _parse(path.read_text())
-    _cache[path] = (key, table)
+    table, texts = _parse(path.read_text())
+    _cache[path] = (key, table, texts)
     return dict(table)
 
 
-def _parse(text: str) -> Table:
+def _parse(text: str) -> tuple[Table, Texts]:
     """A saved table: one route per line (as save_table writes it; each line's text is kept, so a process that
     changes one route writes the others back without serializing them), else any JSON object."""
     lines = text.split("\n")
     if lines[0] != "{" or lines[-2:] != ["}", ""]:
-        return {app: Route.from_json(r) for app, r in json.loads(text).items()}
-    table = {}
+        return {app: Route.from_json(r) for app, r in json.loads(text).items()}, {}
+    table: Table = {}
+    texts: Texts = {}
     for line in lines[1:-2]:
         entry = line.removesuffix(",")
         if not entry:
             continue
         [(app, raw)] = json.loads("{" + entry + "}").items()
         route = table[app] = Route.from_json(raw)
-        _remember(app, route, entry)
-    return table
+        texts[app] = (route, entry)
+    return table, texts
 
 
-# Each route's JSON, by the route object itself (a table of 1000 apps is saved at every change: only the changed
-# route is serialized; hashing 1000 frozen routes for an lru_cache cost more than the lookup saved).
-_json: dict[int, tuple[Route, str, str]] = {}
-
-
-def _remember(app: str, route: Route, text: str) -> None:
-    if len(_json) > 65536:
-        _json.clear()
-    _json[id(route)] = (route, app, text)
-
-
-def _route_json(app: str, route: Route) -> str:
-    hit = _json.get(id(route))
-    if hit is not None and hit[0] is route and hit[1] == app:
-        return hit[2]
-    text = json.dumps(app) + ":" + json.dumps(route.to_json(), separators=(",", ":"))
-    _remember(app, route, text)
-    return text
+def _route_json(app: str, route: Route, known: Texts) -> str:
+    hit = known.get(app)
+    if hit is not None and hit[0] is route:
+        return hit[1]
+    return json.dumps(app) + ":" + json.dumps(route.to_json(), separators=(",", ":"))
 
 
 def save_table(path: Path, table: Table) -> None:
     """Write the table, one route per line (still one JSON object: any JSON reader reads it)."""
-    body = ",\n".join([_route_json(app, table[app]) for app in sorted(table)])
+    hit = _cache.get(path)
+    known = hit[2] if hit is not None else {}
+    texts = {app: (table[app], _route_json(app, table[app], known)) for app in sorted(table)}
+    body = ",\n".join(text for _, text in texts.values())
     atomic_write(path, "{\n" + body + ("\n" if body else "") + "}\n")
-    _cache[path] = (_identity(path), dict(table))
+    _cache[path] = (_identity(path), dict(table), texts)
 
 
 def conflict(table: Table, route: Route) -> Conflict | None:

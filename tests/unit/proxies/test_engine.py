@@ -7,6 +7,7 @@ stands in for nginx/caddy: nothing is mocked, the queue, lock and table are the 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import threading
@@ -177,7 +178,6 @@ def test_a_table_is_one_route_per_line_and_older_one_line_tables_are_read(tmp_pa
     before = path.read_text().splitlines()
     assert len(before) == 5 and json.loads(path.read_text()) == {app: r.to_json() for app, r in table.items()}
     model._cache.clear()  # a fresh process
-    model._json.clear()
     changed = load_table(path)
     changed["app1"] = dataclasses.replace(changed["app1"], upstreams=(up(9),))
     save_table(path, changed)
@@ -185,6 +185,23 @@ def test_a_table_is_one_route_per_line_and_older_one_line_tables_are_read(tmp_pa
     assert [a == b for a, b in zip(before, after, strict=True)] == [True, True, False, True, True]
     model._cache.clear()
     assert load_table(path) == changed
+
+
+def test_rereading_a_changed_table_keeps_only_the_latest_routes(tmp_path: Path) -> None:
+    """serve re-reads a table each time a push changes it (another process's write): what it keeps of the
+    routes must stay one table's worth, not grow with every read (serve reached 128 MB at 500 apps)."""
+    path = tmp_path / "routes.json"
+    gc.collect()
+    alive = sum(isinstance(o, Route) for o in gc.get_objects())
+    for n in range(30):
+        table = {f"app{i}": Route(f"app{i}", (f"app{i}.test",), (up(i + n),), (Listener("http", 80),))
+                 for i in range(100)}
+        save_table(path, table)
+        model._cache.clear()  # as if another process had written it
+        del table
+        assert len(load_table(path)) == 100
+    gc.collect()
+    assert sum(isinstance(o, Route) for o in gc.get_objects()) - alive <= 100
 
 
 def test_table_round_trip_and_model_checks(tmp_path: Path) -> None:
