@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._floor import tiny_repo
+from bench._floor import build_and_run_floor, tiny_repo
 from bench._report import write_section
 from bench.push_to_live import parse_stages
 from tests.harness import ROOT, Server, http_get
@@ -116,10 +117,12 @@ def paired_pushes(srv: Server, tmp: Path, pairs: int = 9) -> tuple[list[float], 
         empty_times: list[float] = []
         full_stages: list[dict[str, float]] = []
         empty_stages: list[dict[str, float]] = []
+        token = secrets.token_hex(3)
         for i in range(pairs):
-            for server, times, stages in ((srv, full_times, full_stages), (empty, empty_times, empty_stages)):
+            order = [(srv, "full", full_times, full_stages), (empty, "empty", empty_times, empty_stages)]
+            for server, tag, times, stages in order if i % 2 == 0 else order[::-1]:  # neither always first
                 app = f"p{i:02d}"
-                work = tiny_repo(server, app, app)
+                work = tiny_repo(server, app, f"{app} {tag} {token}")  # a body of its own: no layer cached by the other
                 t0 = time.monotonic()
                 res = server.push(work, app)
                 times.append(time.monotonic() - t0)
@@ -154,6 +157,7 @@ def main() -> None:
             assert srv.proc is not None
             time.sleep(REST)
             serve0 = rss_kib(srv.proc.pid)
+            floor0 = build_and_run_floor(5)
             engine0 = processes(ENGINE)
             pushes: list[float] = []
             apps = [f"d{i:04d}" for i in range(n)]
@@ -173,6 +177,7 @@ def main() -> None:
             serve1 = rss_kib(srv.proc.pid)
             zygote1 = zygote_rss(srv)
             nth, empty, nth_stages, empty_stages = paired_pushes(srv, Path(tmp))
+            floor1 = build_and_run_floor(5)
             engine1 = processes(ENGINE)
             containers = container_memory(srv.data)
             nginx = proxy_rss(srv)
@@ -207,6 +212,10 @@ def main() -> None:
         f"{len(nth)} alternated pairs) | {statistics.median(nth):.2f} s / {statistics.median(empty):.2f} s | "
         f"≤ 1.2×: {statistics.median(nth) / statistics.median(empty):.2f}× |",
         f"| … their stages (medians, with {n} apps / with none) | " + stage_pairs(nth_stages, empty_stages) + " | – |",
+        f"| the engine alone: a cached `docker build` of the tiny app, with no app / with {n} (medians of 5) | "
+        f"{statistics.median(floor0[0]):.2f} s / {statistics.median(floor1[0]):.2f} s | – |",
+        f"| the engine alone: `docker run` until it answers, with no app / with {n} (medians of 5) | "
+        f"{statistics.median(floor0[1]):.2f} s / {statistics.median(floor1[1]):.2f} s | – |",
         f"| first push / {n}th push (median of the last 10), machine load not paired | {first:.2f} s / "
         f"{last:.2f} s ({tail:.2f} s) | – |",
         f"| push, median of all | {statistics.median(pushes):.2f} s | – |",
