@@ -62,6 +62,18 @@ def stop_duration(container_id: str, since: float) -> float:
     return times["die"] - times["kill"]
 
 
+def removed(container, timeout: float) -> bool:
+    """Whether the engine no longer knows the container within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            container.reload()
+        except docker.errors.NotFound:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 class LogFollower(threading.Thread):
     """The lines a container writes until it is gone."""
 
@@ -114,8 +126,11 @@ def test_sigterm_reaches_the_procfile_process_at_a_redeploy(server: Server, buil
     # the engine's own account: from SIGTERM to the container's end took the handler's time (< stop-timeout 3)
     took = stop_duration(worker.id, since)
     assert 2.0 <= took < 3.0, took
-    [new_worker] = containers(server, app, "worker")
-    assert new_worker.labels["pushdock.release"] == "3"
+    # Retiring ends with the old container's removal, after the pusher had its answer. Listing as soon as it died
+    # can still show it running: the engine sends `die` before its list view learns the container stopped.
+    assert removed(worker, timeout=30), f"{worker.name} not removed after it stopped"
+    workers = containers(server, app, "worker")
+    assert [w.labels["pushdock.release"] for w in workers] == ["3"], [(w.name, w.status) for w in workers]
 
     # a `run` command line is the init's only child too
     assert server.cli("run", app, "python3 -c 'import os; print(os.getppid())'").stdout.split() == ["1"]
