@@ -1,24 +1,33 @@
 """Who is calling the HTTP door: a bearer token (API) or a session made by signing in with one (dashboard).
 
-Tokens are those of `tokens:add` (pushdock/tokens.py: only their SHA-256 is stored). Sessions live in this
-process only (a restart of `serve` signs everyone out): a random id in an HttpOnly, SameSite=Strict cookie
-(Secure on HTTPS), a CSRF token per session, 12 hours and only while its token exists. Sign-in attempts
-are rate-limited per client address.
+Tokens are those of `tokens:add` (pushdock/tokens.py: only their SHA-256 is stored). A session is a random id
+in an HttpOnly, SameSite=Strict cookie (Secure on HTTPS), a CSRF token per session, 12 hours and only while its
+token exists. Sessions outlive a restart of `serve` (an upgrade signs nobody out): each is a file in
+DATA_DIR/web/sessions named by the SHA-256 of its id (the files hold no cookie that would sign anyone in), with
+the digest of the token signed in with, the CSRF token and the expiry; owner-only. Sign-in attempts are
+rate-limited per client address.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loguru import logger
+
+from pushdock.state import Identity, atomic_write
 from pushdock.tokens import identity_for_token
 
 if TYPE_CHECKING:
     from pushdock.context import Context
-    from pushdock.state import Identity
 
 UNKNOWN = "(unknown token)"  # who, in the events of a refused token: never a real token name
 SESSION_COOKIE = "pushdock_session"
@@ -38,7 +47,6 @@ class ApiError(Exception):
 def bearer_identity(ctx: Context, header: str | None) -> Identity:
     """The identity of `Authorization: Bearer TOKEN`; ApiError 401 (recorded as `denied`) if none or unknown."""
     from pushdock.context import Context  # noqa: PLC0415 -- start-up: loads only when this path runs
-    from pushdock.state import Identity  # noqa: PLC0415 -- start-up: loads only when this path runs
 
     scheme, _, token = (header or "").partition(" ")
     identity = identity_for_token(ctx, token.strip()) if scheme.lower() == "bearer" and token.strip() else None
@@ -60,12 +68,15 @@ class Session:
 
 
 class Sessions:
-    """The signed-in dashboard users of this process, and the sign-in rate limit."""
+    """The signed-in dashboard users, kept in `store` (a directory) when given, and the sign-in rate limit."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Path | None = None) -> None:
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
         self._attempts: dict[str, list[float]] = {}
+        self._store = store
+        if store is not None:
+            self._purge_files()
 
     def allow_attempt(self, address: str) -> bool:
         now = time.monotonic()
@@ -86,6 +97,7 @@ class Sessions:
             now = time.time()
             self._sessions = {k: s for k, s in self._sessions.items() if s.expires > now}
             self._sessions[sid] = session
+        self._save(sid, session)
         return sid, session
 
     def get(self, sid: str | None) -> Session | None:
@@ -93,6 +105,8 @@ class Sessions:
             return None
         with self._lock:
             session = self._sessions.get(sid)
+        if session is None:
+            session = self._load(sid)
         if session is None or session.expires < time.time():
             return None
         return session
@@ -100,3 +114,69 @@ class Sessions:
     def close(self, sid: str | None) -> None:
         with self._lock:
             self._sessions.pop(sid or "", None)
+        if sid and (path := self._file(sid)) is not None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    # -- the files ------------------------------------------------------------------------------------------
+    def _file(self, sid: str) -> Path | None:
+        if self._store is None:
+            return None
+        return self._store / hashlib.sha256(sid.encode()).hexdigest()
+
+    def _save(self, sid: str, session: Session) -> None:
+        path = self._file(sid)
+        if path is None:
+            return
+        record = {"name": session.identity.name, "digest": session.digest, "csrf": session.csrf,
+                  "expires": session.expires}
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomic_write(path, json.dumps(record), mode=0o600)
+        except OSError as e:  # the session works until serve restarts
+            logger.warning("dashboard session not stored", error=e.strerror)
+
+    def _load(self, sid: str) -> Session | None:
+        """The stored session of `sid` (made by an earlier `serve`), now in memory too; None if none or expired.
+        Its identity is a placeholder: the caller sets the token's current one (a role may have changed)."""
+        path = self._file(sid)
+        if path is None:
+            return None
+        try:
+            record = json.loads(path.read_text())
+            session = Session(Identity(name=str(record["name"]), role="deployer", door="http"),
+                              str(record["digest"]), str(record["csrf"]), float(record["expires"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            logger.warning("dashboard session unreadable: signed out", error=str(e)[:100])
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        if session.expires < time.time():
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        with self._lock:
+            self._sessions[sid] = session
+        return session
+
+    def _purge_files(self) -> None:
+        """Remove the files of expired sessions (at start: a session's file goes at sign-out or when read late)."""
+        assert self._store is not None
+        now = time.time()
+        try:
+            names = os.listdir(self._store)
+        except FileNotFoundError:
+            return
+        for name in names:
+            path = self._store / name
+            try:
+                if float(json.loads(path.read_text())["expires"]) >= now:
+                    continue
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # unreadable: of no use to anyone
+            with contextlib.suppress(OSError):
+                path.unlink()

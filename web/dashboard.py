@@ -59,12 +59,17 @@ def _templates() -> Environment:
 
 
 def install(app: FastAPI) -> None:
-    app.state.sessions = Sessions()
+    app.state.sessions = Sessions(_ctx_of(app).state.path("web", "sessions"))
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
 
 # -- plumbing ------------------------------------------------------------------------------------------------
+def _ctx_of(app: FastAPI) -> Context:
+    ctx: Context = app.state.ctx
+    return ctx
+
+
 def _ctx(request: Request) -> Context:
     ctx: Context = request.app.state.ctx
     return ctx

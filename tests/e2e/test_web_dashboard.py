@@ -222,3 +222,72 @@ def test_state_changes_need_the_csrf_token_and_sign_in_is_rate_limited(server) -
     assert any(e["action"] == "dashboard:signin" and e["result"] == "denied" for e in events)
     assert not any(secret in json.dumps(e) for e in events)
     assert secret not in (server.data / "logs" / "pushdock.log").read_text()
+
+
+def _request(server: Server, method: str, path: str, fields: dict[str, str] | None = None,
+             cookie: str = "") -> tuple[int, str, dict[str, str]]:
+    import http.client
+    import urllib.parse
+
+    # from an address of its own: the sign-in rate limit of 127.0.0.1 is the test above's
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30, source_address=("127.0.0.3", 0))
+    headers = {"Cookie": cookie} if cookie else {}
+    if fields is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    conn.request(method, path, body=urllib.parse.urlencode(fields) if fields is not None else None, headers=headers)
+    resp = conn.getresponse()
+    body = resp.read().decode()
+    conn.close()
+    return resp.status, body, {k.lower(): resp.getheader(k) or "" for k, _ in resp.getheaders()}  # repeated: joined
+
+
+def _signed_in(server: Server, secret: str) -> str:
+    """A session id, signed in over HTTP as a browser does (the sign-in form's double-submit cookie)."""
+    _, page, _ = _request(server, "GET", "/signin")
+    nonce = re.search(r'name="csrf" value="([^"]+)"', page)[1]
+    status, _, headers = _request(server, "POST", "/signin", {"token": secret, "csrf": nonce},
+                                  f"pushdock_signin={nonce}")
+    assert status == 303, status
+    return re.search(r"pushdock_session=([^;]+)", headers["set-cookie"])[1]
+
+
+def test_a_session_outlives_a_serve_restart_and_ends_at_sign_out_or_with_its_token(server) -> None:
+    import hashlib
+    import stat
+
+    app = unique("dkeep")
+    server.cli("apps:create", app)
+    secret = token(server, "dash-keep")
+    session = _signed_in(server, secret)
+    cookie = f"pushdock_session={session}"
+    store = server.data / "web" / "sessions"
+    kept = store / hashlib.sha256(session.encode()).hexdigest()
+    assert stat.S_IMODE(store.stat().st_mode) == 0o700 and stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert session not in kept.read_text() and secret not in kept.read_text()
+    status, page, _ = _request(server, "GET", "/", cookie=cookie)
+    assert status == 200 and app in page
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)[1]
+
+    # an upgrade restarts serve: the browser stays signed in, with the same CSRF token
+    server.stop_serve()
+    server.start()
+    status, page, _ = _request(server, "GET", "/", cookie=cookie)
+    assert status == 200 and app in page, (status, page[:300])
+    assert re.search(r'name="csrf" value="([^"]+)"', page)[1] == csrf
+    # a forged sign-out changes nothing; a real one ends the session and its file
+    assert _request(server, "POST", "/signout", {"csrf": "forged"}, cookie)[0] == 303
+    assert _request(server, "GET", "/", cookie=cookie)[0] == 200
+    status, _, headers = _request(server, "POST", "/signout", {"csrf": csrf}, cookie)
+    assert status == 303 and headers["location"].endswith("/signin")
+    assert not kept.exists()
+    assert _request(server, "GET", "/", cookie=cookie)[0] == 303
+
+    # removing the token ends a stored session too, after a restart as before it
+    session = _signed_in(server, secret)
+    server.stop_serve()
+    server.start()
+    assert _request(server, "GET", "/", cookie=f"pushdock_session={session}")[0] == 200
+    server.cli("tokens:remove", "dash-keep")
+    status, _, headers = _request(server, "GET", "/", cookie=f"pushdock_session={session}")
+    assert status == 303 and headers["location"].endswith("/signin")
+    assert not (store / hashlib.sha256(session.encode()).hexdigest()).exists()
