@@ -283,6 +283,9 @@ def _deploy_release(ctx: Context, release: Release, progress: Progress, *, previ
     """pre-release -> release phase -> scheduler swap -> promote -> postdeploy -> post-deploy (-> prune, later)."""
     state, bus = ctx.state, ctx.bus
     releasing = time.monotonic()
+    for message in _fail_interrupted(ctx, release.app):  # a deploy holds the app's lock: none is in progress
+        progress.detail(message)
+        logger.info("reconciled", app=release.app, action=message)
     state.save_release(release)
     phases = releases.needs_release_phase(release, previous)
     try:

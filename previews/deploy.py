@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,7 @@ IDENTITY = "previews"
 # What a preview does not take from its parent, besides what apps:clone leaves: storage mounts, docker options
 # (`-v` binds) and attached networks all lead to the parent's data or neighbours.
 SKIPS = CLONE_SKIPS | {"storage", "docker-options", "network"}
+RESUME_AFTER = 60.0  # seconds a record may stay queued with its lock free: its worker is still starting
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,9 @@ def deploy(ctx: Context, app: str, pr: int) -> str:
         model.update(ctx, app, pr, state=model.DEPLOYING)
         _status(ctx, app, sha, state="pending", description=f"deploying preview {name}")
         try:
+            if preview.making and ctx.state.app_exists(name):  # its worker died while making it: start again
+                logger.warning("half-made preview removed", app=app, pr=pr, preview=name)
+                _remove(ctx, name, preview.services)
             if not ctx.state.app_exists(name):
                 _create(ctx, app, name, pr)
             release = _deploy_head(ctx, app, name, pr, sha)
@@ -131,6 +136,7 @@ def deploy(ctx: Context, app: str, pr: int) -> str:
 def _create(ctx: Context, app: str, name: str, pr: int) -> None:
     """The preview app: the parent's copy (SKIPS), its env, scale and own services; all undone if a step fails."""
     state, conf = ctx.state, model.settings(ctx, app)
+    model.update(ctx, app, pr, making=True)  # until the end: a worker killed half-way leaves it for the next
     with state.app_lock(app, timeout=ctx.settings.lock_timeout):  # a consistent copy: no deploy of it meanwhile
         state.clone_app(app, name, skip=SKIPS)
         parent_env = state.get_env(app)
@@ -143,9 +149,10 @@ def _create(ctx: Context, app: str, name: str, pr: int) -> None:
         ctx.bus.call("post_create", ctx=ctx, app=name)
         for part in ctx.bus.call("clone_app_services", ctx=ctx, source_app=app, app=name, data=conf.database):
             services.extend(part or [])
-        model.update(ctx, app, pr, services=tuple(services))
+        model.update(ctx, app, pr, services=tuple(services), making=False)
     except BaseException:
         _remove(ctx, name, services)
+        model.update(ctx, app, pr, making=False)
         raise
     ctx.event("previews:create", app=app, pr=pr, preview=name, database=conf.database,
               services=",".join(services))
@@ -217,6 +224,29 @@ def expire(ctx: Context, now: float | None = None) -> list[str]:
                 except PushdockError as e:
                     logger.error("preview not expired", app=app, pr=pr, error=e.message)
     return gone
+
+
+def resume(ctx: Context, now: float | None = None, start: Callable[[Context, Job], None] | None = None) -> list[str]:
+    """The timer's job: a new worker for each preview whose worker died (a reboot, the OOM killer): its record is
+    still deploying, or queued for longer than RESUME_AFTER, while no worker holds or waits for its lock (a
+    deploying worker holds it; one waiting behind it means it is held). The new worker deploys the recorded
+    head as any other would; one that finds it deployed does nothing. The previews resumed."""
+    now = time.time() if now is None else now
+    resumed = []
+    for app in model.parents(ctx):
+        for pr, preview in sorted(model.records(ctx, app).items()):
+            stale = preview.state == model.DEPLOYING or (
+                preview.state == model.QUEUED and now - max(preview.updated, preview.opened) > RESUME_AFTER)
+            if not stale or not preview.runnable:
+                continue
+            name = model.preview_app(app, pr)
+            if ctx.state.global_lock_held(f"preview-{name}"):
+                continue
+            logger.warning("preview worker gone: deploying again", app=app, pr=pr, state=preview.state)
+            job = Job(app=app, pr=pr, action="deploy", who=IDENTITY, door=ctx.identity.door)
+            (spawn if start is None else start)(ctx, job)
+            resumed.append(name)
+    return resumed
 
 
 def main() -> int:

@@ -66,6 +66,7 @@ class Preview:
     updated: float = 0.0  # the last new head: the ttl counts from here
     services: tuple[str, ...] = ()
     title: str = ""
+    making: bool = False  # its app is being made: still True after a worker died half-way, then it is made again
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "services": list(self.services)}

@@ -1,5 +1,5 @@
-"""The previews plugin: its commands, `pull_request` deliveries, the ttl on serve's timer, and previews going with
-their parent app."""
+"""The previews plugin: its commands, `pull_request` deliveries, the ttl and the resumption of deploys whose
+worker died on serve's timer, and previews going with their parent app."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def timer_jobs(ctx: Context) -> dict[str, tuple[str, Any]]:
 
     if not model.parents(ctx):
         return {}
-    return {"previews-expire": (EXPIRY, lambda: deploy.expire(ctx))}
+    return {"previews-expire": (EXPIRY, lambda: deploy.expire(ctx)),
+            "previews-resume": (EXPIRY, lambda: deploy.resume(ctx))}
 
 
 @hookimpl

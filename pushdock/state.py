@@ -480,6 +480,21 @@ class State:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
+    def global_lock_held(self, name: str) -> bool:
+        """Whether another process holds `global_lock(name)` now (taken and given back at once if not)."""
+        path = self.root / "locks" / f"{GLOBAL}-{name}.lock"
+        try:
+            f = open(path)  # closed below; a lock nobody ever took has no file
+        except FileNotFoundError:
+            return False
+        with f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+
     # -- schema version (pushdock.migrations) -----------------------------------------------------
     def schema_version(self) -> int:
         """The data dir's schema version (DATA_DIR/VERSION); 0 when there is none: the layout before versions."""

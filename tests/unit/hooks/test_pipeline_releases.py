@@ -291,6 +291,16 @@ def test_reconcile_marks_interrupted_releases_failed(fctx, sched) -> None:
     assert sched.calls == [("reconcile", 1)]
 
 
+def test_the_next_deploy_marks_a_release_its_dead_process_left_pending_failed(fctx, sched) -> None:
+    """A worker killed mid-deploy (OOM, a reboot) leaves vN pending; the next deploy holds the lock, so no deploy
+    is under way: it marks vN failed without waiting for serve's next start."""
+    seed(fctx, "current", "pending")
+    pipeline.new_release(fctx, APP, why="config", env={"N": "1"})
+    assert fctx.state.get_release(APP, 2).status == "failed"
+    assert fctx.state.get_release(APP, 2).why.endswith("(interrupted)")
+    assert fctx.state.current_release(APP).number == 3
+
+
 @pytest.mark.parametrize(("text", "number"), [("v3", 3), ("12", 12), ("V7", 7)])
 def test_parse_version(text: str, number: int) -> None:
     assert parse_version(text) == number

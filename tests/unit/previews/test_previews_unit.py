@@ -20,7 +20,7 @@ from gitserver import webhook_store
 from previews import deploy, model, webhook
 from pushdock.cli import dispatch
 from pushdock.context import Context
-from pushdock.errors import UsageError
+from pushdock.errors import PushdockError, UsageError
 from web.door import HttpDoor
 
 APP = "site"
@@ -263,3 +263,47 @@ def test_a_renamed_parent_drops_its_previews(ctx: Context, parent: str) -> None:
     assert model.records(ctx, "shop") == {}
     assert [(e["preview"], e["reason"]) for e in ctx.state.read_events() if e["action"] == "previews:destroy"] == [
         (f"{APP}-pr-1", "parent renamed")]
+
+
+def test_resume_starts_a_worker_for_a_deploy_whose_worker_died(ctx: Context, parent: str) -> None:
+    """A record left deploying (or queued for a minute) with nobody on its lock gets a new worker."""
+    jobs = Jobs()
+    for n in (1, 2, 3, 4, 5):
+        handle(ctx, pr("opened", n), jobs)
+    handle(ctx, pr("opened", 6, head_repo="someone/fork"), jobs)
+    opened = model.get(ctx, APP, 1).updated  # type: ignore[union-attr]
+    model.update(ctx, APP, 1, state=model.DEPLOYING)  # its worker was killed mid-deploy
+    model.update(ctx, APP, 2, state=model.DEPLOYING)  # its worker deploys now: it holds the lock
+    model.update(ctx, APP, 5, state=model.DEPLOYED, deployed=SHA1)
+    jobs.clear()
+    with ctx.state.global_lock(f"preview-{APP}-pr-2"):
+        assert deploy.resume(ctx, now=opened + 10, start=jobs) == [f"{APP}-pr-1"]
+        # a minute later the queued ones have no worker coming either (but the fork's, waiting for approval)
+        assert deploy.resume(ctx, now=opened + 61, start=jobs) == [f"{APP}-pr-1", f"{APP}-pr-3", f"{APP}-pr-4"]
+    assert [(j.pr, j.action, j.who, j.door) for j in jobs] == [(1, "deploy", "previews", ctx.identity.door)] * 2 + [
+        (3, "deploy", "previews", ctx.identity.door), (4, "deploy", "previews", ctx.identity.door)]
+    assert deploy.resume(ctx, now=opened + 61, start=jobs)[:2] == [f"{APP}-pr-1", f"{APP}-pr-2"]
+
+
+def test_a_half_made_preview_is_made_again_not_deployed_as_it_was(ctx: Context, parent: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker killed between the copy of the parent and the preview's own env left an app with the parent's
+    secrets: the next worker removes it and makes it again. (The deploy after it needs Docker: stood in for by a
+    failure here; tests/e2e/test_previews.py deploys for real.)"""
+    ctx.state.set_env(APP, {"API_TOKEN": "parent-only", "PLAIN": "shared"})
+    handle(ctx, pr("opened", 8), Jobs())
+    name = f"{APP}-pr-8"
+    ctx.state.clone_app(APP, name, skip=deploy.SKIPS)  # the copy, then the kill: the parent's env as it is
+    model.update(ctx, APP, 8, making=True)
+    assert ctx.state.get_env(name)["API_TOKEN"] == "parent-only"
+    made: list[dict[str, str]] = []
+
+    def deploy_head(ctx: Context, app: str, name: str, pr: int, sha: str) -> str:
+        made.append(ctx.state.get_env(name))
+        raise PushdockError("no engine here")
+
+    monkeypatch.setattr(deploy, "_deploy_head", deploy_head)
+    assert deploy.deploy(ctx, APP, 8) == "failed: no engine here"
+    assert made == [{"PLAIN": "shared"}]
+    assert model.get(ctx, APP, 8).making is False  # type: ignore[union-attr]
+    assert [e["action"] for e in ctx.state.read_events() if e.get("preview") == name][:1] == ["previews:create"]
