@@ -176,9 +176,9 @@ def test_instances_logs_and_stop(sched, ctx, app, image):
                    processes={"web": "", "worker": WORKER})
     for n in range(3):
         get(up, f"/hit-{n}")
-    time.sleep(1.0)  # a few ticks
-
-    every = list(sched.logs(ctx, app, follow=False, tail=None, process=None))
+    # The app prints its access line as it answers, but the engine copies a container's output into its log
+    # asynchronously: wait (bounded) until the three lines and a worker tick are in the log, then check them.
+    every = logged_lines(sched, ctx, app, ["/hit-2", "worker.1: tick worker.1"])
     assert "web.1: listening on 5000 with MESSAGE=v1" in every
     assert "worker.1: tick worker.1" in every
     hits = [line for line in every if "/hit-" in line]
@@ -193,7 +193,8 @@ def test_instances_logs_and_stop(sched, ctx, app, image):
     got = follow_until(sched, ctx, app, up, tail=1, marker="/live-1")
     assert got[0] == last2[-1] and "GET /live-1" in got[-1] and len(got) == 2
     got = follow_until(sched, ctx, app, up, tail=0, marker="/live-2")
-    assert len(got) == 1 and "GET /live-2" in got[0]
+    # no history: the first line is a probe requested while following (follow_until), the last one the marker
+    assert "/probe-" in got[0] and "GET /live-2" in got[-1] and all("/probe-" in line for line in got[:-1]), got
 
     # web=0: the proxy stops routing, only the worker remains
     route = FakeRoute()
@@ -206,8 +207,22 @@ def test_instances_logs_and_stop(sched, ctx, app, image):
     assert sched.instances(ctx, app) == []
 
 
+def logged_lines(sched, ctx, app: str, wanted: list[str], timeout: float = 30) -> list[str]:
+    """The app's whole log once every text in `wanted` is in one of its lines (or as it is at `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        every = list(sched.logs(ctx, app, follow=False, tail=None, process=None))
+        if all(any(w in line for line in every) for w in wanted) or time.monotonic() > deadline:
+            return every
+        time.sleep(0.2)
+
+
 def follow_until(sched, ctx, app: str, up: Upstream, *, tail: int, marker: str) -> list[str]:
-    """Follow the web logs in a thread until `marker` (requested once following) shows up, then close."""
+    """Follow the web logs in a thread until `marker` (requested once following) shows up, then close.
+
+    Following has begun once a line came through: the `tail` history lines, or (tail=0, no history) one of the
+    `/probe-N` requests made until one shows up. Only then is the marker requested (a fixed wait would request
+    it before the follow is attached when the machine is slow: it would be missed, or be the history line)."""
     got: list[str] = []
     done = threading.Event()
 
@@ -221,7 +236,14 @@ def follow_until(sched, ctx, app: str, up: Upstream, *, tail: int, marker: str) 
         done.set()
 
     threading.Thread(target=consume, daemon=True).start()
-    time.sleep(1.5)
+    deadline = time.monotonic() + 30
+    probes = 0
+    while len(got) < max(tail, 1):
+        assert time.monotonic() < deadline and not done.is_set(), f"follow delivered nothing: {got}"
+        if tail == 0:
+            get(up, f"/probe-{probes}")
+            probes += 1
+        time.sleep(0.3)
     get(up, marker)
     assert done.wait(10), f"follow did not deliver the live line: {got}"
     deadline = time.monotonic() + 5

@@ -123,12 +123,14 @@ def test_sigterm_reaches_the_procfile_process_at_a_redeploy(server: Server, buil
     assert "worker v2: SIGTERM, finishing the job" in follower.lines, follower.lines
     finished = [line for line in follower.lines if "job finished" in line]
     assert len(finished) == 1 and float(finished[0].split()[4][:-1]) >= 2.0, follower.lines
+    # Retiring ends with the old container's removal, after the pusher had its answer. Listing as soon as it died
+    # can still show it running: the engine sends `die` before its list view learns the container stopped. The
+    # log stream can end before the engine has logged `die` at all (it closes with the container's stdio): the
+    # removal, which comes after `die`, is also what the events query below waits for.
+    assert removed(worker, timeout=30), f"{worker.name} not removed after it stopped"
     # the engine's own account: from SIGTERM to the container's end took the handler's time (< stop-timeout 3)
     took = stop_duration(worker.id, since)
     assert 2.0 <= took < 3.0, took
-    # Retiring ends with the old container's removal, after the pusher had its answer. Listing as soon as it died
-    # can still show it running: the engine sends `die` before its list view learns the container stopped.
-    assert removed(worker, timeout=30), f"{worker.name} not removed after it stopped"
     workers = containers(server, app, "worker")
     assert [w.labels["pushdock.release"] for w in workers] == ["3"], [(w.name, w.status) for w in workers]
 
