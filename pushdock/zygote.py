@@ -128,8 +128,16 @@ class Zygote:
     def _died(self, why: str) -> None:
         if not self.dead:
             self.dead = True
+            # Reap it (or end it, if it only stopped answering: its workers go on). A zygote that was killed closes
+            # its control socket while it exits, a moment before it can be reaped: a bare poll() here could miss
+            # it and leave a zombie for the rest of serve's life.
+            with contextlib.suppress(OSError):
+                self.process.kill()
+            rc: int | None = None
+            with contextlib.suppress(Exception):  # TimeoutExpired: stuck in the kernel; then it stays unreaped
+                rc = self.process.wait(5)
             logger.warning("warm workers off: spawning a process per command from now on", reason=why,
-                           zygote_rc=self.process.poll())
+                           zygote_rc=rc)
 
 
 class WarmProcess:

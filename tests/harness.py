@@ -295,6 +295,49 @@ def cleanup_docker(data_dir: Path) -> None:
                 client.images.remove(img.id, force=True)
 
 
+class EngineEvents:
+    """The engine's events from now on (`filters` as `docker events` takes them), collected by a thread for the
+    `with` block: subscribe before the action, read after it.
+
+    A query of past events (`since`, `until`) is answered from the engine's memory of its last 256 events, all
+    containers' together (moby daemon/events/events.go: eventsLimit): on an engine busy with other tests (xdist
+    workers, other users) an event a few seconds old may be gone from it. A live subscription misses nothing."""
+
+    def __init__(self, filters: dict[str, Any]) -> None:
+        import docker
+
+        self.events: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        # since: the second before, from the engine's memory (fresh: still there); then live, with no gap between
+        self._stream = docker.from_env().events(since=int(time.time()) - 1, decode=True, filters=filters)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def _read(self) -> None:
+        with contextlib.suppress(Exception):  # the stream closed by __exit__
+            for event in self._stream:
+                with self._cond:
+                    self.events.append(event)
+                    self._cond.notify_all()
+
+    def __enter__(self) -> EngineEvents:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.close()
+        self._thread.join(5)
+
+    def wait_for(self, match: Any, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The events so far, once one of them matches `match` (a predicate), or as they are at `timeout`."""
+        with self._cond:
+            self._cond.wait_for(lambda: any(match(e) for e in self.events), timeout)
+            return list(self.events)
+
+
+def event_action(event: dict[str, Any]) -> str:
+    return str(event.get("Action") or event.get("status") or "")
+
+
 # -- schedulers, driven directly ---------------------------------------------------------------------------
 class Out:
     """A Progress that keeps its lines."""

@@ -18,7 +18,7 @@ import time
 import docker
 import pytest
 
-from tests.harness import Server, unique
+from tests.harness import EngineEvents, Server, event_action, unique
 
 pytestmark = pytest.mark.docker
 
@@ -50,15 +50,14 @@ def app_processes(container) -> list[str]:
     return [row[col] for row in top["Processes"] if "docker-init" not in row[col] and "tini" not in row[col]]
 
 
-def stop_duration(container_id: str, since: float) -> float:
+def stop_duration(events: list[dict]) -> float:
     """Seconds from the engine's SIGTERM (`kill` event, signal 15) to the container's `die` event."""
-    events = docker.from_env().events(since=int(since), until=int(time.time()) + 1, decode=True,
-                                      filters={"container": container_id})
     times = {}
     for e in events:
-        action = e.get("Action") or e.get("status")
+        action = event_action(e)
         if (action == "kill" and e["Actor"]["Attributes"].get("signal") == "15") or action == "die":
             times.setdefault(action, e["timeNano"] / 1e9)
+    assert {"kill", "die"} <= set(times), [(event_action(e), e["Actor"]["Attributes"]) for e in events]
     return times["die"] - times["kill"]
 
 
@@ -115,21 +114,23 @@ def test_sigterm_reaches_the_procfile_process_at_a_redeploy(server: Server, buil
     follower.start()
     time.sleep(0.5)
     server.commit(work, "redeploy")
-    since = time.time()
-    res = server.push(work, app)
-    assert res.returncode == 0, res.stderr
-    follower.join(30)
+    # the worker's events, subscribed to before the redeploy (the engine keeps only its last 256 events to ask
+    # for afterwards, every container's: on a busy engine these may be gone from it by then)
+    with EngineEvents({"container": worker.id}) as events:
+        res = server.push(work, app)
+        assert res.returncode == 0, res.stderr
+        follower.join(30)
+        # Retiring ends with the old container's removal, after the pusher had its answer. Listing as soon as it
+        # died can still show it running: the engine sends `die` before its list view learns the container
+        # stopped. (The log stream can end before the engine has sent `die` at all: it closes with the stdio.)
+        assert removed(worker, timeout=30), f"{worker.name} not removed after it stopped"
+        seen = events.wait_for(lambda e: event_action(e) == "destroy", timeout=30)
     assert not follower.is_alive()
     assert "worker v2: SIGTERM, finishing the job" in follower.lines, follower.lines
     finished = [line for line in follower.lines if "job finished" in line]
     assert len(finished) == 1 and float(finished[0].split()[4][:-1]) >= 2.0, follower.lines
-    # Retiring ends with the old container's removal, after the pusher had its answer. Listing as soon as it died
-    # can still show it running: the engine sends `die` before its list view learns the container stopped. The
-    # log stream can end before the engine has logged `die` at all (it closes with the container's stdio): the
-    # removal, which comes after `die`, is also what the events query below waits for.
-    assert removed(worker, timeout=30), f"{worker.name} not removed after it stopped"
     # the engine's own account: from SIGTERM to the container's end took the handler's time (< stop-timeout 3)
-    took = stop_duration(worker.id, since)
+    took = stop_duration(seen)
     assert 2.0 <= took < 3.0, took
     workers = containers(server, app, "worker")
     assert [w.labels["pushdock.release"] for w in workers] == ["3"], [(w.name, w.status) for w in workers]

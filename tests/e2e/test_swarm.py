@@ -45,7 +45,7 @@ from schedulers.swarm import nodes as sn
 from schedulers.swarm.ready import NewService, wait_ready
 from schedulers.swarm.scheduler import SwarmScheduler
 from tests import harness
-from tests.harness import ROOT, Out, Server, free_port, unique, upstream_get
+from tests.harness import ROOT, EngineEvents, Out, Server, free_port, unique, upstream_get
 
 # The whole module runs in make test's serial pass: three tests count failed requests under load, and turning
 # swarm mode on and off on the shared engine disturbs other modules' containers (their DNS) while it happens.
@@ -343,9 +343,12 @@ def test_cron_job_runs_as_a_one_shot_service_with_its_exit_status(ctx, app, imag
 def test_logs_reconcile_and_stop(sched, ctx, app, image, engine):
     release = rel(app, 1, image, formation={"web": 1, "worker": 1}, processes={"web": "", "worker": WORKER})
     sched.deploy(ctx, release, FakeRoute(), Out().progress)
-    time.sleep(1.0)
-    lines = list(sched.logs(ctx, app, follow=False, tail=None, process="worker"))
-    assert "worker.1: tick worker.1" in lines
+    # the engine copies a task's output into its log asynchronously: wait (bounded) for the first tick there
+    deadline = time.monotonic() + 30
+    while "worker.1: tick worker.1" not in (lines := list(sched.logs(ctx, app, follow=False, tail=None,
+                                                                      process="worker"))):
+        assert time.monotonic() < deadline, f"no tick of the worker in its log: {lines}"
+        time.sleep(0.2)
     # a crashed worker (swarm replaces it), a lost service and a stray one of an older release:
     # reconcile restores the lost one, removes the stray, and takes the crash for history
     engine.containers.list(filters={"label": [f"pushdock.app={app}", "pushdock.process=worker"]})[0].kill()
@@ -383,7 +386,14 @@ def test_logs_follow_picks_up_new_services_and_ends_on_close(sched, ctx, app, im
         done.set()
 
     threading.Thread(target=consume, daemon=True).start()
-    time.sleep(1.5)
+    # tail=0: following has begun once one of the probes requested meanwhile comes through (a fixed wait would
+    # request /live-1 before the follow is attached when the machine is slow, and it would never be delivered)
+    deadline, probes = time.monotonic() + 30, 0
+    while not got:
+        assert time.monotonic() < deadline and not done.is_set(), f"follow delivered nothing: {got}"
+        get(first.calls[0][0], f"/probe-{probes}")
+        probes += 1
+        time.sleep(0.3)
     get(first.calls[0][0], "/live-1")
     assert seen_first.wait(10), f"follow did not deliver the live line: {got}"
     route = FakeRoute()
@@ -450,23 +460,20 @@ def test_checks_skip_routes_running_tasks_without_probing(sched, ctx, app, image
     assert name.startswith(f"{app}-web-v1-")
 
 
-def container_events(engine: docker.DockerClient, since: float) -> list[dict]:
-    """The engine's container and service events from `since` until now (whole seconds: the API's resolution)."""
-    return list(engine.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
-                              filters={"type": ["container", "service"]}))
-
-
 def test_checks_disabled_stops_the_old_service_first_and_restores_it_on_failure(sched, ctx, app, image, engine):
     first = FakeRoute()
     sched.deploy(ctx, rel(app, 1, image), first, Out().progress)
     ctx.state.create_app(app)
     ctx.state.set("checks", app, "disabled", "1")
-    since = time.time()
     route, out = FakeRoute(), Out()
-    sched.deploy(ctx, rel(app, 2, image), route, out.progress)
+    # subscribed before the deploy: asked for afterwards, the engine answers from its last 256 events only (all
+    # containers' and services'), which a busy engine may have turned over by then
+    with EngineEvents({"type": ["container", "service"]}) as watch:
+        sched.deploy(ctx, rel(app, 2, image), route, out.progress)
+        events = watch.wait_for(lambda e: e["Type"] == "service" and e["Action"] == "create"
+                                and e["Actor"]["Attributes"].get("name") == f"{app}-web-v2")
     assert "-----> Stopping 1 old service first (checks disabled: the app is down until v2 runs)" in out.lines
     assert route.answers == [["v2"]] and services_of(engine, app) == [f"{app}-web-v2"]
-    events = container_events(engine, since)
     died = [e["timeNano"] for e in events if e["Type"] == "container" and e["Action"] == "die"
             and e["Actor"]["Attributes"].get("pushdock.app") == app
             and e["Actor"]["Attributes"].get("pushdock.release") == "1"]

@@ -186,8 +186,12 @@ def test_state_changes_need_the_csrf_token_and_sign_in_is_rate_limited(server) -
     import http.client
     import urllib.parse
 
+    # From an address of its own: the sign-in rate limit it exhausts is per client address and lasts its window;
+    # a browser test (127.0.0.1) run after this one, in another order or alone, must not inherit it.
+    source = ("127.0.0.2", 0)
+
     def post(path: str, fields: dict[str, str], cookie: str = "") -> tuple[int, str, str]:
-        conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+        conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30, source_address=source)
         conn.request("POST", path, body=urllib.parse.urlencode(fields),
                      headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
         resp = conn.getresponse()
@@ -199,7 +203,7 @@ def test_state_changes_need_the_csrf_token_and_sign_in_is_rate_limited(server) -
     server.cli("apps:create", app)
     # a forged sign-in form (no matching cookie) is refused before the token is even looked at
     assert post("/signin", {"token": "pdt_x", "csrf": "guess"})[0] == 403
-    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30, source_address=source)
     conn.request("GET", "/signin")
     resp = conn.getresponse()
     page = resp.read().decode()
@@ -229,7 +233,7 @@ def _request(server: Server, method: str, path: str, fields: dict[str, str] | No
     import http.client
     import urllib.parse
 
-    # from an address of its own: the sign-in rate limit of 127.0.0.1 is the test above's
+    # from an address of its own (127.0.0.2 is the rate-limit test's, 127.0.0.1 the browser's)
     conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30, source_address=("127.0.0.3", 0))
     headers = {"Cookie": cookie} if cookie else {}
     if fields is not None:
