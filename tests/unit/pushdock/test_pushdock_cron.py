@@ -154,13 +154,23 @@ def test_the_timer_follows_releases_and_maintenance(fctx) -> None:
     assert timer.names("cron:") == []
 
 
-def test_follow_shows_new_lines(fctx) -> None:
+def test_follow_shows_new_lines(fctx, monkeypatch) -> None:
     job = cron.jobs(fctx, APP)[0]
     lines = cron.log_lines(fctx, APP, follow=True, tail=0)
     got: list[str] = []
     reader = threading.Thread(target=lambda: got.extend(next(lines) for _ in range(2)), daemon=True)
+    # With tail=0 the follower starts at the log's end when it first runs: the job must write after that.
+    # Its first wait for more (a sleep in the reader's thread, observed, not changed) is that moment.
+    following, real_sleep = threading.Event(), time.sleep
+
+    def sleep(seconds: float) -> None:
+        if threading.current_thread() is reader:
+            following.set()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
     reader.start()
-    time.sleep(0.2)
+    assert following.wait(10), "the follower never started waiting for lines"
     cron.run(fctx, job)
     reader.join(5)
     assert got == [f"cron.{job.id}: out of python task.py", f"cron.{job.id}: second line"]

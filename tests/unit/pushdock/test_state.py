@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -129,7 +130,10 @@ def test_build_dirs_of_dead_processes_are_cleaned_and_running_ones_kept(tmp_path
     orphan.mkdir()
     (orphan / "file").write_text("left behind")
     zombie = subprocess.Popen(["true"])  # exited, not reaped yet: as a killed worker whose parent died too
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10  # until it has exited (state Z), as `true` does at once
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "`true` did not exit"
+        time.sleep(0.01)
     unreaped = tmp_path / "builds" / f"app.{zombie.pid}.env.a1b2"
     unreaped.mkdir()
     try:
