@@ -110,7 +110,13 @@ def test_apps_come_back_after_an_engine_restart(server) -> None:
     restart_engine(server, app)
 
     waited = wait_served(server, app, "survives restarts")
+    # the web instances answering says nothing of the worker's: the engine (restart policy) or serve's reconcile
+    # starts each one on its own; wait (bounded) until every instance runs again
+    deadline = time.monotonic() + 60
     after = app_containers(app)
+    while {s for _, s in after.values()} != {"running"} and time.monotonic() < deadline:
+        time.sleep(0.5)
+        after = app_containers(app)
     assert {n: i for n, (i, _) in after.items()} == {n: i for n, (i, _) in before.items()}  # the same instances
     assert {s for _, s in after.values()} == {"running"}, after
     print(f"served again {waited:.1f}s after the engine answered")

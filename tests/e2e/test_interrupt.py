@@ -69,7 +69,9 @@ def test_ctrl_c_on_make_run_leaves_the_engine_and_apps_serving(tmp_path) -> None
         docker.from_env().containers.get(worker).remove(force=True)
         server.start()
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(".worker." in n for n in app_containers(app)):
+        # until it runs, not only exists: a container is listed as created a moment before it is started
+        while time.monotonic() < deadline and not any(".worker." in n and s == "running"
+                                                      for n, (_, s) in app_containers(app).items()):
             time.sleep(0.5)
         after = app_containers(app)
         assert any(".worker." in n and s == "running" for n, (_, s) in after.items()), after
