@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import time
@@ -37,7 +38,9 @@ def read_until(proc: subprocess.Popen[str], text: str, timeout: float = 120) -> 
     assert proc.stderr is not None
     seen, deadline = "", time.monotonic() + timeout
     while text not in seen:
-        assert time.monotonic() < deadline, f"{text!r} never appeared: {seen!r}"
+        # bounded even while the process stays silent: a bare read would wait for its next byte for ever
+        ready, _, _ = select.select([proc.stderr.fileno()], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"{text!r} never appeared: {seen!r}"
         chunk = os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
         assert chunk, f"push ended before {text!r}: {seen!r}"
         seen += chunk
