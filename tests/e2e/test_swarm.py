@@ -360,7 +360,11 @@ def test_logs_reconcile_and_stop(sched, ctx, app, image, engine):
     assert messages == [f"created {app}-web-v1 (was missing)", f"removed stray service {app}-web-v0"]
     assert services_of(engine, app) == [f"{app}-web-v1", f"{app}-worker-v1"]
     assert route.answers == [["v1"]]
-    worker = next(i for i in sched.instances(ctx, app) if i.process == "worker")
+    # swarm replaces the killed task on its own clock (after its restart delay): wait (bounded) for the new one
+    deadline = time.monotonic() + 60
+    while (worker := next(i for i in sched.instances(ctx, app) if i.process == "worker")).state != "running":
+        assert time.monotonic() < deadline, f"the worker was not replaced: {worker}"
+        time.sleep(0.5)
     assert (worker.state, worker.restarts) == ("running", 1)
     sched.stop(ctx, app)
     assert services_of(engine, app) == []
