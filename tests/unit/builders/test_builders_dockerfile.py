@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from builders.dockerfile import DockerfileBuilder, clean, dockerfile_exposes, stream_build, web_port
+from pushdock import docker_client
 from pushdock.builder import BuildRequest
 from pushdock.context import Context
 from pushdock.errors import BuildFailed
@@ -110,20 +111,25 @@ def test_detect(tmp_path: Path) -> None:
     assert DockerfileBuilder.name == "dockerfile"
 
 
-def test_unreachable_engine_is_a_one_line_build_failure(
-    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "Dockerfile").write_text("FROM x\n")
+@pytest.fixture
+def no_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DOCKER_HOST at a socket nobody serves, and no client cached from an earlier test in this process (it
+    would still talk to the real engine: whether one was made depended on which tests ran before here)."""
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    monkeypatch.setattr(docker_client, "_clients", {})
+
+
+@pytest.mark.usefixtures("no_engine")
+def test_unreachable_engine_is_a_one_line_build_failure(ctx: Context, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
     with pytest.raises(BuildFailed) as e:
         DockerfileBuilder().build(ctx, BuildRequest("myapp", tmp_path, "pushdock-test/x:v1"), Progress())
     assert e.value.message.startswith("docker engine is not reachable")
     assert "\n" not in e.value.message
 
 
-def test_bad_dockerfile_path_fails_before_docker(ctx: Context, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+@pytest.mark.usefixtures("no_engine")
+def test_bad_dockerfile_path_fails_before_docker(ctx: Context, tmp_path: Path) -> None:
     ctx.state.set("builder-dockerfile", "myapp", "dockerfile-path", "docker/Dockerfile")
     with pytest.raises(BuildFailed, match="invalid dockerfile-path 'docker/Dockerfile'"):
         DockerfileBuilder().build(ctx, BuildRequest("myapp", tmp_path, "pushdock-test/x:v1"), Progress())
