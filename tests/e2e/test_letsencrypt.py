@@ -61,7 +61,8 @@ class Pebble:
             subprocess.Popen(["pebble", "-config", str(base / "pebble.json"), "-dnsserver", f"127.0.0.1:{self.dns}"],
                              stdout=log, stderr=log, env=env),
         ]
-        for port in (self.port, self.mgmt):
+        # pebble's ports, and the DNS server it validates through (its management port: up with its DNS one)
+        for port in (self.port, self.mgmt, self.dns_mgmt):
             wait_port(port)
 
     @property

@@ -83,3 +83,15 @@ def test_security_claims_name_real_tests() -> None:
         assert path and (ROOT / path).is_file(), path
         if func is not None:
             assert re.search(rf"^def {re.escape(func)}\(", (ROOT / path).read_text(), re.M), f"{path}::{func}"
+
+
+PAST_EVENTS = re.compile(r"\.events\((?:[^()]|\([^()]*\))*\buntil=")  # arguments with calls one level deep
+
+
+def test_no_test_asks_the_engine_for_past_events() -> None:
+    """The engine answers a query of past events (`events(since=..., until=...)`) from its last 256 events, every
+    container's together (moby daemon/events/events.go): on an engine busy with other tests they are gone within
+    seconds. Tests subscribe before the action instead (tests/harness.py `EngineEvents`)."""
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("*.py")
+                 if p.name != "test_meta.py" and re.search(PAST_EVENTS, p.read_text())]
+    assert offenders == []
