@@ -199,6 +199,9 @@ def _decode(text: str) -> tuple[Table, Texts]:
 
 
 def _key(app: str) -> str:
+    """The start of the app's line: `"APP":` (app names need no escaping; json.dumps for anything else)."""
+    if app.isascii() and app.isprintable() and '"' not in app and "\\" not in app:
+        return f'"{app}":'
     return json.dumps(app) + ":"
 
 
