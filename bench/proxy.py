@@ -3,9 +3,12 @@ caddy and traefik; failed requests of keep-alive clients while another app chang
 
 Each proxy runs for real (private instance, temp data dir, free ports) and routes to in-process HTTP
 backends. "One change" = `apply` of one app's new upstream with N apps routed: the call returns once the
-new route is live and the old upstream drained (nginx: old workers exited). "In a fresh process": the same
-`apply` timed in a new Python process (interpreter start and imports not counted), as a push's worker
-process runs it: nothing of the routes table is cached there yet. "Full rebuild" = every app's
+new route is live and the old upstream drained (nginx: old workers exited). Then the same `apply` in a fresh
+process, where nothing of the route tables is cached yet, two ways: "in a new interpreter" (its imports done
+before the clock starts: only what `apply` imports lazily is timed), and "in a worker forked warm" as a push's
+is (a process imports what serve's zygote imports, `gc.freeze()`s as it does and forks; in the child what `apply`
+imports lazily and its copy-on-write faults count; the fork and the worker's Settings, ~4 ms, are paid once per
+push, not per change, and are not timed). "Full rebuild" = every app's
 route changed in one batch (`proxy:build-config --all`, `proxy:set --global`). Keep-alive load: 8 clients
 with persistent connections on one app while 10 changes of another app are applied; a failure is any
 request without a 2xx answer (mostly a keep-alive connection the proxy closed at reload).
@@ -17,6 +20,7 @@ Usage: .venv/bin/python bench/proxy.py [--apps 1,100,1000] [--proxies nginx,cadd
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import json
 import os
@@ -35,10 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from loguru import logger
 
 from bench._report import write_section
+from gitserver import worker
 from proxies.caddy.proxy import CaddyProxy
 from proxies.nginx.proxy import NginxProxy
 from proxies.traefik.proxy import TraefikProxy
-from pushdock import proc
+from pushdock import proc, zygote
 from pushdock.context import Context
 from pushdock.routing import Upstream
 from pushdock.settings import Settings, as_env
@@ -46,7 +51,7 @@ from tests.harness import free_port
 
 PROXIES = {"nginx": NginxProxy, "caddy": CaddyProxy, "traefik": TraefikProxy}
 CHANGES = 10
-FRESH = 3
+FRESH = 5
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -122,7 +127,10 @@ def run(kind: str, n: int, ups: list[Upstream]) -> dict[str, Any]:
             t0 = time.monotonic()
             px.apply(ctx, target, [f"{target}.bench.test"], [ups[k % len(ups)]])
             changes.append(time.monotonic() - t0)
-        fresh = [_fresh_change(kind, ctx.settings, target, ups[k % len(ups)]) for k in range(FRESH)]
+        fresh: dict[str, list[float]] = {"cold": [], "warm": []}
+        for k in range(FRESH):
+            for i, mode in enumerate(("cold", "warm")):  # alternated: both see the same machine; each a real change
+                fresh[mode].append(_fresh_change(kind, ctx.settings, target, ups[(2 * k + i) % len(ups)], mode))
         domain_changes = []  # a change the proxy itself must take (nginx: a reload; caddy: an admin-API call)
         for k in range(CHANGES):
             names = [f"{target}.bench.test"] + ([f"www{k}.{target}.bench.test"] if k % 2 == 0 else [])
@@ -146,7 +154,7 @@ def run(kind: str, n: int, ups: list[Upstream]) -> dict[str, Any]:
         failed = requests - result["ok"]
         return {"proxy": kind, "apps": n, "first": first, "rebuild": rebuild,
                 "median": statistics.median(changes), "max": max(changes), "requests": requests,
-                "fresh": statistics.median(fresh),
+                "fresh": statistics.median(fresh["cold"]), "forked": statistics.median(fresh["warm"]),
                 "domain_median": statistics.median(domain_changes), "domain_max": max(domain_changes),
                 "failed": failed, "per_reload": failed / CHANGES,
                 "kinds": ", ".join(f"{k} {v}" for k, v in sorted(result.items()) if k != "ok") or "-"}
@@ -154,21 +162,44 @@ def run(kind: str, n: int, ups: list[Upstream]) -> dict[str, Any]:
         px.stop(ctx)
 
 
-def _fresh_change(kind: str, settings: Settings, app: str, upstream: Upstream) -> float:
-    """One upstream change of `app`, timed inside a new process (what a push's worker does)."""
+def _fresh_change(kind: str, settings: Settings, app: str, upstream: Upstream, mode: str) -> float:
+    """One upstream change of `app`, timed inside a new process: `cold` a new interpreter (imports done before the
+    clock starts; what `apply` imports lazily is timed), `warm` a child forked from a process warmed as serve's
+    zygote warms (pushdock/zygote.py: the same modules imported, then gc.freeze) — what a push's worker is."""
     env = {**os.environ, **as_env(settings)}
-    res = proc.run([sys.executable, __file__, "--fresh-change", json.dumps([kind, app, upstream.host, upstream.port])],
-                   env=env, timeout=120)
+    res = proc.run([sys.executable, __file__, "--fresh-change",
+                    json.dumps([kind, app, upstream.host, upstream.port, mode])], env=env, timeout=120)
     return float(res.stdout.strip().splitlines()[-1])
 
 
 def _one_fresh_change(arg: str) -> None:
-    kind, app, host, port = json.loads(arg)
+    kind, app, host, port, mode = json.loads(arg)
+    if mode == "cold":
+        print(_timed_apply(kind, app, host, int(port)))
+        return
+    zygote.warm([worker.__name__])  # as serve's zygote: the SSH door's worker module, the plugins' WARM names
+    gc.freeze()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker (its copy-on-write faults during apply count)
+        os.close(read)
+        os.write(write, str(_timed_apply(kind, app, host, int(port))).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        took = f.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not took:
+        raise SystemExit(f"error: the forked change failed (status {status})")
+    print(took)
+
+
+def _timed_apply(kind: str, app: str, host: str, port: int) -> float:
     px = PROXIES[kind]()
     ctx = Context(settings=Settings())
     t0 = time.monotonic()
-    px.apply(ctx, app, [f"{app}.bench.test"], [Upstream(host, int(port))])
-    print(time.monotonic() - t0)
+    px.apply(ctx, app, [f"{app}.bench.test"], [Upstream(host, port)])
+    return time.monotonic() - t0
 
 
 def main() -> None:
@@ -191,16 +222,16 @@ def main() -> None:
             rows.append(r)
             print(f"{kind:6} {n:5} apps: first start {r['first'] * 1000:7.0f} ms, full rebuild "
                   f"{r['rebuild'] * 1000:7.0f} ms, one change median {r['median'] * 1000:6.1f} / max "
-                  f"{r['max'] * 1000:6.1f} ms, in a fresh process {r['fresh'] * 1000:6.1f} ms, domain change median {r['domain_median'] * 1000:6.1f} / max "
+                  f"{r['max'] * 1000:6.1f} ms, in a new interpreter {r['fresh'] * 1000:6.1f} ms, in a warm-forked worker {r['forked'] * 1000:6.1f} ms, domain change median {r['domain_median'] * 1000:6.1f} / max "
                   f"{r['domain_max'] * 1000:6.1f} ms; keep-alive: {r['requests']} requests, {r['failed']} failed "
                   f"({r['per_reload']:.1f}/reload: {r['kinds']})", flush=True)
     table = ["| proxy | apps | first start (all apps, one batch) | full rebuild (every route changed, one batch) "
-             "| one app's upstream change: median / max | the same in a fresh process (median) | one app's domain change: median / max "
+             "| one app's upstream change: median / max | the same in a new interpreter (median) | in a worker forked warm, as a push's (median) | one app's domain change: median / max "
              "| keep-alive requests | failed | failed per change | kinds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         table.append(f"| {r['proxy']} | {r['apps']} | {r['first'] * 1000:.0f} ms | {r['rebuild'] * 1000:.0f} ms | "
-                     f"{r['median'] * 1000:.1f} / {r['max'] * 1000:.1f} ms | {r['fresh'] * 1000:.1f} ms | "
+                     f"{r['median'] * 1000:.1f} / {r['max'] * 1000:.1f} ms | {r['fresh'] * 1000:.1f} ms | {r['forked'] * 1000:.1f} ms | "
                      f"{r['domain_median'] * 1000:.1f} / {r['domain_max'] * 1000:.1f} ms | {r['requests']} | {r['failed']} | "
                      f"{r['per_reload']:.1f} | {r['kinds']} |")
     body = (__doc__ or "").split("Usage:")[0].strip() + "\n\n" + "\n".join(table) + "\n\n" + (
@@ -210,8 +241,9 @@ def main() -> None:
         "in-process (proxies/nftmap.py; bench/stable_switch.py measures it alone), then the old upstream's "
         "connections drain (idle pooled ones closed through sock_diag; proxies/stable.py); what remains is "
         "Python over the 1000-route table, `routes.json` written (fsync) and the drain's read of the kernel's "
-        "TCP socket table, which walks every socket of the host; in a fresh process the route tables are "
-        "parsed first. traefik renames the app's file and waits until its API shows the route. A domain change is what the proxy itself must take: for nginx "
+        "TCP socket table, which walks every socket of the host. A fresh process first parses `routes.json` "
+        "(one JSON decode, the cyclic collector paused) and reads only the changed app's line of `proxied.json` "
+        "(the table the proxy was given: whole only when the proxy itself is told). traefik renames the app's file and waits until its API shows the route. A domain change is what the proxy itself must take: for nginx "
         "`nginx -t`, the reload, the master's 100 ms overlap and the old workers' exit; for caddy one admin-API "
         "call (a full config reload inside caddy). The keep-alive columns count failed requests of 8 keep-alive "
         "clients of another app while 10 upstream changes are applied.")

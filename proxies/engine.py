@@ -27,7 +27,7 @@ from loguru import logger
 
 from proxies import listen, stable
 from proxies.batch import Batcher, Change
-from proxies.model import Listener, Route, Table, conflict, load_table, ports_in_use, save_table
+from proxies.model import Listener, Route, Table, conflict, load_routes, load_table, ports_in_use, save_table
 from proxies.routes import resolve
 from pushdock.errors import Conflict, PushdockError
 from pushdock.state import atomic_write, validate_app_name
@@ -195,19 +195,21 @@ class ProxyEngine:
         """`_commit`, with steerable upstreams replaced by stable addresses (stable.py): a change of upstreams
         only is a switch of the kernel's rules, the proxy is not touched; then the old upstreams drain."""
         path = self._proxied_path(ctx)
-        saved = load_table(path) if path.exists() else None
         if not (self.steer_upstreams and stable.usable(ctx.settings.stable_upstreams)):
-            if saved is None:
+            if not path.exists():
                 self._commit(ctx, old, new, changed)
                 return
+            saved = load_table(path)
             self._commit(ctx, saved, new, changed | {a for a in set(saved) | set(new) if saved.get(a) != new.get(a)})
             path.unlink(missing_ok=True)
             return
         st = stable.Stable(self.root(ctx))
-        old_view = saved if saved is not None else old
         new_view, rules = st.view(new)
-        scope = changed if saved is not None else changed | set(old) | set(new)
-        to_proxy = {a for a in scope if old_view.get(a) != new_view.get(a)}
+        if path.exists():  # only the changed apps' lines are read: the whole table only if the proxy is told
+            scope, was = changed, load_routes(path, changed)
+        else:
+            scope, was = changed | set(old) | set(new), old
+        to_proxy = {a for a in scope if was.get(a) != new_view.get(a)}
         running = bool(self.pids(ctx))
         had = st.installed() or {}
         touch = bool(to_proxy) or not running or not changed
@@ -218,6 +220,7 @@ class ProxyEngine:
             except stable.StableError as e:
                 raise PushdockError(f"the upstreams could not be switched: {e}") from e
             if touch:
+                old_view = load_table(path) if path.exists() else old
                 try:
                     self._commit(ctx, old_view, new_view, to_proxy)
                 except PushdockError:

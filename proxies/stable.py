@@ -41,7 +41,7 @@ from pathlib import Path
 from loguru import logger
 
 from proxies import nftmap
-from proxies.model import Route, Table
+from proxies.model import Route, Table, collector_paused
 from pushdock import proc
 from pushdock.errors import PushdockError
 from pushdock.routing import Upstream
@@ -84,6 +84,10 @@ class Stable:
     def view(self, table: Table, *, allocate: bool = True) -> tuple[Table, Rules]:
         """The table with every steerable route's upstreams replaced by its stable addresses, and the rules
         that send those addresses to the real upstreams."""
+        with collector_paused():
+            return self._view(table, allocate=allocate)
+
+    def _view(self, table: Table, *, allocate: bool) -> tuple[Table, Rules]:
         slots = self._slots()
         out: Table = {}
         rules: Rules = {}
@@ -106,9 +110,9 @@ class Stable:
                     continue
                 slots[app], grew = free[0], True
             base = PORT_BASE + slots[app] * SLOTS
-            stable = tuple(Upstream(self.address, base + k) for k in range(len(route.upstreams)))
-            pairs = tuple((base + k, u) for k, u in enumerate(route.upstreams))
-            cache[app] = (route, slots[app], dataclasses.replace(route, upstreams=stable), pairs)
+            stable = tuple([Upstream(self.address, base + k) for k in range(len(route.upstreams))])
+            pairs = tuple([(base + k, u) for k, u in enumerate(route.upstreams)])
+            cache[app] = (route, slots[app], route.with_upstreams(stable), pairs)
             rules.update(pairs)
             out[app] = cache[app][2]
         if grew:
@@ -376,7 +380,7 @@ def _sweep(dst: bytes, ports: set[int], waiting: set[Key], idle_ms: int) -> set[
 
 
 def _steerable(route: Route) -> bool:
-    return 0 < len(route.upstreams) <= SLOTS and all(_loopback(u.host) for u in route.upstreams)
+    return 0 < len(route.upstreams) <= SLOTS and all([_loopback(u.host) for u in route.upstreams])
 
 
 @functools.lru_cache(maxsize=256)
