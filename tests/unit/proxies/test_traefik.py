@@ -33,6 +33,9 @@ from tests.harness import free_port
 SCHEMA = resources.files("proxies.traefik") / "schemas" / "traefik-v3-file-provider.json"
 
 
+EXTRA = tuple(sorted({free_port(), free_port()}))  # the "ports" app's extra host ports
+
+
 def up(port: int) -> Upstream:
     return Upstream("127.0.0.1", port)
 
@@ -51,7 +54,8 @@ def traefik(ctx: Context, px: TraefikProxy) -> TraefikProxy:
     certs.store(ctx, "tls", *certs.generate(["tls.localhost", "www.tls.test"]))
     ctx.state.set("proxy", "tls", "https-redirect", "true")
     ctx.state.create_app("ports")
-    ctx.state.set_json("ports", "ports", "map", ["http:8080:5000", "http:9090:5000"])
+    # extra ports of their own: fixed ones (8080) may be bound by a test running beside this one
+    ctx.state.set_json("ports", "ports", "map", [f"http:{p}:5000" for p in EXTRA])
     px.apply(ctx, "plain", ["plain.localhost"], [up(32001)])
     px.apply(ctx, "multi", ["multi.localhost", "www.multi.test", "*.multi.test"], [up(32002), up(32003)])
     px.apply(ctx, "tls", ["tls.localhost", "www.tls.test"], [up(32004)])
@@ -110,11 +114,11 @@ def test_routes_say_what_the_apps_need(ctx: Context, traefik: TraefikProxy) -> N
     assert tls["http"]["middlewares"]["tls-https-redirect"]["redirectScheme"] == {
         "scheme": "https", "port": str(tp), "permanent": True}
     ports = load(ctx.state.path("traefik", "dynamic", "ports.yml"))["http"]["routers"]
-    assert sorted(r["entryPoints"][0] for r in ports.values()) == ["p8080", "p9090"]
+    assert sorted(r["entryPoints"][0] for r in ports.values()) == sorted(f"p{p}" for p in EXTRA)
     static = load(ctx.state.path("traefik", "traefik.yml"))
     assert static["providers"]["file"] == {"directory": str(ctx.state.path("traefik", "dynamic").absolute()),
                                            "watch": True}
-    assert {f"p{p}" for p in (pp, tp, 8080, 9090)} <= set(static["entryPoints"])
+    assert {f"p{p}" for p in (pp, tp, *EXTRA)} <= set(static["entryPoints"])
     assert static["entryPoints"]["traefik"]["address"].startswith("127.0.0.1:")
 
 
