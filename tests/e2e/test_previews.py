@@ -4,13 +4,13 @@ signed with the app's secret, sent to a real `pushdock serve`, which fetches the
 and serves it through nginx at APP-pr-N.localhost. Only GitHub is stood in for.
 
 A pull request's head is pushed to the bare repository as refs/pull/N/head, as GitHub does for every PR (forks
-included). Synchronize is a redeploy under load: 0 failed requests (so the module runs alone: zero_downtime)."""
+included). Synchronize is a redeploy under load: 0 failed requests (so the module runs alone: zero_downtime).
+What serve's timer does to previews (expiry, a dead worker's deploy resumed) waits for its minute ticks in
+tests/e2e/test_previews_timer.py, beside the other tests."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 import uuid
 
@@ -178,68 +178,3 @@ def test_bad_deliveries_are_refused_as_pushes_are(server, github, parent) -> Non
     assert deliver(server, app, {**payload, "action": "labeled"}) == (202, {"status": "ignored: pull_request labeled"})
     assert 3 not in listed(server, app)
     assert f"{app}-pr-3" not in server.cli("apps:list").stdout.split()
-
-
-def preview_workers(server: Server, pr: int) -> list[int]:
-    """Pids of the `python -m previews.deploy` workers of this server's data dir deploying pull request `pr`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
-            env = dict(v.split(b"=", 1) for v in open(f"/proc/{entry}/environ", "rb").read().split(b"\0") if b"=" in v)
-        except OSError:
-            continue
-        job = json.loads(env.get(b"PUSHDOCK_PREVIEW_JOB", b"{}"))
-        if b"previews.deploy" in argv and env.get(b"PUSHDOCK_DATA_DIR") == str(server.data).encode() and \
-                job.get("pr") == pr and job.get("action") == "deploy":
-            found.append(int(entry))
-    return found
-
-
-def test_a_deploy_whose_worker_was_killed_is_deployed_again_by_the_timer(server, github, parent) -> None:
-    """The preview's worker is killed (SIGKILL, its whole process group: as a reboot or the OOM killer would)
-    while deploying: the record stays `deploying` with nobody on its lock, and serve's every-minute job starts a
-    new worker, which makes the preview again if it was half made and deploys the head."""
-    app, work = parent
-    preview = f"{app}-pr-4"
-    head = open_pr(server, work, 4, "deployed after all")
-    records = server.data / "data" / "previews" / app / "records"
-    assert deliver(server, app, pr_payload(github, "opened", 4, head))[0] == 202
-    deadline = time.monotonic() + 60
-    while json.loads(records.read_text()).get("4", {}).get("state") != "deploying":
-        assert time.monotonic() < deadline, records.read_text()
-        time.sleep(0.02)
-    [pid] = preview_workers(server, 4)
-    os.killpg(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30  # SIGKILL is delivered at once, the process is gone when the kernel is done
-    while preview_workers(server, 4):
-        assert time.monotonic() < deadline, f"the killed preview worker {pid} is still there"
-        time.sleep(0.1)
-    assert listed(server, app)[4]["state"] == "deploying"
-
-    wait_state(server, app, 4, "deployed", head, timeout=150)
-    assert server.get(preview) == (200, "deployed after all")
-    assert server.get(preview, "/env/API_TOKEN") == (200, "")  # made as a preview: none of the parent's secrets
-    assert "preview worker gone: deploying again" in (server.base / "serve.log").read_text()
-    events = json.loads(server.cli("events", "--app", app, "--format", "json", "-n", "1000").stdout)
-    assert [(e["who"], e["door"], e.get("result", "ok")) for e in events
-            if e["action"] == "previews:deploy" and e["pr"] == 4] == [("previews", "cron", "ok")]
-    assert deliver(server, app, pr_payload(github, "closed", 4, head))[0] == 202
-    wait_gone(server, app, 4)
-
-
-def test_ttl_expiry_on_the_timer(server, github, parent) -> None:
-    """The open preview of the fork (test above) has had no new commit for longer than a 1 s ttl: the timer's
-    every-minute job destroys it."""
-    app, _ = parent
-    assert 2 in listed(server, app)
-    server.ssh("previews:set", app, "ttl", "1s")
-    wait_gone(server, app, 2, timeout=150)
-    assert f"{app}-pr-2" not in server.cli("apps:list").stdout.split()
-    assert containers(server, f"{app}-pr-2") == []
-    events = json.loads(server.cli("events", "--app", app, "--format", "json", "-n", "1000").stdout)
-    assert [(e["who"], e["door"], e["pr"]) for e in events if e["action"] == "previews:expire"] == [
-        ("pushdock", "cron", 2)]
-    assert server.get(app) == (200, "parent")
