@@ -303,7 +303,11 @@ def test_a_half_made_preview_is_made_again_not_deployed_as_it_was(ctx: Context, 
         raise PushdockError("no engine here")
 
     monkeypatch.setattr(deploy, "_deploy_head", deploy_head)
-    assert deploy.deploy(ctx, APP, 8) == "failed: no engine here"
+    try:
+        assert deploy.deploy(ctx, APP, 8) == "failed: no engine here"
+    finally:  # removing the half-made app removed its routes, which started this data dir's proxy: stop it
+        if (ctx.state.path("nginx") / "nginx.pid").exists():
+            ctx.proxy().stop(ctx)
     assert made == [{"PLAIN": "shared"}]
     assert model.get(ctx, APP, 8).making is False  # type: ignore[union-attr]
     assert [e["action"] for e in ctx.state.read_events() if e.get("preview") == name][:1] == ["previews:create"]
