@@ -18,6 +18,8 @@ from pathlib import Path
 
 from loguru import logger
 
+from pushdock.errors import PushdockError
+
 LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
 
 
@@ -54,10 +56,43 @@ def _bind_error(port: int) -> int | None:
     return None
 
 
-def _listening(ports: set[int] | None) -> dict[int, set[int]]:
-    """Inodes of the sockets listening on each of `ports` (None: every port; any address, IPv4 or IPv6)."""
+def bind(ports: list[int], proxy: str) -> list[socket.socket]:
+    """Listening sockets on 0.0.0.0 for a proxy to inherit (caddy, traefik), one per port, in order.
+
+    Every proxy listens IPv4 with SO_REUSEPORT, so the sockets of all of them on a port form one group
+    (the kernel keeps a group per address family): a proxy starting beside another (a switch, a restart)
+    joins the other's group and proxies/steer.py can steer the group's new connections from one to the
+    other. Go programs listen dual-stack (IPv6) on a wildcard address when left to bind it themselves:
+    a group of their own, which IPv4 clients reach only once every IPv4 socket has closed.
+    """
+    sockets: list[socket.socket] = []
+    try:
+        for port in ports:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind(("0.0.0.0", port))
+            s.listen(4096)
+    except OSError as e:
+        for s in sockets:
+            s.close()
+        raise PushdockError(f"{proxy} cannot listen on port {ports[len(sockets) - 1]}: {e.strerror}") from e
+    return sockets
+
+
+def group(ports: set[int] | None) -> dict[int, set[int]]:
+    """Inodes of the IPv4 sockets listening on 0.0.0.0 on each of `ports` (None: every port): the
+    SO_REUSEPORT group the proxies share on that port."""
+    return _listening(ports, tables=("/proc/net/tcp",), address="00000000")
+
+
+def _listening(ports: set[int] | None, *, tables: tuple[str, ...] = ("/proc/net/tcp", "/proc/net/tcp6"),
+               address: str | None = None) -> dict[int, set[int]]:
+    """Inodes of the sockets listening on each of `ports` (None: every port; any address, IPv4 or IPv6,
+    unless `address` names one as /proc/net/tcp writes it)."""
     inodes: dict[int, set[int]] = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for table in tables:
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except FileNotFoundError:
@@ -65,8 +100,9 @@ def _listening(ports: set[int] | None) -> dict[int, set[int]]:
         for line in lines:
             fields = line.split()
             if len(fields) > 9 and fields[3] == LISTEN:
-                port = int(fields[1].rpartition(":")[2], 16)
-                if ports is None or port in ports:
+                host, _, hex_port = fields[1].rpartition(":")
+                port = int(hex_port, 16)
+                if (ports is None or port in ports) and (address is None or host == address):
                     inodes.setdefault(port, set()).add(int(fields[9]))
     return inodes
 

@@ -16,6 +16,8 @@ import os
 import socket
 from collections.abc import Iterator
 
+from loguru import logger
+
 from proxies import listen
 
 SO_ATTACH_REUSEPORT_CBPF = 51
@@ -33,8 +35,8 @@ class _Prog(ctypes.Structure):
 
 
 def _listening_fd(pid: int, port: int) -> int:
-    """The fd number, in `pid`, of its socket listening on `port`."""
-    inodes = listen._listening({port}).get(port, set())
+    """The fd number, in `pid`, of its socket of `port`'s group."""
+    inodes = listen.group({port}).get(port, set())
     for entry in os.scandir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):
             target = os.readlink(entry.path)
@@ -64,7 +66,7 @@ def _socket_of(pid: int, port: int) -> Iterator[socket.socket]:
 
 def sole_listener(pid: int, port: int) -> bool:
     """Whether `pid` holds the only socket listening on `port` (then a process listening next is index 1)."""
-    holders = listen._listening({port}).get(port, set())
+    holders = listen.group({port}).get(port, set())
     return len(holders) == 1 and holders <= listen._socket_inodes([pid])
 
 
@@ -83,6 +85,40 @@ def release(pid: int, port: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, 0)
 
 
+def hold(ports: list[int], hint: list[int]) -> list[tuple[int, int]]:
+    """On every port some process listens on already, steer new connections to the group's first socket
+    (the process listening longest), so that a socket joining the group next gets none until `to_index`
+    or `release`. `hint`: pids likely to hold them (the rest of the host is searched if they do not).
+    Returns (pid, port) pairs to `release` with; a port that cannot be steered is left out (and logged)."""
+    groups = listen.group(set(ports))
+    holders = _holders({inode: port for port, inodes in groups.items() for inode in inodes}, hint)
+    held = []
+    for port in ports:
+        pid = holders.get(port)
+        if pid is None:
+            continue
+        try:
+            to_index(pid, port, 0)
+        except OSError as e:
+            logger.warning("cannot steer connections while a proxy starts", port=port, error=str(e))
+            continue
+        held.append((pid, port))
+    return held
+
+
+def _holders(ports_of: dict[int, int], hint: list[int]) -> dict[int, int]:
+    """A pid holding each port's listening socket (`ports_of`: inode -> port), the hinted ones looked at first."""
+    found: dict[int, int] = {}
+    wanted = set(ports_of.values())
+    pids = [*hint, *(int(e.name) for e in os.scandir("/proc") if e.name.isdigit() and int(e.name) not in hint)]
+    for pid in pids:
+        for inode in listen._socket_inodes([pid]) & ports_of.keys():
+            found.setdefault(ports_of[inode], pid)
+        if len(found) == len(wanted):
+            break
+    return found
+
+
 def hand_over(old_pids: list[int], new_pids: list[int]) -> list[tuple[int, int]]:
     """On every port where both an old and a new proxy listen, steer new connections to the new one's first socket.
 
@@ -92,7 +128,7 @@ def hand_over(old_pids: list[int], new_pids: list[int]) -> list[tuple[int, int]]
     that cannot be steered is left to the kernel's hash (and to tcp_migrate_req)."""
     old_inodes, new_inodes = listen._socket_inodes(old_pids), listen._socket_inodes(new_pids)
     steered = []
-    for port, inodes in listen._listening(None).items():
+    for port, inodes in listen.group(None).items():
         n_old, n_new = len(inodes & old_inodes), len(inodes & new_inodes)
         if not n_old or not n_new or n_old + n_new != len(inodes):  # a third holder: its order is unknown
             continue

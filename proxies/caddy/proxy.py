@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from proxies import procs, stable
+from proxies import listen, procs, stable
 from proxies.caddy import config as caddy_config
 from proxies.engine import ProxyEngine
 from proxies.model import Listener, Table, ports_in_use
@@ -226,7 +226,7 @@ class CaddyProxy(ProxyEngine):
     def _start(self, lay: _Layout, table: Table, default: Listener) -> None:
         """Bind the ports, start caddy with those sockets and the whole document, wait for its admin API."""
         listeners = ports_in_use(table, default)
-        sockets = _bind([li.port for li in listeners])
+        sockets = listen.bind([li.port for li in listeners], "caddy")
         try:
             held = {li.port: (s.fileno(), li.scheme) for li, s in zip(listeners, sockets, strict=True)}
             atomic_write(lay.conf, json.dumps(self._document(lay, table, default, held), indent=1), mode=0o600)
@@ -308,26 +308,6 @@ class CaddyProxy(ProxyEngine):
 
 def _steered(lay: _Layout) -> caddy_config.Steered:
     return caddy_config.Steered(stable.Stable(lay.root).address, str(lay.switching))
-
-
-def _bind(ports: list[int]) -> list[socket.socket]:
-    """Listening sockets for caddy to inherit. SO_REUSEPORT: nginx may hold the same ports while
-    `proxy:set --global` switches between them."""
-    sockets: list[socket.socket] = []
-    try:
-        for port in ports:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(s)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            s.bind(("0.0.0.0", port))
-            s.listen(4096)
-            s.set_inheritable(True)
-    except OSError as e:
-        for s in sockets:
-            s.close()
-        raise PushdockError(f"caddy cannot listen on port {ports[len(sockets) - 1]}: {e.strerror}") from e
-    return sockets
 
 
 def _log_since(log: Path, offset: int) -> str:

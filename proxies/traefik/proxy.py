@@ -13,6 +13,7 @@ waits until it serves every route, then stops the old one gracefully: no port is
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.metadata
 import json
 import os
@@ -44,6 +45,7 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 20.0
 DRAIN_TIMEOUT = 15.0  # in-flight requests to dropped upstreams (idle connections close after 1 s)
 ESTABLISHED = "01"
+BASH = shutil.which("bash") or "/bin/bash"  # sets LISTEN_PID to its own pid, then execs traefik
 
 
 def traefik_binary() -> str | None:
@@ -171,7 +173,7 @@ class TraefikProxy(ProxyEngine):
                 logger.debug("traefik not installed: files written only", apps=len(changed))
                 return
             if restart:
-                self._replace(lay, binary, running, new, [li.port for li in listeners])
+                self._replace(lay, binary, running, new, listeners)
             else:
                 self._wait_live(lay, {app: docs[app] for app in changed}, old_docs=_docs(before))
         except PushdockError as e:
@@ -186,15 +188,25 @@ class TraefikProxy(ProxyEngine):
     def _static(lay: _Layout, listeners: list[Listener], api_port: int) -> str:
         return to_yaml(render_static(listeners, lay.dynamic, api_port, lay.log))
 
-    def _replace(self, lay: _Layout, binary: str, running: int | None, table: Table, ports: list[int]) -> None:
+    def _replace(self, lay: _Layout, binary: str, running: int | None, table: Table,
+                 listeners: list[Listener]) -> None:
         """Start traefik on the static file; once it serves every route, stop the one running before.
 
-        The new traefik listens before it has loaded its routes (it would answer 404): meanwhile every new
-        connection on a port both serve is steered to the old one (proxies/steer.py), then to the new one."""
+        pushdock binds the ports and hands the sockets over (systemd's socket activation, which traefik
+        reads): IPv4, in the SO_REUSEPORT group of whatever proxy listens there already (listen.bind). The
+        new traefik would answer 404 until it has loaded its routes: meanwhile every new connection on a port
+        another process serves is steered to that one (proxies/steer.py), then to the new traefik."""
+        ports = [li.port for li in listeners]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(lay.root)}
         offset = lay.log.stat().st_size if lay.log.exists() else 0
-        steered = _steer_all(running, ports, 0) if running is not None else []
-        pid = proc.spawn_detached([binary, f"--configFile={lay.static}"], logfile=lay.log, env=env)
+        held = steer.hold(ports, [running] if running is not None else [])
+        joined = {port: len(inodes) for port, inodes in listen.group(set(ports)).items()}  # the new socket's index
+        try:
+            pid = _spawn([binary, f"--configFile={lay.static}"], lay.log, env,
+                         dict(zip((entry_point(li) for li in listeners), listen.bind(ports, "traefik"), strict=True)))
+        except PushdockError:
+            _release(held)
+            raise
         try:
             api = lay.api_port()
             if not procs.wait(lambda: _get(api, "/ping") is not None or not procs.alive(pid), START_TIMEOUT):
@@ -204,15 +216,20 @@ class TraefikProxy(ProxyEngine):
             self._wait_live(lay, {app: self._doc_on_disk(lay, app) for app in table}, old_docs={}, pid=pid)
         except PushdockError:
             _terminate(pid, kill=True)
-            _release_all(running, steered)
+            _release(held)
             raise
         atomic_write(lay.pid, f"{pid}\n")
         logger.info("traefik started", pid=pid, replaces=running)
-        if running is not None:
-            steered = _steer_all(pid, steered, 1)  # the new traefik joined the group second: index 1
-            listen.migrate_on_close()
-            _terminate(running)  # accepts what its queue holds, then finishes its in-flight requests
-            _release_all(pid, steered)
+        if running is None:  # another proxy may serve these ports (a switch): it stops after this returns
+            _release(held)
+            return
+        handed = [(pid, port) for _, port in held]  # released through the new one: the old one exits
+        for _, port in handed:
+            with contextlib.suppress(OSError):
+                steer.to_index(pid, port, joined.get(port, 0))
+        listen.migrate_on_close()
+        _terminate(running)  # accepts what its queue holds, then finishes its in-flight requests
+        _release(handed)
 
     @staticmethod
     def _doc_on_disk(lay: _Layout, app: str) -> dict[str, Any]:
@@ -281,27 +298,35 @@ class TraefikProxy(ProxyEngine):
             logger.warning("traefik upstreams still busy", upstreams=sorted(dropped), timeout=DRAIN_TIMEOUT)
 
 
-def _steer_all(pid: int, ports: list[int], index: int) -> list[int]:
-    """Steer the ports where `pid` listens alone (index 0) or beside one other (index 1); the ports steered."""
-    done = []
-    for port in ports:
-        try:
-            if index == 0 and not steer.sole_listener(pid, port):
-                continue
-            steer.to_index(pid, port, index)
-            done.append(port)
-        except OSError as e:
-            logger.warning("cannot steer connections: the new traefik may answer 404 until it has loaded",
-                           port=port, error=str(e))
-    return done
-
-
-def _release_all(pid: int | None, ports: list[int]) -> None:
-    if pid is None:
-        return
-    for port in ports:
+def _release(pairs: list[tuple[int, int]]) -> None:
+    for pid, port in pairs:
         with contextlib.suppress(OSError):
             steer.release(pid, port)
+
+
+def _spawn(argv: list[str], log: Path, env: dict[str, str], sockets: dict[str, socket.socket]) -> int:
+    """Start traefik with `sockets` (entry point name -> listening socket) as systemd passes them: fds 3, 4, ...
+    named in LISTEN_FDNAMES, LISTEN_PID its own pid (bash sets it, then execs traefik in its place). Our copies
+    of the sockets are closed on return."""
+    n, fds = len(sockets), []
+    try:
+        for s in sockets.values():  # copies above the target numbers: a move to 3 + i overwrites none still to move
+            fds.append(fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 3 + n))
+        moves = " ".join(f"{3 + i}<&{fd} {fd}<&-" for i, fd in enumerate(fds))
+        script = f'exec {moves}; LISTEN_PID=$$ exec "$0" "$@"' if fds else 'exec "$0" "$@"'
+        env = {**env, "LISTEN_FDS": str(n), "LISTEN_FDNAMES": ":".join(sockets)} if fds else env
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            child = proc.popen([BASH, "-c", script, *argv], stdin=proc.DEVNULL, stdout=out, stderr=out, env=env,
+                               start_new_session=True, pass_fds=fds)
+    except OSError as e:
+        raise PushdockError(f"traefik did not start: {e}") from e
+    finally:
+        for s in sockets.values():
+            s.close()
+        for fd in fds:
+            os.close(fd)
+    return child.pid
 
 
 def _snapshot(api: int, want: dict[str, tuple[dict[str, str], list[str]]],

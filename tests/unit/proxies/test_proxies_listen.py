@@ -6,6 +6,7 @@ The engine's `RecordingProxy` (tests/unit/proxies/test_engine.py) records what i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Iterator
@@ -168,6 +169,53 @@ def test_a_switch_hands_new_connections_to_the_new_proxy_before_the_old_one_stop
         for c in clients:
             c.close()
     finally:
+        child.kill()
+        child.wait()
+        old.close()
+
+
+def test_a_hold_keeps_new_connections_off_a_socket_joining_the_group() -> None:
+    """The "old proxy" is a socket of this process; a child process (the "new proxy" starting) joins its
+    SO_REUSEPORT group after `steer.hold`, which finds the old socket's holder by itself (no hint). Every new
+    connection goes to the old socket while held (the kernel's hash alone would give the child about half);
+    after `release` the child gets its share again."""
+    import subprocess
+    import sys
+
+    from proxies import steer
+
+    old = socket.socket()
+    old.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    old.bind(("0.0.0.0", 0))
+    old.listen(128)
+    port = old.getsockname()[1]
+    held = steer.hold([port], [])
+    assert held == [(os.getpid(), port)]
+    code = (f"import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1); "
+            f"s.bind(('0.0.0.0', {port})); s.listen(128); print('up', flush=True); sys.stdin.read()")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    clients: list[socket.socket] = []
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "up"
+        clients += [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(40)]
+        old.setblocking(False)
+        accepted = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                old.accept()[0].close()
+                accepted += 1
+        assert accepted == 40
+        for pid, p in held:
+            steer.release(pid, p)
+        clients += [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(40)]
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                old.accept()[0].close()
+                accepted += 1
+        assert 40 < accepted < 80, "released: the kernel's hash spreads them again"
+    finally:
+        for c in clients:
+            c.close()
         child.kill()
         child.wait()
         old.close()

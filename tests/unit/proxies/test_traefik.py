@@ -198,9 +198,59 @@ def test_a_traefik_that_does_not_start_gets_its_files_back(ctx: Context, px: Tra
     with socket.socket() as holder:
         holder.bind(("0.0.0.0", extra))
         holder.listen(8)
-        with pytest.raises(PushdockError, match=r"traefik did not start: .*address already in use"):
+        with pytest.raises(PushdockError, match=r"traefik cannot listen on port \d+: Address already in use"):
             px._commit(ctx, px.routes(ctx), wanted, {"plain"})
     assert {f: f.read_text() for f in before} == before
     assert f":{extra}" not in (root / "traefik.yml").read_text()
     assert px.report(ctx)["pid"] == pid and px.live(ctx)["services"]["plain@file"]["loadBalancer"]["servers"] == [
         {"url": "http://127.0.0.1:1"}]
+
+
+def test_traefik_joins_the_port_group_of_the_proxy_it_replaces(ctx: Context, px: TraefikProxy) -> None:
+    """A switch to traefik from nginx or caddy (here: a child process listening on the proxy port as they do,
+    IPv4 with SO_REUSEPORT, accepting nothing). While traefik starts, every new connection goes to the old
+    proxy (traefik would answer 404 before its routes are loaded); once the switch hands over, every new
+    connection goes to traefik and the old proxy's queue stays empty. A traefik binding its own ports listens
+    dual-stack IPv6, outside the old proxy's group: IPv4 clients would keep reaching the old proxy until its
+    last socket closed, resetting what that socket had queued (the flake this replaces)."""
+    import subprocess
+    import sys
+
+    from proxies import listen, steer
+    from tests.harness import http_get
+
+    port = ctx.settings.proxy_port
+    code = (f"import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1); "
+            f"s.bind(('0.0.0.0', {port})); s.listen(64); print('up', flush=True); sys.stdin.read()")
+    old = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert old.stdout is not None and old.stdout.readline().strip() == "up"
+        [old_inode] = listen._socket_inodes([old.pid])
+        from proxies.routes import resolve
+
+        # as after the switch's check that the port is held only by this data dir's proxies
+        px._commit(ctx, {}, {"plain": resolve(ctx, "plain", ["plain.localhost"], [up(1)])}, {"plain"})
+        pid = int(str(px.report(ctx)["pid"]))
+        [group] = listen.group({port}).values()
+        assert old_inode in group and len(group & listen._socket_inodes([pid])) == 1, "traefik outside the group"
+        steered = steer.hand_over([old.pid], [pid])
+        assert steered == [(pid, port)]
+        try:
+            for _ in range(20):
+                assert http_get(port, "nobody.localhost", timeout=5)[0] == 404  # traefik's answer, none queued
+        finally:
+            for p, q in steered:
+                steer.release(p, q)
+        assert _queued(old_inode) == 0
+    finally:
+        old.kill()
+        old.wait()
+
+
+def _queued(inode: int) -> int:
+    """Connections waiting in a listening socket's accept queue (rx_queue of /proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        if int(f[9]) == inode:
+            return int(f[4].split(":")[1], 16)
+    raise AssertionError(f"socket {inode} not listening")
