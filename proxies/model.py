@@ -144,17 +144,25 @@ def _identity(path: Path) -> tuple[int, int, int]:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
-def load_table(path: Path) -> Table:
-    """The routes a proxy applied, by app ({} if none yet)."""
+def _cached(path: Path) -> tuple[tuple[int, int, int], Table | None] | None:
+    """The file's identity and the table cached for it if it is still that file's (None: no file)."""
     try:
         key = _identity(path)
     except FileNotFoundError:
-        return {}
+        return None
     hit = _cache.get(path)
-    if hit is not None and hit[0] == key:
-        return dict(hit[1])
-    table, texts = _parse(path.read_text())
-    _cache[path] = (key, table, texts)
+    return key, (hit[1] if hit is not None and hit[0] == key else None)
+
+
+def load_table(path: Path) -> Table:
+    """The routes a proxy applied, by app ({} if none yet)."""
+    found = _cached(path)
+    if found is None:
+        return {}
+    key, table = found
+    if table is None:
+        table, texts = _parse(path.read_text())
+        _cache[path] = (key, table, texts)
     return dict(table)
 
 
@@ -209,13 +217,11 @@ def load_routes(path: Path, apps: set[str]) -> Table:
     """The routes of `apps` in the table at `path` (those it has), decoding only their lines: a process that
     changes one route of 1000 does not parse the 999 others (the whole table is parsed if it is not one route
     per line)."""
-    try:
-        key = _identity(path)
-    except FileNotFoundError:
+    found = _cached(path)
+    if found is None:
         return {}
-    hit = _cache.get(path)
-    if hit is not None and hit[0] == key:
-        return {a: hit[1][a] for a in apps if a in hit[1]}
+    if (table := found[1]) is not None:
+        return {a: table[a] for a in apps if a in table}
     text = path.read_text()
     out: Table = {}
     if _one_per_line(text):

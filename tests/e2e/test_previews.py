@@ -18,8 +18,8 @@ import docker
 import pytest
 
 from tests.fakes.github import deliver as deliver_signed
-from tests.fakes.github import listed, open_pr, pr_payload, serving, wait_gone, wait_state
-from tests.harness import Server, unique
+from tests.fakes.github import listed, open_pr, parent_app, pr_payload, serving, wait_gone, wait_state
+from tests.harness import Server
 
 pytestmark = [pytest.mark.docker, pytest.mark.zero_downtime]  # counts failed requests under load: runs alone
 SECRET = uuid.uuid4().hex
@@ -43,18 +43,11 @@ def github(server):
 @pytest.fixture(scope="module")
 def parent(server, github):
     """A deployed parent app with a secret and a plain variable, webhook and previews set; (app, work tree)."""
-    app = unique("site")
-    work = server.app_repo(app, body="parent")
-    assert server.push(work, app).returncode == 0
-    server.git("push", "-q", str(server.base / "github" / "site.git"), "main", cwd=work, check=True)
-    server.cli("config:set", app, "API_TOKEN=parent-only", "PLAIN=shared", "MAILER_PASSWORD=x")
-    for key, value in (("secret", SECRET), ("repo", github.url), ("token", TOKEN), ("api", github.api)):
-        server.ssh("webhooks:set", app, key, value)
-    server.ssh("previews:enable", app)
+    app, work = parent_app(server, github, "site", "API_TOKEN=parent-only", "PLAIN=shared", "MAILER_PASSWORD=x",
+                           secret=SECRET, token=TOKEN)
     server.ssh("previews:set", app, "env", "GREETING=preview")
     server.ssh("previews:set", app, "copy-secrets", "MAILER_PASSWORD")
     return app, work
-
 
 def deliver(server: Server, app: str, payload: dict, *, secret: str | None = SECRET) -> tuple[int, dict]:  # type: ignore[type-arg]
     return deliver_signed(server, app, payload, secret=secret)

@@ -14,8 +14,8 @@ import uuid
 import docker
 import pytest
 
-from tests.fakes.github import deliver, listed, open_pr, pr_payload, serving, wait_gone, wait_state
-from tests.harness import Server, unique
+from tests.fakes.github import deliver, listed, open_pr, parent_app, pr_payload, serving, wait_gone, wait_state
+from tests.harness import Server
 
 pytestmark = pytest.mark.docker
 SECRET = uuid.uuid4().hex
@@ -39,16 +39,7 @@ def github(server):
 @pytest.fixture(scope="module")
 def parent(server, github):
     """A deployed parent app with a secret, webhook and previews set; (app, work tree)."""
-    app = unique("tick")
-    work = server.app_repo(app, body="parent")
-    assert server.push(work, app).returncode == 0
-    server.git("push", "-q", str(server.base / "github" / "site.git"), "main", cwd=work, check=True)
-    server.cli("config:set", app, "API_TOKEN=parent-only")
-    for key, value in (("secret", SECRET), ("repo", github.url), ("token", TOKEN), ("api", github.api)):
-        server.ssh("webhooks:set", app, key, value)
-    server.ssh("previews:enable", app)
-    return app, work
-
+    return parent_app(server, github, "tick", "API_TOKEN=parent-only", secret=SECRET, token=TOKEN)
 
 def containers(server: Server, app: str) -> list:  # type: ignore[type-arg]
     return docker.from_env().containers.list(all=True, filters={"label": [f"pushdock.app={app}",

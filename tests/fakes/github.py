@@ -20,7 +20,7 @@ from dulwich.repo import Repo
 from dulwich.server import DictBackend
 from dulwich.web import WSGIRequestHandlerLogger, WSGIServerLogger, make_server, make_wsgi_chain
 
-from tests.harness import Server
+from tests.harness import Server, unique
 
 OWNER = "octo/site"
 
@@ -94,6 +94,21 @@ def pr_payload(github: FakeGithub, action: str, number: int, sha: str, *, fork: 
                              "base": {"ref": "main", "repo": {"full_name": OWNER}}},
             "repository": {"full_name": OWNER, "clone_url": github.url, "default_branch": "main"},
             "sender": {"login": "someone" if fork else "octocat"}}
+
+
+def parent_app(server: Server, github: FakeGithub, prefix: str, *config: str, secret: str, token: str
+               ) -> tuple[str, Path]:
+    """A deployed app whose pull requests get previews: pushed, its main branch on the fake GitHub, `config`
+    (KEY=VALUE) set, the webhook pointed at the fake (`secret`, `token`), previews enabled; (app, work tree)."""
+    app = unique(prefix)
+    work = server.app_repo(app, body="parent")
+    assert server.push(work, app).returncode == 0
+    server.git("push", "-q", str(server.base / "github" / "site.git"), "main", cwd=work, check=True)
+    server.cli("config:set", app, *config)
+    for key, value in (("secret", secret), ("repo", github.url), ("token", token), ("api", github.api)):
+        server.ssh("webhooks:set", app, key, value)
+    server.ssh("previews:enable", app)
+    return app, work
 
 
 def open_pr(server: Server, work: Path, number: int, body: str) -> str:
