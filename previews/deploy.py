@@ -188,10 +188,13 @@ def _deploy_head(ctx: Context, app: str, name: str, pr: int, sha: str) -> str:
 
 
 def _remove(ctx: Context, name: str, services: list[str] | tuple[str, ...]) -> None:
+    """The preview app and its services: those it has on record, and any made for it that a worker killed
+    half-way never recorded."""
     if ctx.state.app_exists(name):
         destroy_app(ctx, name)
-    if services:
-        ctx.bus.call("destroy_app_services", ctx=ctx, services=list(services))
+    made = [s for part in ctx.bus.call("app_copy_services", ctx=ctx, app=name) for s in part or []]
+    if every := list(dict.fromkeys([*services, *made])):
+        ctx.bus.call("destroy_app_services", ctx=ctx, services=every)
 
 
 def close(ctx: Context, app: str, pr: int, *, reason: str, name: str | None = None) -> str:

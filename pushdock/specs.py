@@ -24,7 +24,8 @@ hookimpl = pluggy.HookimplMarker("pushdock")
 # Triggers that are registries (they return objects) are Python-only; scripts cannot implement them.
 PYTHON_ONLY = frozenset(
     {"register_commands", "register_builders", "register_schedulers", "register_proxies", "register_services",
-     "timer_jobs", "webhook_event", "clone_app_services", "http_routes", "http_door", "app_summary", "pipeline"}
+     "timer_jobs", "webhook_event", "clone_app_services", "app_copy_services", "http_routes", "http_door",
+     "app_summary", "pipeline"}
 )
 
 
@@ -230,6 +231,13 @@ def clone_app_services(ctx: Context, source_app: str, app: str, data: str) -> li
     """Give `app` services of its own, one for each service linked to `source_app`, linked to `app` (its URL
     variables set, no deploy): `data` `empty`, or `clone` (restored from the source service's newest verified
     backup; kinds without backups start empty). Returns them as `KIND:NAME`. Python only."""
+    return []
+
+
+@hookspec
+def app_copy_services(ctx: Context, app: str) -> list[str]:
+    """The services `clone-app-services` made for `app` (`KIND:NAME`), including any whose maker died before it
+    returned them. Python only."""
     return []
 
 

@@ -51,7 +51,7 @@ def clone_for(ctx: Context, kinds: dict[str, Datastore], source_app: str, app: s
         for source in model.linked_to(ctx.state, source_app, sorted(kinds)):
             ds = kinds[source.kind]
             var = next(x.var for x in source.links if x.app == source_app)
-            copy = _create(ctx, ds, _free_name(ctx, source.kind, app))
+            copy = _create(ctx, ds, _free_name(ctx, source.kind, app), app)
             made.append(f"{copy.kind}:{copy.name}")
             if data == "clone" and source.kind in BACKUPS:
                 backup = newest_verified(ctx, source)
@@ -66,10 +66,10 @@ def clone_for(ctx: Context, kinds: dict[str, Datastore], source_app: str, app: s
     return made
 
 
-def _create(ctx: Context, ds: Datastore, name: str) -> model.Service:
+def _create(ctx: Context, ds: Datastore, name: str, app: str) -> model.Service:
     progress = Progress(lambda line: logger.debug("service copy output", line=line))
     with ctx.state.global_lock(model.plugin(ds.kind)):
-        service, password = model.create(ctx.state, ds.kind, name)
+        service, password = model.create(ctx.state, ds.kind, name, made_for=app)
         try:
             engine.ensure_image(ds, progress)
             engine.start(ctx, ds, service, password)
@@ -87,6 +87,11 @@ def _link(ctx: Context, ds: Datastore, service: model.Service, app: str, var: st
         model.save(ctx.state, replace(model.get(ctx.state, ds.kind, service.name), links=(model.Link(app, var),)))
     url = ds.url(service.name, model.password(ctx.state, service), engine.host(service))
     ctx.state.set_env(app, ctx.state.get_env(app) | {var: url})
+
+
+def made_for(ctx: Context, kinds: list[str], app: str) -> list[str]:
+    """The services (`KIND:NAME`) `clone_for` made for `app`, whether or not its caller got the list back."""
+    return [f"{s.kind}:{s.name}" for kind in sorted(kinds) for s in model.all_of(ctx.state, kind) if s.made_for == app]
 
 
 def destroy(ctx: Context, names: list[str]) -> None:

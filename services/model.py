@@ -40,12 +40,17 @@ class Service:
     created: float
     links: tuple[Link, ...] = field(default_factory=tuple)
     exposed: tuple[str, int] | None = None  # (address, host port) it is published on (`KIND:expose`), else None
+    # the app copy (a preview) it was made for by `clone-app-services`, written with the record before anything
+    # runs: a copy whose maker died before it could say so is still found and destroyed with that app
+    made_for: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         raw: dict[str, Any] = {"kind": self.kind, "name": self.name, "created": self.created,
                                "links": [{"app": link.app, "var": link.var} for link in self.links]}
         if self.exposed:
             raw["exposed"] = {"address": self.exposed[0], "port": self.exposed[1]}
+        if self.made_for:
+            raw["made_for"] = self.made_for
         return raw
 
 
@@ -100,7 +105,8 @@ def _of(kind: str, name: str, raw: dict[str, Any]) -> Service:
     links = tuple(Link(str(x["app"]), str(x["var"])) for x in raw.get("links", []))
     exposed = raw.get("exposed")
     return Service(kind, name, float(raw.get("created", 0)), links,
-                   (str(exposed["address"]), int(exposed["port"])) if exposed else None)
+                   (str(exposed["address"]), int(exposed["port"])) if exposed else None,
+                   str(raw["made_for"]) if raw.get("made_for") else None)
 
 
 def find(state: State, kind: str, name: str) -> Service | None:
@@ -125,13 +131,14 @@ def save(state: State, service: Service) -> None:
     records(state, service.kind).set_json(service.name, RECORD, raw)
 
 
-def create(state: State, kind: str, name: str) -> tuple[Service, str]:
-    """A new record and its generated password (Conflict if the name is taken)."""
+def create(state: State, kind: str, name: str, *, made_for: str | None = None) -> tuple[Service, str]:
+    """A new record and its generated password (Conflict if the name is taken); `made_for`: the app copy it is
+    made for (Service.made_for)."""
     if find(state, kind, name) is not None:
         raise Conflict(f"{kind} service {name} exists already")
     password = secrets.token_urlsafe(24)  # URL-safe: it goes into DATABASE_URL unquoted
     records(state, kind).set_json(name, CREDENTIALS, {"password": password}, secret=True)
-    service = Service(kind, name, time.time())
+    service = Service(kind, name, time.time(), made_for=made_for)
     save(state, service)
     return service, password
 

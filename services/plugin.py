@@ -81,6 +81,13 @@ def clone_app_services(ctx: Context, source_app: str, app: str, data: str) -> li
 
 
 @hookimpl
+def app_copy_services(ctx: Context, app: str) -> list[str]:
+    from services import copies  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
+
+    return copies.made_for(ctx, sorted(ctx.bus.registry("services")), app)
+
+
+@hookimpl
 def destroy_app_services(ctx: Context, services: list[str]) -> None:
     from services import copies  # noqa: PLC0415 -- start-up: every CLI start loads the plugins; this loads when the hook runs
 

@@ -295,6 +295,11 @@ def test_a_half_made_preview_is_made_again_not_deployed_as_it_was(ctx: Context, 
     name = f"{APP}-pr-8"
     ctx.state.clone_app(APP, name, skip=deploy.SKIPS)  # the copy, then the kill: the parent's env as it is
     model.update(ctx, APP, 8, making=True)
+    from services import model as services_model
+
+    # killed inside the services' copy: its record was written, the preview never got its name back
+    services_model.create(ctx.state, "redis", f"{name}-redis", made_for=name)
+    services_model.create(ctx.state, "redis", "users-own")
     assert ctx.state.get_env(name)["API_TOKEN"] == "parent-only"
     made: list[dict[str, str]] = []
 
@@ -310,4 +315,5 @@ def test_a_half_made_preview_is_made_again_not_deployed_as_it_was(ctx: Context, 
             ctx.proxy().stop(ctx)
     assert made == [{"PLAIN": "shared"}]
     assert model.get(ctx, APP, 8).making is False  # type: ignore[union-attr]
+    assert [s.name for s in services_model.all_of(ctx.state, "redis")] == ["users-own"], "no orphaned copy"
     assert [e["action"] for e in ctx.state.read_events() if e.get("preview") == name][:1] == ["previews:create"]

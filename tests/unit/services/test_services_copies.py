@@ -40,3 +40,17 @@ def test_nothing_linked_nothing_made(ctx: Context) -> None:
     with pytest.raises(UsageError, match="data must be one of empty, clone"):
         copies.clone_for(ctx, ctx.bus.registry("services"), "site", "site-pr-1", "all")
     ctx.bus.call("destroy_app_services", ctx=ctx, services=["postgres:nosuch"])  # gone already: nothing to do
+
+
+def test_a_copy_says_which_app_it_was_made_for(ctx: Context) -> None:
+    """Written with the record, before the service runs: `app-copy-services` finds a copy its maker never
+    returned (a worker killed half-way); services made by users are never listed."""
+    model.create(ctx.state, "postgres", "site-pr-1-postgres", made_for="site-pr-1")
+    model.create(ctx.state, "redis", "site-pr-1-redis", made_for="site-pr-1")
+    model.create(ctx.state, "postgres", "site-pr-2-postgres", made_for="site-pr-2")
+    model.create(ctx.state, "postgres", "site-pr-1-mine")
+    assert model.get(ctx.state, "postgres", "site-pr-1-postgres").made_for == "site-pr-1"
+    assert model.get(ctx.state, "postgres", "site-pr-1-mine").made_for is None
+    assert ctx.bus.call("app_copy_services", ctx=ctx, app="site-pr-1") == [
+        ["postgres:site-pr-1-postgres", "redis:site-pr-1-redis"]]
+    assert ctx.bus.call("app_copy_services", ctx=ctx, app="site") == [[]]
