@@ -110,6 +110,8 @@ def _holders(ports_of: dict[int, int], hint: list[int]) -> dict[int, int]:
     """A pid holding each port's listening socket (`ports_of`: inode -> port), the hinted ones looked at first."""
     found: dict[int, int] = {}
     wanted = set(ports_of.values())
+    if not wanted:
+        return found
     pids = [*hint, *(int(e.name) for e in os.scandir("/proc") if e.name.isdigit() and int(e.name) not in hint)]
     for pid in pids:
         for inode in listen._socket_inodes([pid]) & ports_of.keys():
