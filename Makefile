@@ -45,7 +45,7 @@ lint:
 	$(VENV)/bin/mypy
 
 bench: setup
-	for b in bench/push_to_live.py bench/builds.py bench/zero_downtime.py bench/proxy.py bench/stable_switch.py bench/swarm.py bench/receive_memory.py bench/services.py; do \
+	for b in bench/push_to_live.py bench/builds.py bench/zero_downtime.py bench/proxy_switch.py bench/proxy.py bench/stable_switch.py bench/swarm.py bench/receive_memory.py bench/services.py; do \
 	  [ ! -f $$b ] || $(VENV)/bin/python $$b || exit 1; done
 
 clean:
