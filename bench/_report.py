@@ -30,3 +30,12 @@ def write_section(script: str, body: str) -> None:
     text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
+
+
+def publish(script: str, lines: list[str], *, errors: list[str], note: str, write: bool) -> None:
+    """Print a benchmark's section (its lines, then the errors seen and a note on reading it) and, unless told
+    not to (`--no-write`), write it into docs/benchmarks.md."""
+    body = "\n".join([*lines, "", "Errors: " + ("; ".join(errors) or "none") + ".", note])
+    print(body)
+    if write:
+        write_section(script, body)

@@ -14,15 +14,14 @@ import argparse
 import itertools
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._report import write_section
-from bench.zero_downtime import CLIENTS, Client, Stats
+from bench._report import publish
+from bench.zero_downtime import CLIENTS, Stats, under_load
 from tests.harness import Server, http_get, unique
 
 ORDER = ("nginx", "caddy", "traefik", "nginx", "traefik", "caddy", "nginx")  # every ordered pair once
@@ -30,20 +29,12 @@ SETTLE = 1.0  # seconds of load before and after each switch
 
 
 def switch_under_load(srv: Server, app: str, proxy: str) -> tuple[dict[str, Stats], float]:
-    kinds = {"non-keep-alive": Stats(), "keep-alive": Stats()}
-    lock, stop = threading.Lock(), threading.Event()
-    clients = [Client(srv.proxy_port, f"{app}.localhost", kind == "keep-alive", stats, lock, stop)
-               for kind, stats in kinds.items() for _ in range(CLIENTS)]
-    for c in clients:
-        c.start()
-    time.sleep(SETTLE)
-    t0 = time.monotonic()
-    srv.cli("proxy:set", "--global", proxy)
-    took = time.monotonic() - t0
-    time.sleep(SETTLE)
-    stop.set()
-    for c in clients:
-        c.join(15)
+    with under_load(srv, app) as kinds:
+        time.sleep(SETTLE)
+        t0 = time.monotonic()
+        srv.cli("proxy:set", "--global", proxy)
+        took = time.monotonic() - t0
+        time.sleep(SETTLE)
     return kinds, took
 
 
@@ -95,19 +86,12 @@ def main() -> None:
                     total += r[2][kind].errors
             if total:
                 errors.append(f"{old} → {new} {kind}: {dict(total)}")
-    lines += [
-        "",
-        "Errors: " + ("; ".join(errors) or "none") + ".",
+    publish("bench/proxy_switch.py", lines, errors=errors, write=not args.no_write, note=(
         "A keep-alive client's connection stays with the proxy it was opened to (only new connections are steered "
         "to the new one); the old proxy closes it when it exits (nginx, caddy and traefik all close idle "
         "connections at a graceful stop), and a request sent on it at that moment fails: about one per switch, "
         "each OK when sent again on a new connection (what browsers do for an idempotent request on a reused "
-        "connection). Redeploys never stop a proxy (bench/zero_downtime.py: 0 for both kinds).",
-    ]
-    body = "\n".join(lines)
-    print(body)
-    if not args.no_write:
-        write_section("bench/proxy_switch.py", body)
+        "connection). Redeploys never stop a proxy (bench/zero_downtime.py: 0 for both kinds)."))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ kinds on every proxy; failures are reported as they are, with how many a retry o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import statistics
 import subprocess
@@ -19,12 +20,13 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._report import write_section
+from bench._report import publish
 from tests.harness import Server, http_get, unique
 
 REDEPLOYS = 20
@@ -112,25 +114,34 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def run_proxy(srv: Server, work: Path, app: str, redeploys: int, first: int) -> dict:
-    """`redeploys` pushes under load through the selected proxy: per-kind stats, push and swap times."""
+@contextlib.contextmanager
+def under_load(srv: Server, app: str) -> Iterator[dict[str, Stats]]:
+    """CLIENTS threads of each kind GET the app through the proxy until the block ends: their stats by kind."""
     kinds = {"non-keep-alive": Stats(), "keep-alive": Stats()}
     lock, stop = threading.Lock(), threading.Event()
     clients = [Client(srv.proxy_port, f"{app}.localhost", kind == "keep-alive", stats, lock, stop)
                for kind, stats in kinds.items() for _ in range(CLIENTS)]
     for c in clients:
         c.start()
-    time.sleep(1)
-    pushes, swaps = [], []
-    for n in range(first, first + redeploys):
-        srv.commit(work, f"deploy {n}", {"body.txt": f"deploy {n}\n"})
-        push, swap = push_timed(srv, work, app)
-        pushes.append(push)
-        swaps.append(swap)
-    time.sleep(1)
-    stop.set()
-    for c in clients:
-        c.join(15)
+    try:
+        yield kinds
+    finally:
+        stop.set()
+        for c in clients:
+            c.join(15)
+
+
+def run_proxy(srv: Server, work: Path, app: str, redeploys: int, first: int) -> dict:
+    """`redeploys` pushes under load through the selected proxy: per-kind stats, push and swap times."""
+    with under_load(srv, app) as kinds:
+        time.sleep(1)
+        pushes, swaps = [], []
+        for n in range(first, first + redeploys):
+            srv.commit(work, f"deploy {n}", {"body.txt": f"deploy {n}\n"})
+            push, swap = push_timed(srv, work, app)
+            pushes.append(push)
+            swaps.append(swap)
+        time.sleep(1)
     final = http_get(srv.proxy_port, f"{app}.localhost")
     assert final == (200, f"deploy {first + redeploys - 1}"), final
     return {"kinds": kinds, "pushes": pushes, "swaps": swaps}
@@ -182,20 +193,13 @@ def main() -> None:
         ]
     errors = [f"{proxy} {kind}: {dict(s.errors)}" for proxy, r in results.items() for kind, s in r["kinds"].items()
               if s.errors]
-    lines += [
-        "",
-        "Errors: " + (", ".join(errors) or "none") + ".",
+    publish("bench/zero_downtime.py", lines, errors=errors, write=not args.no_write, note=(
         "Goal (issue 22): 0 failed requests for both client kinds on every proxy. nginx and caddy are not "
         "reloaded by a redeploy: each app is routed to stable loopback addresses that a kernel DNAT rule sends to "
         "the current container (proxies/stable.py; nginx rotates its pooled upstream connections, caddy sends a "
         "switching app's requests past its pool until the old ones drained); traefik swaps its handlers "
         "in-process. The retry column is "
-        "the same GET sent once more on a new connection (what browsers do).",
-    ]
-    body = "\n".join(lines)
-    print(body)
-    if not args.no_write:
-        write_section("bench/zero_downtime.py", body)
+        "the same GET sent once more on a new connection (what browsers do)."))
 
 
 if __name__ == "__main__":
