@@ -64,12 +64,6 @@ def _socket_of(pid: int, port: int) -> Iterator[socket.socket]:
         os.close(fd)
 
 
-def sole_listener(pid: int, port: int) -> bool:
-    """Whether `pid` holds the only socket listening on `port` (then a process listening next is index 1)."""
-    holders = listen.group({port}).get(port, set())
-    return len(holders) == 1 and holders <= listen._socket_inodes([pid])
-
-
 def to_index(pid: int, port: int, index: int) -> None:
     """Every new connection on `port` to the group's socket number `index` (0: the first that listened)."""
     insn = (_Filter * 1)(_Filter(BPF_RET_K, 0, 0, index))

@@ -80,21 +80,10 @@ def stream(
         return p.wait(timeout=timeout)
 
 
-def spawn_detached(argv: Sequence[str], *, logfile: Path, env: Mapping[str, str] | None = None) -> int:
-    """Start a long-lived program in its own session (it outlives us); return its pid."""
-    argv = [str(a) for a in argv]
-    logfile.parent.mkdir(parents=True, exist_ok=True)
-    with open(logfile, "ab") as out:
-        p = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True,
-        )
-    return p.pid
-
-
 Process = subprocess.Popen  # what popen returns: callers annotate with it instead of importing subprocess
 
 
 def popen(argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
-    """A raw child with pipes, for the SSH door's workers (bytes in, bytes out)."""
+    """A raw child: the SSH door's workers (pipes, bytes in and out), the proxies' daemons (sockets passed)."""
     argv = [str(a) for a in argv]
     return subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload,no-any-return]
