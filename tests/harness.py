@@ -295,6 +295,15 @@ def cleanup_docker(data_dir: Path) -> None:
                 client.images.remove(img.id, force=True)
 
 
+def image_tags(app: str) -> list[str]:
+    """The tags of the app's images (pushdock/APP:vN), sorted, from one engine call: the SDK's `images.list`
+    inspects each image it listed, and one pruned in between (pruning ends a push, after its answer) is a 404."""
+    import docker
+
+    images = docker.from_env().api.images(name=f"pushdock/{app}")
+    return sorted(t for i in images for t in i.get("RepoTags") or [] if t != "<none>:<none>")
+
+
 class EngineEvents:
     """The engine's events from now on (`filters` as `docker events` takes them), collected by a thread for the
     `with` block: subscribe before the action, read after it.

@@ -15,7 +15,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.harness import ROOT, Server, unique
+from tests.harness import ROOT, Server, image_tags, unique
 
 pytestmark = pytest.mark.docker
 
@@ -49,7 +49,7 @@ def rejected(server: Server, work: Path, app: str) -> str:
 
 def image_of(app: str) -> str:
     """The app's newest image (pushdock/APP:vN)."""
-    tags = [t for img in docker.from_env().images.list(name=f"pushdock/{app}") for t in img.tags]
+    tags = image_tags(app)
     return max(tags, key=lambda t: int(t.rsplit(":v", 1)[1]))
 
 

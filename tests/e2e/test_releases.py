@@ -12,7 +12,7 @@ import time
 import docker
 import pytest
 
-from tests.harness import PUSHDOCK, ROOT, Server, unique
+from tests.harness import PUSHDOCK, ROOT, Server, image_tags, unique
 
 # The tests on the module's `live` app (and any that counts failed requests under load) run in order in make
 # test's serial pass; the others, each on an app of its own, run in the parallel pass.
@@ -183,7 +183,7 @@ def pruned_to(app: str, tags: list[str], timeout: float = 120.0) -> list[str]:
     at `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
-        found = sorted(t for i in docker.from_env().images.list(name=f"pushdock/{app}") for t in i.tags)
+        found = image_tags(app)
         if found == tags or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
