@@ -41,12 +41,14 @@ def post_delete(ctx: Context, app: str) -> None:
 
     try:
         client = docker_client.client()
-        images = client.images.list(name=f"pushdock/{app}")
+        # one engine call: `images.list` inspects each image it listed, and a push's pruning (after its answer)
+        # may remove one in between
+        images = client.api.images(name=f"pushdock/{app}")
     except docker.errors.DockerException as e:
         logger.warning("could not list the app's images", app=app, error=str(e))
         return
     # by tag, never by id: another app's identical build is the same image (same id) under its own tag
-    tags = [t for image in images for t in image.tags if t.startswith(f"pushdock/{app}:")]
+    tags = [t for image in images for t in image.get("RepoTags") or [] if t.startswith(f"pushdock/{app}:")]
     for tag in tags:
         with contextlib.suppress(docker.errors.DockerException):
             client.images.remove(tag, force=True)
